@@ -1,0 +1,131 @@
+# Finds every dependency once and exposes them through the interface target `dit_deps`.
+
+# LibTorch from a PyTorch install: ask the python that has torch where its CMake files are.
+if(NOT Torch_DIR AND NOT DEFINED ENV{Torch_DIR})
+  find_program(DITBENCH_PYTHON NAMES python3 python
+               HINTS ${CMAKE_CURRENT_SOURCE_DIR}/.venv/bin NO_DEFAULT_PATH)
+  if(NOT DITBENCH_PYTHON)
+    find_program(DITBENCH_PYTHON NAMES python3 python)
+  endif()
+  execute_process(
+    COMMAND ${DITBENCH_PYTHON} -c "import torch;print(torch.utils.cmake_prefix_path)"
+    OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _torch_rc)
+  if(NOT _torch_rc EQUAL 0)
+    message(FATAL_ERROR "ditbench: ${DITBENCH_PYTHON} cannot import torch; run scripts/setup.sh "
+                        "or pass -DTorch_DIR=<libtorch>/share/cmake/Torch")
+  endif()
+  list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
+endif()
+find_package(Torch REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+
+# CLI11 is header-only: a system install, or the Debian package unpacked into .deps/.
+find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp HINTS ${CMAKE_CURRENT_SOURCE_DIR}/.deps/usr/include)
+if(NOT CLI11_INCLUDE_DIR)
+  message(FATAL_ERROR "ditbench: CLI11 not found (apt-get install libcli11-dev, or unpack it into .deps/)")
+endif()
+
+add_library(dit_deps INTERFACE)
+target_link_libraries(dit_deps INTERFACE ${TORCH_LIBRARIES} nlohmann_json::nlohmann_json)
+target_include_directories(dit_deps INTERFACE ${CLI11_INCLUDE_DIR})
+target_compile_options(dit_deps INTERFACE ${TORCH_CXX_FLAGS})
+
+# CUDA: LibTorch's own config enables the CUDA language when it finds a toolkit.
+set(DITBENCH_HAS_CUDA OFF)
+if(CAFFE2_USE_CUDA OR TARGET torch::cudart)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    set(DITBENCH_HAS_CUDA ON)
+    find_package(CUDAToolkit REQUIRED)
+    if(NOT CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "52")
+      set(CMAKE_CUDA_ARCHITECTURES 90a)
+    endif()
+    target_compile_definitions(dit_deps INTERFACE DITBENCH_HAS_CUDA=1)
+    target_link_libraries(dit_deps INTERFACE CUDA::cudart)
+  endif()
+endif()
+
+set(DITBENCH_HAS_NCCL OFF)
+set(DITBENCH_HAS_CUPTI OFF)
+set(DITBENCH_HAS_NVTX OFF)
+if(DITBENCH_HAS_CUDA)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)
+  find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    set(DITBENCH_HAS_NCCL ON)
+    target_include_directories(dit_deps INTERFACE ${NCCL_INCLUDE_DIR})
+    target_link_libraries(dit_deps INTERFACE ${NCCL_LIBRARY})
+    target_compile_definitions(dit_deps INTERFACE DITBENCH_HAS_NCCL=1)
+  endif()
+  if(TARGET CUDA::cupti)
+    set(DITBENCH_HAS_CUPTI ON)
+    target_link_libraries(dit_deps INTERFACE CUDA::cupti)
+    target_compile_definitions(dit_deps INTERFACE DITBENCH_HAS_CUPTI=1)
+  endif()
+  find_path(NVTX3_INCLUDE_DIR nvtx3/nvToolsExt.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  if(NVTX3_INCLUDE_DIR)
+    set(DITBENCH_HAS_NVTX ON)
+    target_include_directories(dit_deps INTERFACE ${NVTX3_INCLUDE_DIR})
+    target_compile_definitions(dit_deps INTERFACE DITBENCH_HAS_NVTX=1)
+  endif()
+endif()
+
+# Frame and video I/O (Debian packages), optional.
+set(DITBENCH_HAS_OPENCV OFF)
+find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs)
+if(OpenCV_FOUND)
+  set(DITBENCH_HAS_OPENCV ON)
+  target_link_libraries(dit_deps INTERFACE ${OpenCV_LIBS})
+  target_include_directories(dit_deps INTERFACE ${OpenCV_INCLUDE_DIRS})
+  target_compile_definitions(dit_deps INTERFACE DITBENCH_HAS_OPENCV=1)
+endif()
+set(DITBENCH_HAS_FFMPEG OFF)
+find_package(PkgConfig QUIET)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(FFMPEG QUIET IMPORTED_TARGET libavformat libavcodec libavutil libswscale)
+  if(FFMPEG_FOUND)
+    set(DITBENCH_HAS_FFMPEG ON)
+    target_link_libraries(dit_deps INTERFACE PkgConfig::FFMPEG)
+    target_compile_definitions(dit_deps INTERFACE DITBENCH_HAS_FFMPEG=1)
+  endif()
+endif()
+
+find_package(GTest QUIET)
+find_package(benchmark QUIET)
+set(DITBENCH_HAS_BENCHMARK ${benchmark_FOUND})
+
+# Build facts for `ditbench --version` and the environment block of every record.
+execute_process(COMMAND git -C ${CMAKE_CURRENT_SOURCE_DIR} rev-parse --short=12 HEAD
+                OUTPUT_VARIABLE DITBENCH_GIT OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+if(NOT DITBENCH_GIT)
+  set(DITBENCH_GIT "unknown")
+endif()
+foreach(_f CUDA NCCL CUPTI NVTX OPENCV FFMPEG)
+  if(DITBENCH_HAS_${_f})
+    set(DITBENCH_HAS_${_f}_INT true)
+  else()
+    set(DITBENCH_HAS_${_f}_INT false)
+  endif()
+endforeach()
+configure_file(${CMAKE_CURRENT_LIST_DIR}/build_info.h.in ${CMAKE_BINARY_DIR}/generated/build_info.h @ONLY)
+target_include_directories(dit_deps INTERFACE ${CMAKE_BINARY_DIR}/generated)
+
+# One precompiled header for LibTorch, built once and reused by every target.
+add_library(dit_pch STATIC ${CMAKE_CURRENT_LIST_DIR}/empty.cpp)
+target_link_libraries(dit_pch PUBLIC dit_deps)
+if(DITBENCH_PCH)
+  target_precompile_headers(dit_pch PUBLIC
+    <torch/nn/module.h> <torch/nn/modules/container/modulelist.h> <ATen/ATen.h>
+    <nlohmann/json.hpp> <string> <vector> <map> <memory> <optional> <functional>)
+endif()
+function(dit_use_pch target)
+  if(DITBENCH_PCH)
+    target_precompile_headers(${target} REUSE_FROM dit_pch)
+  endif()
+endfunction()
+
+message(STATUS "ditbench: CUDA=${DITBENCH_HAS_CUDA} NCCL=${DITBENCH_HAS_NCCL} CUPTI=${DITBENCH_HAS_CUPTI} "
+               "NVTX=${DITBENCH_HAS_NVTX} OpenCV=${DITBENCH_HAS_OPENCV} FFmpeg=${DITBENCH_HAS_FFMPEG} "
+               "GTest=${GTest_FOUND} benchmark=${benchmark_FOUND}")

@@ -1,0 +1,61 @@
+#pragma once
+// The block-structured transformer interface. Caches, context parallelism and graph capture are
+// written once against it; every model family implements it.
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ditbench {
+
+// Text conditioning as the pipelines hand it to the transformer.
+struct PromptEmbeds {
+  at::Tensor embeds;          // [B, L, text_dim]
+  at::Tensor attention_mask;  // [B, L] bool (true = valid token), right-padded; undefined = all valid
+  at::Tensor pooled;          // [B, pooled_dim] (undefined for models without pooled text)
+  std::string source;         // "file:<path>" or "synthetic:seed=<n>"
+};
+
+// One denoising call's inputs, in the layout and dtypes the pipeline feeds the model.
+struct TransformerInputs {
+  at::Tensor latents;   // model-specific layout, e.g. [B, C, F, H, W]
+  at::Tensor timestep;  // [B]
+  at::Tensor guidance;  // [B] embedded guidance (undefined when the model has none)
+  PromptEmbeds prompt;
+};
+
+// Everything the blocks read and write during one forward pass. `hidden` is the image stream and
+// `context` the text stream; single-stream stages may keep both as views of one joint tensor.
+struct BlockState {
+  at::Tensor hidden;   // [B, N, D]
+  at::Tensor context;  // [B, L, D] (undefined for models without a text stream in the blocks)
+  at::Tensor temb;     // [B, D] conditioning vector
+  // Model-private data (RoPE tables, masks, modulation, joint buffers).
+  std::shared_ptr<void> extra;
+};
+
+class BlockTransformer {
+ public:
+  virtual ~BlockTransformer() = default;
+
+  // Embeddings, RoPE tables, masks, conditioning vector.
+  virtual BlockState prepare(const TransformerInputs& in) = 0;
+  virtual int64_t num_blocks() const = 0;
+  // Runs block i in place on the state.
+  virtual void run_block(int64_t i, BlockState& s) = 0;
+  // Final norm, projection and unpatchify: the model output in the latents' layout.
+  virtual at::Tensor finish(BlockState& s) = 0;
+
+  // TeaCache's per-model signal, computed from the prepared state before block 0.
+  virtual at::Tensor teacache_signal(const BlockState& s) = 0;
+
+  // The whole forward pass: prepare, every block, finish.
+  at::Tensor forward(const TransformerInputs& in) {
+    BlockState s = prepare(in);
+    for (int64_t i = 0; i < num_blocks(); ++i) run_block(i, s);
+    return finish(s);
+  }
+};
+
+}  // namespace ditbench
