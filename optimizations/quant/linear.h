@@ -9,7 +9,10 @@ namespace ditbench {
 
 class LinearImpl : public torch::nn::Module {
  public:
-  LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
+  // Parameters are created uninitialised with `options` (device and dtype), then filled by the
+  // checkpoint loader or by random init; full-size models are built directly on the GPU.
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias = true,
+             const at::TensorOptions& options = {});
 
   // x: [..., in] -> [..., out]
   at::Tensor forward(const at::Tensor& x);
