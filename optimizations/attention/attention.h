@@ -4,7 +4,52 @@
 // rank), so models never name a kernel.
 #include <ATen/ATen.h>
 
+#include <functional>
+#include <string>
+#include <tuple>
+#include <vector>
+
 namespace ditbench {
+
+// Attention on the local rank with a key mask. Returns the output [B, H, Sq, D] and, when asked
+// for, the log-sum-exp of the scores per query [B, H, Sq] in float32 (ring attention merges
+// partial results with it). key_mask: [B, Sk] bool (true = may attend) or undefined.
+struct LocalAttentionResult {
+  at::Tensor out;
+  at::Tensor lse;  // undefined unless requested
+};
+using LocalAttentionFn = std::function<LocalAttentionResult(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_mask,
+    bool need_lse)>;
+
+// A context-parallel strategy (Ulysses, ring, USP) wrapped around the local attention. q, k, v and
+// key_mask are this rank's shard of the sequence.
+class ContextParallelAttention {
+ public:
+  virtual ~ContextParallelAttention() = default;
+  virtual at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& key_mask, const LocalAttentionFn& local) = 0;
+};
+
+// Per-thread attention settings: the backend by registry name ("sdpa", "math", ...), the
+// context-parallel wrapper (not owned; null on one rank), and the kernels that served calls.
+struct AttentionSettings {
+  std::string backend = "sdpa";
+  ContextParallelAttention* context_parallel = nullptr;
+};
+AttentionSettings& attention_settings();  // this thread's settings
+
+// Installs settings for the current thread and restores the previous ones on destruction.
+class AttentionScope {
+ public:
+  explicit AttentionScope(AttentionSettings settings);
+  ~AttentionScope();
+  AttentionScope(const AttentionScope&) = delete;
+  AttentionScope& operator=(const AttentionScope&) = delete;
+
+ private:
+  AttentionSettings saved_;
+};
 
 // Joint attention over the (possibly sharded) sequence.
 // q: [B, H, Sq, D], k/v: [B, H, Sk, D], key_mask: [B, Sk] bool, true = may attend, or undefined.
@@ -16,5 +61,9 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 // rank and never sharded: small text-only attentions such as HunyuanVideo's token refiner.
 at::Tensor attend_with_mask(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& mask);
+
+// The local attention of the current thread's backend (what `attend` runs on one rank).
+LocalAttentionResult local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                     const at::Tensor& key_mask, bool need_lse);
 
 }  // namespace ditbench
