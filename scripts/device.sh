@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds, tests and benchmarks ditbench on a GPU machine in one go (LibTorch from the system's
+# torch, CUDA for sm_90a). Usage: scripts/device.sh [build|test|bench|all] [extra ditbench suites...]
+# Results and logs go to $OUT (default ./out/device).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-all}"; shift || true
+OUT="${OUT:-$PWD/out/device}"; mkdir -p "$OUT"
+BUILD="${DITBENCH_BUILD_DIR:-build-gpu}"
+export DITBENCH_FIXTURES="${DITBENCH_FIXTURES:-$PWD/.fixtures}"
+log() { echo "[device $(date +%H:%M:%S)] $*"; }
+
+build() {
+  local py; py=$(command -v python3)
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDITBENCH_PYTHON="$py" \
+    -DCMAKE_CUDA_ARCHITECTURES=90a -DDITBENCH_FIXTURES_DIR="$DITBENCH_FIXTURES" >"$OUT/cmake.log" 2>&1 \
+    || { tail -40 "$OUT/cmake.log"; return 1; }
+  grep "ditbench:" "$OUT/cmake.log"
+  cmake --build "$BUILD" -j "$(nproc)" >"$OUT/build.log" 2>&1 || { grep -E "error|Error" "$OUT/build.log" | head -40; return 1; }
+  log "built"; "$BUILD/ditbench" --version; "$BUILD/ditbench" list || true
+}
+
+test_all() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  ctest --test-dir "$BUILD" --output-on-failure -j 4 --timeout 600 >"$OUT/ctest.log" 2>&1
+  local rc=$?
+  tail -30 "$OUT/ctest.log"
+  return $rc
+}
+
+bench() {
+  for b in "$BUILD"/bench/bench_*; do
+    [ -x "$b" ] || continue
+    log "running $(basename "$b")"
+    "$b" --benchmark_out="$OUT/$(basename "$b").json" --benchmark_out_format=json 2>&1 | tail -25
+  done
+  for suite in "$@"; do
+    log "running suite $suite"
+    "$BUILD/ditbench" run "$suite" --out "$OUT/$(basename "$suite" .json)" 2>&1 | tail -40
+  done
+}
+
+rc=0
+case "$mode" in
+  build) build || rc=$? ;;
+  test) build && test_all || rc=$? ;;
+  bench) build && bench "$@" || rc=$? ;;
+  all) build || exit 1; test_all || rc=$?; bench "$@" ;;
+  *) echo "usage: $0 [build|test|bench|all] [suites...]"; exit 2 ;;
+esac
+exit $rc
