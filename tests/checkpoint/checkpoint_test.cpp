@@ -339,5 +339,63 @@ TEST(RandomInit, LowPrecisionHoldsRoundedFloat32Values) {
   EXPECT_TRUE(at::equal(half->proj, full->proj.to(at::kBFloat16)));
 }
 
+TEST(RandomInit, LeavesTheGlobalGeneratorAlone) {
+  at::manual_seed(11);
+  const auto expected = at::randn({8});
+  at::manual_seed(11);
+  TinyNet net;
+  random_init(*net, 3);
+  EXPECT_TRUE(at::equal(at::randn({8}), expected));
+}
+
+// ---- on a GPU (skipped where none is present) ----
+
+TEST(CheckpointCuda, LoadModuleCopiesIntoGpuParametersConvertingDtype) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  const auto weights = tiny_net_weights();
+  save_safetensors(dir.file("w.safetensors"), weights);
+  TinyNet net(at::kBFloat16);
+  net->to(at::Device(at::kCUDA, 0));
+  load_module(*net, Checkpoint::open(dir.file("w.safetensors")));
+  EXPECT_TRUE(net->proj.is_cuda());
+  EXPECT_TRUE(at::equal(net->proj.cpu(), weights.at("proj").to(at::kBFloat16)));
+  EXPECT_TRUE(at::equal(net->blocks[1]->as<BlockImpl>()->scale.cpu(),
+                        weights.at("blocks.1.scale").to(at::kBFloat16)));
+  // Saving GPU tensors moves them to the host one by one.
+  save_safetensors(dir.file("back.safetensors"), {{"proj", net->proj}});
+  EXPECT_TRUE(
+      at::equal(load_safetensors(dir.file("back.safetensors")).at("proj"), net->proj.cpu()));
+}
+
+TEST(CheckpointCuda, RandomInitOnGpuIsDeterministicWithTheRightStd) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const auto cuda = at::Device(at::kCUDA, 0);
+  struct WideImpl : torch::nn::Module {
+    WideImpl() { weight = register_parameter("weight", torch::empty({512, 1024})); }
+    torch::Tensor weight;
+  };
+  WideImpl a, b, c;
+  a.to(cuda);
+  b.to(cuda, at::kBFloat16);
+  c.to(cuda);
+  at::manual_seed(11);
+  const auto expected = at::randn({8}, at::TensorOptions().device(cuda));
+  at::manual_seed(11);
+  random_init(a, 21);
+  random_init(b, 21);
+  random_init(c, 22);
+  EXPECT_TRUE(at::equal(at::randn({8}, at::TensorOptions().device(cuda)), expected));
+  EXPECT_TRUE(a.weight.is_cuda());
+  EXPECT_TRUE(at::equal(b.weight, a.weight.to(at::kBFloat16)));
+  EXPECT_FALSE(at::equal(a.weight, c.weight));
+  WideImpl again;
+  again.to(cuda);
+  random_init(again, 21);
+  EXPECT_TRUE(at::equal(again.weight, a.weight));
+  EXPECT_NEAR(a.weight.std().item<double>(), 1.0 / 32.0, 0.01 / 32.0);
+  EXPECT_NEAR(a.weight.mean().item<double>(), 0.0, 0.01 / 32.0);
+}
+
 }  // namespace
 }  // namespace ditbench
