@@ -36,6 +36,9 @@ class ContextParallelAttention {
 struct AttentionSettings {
   std::string backend = "sdpa";
   ContextParallelAttention* context_parallel = nullptr;
+  // Collect the GPU kernel names of each call (CUPTI builds only; costs a host callback per
+  // launch, so runners turn it on for a warmup run, not for timed ones).
+  bool collect_kernel_names = false;
 };
 AttentionSettings& attention_settings();  // this thread's settings
 
@@ -65,5 +68,22 @@ at::Tensor attend_with_mask(const at::Tensor& q, const at::Tensor& k, const at::
 // The local attention of the current thread's backend (what `attend` runs on one rank).
 LocalAttentionResult local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                      const at::Tensor& key_mask, bool need_lse);
+
+// What served this thread's attention calls since the last take: one entry per distinct
+// (backend, op) in first-seen order.
+struct AttentionServed {
+  std::string backend;  // registry name ("flash")
+  std::string op;       // the ATen op that ran ("aten::_scaled_dot_product_flash_attention")
+  int64_t calls = 0;
+  std::vector<std::string> kernels;  // distinct GPU kernel names, when collected
+};
+std::vector<AttentionServed> take_attention_log();
+
+// The same log flattened for record.attention.kernels: the kernel names where they were
+// collected, else "<backend>: <op>" per entry. Clears the log.
+std::vector<std::string> take_kernel_log();
+
+// Backends call this once per call with the op that actually ran.
+void note_attention_served(const std::string& backend, const std::string& op);
 
 }  // namespace ditbench

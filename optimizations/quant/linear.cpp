@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "models/common/error.h"
+
 namespace ditbench {
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool bias,
@@ -11,6 +13,53 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool bias,
   if (bias) this->bias = register_parameter("bias", at::empty({out_features}, options), false);
 }
 
-at::Tensor LinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
+void LinearImpl::quantize(QuantMode mode) {
+  if (quant_mode_ != QuantMode::none) {
+    throw Unsupported("linear [" + std::to_string(out_features_) + ", " +
+                      std::to_string(in_features_) + "] is already quantized (" +
+                      quant_mode_name(quant_mode_) + ")");
+  }
+  if (mode == QuantMode::none) return;
+  const auto check = check_quant_mode(mode, weight.device());
+  if (!check.ok) throw Unsupported(check.reason);
+  use_scaled_mm_ = mode == QuantMode::fp8_dynamic && weight.is_cuda();
+  auto w = weight.detach();  // [N, K]
+  if (use_scaled_mm_) {
+    // _scaled_mm wants K and N multiples of 16: zero rows and columns change no product.
+    const int64_t pad_k = (16 - in_features_ % 16) % 16, pad_n = (16 - out_features_ % 16) % 16;
+    if (pad_k || pad_n) w = at::constant_pad_nd(w, {0, pad_k, 0, pad_n});  // [N', K']
+  }
+  weight_fp8 = quantize_rows_fp8(w);
+  weight.set_data(at::empty({0}, weight.options()));  // frees the full-precision copy
+  quant_mode_ = mode;
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) {
+  switch (quant_mode_) {
+    case QuantMode::none:
+      return at::linear(x, weight, bias);
+    case QuantMode::fp8_weight_only: {
+      auto w = dequantize_rows_fp8(weight_fp8).to(x.scalar_type());  // [N, K]
+      return at::linear(x, w, bias);
+    }
+    case QuantMode::fp8_dynamic:
+      break;
+  }
+  auto out_shape = x.sizes().vec();
+  out_shape.back() = out_features_;
+  auto rows = x.reshape({-1, in_features_});  // [M, K]
+  if (!use_scaled_mm_) {
+    return fp8_linear_emulated(rows, weight_fp8, bias).view(out_shape);
+  }
+  const int64_t padded_k = weight_fp8.values.size(1), padded_n = weight_fp8.values.size(0);
+  if (padded_k != in_features_) rows = at::constant_pad_nd(rows, {0, padded_k - in_features_});
+  at::Tensor padded_bias = bias;
+  if (bias.defined() && padded_n != out_features_) {
+    padded_bias = at::constant_pad_nd(bias, {0, padded_n - out_features_});
+  }
+  auto out = fp8_linear_scaled_mm(rows, weight_fp8, padded_bias);  // [M, N']
+  if (padded_n != out_features_) out = out.narrow(1, 0, out_features_);
+  return out.reshape(out_shape);
+}
 
 }  // namespace ditbench

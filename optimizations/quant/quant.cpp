@@ -1,0 +1,131 @@
+#include "optimizations/quant/quant.h"
+
+#include <cmath>
+#include <regex>
+
+#include "models/common/error.h"
+#include "optimizations/quant/linear.h"
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+namespace ditbench {
+
+const std::vector<std::string>& quant_mode_names() {
+  static const std::vector<std::string> names{"none", "fp8_dynamic", "fp8_weight_only"};
+  return names;
+}
+
+QuantMode parse_quant_mode(const std::string& name) {
+  if (name == "none") return QuantMode::none;
+  if (name == "fp8_dynamic") return QuantMode::fp8_dynamic;
+  if (name == "fp8_weight_only") return QuantMode::fp8_weight_only;
+  throw InputError("unknown quantization mode '" + name +
+                   "' (known: none, fp8_dynamic, fp8_weight_only)");
+}
+
+std::string quant_mode_name(QuantMode mode) {
+  return quant_mode_names().at(static_cast<size_t>(mode));
+}
+
+Fp8Rows quantize_rows_fp8(const at::Tensor& rows) {
+  // rows: [R, C]; the amax is one reduction kernel (the inf-norm) computed in float32.
+  auto amax = at::linalg_vector_norm(rows, INFINITY, {-1}, /*keepdim=*/true, at::kFloat);  // [R, 1]
+  auto scale = at::where(amax > 0, amax / kFp8E4m3Max, at::ones_like(amax));               // [R, 1]
+  // Division promotes bf16/fp16 rows to float32; the clamp keeps float rounding of amax / scale
+  // from producing a value just over 448, which e4m3fn would turn into NaN.
+  auto scaled = at::div(rows, scale).clamp_(-kFp8E4m3Max, kFp8E4m3Max);
+  return {scaled.to(at::kFloat8_e4m3fn).contiguous(), scale};
+}
+
+at::Tensor dequantize_rows_fp8(const Fp8Rows& rows) {
+  return rows.values.to(at::kFloat) * rows.scale;  // [R, C]
+}
+
+at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias) {
+  auto x_dq = dequantize_rows_fp8(quantize_rows_fp8(x));  // [M, K] float32
+  auto w_dq = dequantize_rows_fp8(weight);                // [N, K] float32
+  auto out = at::linear(x_dq, w_dq, bias.defined() ? bias.to(at::kFloat) : at::Tensor());
+  return out.to(x.scalar_type());  // [M, N]
+}
+
+at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight,
+                                const at::Tensor& bias) {
+  auto x_q = quantize_rows_fp8(x);  // values [M, K] row-major, scale [M, 1]
+  std::optional<at::Tensor> bias_bf16;
+  if (bias.defined()) bias_bf16 = bias.to(at::kBFloat16);  // row-wise scaling takes a bf16 bias
+  // The weight [N, K] row-major is the column-major [K, N] operand _scaled_mm wants; its scale
+  // [N, 1] viewed as [1, N] is contiguous. Fast accumulation, as FP8 inference recipes use.
+  auto out = at::_scaled_mm(x_q.values, weight.values.t(), x_q.scale, weight.scale.t(), bias_bf16,
+                            std::nullopt, at::kBFloat16, /*use_fast_accum=*/true);
+  return out.to(x.scalar_type());  // [M, N]
+}
+
+QuantCheck check_quant_mode(QuantMode mode, const at::Device& device) {
+  if (mode != QuantMode::fp8_dynamic) return {};  // weight-only dequantizes with plain ops
+  if (device.is_cpu()) return {};                 // the emulation
+  if (!device.is_cuda()) {
+    return {false, "fp8_dynamic runs on CUDA (at::_scaled_mm) or the CPU (emulation), not " +
+                       device.str()};
+  }
+#ifdef DITBENCH_HAS_CUDA
+  if (!at::hasCUDA()) return {false, "fp8_dynamic: no CUDA device"};
+  const auto* props = at::cuda::getDeviceProperties(
+      device.has_index() ? device.index() : at::cuda::current_device());
+  if (props->major * 10 + props->minor < 89) {
+    return {false, "fp8_dynamic needs compute capability 8.9+ for at::_scaled_mm, " +
+                       std::string(props->name) + " is " + std::to_string(props->major) + "." +
+                       std::to_string(props->minor)};
+  }
+  return {};
+#else
+  return {false, "fp8_dynamic on CUDA needs a CUDA build of ditbench"};
+#endif
+}
+
+namespace {
+
+std::vector<std::regex> compile_patterns(const std::vector<std::string>& patterns,
+                                         const char* which) {
+  std::vector<std::regex> compiled;
+  for (const auto& pattern : patterns) {
+    try {
+      compiled.emplace_back(pattern);
+    } catch (const std::regex_error& e) {
+      throw InputError(std::string("quantization ") + which + " pattern '" + pattern +
+                       "' is not a valid regular expression: " + e.what());
+    }
+  }
+  return compiled;
+}
+
+bool any_match(const std::vector<std::regex>& patterns, const std::string& name) {
+  for (const auto& pattern : patterns) {
+    if (std::regex_search(name, pattern)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> apply_quantization(torch::nn::Module& root, QuantMode mode,
+                                            const std::vector<std::string>& include_patterns,
+                                            const std::vector<std::string>& exclude_patterns) {
+  const auto include = compile_patterns(include_patterns, "include");
+  const auto exclude = compile_patterns(exclude_patterns, "exclude");
+  std::vector<std::string> quantized;
+  if (mode == QuantMode::none) return quantized;
+  for (const auto& item : root.named_modules()) {
+    auto* linear = dynamic_cast<LinearImpl*>(item.value().get());
+    if (!linear || linear->quant_mode() != QuantMode::none) continue;  // earlier passes keep theirs
+    const auto& name = item.key();
+    if (!include.empty() && !any_match(include, name)) continue;
+    if (any_match(exclude, name)) continue;
+    linear->quantize(mode);
+    quantized.push_back(name);
+  }
+  return quantized;
+}
+
+}  // namespace ditbench

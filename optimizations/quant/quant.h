@@ -1,0 +1,62 @@
+#pragma once
+// FP8 (e4m3) quantization of ditbench::Linear: the modes, the row-wise quantizer both operands
+// share, the two ways of running an FP8 linear (at::_scaled_mm on Hopper/Ada GPUs, and an exact
+// quantize-dequantize emulation everywhere else) and the walk that quantizes a model by name.
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <string>
+#include <vector>
+
+namespace ditbench {
+
+enum class QuantMode {
+  none,             // the weight's own dtype
+  fp8_dynamic,      // e4m3 activations (per-row scale from each call's amax) x e4m3 weights
+  fp8_weight_only,  // e4m3 weights dequantized to the activation dtype before the matmul
+};
+
+// Suite names: "none", "fp8_dynamic", "fp8_weight_only".
+const std::vector<std::string>& quant_mode_names();
+QuantMode parse_quant_mode(const std::string& name);  // InputError naming the known modes
+std::string quant_mode_name(QuantMode mode);
+
+// Largest finite e4m3fn value; larger magnitudes would become NaN, so values are clamped first.
+constexpr double kFp8E4m3Max = 448.0;
+
+// Rows quantized to e4m3 with one float32 scale per row: scale = amax(|row|) / 448 (1 for an
+// all-zero row), values = e4m3(clamp(row / scale, -448, 448)) rounded to nearest even.
+struct Fp8Rows {
+  at::Tensor values;  // [R, C] Float8_e4m3fn
+  at::Tensor scale;   // [R, 1] float32
+};
+Fp8Rows quantize_rows_fp8(const at::Tensor& rows);    // rows: [R, C], any floating dtype
+at::Tensor dequantize_rows_fp8(const Fp8Rows& rows);  // -> [R, C] float32
+
+// y = x W^T + b with x quantized per row on the fly and W given quantized per output channel.
+// x: [M, K]; weight.values: [N, K], weight.scale: [N, 1]; bias: [N] or undefined.
+// The emulation dequantizes both operands and multiplies in float32 (any device); the result is
+// cast to x's dtype. It is what at::_scaled_mm computes, up to float32 summation order.
+at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
+// at::_scaled_mm with row-wise scales (CUDA, compute capability 8.9+). K and N must be multiples
+// of 16 (pad the weight once; see LinearImpl::quantize); output bf16, cast to x's dtype.
+at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
+
+// Whether `mode` can run on `device`, and if not, why (a runner's skip reason).
+struct QuantCheck {
+  bool ok = true;
+  std::string reason;
+};
+QuantCheck check_quant_mode(QuantMode mode, const at::Device& device);
+
+// Quantizes every ditbench::Linear under `root` whose dotted module name (as named_modules()
+// spells it, e.g. "transformer_blocks.0.attn.to_q") matches some include pattern and no exclude
+// pattern (std::regex_search; an empty include list selects every Linear). Returns the names
+// quantized, in module order. The patterns are data the model family supplies; a pattern that
+// is not a valid regex is an InputError naming it. Linears an earlier call quantized are left as
+// they are, so passes with different patterns can give parts of a model different modes.
+std::vector<std::string> apply_quantization(torch::nn::Module& root, QuantMode mode,
+                                            const std::vector<std::string>& include_patterns,
+                                            const std::vector<std::string>& exclude_patterns);
+
+}  // namespace ditbench

@@ -1,0 +1,251 @@
+#include <gtest/gtest.h>
+
+#include "models/common/error.h"
+#include "optimizations/quant/linear.h"
+#include "optimizations/quant/quant.h"
+#include "test_util.h"
+
+namespace ditbench {
+namespace {
+
+using testing::rel_error;
+
+at::Tensor floats(std::vector<float> values, std::vector<int64_t> shape) {
+  return at::tensor(values).view(shape);
+}
+
+TEST(Fp8Quant, ModeNamesRoundTrip) {
+  for (const auto& name : quant_mode_names())
+    EXPECT_EQ(quant_mode_name(parse_quant_mode(name)), name);
+  EXPECT_THROW(parse_quant_mode("fp8"), InputError);
+}
+
+// amax = 448 makes the scale exactly 1, so the values are e4m3 roundings of the inputs, worked
+// out by hand on the e4m3 grid (3 mantissa bits, min normal 2^-6, subnormal step 2^-9).
+TEST(Fp8Quant, E4m3RoundingOfKnownValues) {
+  auto row = floats({448.0f, 0.1f, 300.0f, -448.0f, 0.017f, 0.003f, 0.0015f, 0.0009765625f, 1e-4f},
+                    {1, 9});
+  auto q = quantize_rows_fp8(row);
+  EXPECT_EQ(q.values.scalar_type(), at::kFloat8_e4m3fn);
+  EXPECT_EQ(q.scale.sizes(), (std::vector<int64_t>{1, 1}));
+  EXPECT_EQ(q.scale.item<float>(), 1.0f);
+  const std::vector<float> expected{
+      448.0f,        // the largest finite value
+      0.1015625f,    // 0.1 = 1.6 * 2^-4 -> 1.625 * 2^-4
+      288.0f,        // step 32 in [256, 448): 300 is nearer 288 than 320
+      -448.0f,       //
+      0.017578125f,  // 2^-6 + 0.704 steps of 2^-9 -> one step
+      0.00390625f,   // subnormal: 0.003 = 1.536 * 2^-9 -> 2 * 2^-9
+      0.001953125f,  // 0.768 * 2^-9 -> the smallest subnormal
+      0.0f,          // exactly half the smallest subnormal: ties to even (zero)
+      0.0f,          // below half the smallest subnormal
+  };
+  auto got = q.values.to(at::kFloat);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(got[0][i].item<float>(), expected[i]) << "element " << i;
+  }
+}
+
+TEST(Fp8Quant, ScalesSaturateAtTheRowMaximumAndZeroRowsStayZero) {
+  auto rows = floats({-3.0f, 0.5f, 2.0f, 0.0f, 0.0f, 0.0f}, {2, 3});
+  auto q = quantize_rows_fp8(rows);
+  EXPECT_FLOAT_EQ(q.scale[0][0].item<float>(), 3.0f / 448.0f);
+  EXPECT_EQ(q.values.to(at::kFloat)[0][0].item<float>(), -448.0f);  // amax maps to -448 exactly
+  EXPECT_EQ(q.scale[1][0].item<float>(), 1.0f);
+  EXPECT_EQ(q.values.to(at::kFloat)[1].abs().max().item<float>(), 0.0f);
+  EXPECT_FALSE(dequantize_rows_fp8(q).isnan().any().item<bool>());
+}
+
+// y = x W^T + b on a 2x4 by 4x2 problem whose quantized operands are derived by hand:
+//   x row 0 [2, 1, 0.5, 0.1]:   scale 2/448, x/scale = [448, 224, 112, 22.4] -> 22.4 rounds to 22
+//   x row 1 [-3, 0.03, 1.5, 0]: scale 3/448, x/scale = [-448, 4.48, 224, 0]  -> 4.48 rounds to 4.5
+//   W row 0 [1, 0, -1, 0.5]:    scale 1/448, exact
+//   W row 1 [.25, .25, .25, .26]: scale .26/448, .25/scale = 430.77 rounds to 416 (step 32)
+struct HandProblem {
+  at::Tensor x = floats({2.0f, 1.0f, 0.5f, 0.1f, -3.0f, 0.03f, 1.5f, 0.0f}, {2, 4});
+  at::Tensor w = floats({1.0f, 0.0f, -1.0f, 0.5f, 0.25f, 0.25f, 0.25f, 0.26f}, {2, 4});
+  at::Tensor b = floats({0.5f, -1.0f}, {2});
+  std::vector<std::vector<double>> x_dq{{2, 1, 0.5, 22 * 2.0 / 448}, {-3, 4.5 * 3.0 / 448, 1.5, 0}};
+  std::vector<std::vector<double>> w_dq{
+      {1, 0, -1, 0.5}, {416 * 0.26 / 448, 416 * 0.26 / 448, 416 * 0.26 / 448, 0.26}};
+  std::vector<double> bias{0.5, -1.0};
+
+  double expected(const std::vector<std::vector<double>>& xs, int i, int j) const {
+    double sum = bias[j];
+    for (int k = 0; k < 4; ++k) sum += xs[i][k] * w_dq[j][k];
+    return sum;
+  }
+  Linear make_linear() const {
+    Linear linear(4, 2, true, at::kFloat);
+    linear->weight.set_data(w.clone());
+    linear->bias.set_data(b.clone());
+    return linear;
+  }
+};
+
+TEST(Fp8Quant, DynamicEmulationMatchesHandComputation) {
+  HandProblem p;
+  auto linear = p.make_linear();
+  linear->quantize(QuantMode::fp8_dynamic);
+  EXPECT_EQ(linear->quant_mode(), QuantMode::fp8_dynamic);
+  EXPECT_EQ(linear->weight.numel(), 0);  // the float weight is freed
+  EXPECT_EQ(linear->weight_fp8.values.sizes(), (std::vector<int64_t>{2, 4}));
+  auto y = linear->forward(p.x);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 2}));
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      EXPECT_NEAR(y[i][j].item<double>(), p.expected(p.x_dq, i, j), 1e-5) << i << "," << j;
+    }
+  }
+}
+
+TEST(Fp8Quant, WeightOnlyDequantizesTheWeightAndKeepsActivations) {
+  HandProblem p;
+  auto linear = p.make_linear();
+  linear->quantize(QuantMode::fp8_weight_only);
+  auto y = linear->forward(p.x);
+  const std::vector<std::vector<double>> x_exact{{2, 1, 0.5, 0.1}, {-3, 0.03, 1.5, 0}};
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      EXPECT_NEAR(y[i][j].item<double>(), p.expected(x_exact, i, j), 1e-5) << i << "," << j;
+    }
+  }
+}
+
+TEST(Fp8Quant, ModesKeepShapesAndDtypes) {
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (auto mode : {QuantMode::none, QuantMode::fp8_dynamic, QuantMode::fp8_weight_only}) {
+      SCOPED_TRACE(quant_mode_name(mode) + " " + c10::toString(dtype));
+      at::manual_seed(3);
+      Linear linear(24, 40, true, at::TensorOptions().dtype(dtype));
+      linear->weight.set_data(at::randn({40, 24}).to(dtype) * 0.1);
+      linear->bias.set_data(at::randn({40}).to(dtype));
+      auto x = at::randn({2, 5, 24}).to(dtype);  // [B, S, in]
+      auto reference = linear->forward(x);
+      linear->quantize(mode);
+      auto y = linear->forward(x);
+      EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 5, 40}));
+      EXPECT_EQ(y.scalar_type(), dtype);
+      // e4m3 keeps 3 mantissa bits: a few percent of error, never more.
+      EXPECT_LT(rel_error(y, reference), 0.08);
+    }
+  }
+}
+
+TEST(Fp8Quant, QuantizingTwiceIsRefused) {
+  Linear linear(16, 16, false, at::kFloat);
+  linear->weight.set_data(at::randn({16, 16}));
+  linear->quantize(QuantMode::fp8_dynamic);
+  EXPECT_THROW(linear->quantize(QuantMode::fp8_weight_only), Unsupported);
+}
+
+// A module tree named as HunyuanVideo's transformer names its linears, with the pattern data
+// that family supplies.
+struct Named : torch::nn::Module {
+  Linear add(const std::string& name, int64_t in = 16, int64_t out = 16) {
+    auto linear = register_module(name, Linear(in, out, true, at::kFloat));
+    linear->weight.set_data(at::randn({out, in}));
+    linear->bias.set_data(at::zeros({out}));
+    return linear;
+  }
+  std::shared_ptr<Named> child(const std::string& name) {
+    return register_module(name, std::make_shared<Named>());
+  }
+};
+
+TEST(Fp8Quant, ApplyQuantizationSelectsByPatterns) {
+  auto root = std::make_shared<Named>();
+  root->child("time_text_embed")->add("linear_1");
+  root->add("context_embedder");
+  auto double_block = root->child("transformer_blocks")->child("0");
+  double_block->child("norm1")->add("linear");
+  auto attn = double_block->child("attn");
+  attn->add("to_q");
+  attn->add("add_q_proj");
+  attn->child("to_out")->add("0");
+  double_block->child("ff")->child("net")->add("2");
+  double_block->child("ff_context")->child("net")->add("2");
+  auto single_block = root->child("single_transformer_blocks")->child("0");
+  single_block->add("proj_mlp");
+  single_block->add("proj_out");
+  single_block->child("norm")->add("linear");
+  single_block->child("attn")->add("to_k");
+  root->add("proj_out");
+
+  const std::vector<std::string> include{"attn\\.", "\\.ff\\.", "ff_context", "proj_mlp",
+                                         "single_transformer_blocks\\.\\d+\\.proj_out"};
+  const std::vector<std::string> exclude{"norm", "embed", "^proj_out"};
+  auto names = apply_quantization(*root, QuantMode::fp8_dynamic, include, exclude);
+  const std::vector<std::string> expected{
+      "transformer_blocks.0.attn.to_q",        "transformer_blocks.0.attn.add_q_proj",
+      "transformer_blocks.0.attn.to_out.0",    "transformer_blocks.0.ff.net.2",
+      "transformer_blocks.0.ff_context.net.2", "single_transformer_blocks.0.proj_mlp",
+      "single_transformer_blocks.0.proj_out",  "single_transformer_blocks.0.attn.to_k"};
+  EXPECT_EQ(names, expected);
+  for (const auto& item : root->named_modules()) {
+    auto* linear = dynamic_cast<LinearImpl*>(item.value().get());
+    if (!linear) continue;
+    const bool selected = std::find(expected.begin(), expected.end(), item.key()) != expected.end();
+    EXPECT_EQ(linear->quant_mode(), selected ? QuantMode::fp8_dynamic : QuantMode::none)
+        << item.key();
+  }
+  // No include pattern selects every remaining Linear; mode none selects nothing.
+  EXPECT_TRUE(apply_quantization(*root, QuantMode::none, {}, {}).empty());
+  EXPECT_EQ(apply_quantization(*root, QuantMode::fp8_weight_only, {}, {}).size(), 5u);
+}
+
+TEST(Fp8Quant, InvalidPatternIsAnInputErrorNamingIt) {
+  Named root;
+  root.add("to_q");
+  try {
+    apply_quantization(root, QuantMode::fp8_dynamic, {"attn\\.(", "x"}, {});
+    FAIL() << "invalid regex accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("'attn\\.('"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Fp8Quant, CheckQuantModeOnTheCpu) {
+  for (auto mode : {QuantMode::none, QuantMode::fp8_dynamic, QuantMode::fp8_weight_only}) {
+    EXPECT_TRUE(check_quant_mode(mode, at::kCPU).ok);
+  }
+}
+
+// ---- GPU: at::_scaled_mm against the emulation ----
+
+TEST(Fp8QuantCuda, ScaledMmMatchesEmulation) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
+  if (!check.ok) GTEST_SKIP() << check.reason;
+  at::manual_seed(5);
+  auto x = at::randn({96, 256}).to(at::kCUDA, at::kBFloat16);      // [M, K]
+  auto w = quantize_rows_fp8(at::randn({64, 256}).to(at::kCUDA));  // [N, K]
+  auto b = at::randn({64}).to(at::kCUDA, at::kBFloat16);
+  auto fused = fp8_linear_scaled_mm(x, w, b);
+  auto emulated = fp8_linear_emulated(x, w, b);
+  EXPECT_EQ(fused.scalar_type(), at::kBFloat16);
+  EXPECT_LT(rel_error(fused, emulated), 1e-2);
+}
+
+TEST(Fp8QuantCuda, DynamicLinearWithUnalignedDimsMatchesCpuEmulation) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
+  if (!check.ok) GTEST_SKIP() << check.reason;
+  at::manual_seed(6);
+  auto w = at::randn({20, 40}), b = at::randn({20}), x = at::randn({3, 7, 40});
+  Linear cpu(40, 20, true, at::kFloat), gpu(40, 20, true, at::TensorOptions().device(at::kCUDA));
+  for (auto* l : {&cpu, &gpu}) {
+    (*l)->weight.set_data(w.to((*l)->weight.device()));
+    (*l)->bias.set_data(b.to((*l)->bias.device()));
+    (*l)->quantize(QuantMode::fp8_dynamic);
+  }
+  EXPECT_EQ(gpu->weight_fp8.values.sizes(), (std::vector<int64_t>{32, 48}));  // padded to 16
+  auto y_gpu = gpu->forward(x.cuda());
+  auto y_cpu = cpu->forward(x);
+  EXPECT_EQ(y_gpu.sizes(), y_cpu.sizes());
+  EXPECT_EQ(y_gpu.scalar_type(), at::kFloat);
+  EXPECT_LT(rel_error(y_gpu.cpu(), y_cpu), 1e-2);
+}
+
+}  // namespace
+}  // namespace ditbench
