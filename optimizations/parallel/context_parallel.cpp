@@ -1,0 +1,172 @@
+#include "optimizations/parallel/context_parallel.h"
+
+#include "models/common/error.h"
+
+namespace ditbench {
+
+namespace {
+
+std::string not_divisible(int64_t degree, int64_t heads) {
+  return "ulysses degree " + std::to_string(degree) + " does not divide " + std::to_string(heads) +
+         " heads";
+}
+
+// A fully masked block's output is meaningless (NaN from the math path, 0 from flash): what it
+// contributes is decided by its lse alone.
+at::Tensor zero_where_masked(const at::Tensor& out, const at::Tensor& lse) {
+  return at::where(at::isneginf(lse).unsqueeze(-1), at::zeros({}, out.options()), out);
+}
+
+}  // namespace
+
+LocalAttentionResult merge_attention(const LocalAttentionResult& a, const LocalAttentionResult& b) {
+  // lse_*: [B, H, Sq]; out_*: [B, H, Sq, D]
+  auto lse_a = a.lse.to(at::kFloat), lse_b = b.lse.to(at::kFloat);
+  auto out_a = zero_where_masked(a.out.to(at::kFloat), lse_a);
+  auto out_b = zero_where_masked(b.out.to(at::kFloat), lse_b);
+  // Shift by the larger lse so the weights are at most 1; where both are -inf shift by 0 so the
+  // weights come out 0 instead of exp(-inf + inf) = NaN.
+  auto top = at::maximum(lse_a, lse_b);
+  top = at::where(at::isneginf(top), at::zeros({}, top.options()), top);
+  auto weight_a = at::exp(lse_a - top), weight_b = at::exp(lse_b - top);  // [B, H, Sq]
+  auto total = weight_a + weight_b;
+  auto safe_total = at::where(total > 0, total, at::ones({}, total.options()));
+  auto out =
+      (out_a * weight_a.unsqueeze(-1) + out_b * weight_b.unsqueeze(-1)) / safe_total.unsqueeze(-1);
+  return {out, top + at::log(total)};  // log(0) = -inf: still fully masked
+}
+
+at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& key_mask, const LocalAttentionFn& local) {
+  const int64_t P = comm_.size();
+  if (P == 1) return local(q, k, v, key_mask, false).out;
+  const int64_t B = q.size(0), H = q.size(1), S_local = q.size(2), D = q.size(3);
+  if (H % P != 0) throw Unsupported(not_divisible(P, H));
+  if (k.sizes() != q.sizes() || v.sizes() != q.sizes()) {
+    throw CommError("ulysses attention: q, k and v shards must have one shape [B, H, S/P, D]");
+  }
+  const int64_t H_local = H / P;
+
+  // One all-to-all for q, k and v. Chunk p along dim 0 (head group p) goes to rank p.
+  // qkv: [3, B, H, S/P, D] -> [P, 3, B, H/P, S/P, D]
+  auto qkv = at::stack({q, k, v}).view({3, B, P, H_local, S_local, D}).permute({2, 0, 1, 3, 4, 5});
+  // received: [P (source shard), 3, B, H/P, S/P, D] -> [3, B, H/P, S, D], shards in rank order
+  auto received = comm_.all_to_all(qkv.contiguous())
+                      .permute({1, 2, 3, 0, 4, 5})
+                      .reshape({3, B, H_local, P * S_local, D});
+
+  at::Tensor full_mask;  // [B, S], in the same shard order as the gathered keys
+  if (key_mask.defined()) {
+    auto gathered =
+        comm_.all_gather(key_mask.to(at::kBool).unsqueeze(0).contiguous());  // [P, B, S/P]
+    full_mask = gathered.permute({1, 0, 2}).reshape({B, P * S_local});
+  }
+
+  auto out = local(received[0], received[1], received[2], full_mask, false).out;  // [B, H/P, S, D]
+  // Back to sequence shards: chunk p (shard p) goes to rank p.
+  // out: [B, H/P, P, S/P, D] -> [P, B, H/P, S/P, D]
+  auto back = comm_.all_to_all(
+      out.reshape({B, H_local, P, S_local, D}).permute({2, 0, 1, 3, 4}).contiguous());
+  // back: [P (source head group), B, H/P, S/P, D] -> [B, H, S/P, D]
+  return back.permute({1, 0, 2, 3, 4}).reshape({B, H, S_local, D});
+}
+
+LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const at::Tensor& k,
+                                                    const at::Tensor& v, const at::Tensor& key_mask,
+                                                    const LocalAttentionFn& local) {
+  const int P = comm_.size();
+  const int next = (comm_.rank() + 1) % P, prev = (comm_.rank() + P - 1) % P;
+  at::Tensor kv = at::stack({k, v}).contiguous();  // [2, B, H, S/P, D]: one message per step
+  at::Tensor mask = key_mask.defined() ? key_mask.to(at::kBool).contiguous() : at::Tensor();
+  LocalAttentionResult merged;
+  for (int step = 0; step < P; ++step) {
+    // Start passing the block in hand to the next rank before computing on it.
+    std::unique_ptr<CommWork> kv_transfer, mask_transfer;
+    at::Tensor kv_incoming, mask_incoming;
+    if (step + 1 < P) {
+      kv_incoming = at::empty_like(kv);
+      kv_transfer = comm_.send_recv(kv, next, kv_incoming, prev);
+      if (mask.defined()) {
+        mask_incoming = at::empty_like(mask);
+        mask_transfer = comm_.send_recv(mask, next, mask_incoming, prev);
+      }
+    }
+    auto part = local(q, kv[0], kv[1], mask, true);  // out: [B, H, Sq, D], lse: [B, H, Sq]
+    if (step == 0) {
+      auto lse = part.lse.to(at::kFloat);
+      merged = {zero_where_masked(part.out.to(at::kFloat), lse), lse};
+    } else {
+      merged = merge_attention(merged, part);
+    }
+    if (kv_transfer) {
+      kv_transfer->wait();
+      if (mask_transfer) mask_transfer->wait();
+      kv = kv_incoming;
+      mask = mask_incoming;
+    }
+  }
+  return {merged.out.to(q.scalar_type()), merged.lse};
+}
+
+at::Tensor RingAttention::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& key_mask, const LocalAttentionFn& local) {
+  if (comm_.size() == 1) return local(q, k, v, key_mask, false).out;
+  return attend_with_lse(q, k, v, key_mask, local).out;
+}
+
+at::Tensor UspAttention::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& key_mask, const LocalAttentionFn& local) {
+  // Inside the Ulysses group the sequence is whole for H/U heads; across groups it is still
+  // split, so the "local" attention Ulysses runs is a ring over the groups.
+  LocalAttentionFn ring_over_groups = [&](const at::Tensor& gq, const at::Tensor& gk,
+                                          const at::Tensor& gv, const at::Tensor& gmask,
+                                          bool need_lse) {
+    auto result = ring_.attend_with_lse(gq, gk, gv, gmask, local);
+    if (!need_lse) result.lse = at::Tensor();
+    return result;
+  };
+  return ulysses_.attend(q, k, v, key_mask, ring_over_groups);
+}
+
+ParallelGroups make_parallel_groups(Communicator& world, int cfg_degree, int ulysses_degree,
+                                    int ring_degree) {
+  if (cfg_degree != 1 && cfg_degree != 2) {
+    throw Unsupported("cfg parallel degree must be 1 or 2, got " + std::to_string(cfg_degree));
+  }
+  if (ulysses_degree < 1 || ring_degree < 1) {
+    throw Unsupported("ulysses and ring degrees must be at least 1");
+  }
+  if (cfg_degree * ulysses_degree * ring_degree != world.size()) {
+    throw Unsupported("cfg " + std::to_string(cfg_degree) + " x ulysses " +
+                      std::to_string(ulysses_degree) + " x ring " + std::to_string(ring_degree) +
+                      " needs " + std::to_string(cfg_degree * ulysses_degree * ring_degree) +
+                      " ranks, but the launch has " + std::to_string(world.size()));
+  }
+  const int per_branch = ulysses_degree * ring_degree;
+  const int cfg_index = world.rank() / per_branch;
+  const int shard = world.rank() % per_branch;
+  const int ring_index = shard / ulysses_degree, ulysses_index = shard % ulysses_degree;
+  ParallelGroups groups;
+  groups.cfg_degree = cfg_degree;
+  groups.ulysses_degree = ulysses_degree;
+  groups.ring_degree = ring_degree;
+  // Every rank calls the same splits in the same order (each is collective over its parent).
+  groups.sequence = world.subgroup(cfg_index, shard);
+  groups.cfg = world.subgroup(shard, cfg_index);
+  groups.ulysses = groups.sequence->subgroup(ring_index, ulysses_index);
+  groups.ring = groups.sequence->subgroup(ulysses_index, ring_index);
+  return groups;
+}
+
+std::unique_ptr<ContextParallelAttention> make_context_parallel_attention(
+    const ParallelGroups& groups, int64_t num_heads) {
+  if (groups.ulysses_degree * groups.ring_degree == 1) return nullptr;
+  if (num_heads % groups.ulysses_degree != 0) {
+    throw Unsupported(not_divisible(groups.ulysses_degree, num_heads));
+  }
+  if (groups.ring_degree == 1) return std::make_unique<UlyssesAttention>(*groups.ulysses);
+  if (groups.ulysses_degree == 1) return std::make_unique<RingAttention>(*groups.ring);
+  return std::make_unique<UspAttention>(*groups.ulysses, *groups.ring);
+}
+
+}  // namespace ditbench

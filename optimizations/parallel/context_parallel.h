@@ -1,0 +1,91 @@
+#pragma once
+// Context-parallel attention behind the model's one attention call site (attention.h): every rank
+// holds a shard of the joint sequence (q, k, v: [B, H, S/P, D], key_mask: [B, S/P]) and gets the
+// attention output for its own queries, equal to single-rank attention over the whole sequence.
+#include <ATen/ATen.h>
+
+#include <memory>
+
+#include "optimizations/attention/attention.h"
+#include "optimizations/parallel/communicator.h"
+
+namespace ditbench {
+
+// Merges partial attention results over disjoint key blocks with their log-sum-exps (float32).
+// out_*: [B, H, Sq, D], lse_*: [B, H, Sq]. A block whose keys were all masked has lse = -inf and
+// contributes nothing, whatever its output holds (NaN included). Returns the merged pair; a query
+// masked in every block gets output 0 and lse -inf.
+LocalAttentionResult merge_attention(const LocalAttentionResult& a, const LocalAttentionResult& b);
+
+// Ulysses (DeepSpeed-Ulysses / ParaAttention): all-to-all q, k, v from sequence-sharded
+// [B, H, S/P, D] to head-sharded [B, H/P, S, D], all-gather the key masks in rank order (the
+// gathered sequence is the shards in rank order), local attention, all-to-all back.
+class UlyssesAttention : public ContextParallelAttention {
+ public:
+  explicit UlyssesAttention(Communicator& comm) : comm_(comm) {}
+  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const at::Tensor& key_mask, const LocalAttentionFn& local) override;
+
+ private:
+  Communicator& comm_;
+};
+
+// Ring attention: each rank keeps its queries; K/V blocks (with their key-mask shard) travel round
+// the ring, each transfer overlapped with the local attention of the block in hand; the partial
+// results merge by log-sum-exp in float32.
+class RingAttention : public ContextParallelAttention {
+ public:
+  explicit RingAttention(Communicator& comm) : comm_(comm) {}
+  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const at::Tensor& key_mask, const LocalAttentionFn& local) override;
+  // The same with the merged log-sum-exp [B, H, Sq] (float32), for callers that merge further.
+  LocalAttentionResult attend_with_lse(const at::Tensor& q, const at::Tensor& k,
+                                       const at::Tensor& v, const at::Tensor& key_mask,
+                                       const LocalAttentionFn& local);
+
+ private:
+  Communicator& comm_;
+};
+
+// USP (xDiT's unified sequence parallelism): Ulysses inside each group of ulysses_comm, ring across
+// the groups over ring_comm. Global rank layout (see make_parallel_groups): ranks of one Ulysses
+// group are consecutive, so the all-to-all stays on the fastest links.
+class UspAttention : public ContextParallelAttention {
+ public:
+  UspAttention(Communicator& ulysses_comm, Communicator& ring_comm)
+      : ulysses_(ulysses_comm), ring_(ring_comm) {}
+  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const at::Tensor& key_mask, const LocalAttentionFn& local) override;
+
+ private:
+  UlyssesAttention ulysses_;
+  RingAttention ring_;
+};
+
+// The communicators of one rank for a (cfg × ring × ulysses) layout of the world:
+// global rank = cfg_index * (ring * ulysses) + ring_index * ulysses + ulysses_index.
+struct ParallelGroups {
+  int cfg_degree = 1, ulysses_degree = 1, ring_degree = 1;
+  std::unique_ptr<Communicator>
+      cfg;  // the ranks that hold the same sequence shard, one per CFG branch
+  std::unique_ptr<Communicator>
+      sequence;  // all ranks of this CFG branch (ulysses × ring), in shard order
+  std::unique_ptr<Communicator> ulysses;  // consecutive ranks inside `sequence`
+  std::unique_ptr<Communicator> ring;     // ranks with the same ulysses index inside `sequence`
+  // This rank's shard index in the sequence (its rank in `sequence`).
+  int sequence_rank() const { return sequence ? sequence->rank() : 0; }
+};
+
+// Collective over `world`. Throws Unsupported when cfg × ulysses × ring is not the world size or
+// cfg_degree is not 1 or 2.
+ParallelGroups make_parallel_groups(Communicator& world, int cfg_degree, int ulysses_degree,
+                                    int ring_degree);
+
+// The context-parallel wrapper for a layout: Ulysses when ring is 1, ring when ulysses is 1, USP
+// otherwise; null when both are 1 (nothing to wrap). Checks the head count up front so that an
+// impossible layout is a recorded skip before any work runs ("ulysses degree 4 does not divide
+// 6 heads"). The groups must outlive the wrapper.
+std::unique_ptr<ContextParallelAttention> make_context_parallel_attention(
+    const ParallelGroups& groups, int64_t num_heads);
+
+}  // namespace ditbench

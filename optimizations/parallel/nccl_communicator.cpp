@@ -1,0 +1,460 @@
+#include "optimizations/parallel/nccl_communicator.h"
+
+#ifdef DITBENCH_HAS_NCCL
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "models/common/error.h"
+#include "optimizations/parallel/rank_threads.h"
+
+namespace ditbench {
+
+namespace {
+
+ncclDataType_t nccl_type(at::ScalarType type, const std::string& op) {
+  switch (type) {
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kInt:
+      return ncclInt32;
+    case at::kLong:
+      return ncclInt64;
+    case at::kChar:
+      return ncclInt8;
+    case at::kBool:
+    case at::kByte:
+      return ncclUint8;
+    default:
+      throw CommError(op + ": NCCL cannot carry " + std::string(c10::toString(type)));
+  }
+}
+
+std::string seconds(std::chrono::milliseconds ms) {
+  std::ostringstream os;
+  os << static_cast<double>(ms.count()) / 1000.0 << "s";
+  return os.str();
+}
+
+void check_cuda(cudaError_t err, const std::string& what) {
+  if (err != cudaSuccess) throw CommError(what + ": " + cudaGetErrorString(err));
+}
+
+// Reduction ops need an arithmetic type; bool travels as bytes only for point-to-point.
+char* bytes_of(const at::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
+
+}  // namespace
+
+ncclUniqueId NcclCommunicator::new_unique_id() {
+  ncclUniqueId id;
+  ncclResult_t r = ncclGetUniqueId(&id);
+  if (r != ncclSuccess) throw CommError(std::string("ncclGetUniqueId: ") + ncclGetErrorString(r));
+  return id;
+}
+
+NcclCommunicator::NcclCommunicator(const ncclUniqueId& id, int size, int rank, CommOptions options,
+                                   std::shared_ptr<NcclAbortSignal> signal)
+    : rank_(rank), size_(size), global_rank_(rank), options_(options), signal_(std::move(signal)) {
+  check_cuda(cudaGetDevice(&device_), "rank " + std::to_string(rank) + ": cudaGetDevice");
+  ncclResult_t r = ncclCommInitRank(&comm_, size, id, rank);
+  if (r != ncclSuccess) {
+    throw CommError("rank " + std::to_string(rank) +
+                    ": ncclCommInitRank: " + ncclGetErrorString(r));
+  }
+  start_watchdog();
+}
+
+NcclCommunicator::NcclCommunicator(ncclComm_t comm, int global_rank, int device,
+                                   CommOptions options, std::shared_ptr<NcclAbortSignal> signal)
+    : comm_(comm),
+      global_rank_(global_rank),
+      device_(device),
+      options_(options),
+      signal_(std::move(signal)) {
+  ncclCommUserRank(comm_, &rank_);
+  ncclCommCount(comm_, &size_);
+  start_watchdog();
+}
+
+std::unique_ptr<NcclCommunicator> NcclCommunicator::from_environment(CommOptions options) {
+  auto env = [](const char* name, const char* fallback) -> std::string {
+    if (const char* v = std::getenv(name)) return v;
+    if (fallback) {
+      if (const char* v = std::getenv(fallback)) return v;
+    }
+    throw InputError(
+        std::string("environment variable ") + name +
+        " is not set (launch under "
+        "torchrun or srun, or set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)");
+  };
+  auto env_int = [&](const char* name, const char* fallback) {
+    std::string text = env(name, fallback);
+    try {
+      return std::stoi(text);
+    } catch (const std::exception&) {
+      throw InputError(std::string("environment variable ") + name + "=" + text +
+                       " is not an integer");
+    }
+  };
+  const int rank = env_int("RANK", "SLURM_PROCID");
+  const int world = env_int("WORLD_SIZE", "SLURM_NTASKS");
+  const int local_rank = env_int("LOCAL_RANK", "SLURM_LOCALID");
+  const std::string host = env("MASTER_ADDR", nullptr);
+  const int port = env_int("MASTER_PORT", nullptr);
+  if (rank < 0 || rank >= world) {
+    throw InputError("environment: RANK=" + std::to_string(rank) +
+                     " is outside WORLD_SIZE=" + std::to_string(world));
+  }
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(local_rank));
+
+  // torchrun's agent already serves a store on MASTER_PORT and says so; otherwise rank 0 serves.
+  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  const bool agent_serves = agent_store && std::string(agent_store) == "True";
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<std::uint16_t>(port);
+  store_options.isServer = rank == 0 && !agent_serves;
+  store_options.numWorkers = world;
+  store_options.waitWorkers = false;
+  store_options.timeout = options.timeout;
+  auto store = c10::make_intrusive<c10d::TCPStore>(host, store_options);
+  const std::string key = "ditbench/nccl_unique_id";
+  ncclUniqueId id;
+  if (rank == 0) {
+    id = new_unique_id();
+    std::vector<uint8_t> bytes(sizeof(id));
+    std::memcpy(bytes.data(), &id, sizeof(id));
+    store->set(key, bytes);
+  } else {
+    std::vector<uint8_t> bytes = store->get(key);  // waits up to the store's timeout
+    if (bytes.size() != sizeof(id)) {
+      throw CommError("rank " + std::to_string(rank) + ": the store's NCCL unique id has " +
+                      std::to_string(bytes.size()) + " bytes, expected " +
+                      std::to_string(sizeof(id)));
+    }
+    std::memcpy(&id, bytes.data(), sizeof(id));
+  }
+  return std::make_unique<NcclCommunicator>(id, world, rank, options);
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& p : pending_) cudaEventDestroy(p.done);
+  if (comm_ && !aborted_) ncclCommDestroy(comm_);
+}
+
+void NcclCommunicator::start_watchdog() {
+  side_stream_ = c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device_));
+  watchdog_ = std::thread([this] { watchdog_loop(); });
+}
+
+// Polls the work in flight: an NCCL async error, an operation past the timeout, or another rank's
+// failure (in-process launches) aborts this communicator, which frees the kernels stuck on it.
+void NcclCommunicator::watchdog_loop() {
+  cudaSetDevice(device_);
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_) {
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(50));
+    if (stop_ || aborted_) continue;
+    if (signal_) {
+      std::lock_guard<std::mutex> signal_lock(signal_->mutex);
+      if (signal_->failed_rank >= 0 && signal_->failed_rank != global_rank_) {
+        int failed = signal_->failed_rank;
+        std::string reason = signal_->reason;
+        abort_locked(failed, reason);
+        continue;
+      }
+    }
+    ncclResult_t async_error = ncclSuccess;
+    ncclCommGetAsyncError(comm_, &async_error);
+    if (async_error != ncclSuccess && async_error != ncclInProgress) {
+      abort_locked(global_rank_, "rank " + std::to_string(global_rank_) +
+                                     ": NCCL error: " + ncclGetErrorString(async_error));
+      continue;
+    }
+    while (!pending_.empty() && cudaEventQuery(pending_.front().done) == cudaSuccess) {
+      cudaEventDestroy(pending_.front().done);
+      pending_.pop_front();
+    }
+    if (!pending_.empty() &&
+        std::chrono::steady_clock::now() - pending_.front().started > options_.timeout) {
+      abort_locked(global_rank_, "rank " + std::to_string(global_rank_) + " timed out in " +
+                                     pending_.front().op + " after " + seconds(options_.timeout));
+    }
+  }
+}
+
+void NcclCommunicator::abort_locked(int failed_rank, const std::string& reason) {
+  if (aborted_) return;
+  aborted_ = true;
+  failed_rank_ = failed_rank;
+  abort_reason_ = reason;
+  ncclCommAbort(comm_);
+  if (signal_) {
+    std::lock_guard<std::mutex> signal_lock(signal_->mutex);
+    if (signal_->failed_rank < 0) {
+      signal_->failed_rank = failed_rank;
+      signal_->reason = reason;
+    }
+  }
+}
+
+void NcclCommunicator::abort(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  abort_locked(global_rank_, reason);
+}
+
+void NcclCommunicator::check_usable(const std::string& op) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!aborted_) return;
+  const std::string msg = "rank " + std::to_string(global_rank_) + ": " + op +
+                          " aborted because rank " + std::to_string(failed_rank_) +
+                          " failed: " + abort_reason_;
+  if (failed_rank_ == global_rank_) throw CommError(msg);
+  throw CommAborted(failed_rank_, msg);
+}
+
+void NcclCommunicator::check(ncclResult_t result, const std::string& op) {
+  if (result == ncclSuccess || result == ncclInProgress) return;
+  std::string msg =
+      "rank " + std::to_string(global_rank_) + ": " + op + ": " + ncclGetErrorString(result);
+  if (const char* last = ncclGetLastError(comm_)) {
+    if (*last) msg += std::string(" (") + last + ")";
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    abort_locked(global_rank_, msg);
+  }
+  throw CommError(msg);
+}
+
+void NcclCommunicator::check_tensor(const at::Tensor& t, const std::string& op) const {
+  if (!t.is_cuda() || t.get_device() != device_) {
+    std::ostringstream os;
+    os << "rank " << global_rank_ << ": " << op << ": tensor on " << t.device()
+       << " but this communicator serves cuda:" << device_;
+    throw CommError(os.str());
+  }
+  if (!t.is_contiguous()) throw CommError(op + ": tensor must be contiguous");
+}
+
+cudaEvent_t NcclCommunicator::track(const std::string& op, cudaStream_t stream) {
+  cudaEvent_t done;
+  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), op + ": cudaEventCreate");
+  check_cuda(cudaEventRecord(done, stream), op + ": cudaEventRecord");
+  // The watchdog owns this event; callers that wait on it get their own copy.
+  cudaEvent_t for_caller;
+  check_cuda(cudaEventCreateWithFlags(&for_caller, cudaEventDisableTiming),
+             op + ": cudaEventCreate");
+  check_cuda(cudaEventRecord(for_caller, stream), op + ": cudaEventRecord");
+  std::lock_guard<std::mutex> lock(mutex_);
+  pending_.push_back({op, done, std::chrono::steady_clock::now()});
+  return for_caller;
+}
+
+at::Tensor NcclCommunicator::all_to_all(const at::Tensor& input_) {
+  const std::string op = "all_to_all";
+  check_usable(op);
+  at::Tensor input = input_.contiguous();
+  check_tensor(input, op);
+  if (input.dim() == 0 || input.size(0) % size_ != 0) {
+    throw CommError(op + ": dim 0 of the input does not split into " + std::to_string(size_) +
+                    " equal chunks");
+  }
+  at::Tensor output = at::empty_like(input);
+  const size_t count = static_cast<size_t>(input.numel() / size_);
+  const size_t chunk_bytes = count * input.element_size();
+  const ncclDataType_t type = nccl_type(input.scalar_type(), op);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
+  check(ncclGroupStart(), op);
+  for (int peer = 0; peer < size_; ++peer) {
+    check(ncclSend(bytes_of(input) + peer * chunk_bytes, count, type, peer, comm_, stream), op);
+    check(ncclRecv(bytes_of(output) + peer * chunk_bytes, count, type, peer, comm_, stream), op);
+  }
+  check(ncclGroupEnd(), op);
+  cudaEventDestroy(track(op, stream));
+  return output;
+}
+
+at::Tensor NcclCommunicator::all_gather(const at::Tensor& input_) {
+  const std::string op = "all_gather";
+  check_usable(op);
+  at::Tensor input = input_.contiguous();
+  check_tensor(input, op);
+  auto sizes = input.sizes().vec();
+  if (sizes.empty()) throw CommError(op + ": a 0-d tensor has no dim 0 to concatenate");
+  sizes[0] *= size_;
+  at::Tensor output = at::empty(sizes, input.options());
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
+  check(ncclAllGather(input.data_ptr(), output.data_ptr(), static_cast<size_t>(input.numel()),
+                      nccl_type(input.scalar_type(), op), comm_, stream),
+        op);
+  cudaEventDestroy(track(op, stream));
+  return output;
+}
+
+void NcclCommunicator::all_reduce_sum(at::Tensor& tensor) {
+  const std::string op = "all_reduce_sum";
+  check_usable(op);
+  check_tensor(tensor, op);
+  if (tensor.scalar_type() == at::kBool) throw CommError(op + ": cannot sum bool tensors");
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
+  check(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                      nccl_type(tensor.scalar_type(), op), ncclSum, comm_, stream),
+        op);
+  cudaEventDestroy(track(op, stream));
+}
+
+void NcclCommunicator::send(const at::Tensor& tensor_, int dst) {
+  const std::string op = "send to rank " + std::to_string(dst);
+  check_usable(op);
+  at::Tensor tensor = tensor_.contiguous();
+  check_tensor(tensor, op);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
+  check(ncclSend(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
+                 ncclUint8, dst, comm_, stream),
+        op);
+  cudaEventDestroy(track(op, stream));
+}
+
+void NcclCommunicator::recv(at::Tensor& tensor, int src) {
+  const std::string op = "recv from rank " + std::to_string(src);
+  check_usable(op);
+  check_tensor(tensor, op);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
+  check(ncclRecv(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
+                 ncclUint8, src, comm_, stream),
+        op);
+  cudaEventDestroy(track(op, stream));
+}
+
+namespace {
+
+class NcclStreamWork : public CommWork {
+ public:
+  NcclStreamWork(cudaEvent_t done, int device) : done_(done), device_(device) {}
+  ~NcclStreamWork() override {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
+  void wait() override {
+    if (!done_) return;
+    cudaStream_t current = at::cuda::getCurrentCUDAStream(device_).stream();
+    cudaError_t err = cudaStreamWaitEvent(current, done_, 0);
+    cudaEventDestroy(done_);
+    done_ = nullptr;
+    check_cuda(err, "send_recv: cudaStreamWaitEvent");
+  }
+
+ private:
+  cudaEvent_t done_;
+  int device_;
+};
+
+}  // namespace
+
+std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_, int dst,
+                                                      at::Tensor& to_recv, int src) {
+  const std::string op =
+      "send_recv (to rank " + std::to_string(dst) + ", from rank " + std::to_string(src) + ")";
+  check_usable(op);
+  at::Tensor to_send = to_send_.contiguous();
+  check_tensor(to_send, op);
+  check_tensor(to_recv, op);
+  cudaStream_t current = at::cuda::getCurrentCUDAStream(device_).stream();
+  cudaStream_t side = side_stream_->stream();
+  // The side stream starts once the current stream has produced to_send.
+  cudaEvent_t ready;
+  check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), op);
+  check_cuda(cudaEventRecord(ready, current), op);
+  check_cuda(cudaStreamWaitEvent(side, ready, 0), op);
+  cudaEventDestroy(ready);
+  // Both buffers are used on the side stream: keep the allocator from reusing them too early.
+  c10::cuda::CUDACachingAllocator::recordStream(to_send.storage().data_ptr(), *side_stream_);
+  c10::cuda::CUDACachingAllocator::recordStream(to_recv.storage().data_ptr(), *side_stream_);
+  check(ncclGroupStart(), op);
+  check(ncclSend(to_send.data_ptr(), static_cast<size_t>(to_send.numel() * to_send.element_size()),
+                 ncclUint8, dst, comm_, side),
+        op);
+  check(ncclRecv(to_recv.data_ptr(), static_cast<size_t>(to_recv.numel() * to_recv.element_size()),
+                 ncclUint8, src, comm_, side),
+        op);
+  check(ncclGroupEnd(), op);
+  return std::make_unique<NcclStreamWork>(track(op, side), device_);
+}
+
+void NcclCommunicator::barrier() {
+  const std::string op = "barrier";
+  at::Tensor token =
+      at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
+  all_reduce_sum(token);
+  cudaEvent_t done = track(op, at::cuda::getCurrentCUDAStream(device_).stream());
+  // Poll rather than block so that an abort by the watchdog ends the wait with an error.
+  while (true) {
+    cudaError_t state = cudaEventQuery(done);
+    if (state == cudaSuccess) break;
+    if (state != cudaErrorNotReady) {
+      cudaEventDestroy(done);
+      check_cuda(state, op);
+    }
+    try {
+      check_usable(op);
+    } catch (...) {
+      cudaEventDestroy(done);
+      throw;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  cudaEventDestroy(done);
+}
+
+std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {
+  const std::string op = "subgroup";
+  check_usable(op);
+  ncclComm_t child = nullptr;
+  check(ncclCommSplit(comm_, color, key, &child, nullptr), op);
+  return std::unique_ptr<Communicator>(
+      new NcclCommunicator(child, global_rank_, device_, options_, signal_));
+}
+
+void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& comm)>& fn,
+                       const CommOptions& options) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
+  if (n > devices) {
+    throw Unsupported("launch_ranks: " + std::to_string(n) + " NCCL ranks need " +
+                      std::to_string(n) + " GPUs; this machine has " + std::to_string(devices));
+  }
+  const ncclUniqueId id = NcclCommunicator::new_unique_id();
+  auto signal = std::make_shared<NcclAbortSignal>();
+  detail::run_rank_threads(
+      n,
+      [&](int rank) {
+        c10::cuda::set_device(static_cast<c10::DeviceIndex>(rank));
+        return std::make_unique<NcclCommunicator>(id, n, rank, options, signal);
+      },
+      fn, [](Communicator& comm) { comm.barrier(); });
+}
+
+}  // namespace ditbench
+#endif  // DITBENCH_HAS_NCCL

@@ -1,0 +1,98 @@
+#pragma once
+// NCCL communicator: one ncclComm_t per rank, work enqueued on the rank's current CUDA stream.
+// Compiled only when the build found NCCL (DITBENCH_HAS_NCCL); runs on the GPU machine.
+#include <functional>
+#include <memory>
+
+#include "optimizations/parallel/communicator.h"
+
+#ifdef DITBENCH_HAS_NCCL
+#include <nccl.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include <c10/cuda/CUDAStream.h>
+
+namespace ditbench {
+
+// Shared by the communicators of one in-process launch (and their subgroups): the first failure,
+// which every rank's watchdog turns into an ncclCommAbort of its own communicator.
+struct NcclAbortSignal {
+  std::mutex mutex;
+  int failed_rank = -1;
+  std::string reason;
+};
+
+class NcclCommunicator : public Communicator {
+ public:
+  static ncclUniqueId new_unique_id();
+
+  // Joins communicator `id` as `rank` of `size` on the current CUDA device (collective: all ranks
+  // call it concurrently). `signal` links the ranks of one process so one failure aborts all.
+  NcclCommunicator(const ncclUniqueId& id, int size, int rank, CommOptions options,
+                   std::shared_ptr<NcclAbortSignal> signal = nullptr);
+  // Multi-process rendezvous under torchrun or srun: RANK, WORLD_SIZE, LOCAL_RANK (or SLURM_PROCID,
+  // SLURM_NTASKS, SLURM_LOCALID), MASTER_ADDR, MASTER_PORT. Rank 0 creates the unique id and
+  // publishes it through a c10d TCPStore; the device is LOCAL_RANK.
+  static std::unique_ptr<NcclCommunicator> from_environment(CommOptions options = {});
+  ~NcclCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int global_rank() const override { return global_rank_; }
+
+  at::Tensor all_to_all(const at::Tensor& input) override;
+  at::Tensor all_gather(const at::Tensor& input) override;
+  void all_reduce_sum(at::Tensor& tensor) override;
+  void send(const at::Tensor& tensor, int dst) override;
+  void recv(at::Tensor& tensor, int src) override;
+  // Runs on a side stream that first waits for the current stream; wait() makes the current
+  // stream wait for it, so the host never blocks and local attention overlaps the transfer.
+  std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst, at::Tensor& to_recv,
+                                      int src) override;
+  void barrier() override;
+  std::unique_ptr<Communicator> subgroup(int color, int key) override;
+  void abort(const std::string& reason) override;
+
+ private:
+  NcclCommunicator(ncclComm_t comm, int global_rank, int device, CommOptions options,
+                   std::shared_ptr<NcclAbortSignal> signal);
+  void start_watchdog();
+  void check_usable(const std::string& op);
+  void check(ncclResult_t result, const std::string& op);
+  void check_tensor(const at::Tensor& t, const std::string& op) const;
+  // Hands the work just enqueued on `stream` to the watchdog; returns its completion event.
+  cudaEvent_t track(const std::string& op, cudaStream_t stream);
+  void abort_locked(int failed_rank, const std::string& reason);
+  void watchdog_loop();
+
+  ncclComm_t comm_ = nullptr;
+  int rank_ = 0, size_ = 1, global_rank_ = 0, device_ = 0;
+  CommOptions options_;
+  std::shared_ptr<NcclAbortSignal> signal_;
+  std::optional<c10::cuda::CUDAStream> side_stream_;
+
+  struct Pending {
+    std::string op;
+    cudaEvent_t done;
+    std::chrono::steady_clock::time_point started;
+  };
+  std::mutex mutex_;
+  std::condition_variable stop_cv_;
+  std::deque<Pending> pending_;
+  bool stop_ = false;
+  bool aborted_ = false;
+  int failed_rank_ = -1;
+  std::string abort_reason_;
+  std::thread watchdog_;
+};
+
+// The NCCL variant of launch_ranks: one thread per GPU (cudaSetDevice(rank)), one shared unique id.
+void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& comm)>& fn,
+                       const CommOptions& options);
+
+}  // namespace ditbench
+#endif  // DITBENCH_HAS_NCCL

@@ -1,0 +1,198 @@
+// Ulysses, ring and USP attention on in-process ranks against single-rank attention over the whole
+// sequence, with per-sample key masks, padding (S not divisible by P) and fully masked shards.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <mutex>
+
+#include "models/common/error.h"
+#include "optimizations/attention/attention.h"
+#include "optimizations/parallel/context_parallel.h"
+#include "optimizations/parallel/sequence_shard.h"
+
+namespace ditbench {
+namespace {
+
+// Independent reference: softmax attention in float64 with a key mask. Fully masked rows come out
+// NaN with lse = -inf, as the math path gives them, so the merge must cope.
+LocalAttentionResult reference_attention(const at::Tensor& q, const at::Tensor& k,
+                                         const at::Tensor& v, const at::Tensor& key_mask, bool) {
+  auto scores = at::matmul(q.to(at::kDouble), k.to(at::kDouble).transpose(-2, -1)) /
+                std::sqrt(static_cast<double>(q.size(-1)));  // [B, H, Sq, Sk]
+  if (key_mask.defined()) {
+    scores = scores.masked_fill(key_mask.logical_not().unsqueeze(1).unsqueeze(1), -INFINITY);
+  }
+  auto lse = at::logsumexp(scores, -1);  // [B, H, Sq]
+  auto out = at::matmul(at::exp(scores - lse.unsqueeze(-1)), v.to(at::kDouble));
+  return {out.to(q.scalar_type()), lse.to(at::kFloat)};
+}
+
+struct Problem {
+  at::Tensor q, k, v;   // [B, H, S, D] float32
+  at::Tensor mask;      // [B, S] bool or undefined
+  at::Tensor expected;  // single-rank attention [B, H, S, D]
+};
+
+// B = 2, D = 8. Sample 0 masks keys 3..5 (a whole shard when P = 4 and S = 10: rows 3..5) and the
+// tail from 8; sample 1 masks only its last key.
+Problem make_problem(int64_t heads, int64_t length, bool masked) {
+  at::manual_seed(1234);
+  Problem p;
+  p.q = at::randn({2, heads, length, 8});
+  p.k = at::randn({2, heads, length, 8});
+  p.v = at::randn({2, heads, length, 8});
+  if (masked) {
+    p.mask = at::ones({2, length}, at::kBool);
+    p.mask[0].narrow(0, 3, 3).fill_(false);
+    p.mask[0].narrow(0, 8, length - 8).fill_(false);
+    p.mask[1][length - 1] = false;
+  }
+  p.expected = reference_attention(p.q, p.k, p.v, p.mask, false).out;
+  return p;
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+enum class Mode { kUlysses, kRing, kUsp };
+
+// Each rank takes its sequence shard (padded), runs the context-parallel attention, and gathers
+// the output; every rank's gathered output must equal single-rank attention.
+void expect_matches_single_rank(Mode mode, int ranks, int64_t heads, int64_t length, bool masked) {
+  Problem p = make_problem(heads, length, masked);
+  std::mutex mutex;
+  std::vector<at::Tensor> gathered(static_cast<size_t>(ranks));
+  launch_ranks(ranks, [&](int rank, Communicator& world) {
+    const int ulysses = mode == Mode::kRing ? 1 : (mode == Mode::kUsp ? 2 : ranks);
+    ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ranks / ulysses);
+    auto cp = make_context_parallel_attention(groups, heads);
+    ASSERT_TRUE(cp);
+    const int shard = groups.sequence_rank();
+    auto q = shard_sequence(p.q, 2, shard, ranks).local;  // [B, H, ceil(S/P), D]
+    auto k = shard_sequence(p.k, 2, shard, ranks).local;
+    auto v = shard_sequence(p.v, 2, shard, ranks).local;
+    auto mask = shard_key_mask(p.mask, 2, length, shard, ranks, at::kCPU);
+    auto out = cp->attend(q, k, v, mask, &reference_attention);
+    ASSERT_EQ(out.sizes(), q.sizes());
+    auto full = gather_sequence(out, 2, length, *groups.sequence);
+    std::lock_guard<std::mutex> lock(mutex);
+    gathered[static_cast<size_t>(rank)] = full;
+  });
+  for (int r = 0; r < ranks; ++r) {
+    ASSERT_EQ(gathered[r].sizes(), p.expected.sizes());
+    EXPECT_LT(max_abs_diff(gathered[r], p.expected), 1e-5) << "rank " << r;
+  }
+}
+
+TEST(UlyssesAttention, MatchesSingleRankOn2Ranks) {
+  expect_matches_single_rank(Mode::kUlysses, 2, 4, 12, false);
+  expect_matches_single_rank(Mode::kUlysses, 2, 4, 12, true);
+}
+
+TEST(UlyssesAttention, MatchesSingleRankOn4RanksWithPaddingAndMaskedShard) {
+  expect_matches_single_rank(Mode::kUlysses, 4, 4, 10, false);  // padded to 12
+  expect_matches_single_rank(Mode::kUlysses, 4, 4, 10, true);
+}
+
+TEST(RingAttention, MatchesSingleRankOn2Ranks) {
+  expect_matches_single_rank(Mode::kRing, 2, 3, 12, false);
+  expect_matches_single_rank(Mode::kRing, 2, 3, 11, true);
+}
+
+TEST(RingAttention, MatchesSingleRankOn4RanksWithPaddingAndMaskedShard) {
+  expect_matches_single_rank(Mode::kRing, 4, 3, 10, false);
+  expect_matches_single_rank(Mode::kRing, 4, 3, 10,
+                             true);  // rank 1 and rank 3 shards fully masked in sample 0
+}
+
+TEST(UspAttention, MatchesSingleRankOn2x2Ranks) {
+  expect_matches_single_rank(Mode::kUsp, 4, 4, 12, false);
+  expect_matches_single_rank(Mode::kUsp, 4, 4, 10, true);
+}
+
+TEST(UlyssesAttention, HeadsNotDivisibleIsUnsupported) {
+  try {
+    launch_ranks(4, [](int, Communicator& world) {
+      ParallelGroups groups = make_parallel_groups(world, 1, 4, 1);
+      make_context_parallel_attention(groups, 6);
+    });
+    FAIL() << "no Unsupported";
+  } catch (const Unsupported& e) {
+    EXPECT_NE(std::string(e.what()).find("ulysses degree 4 does not divide 6 heads"),
+              std::string::npos)
+        << e.what();
+  }
+  // The wrapper itself refuses too, before any communication.
+  launch_ranks(4, [](int, Communicator& world) {
+    UlyssesAttention ulysses(world);
+    auto x = at::zeros({1, 6, 2, 8});
+    try {
+      ulysses.attend(x, x, x, {}, &reference_attention);
+      ADD_FAILURE() << "no Unsupported";
+    } catch (const Unsupported& e) {
+      EXPECT_STREQ(e.what(), "ulysses degree 4 does not divide 6 heads");
+    }
+  });
+}
+
+TEST(ParallelGroups, LayoutMismatchIsUnsupported) {
+  EXPECT_THROW(
+      launch_ranks(4, [](int, Communicator& world) { make_parallel_groups(world, 2, 4, 1); }),
+      Unsupported);
+}
+
+TEST(MergeAttention, TwoKeyBlocksEqualAttentionOverBoth) {
+  at::manual_seed(7);
+  auto q = at::randn({1, 2, 3, 4}), k = at::randn({1, 2, 6, 4}), v = at::randn({1, 2, 6, 4});
+  auto whole = reference_attention(q, k, v, {}, true);
+  auto first = reference_attention(q, k.narrow(2, 0, 2), v.narrow(2, 0, 2), {}, true);
+  auto second = reference_attention(q, k.narrow(2, 2, 4), v.narrow(2, 2, 4), {}, true);
+  auto merged = merge_attention(first, second);
+  EXPECT_LT(max_abs_diff(merged.out, whole.out), 1e-6);
+  EXPECT_LT(max_abs_diff(merged.lse, whole.lse), 1e-6);
+}
+
+TEST(MergeAttention, FullyMaskedBlockContributesNothing) {
+  at::manual_seed(8);
+  auto q = at::randn({1, 1, 2, 4}), k = at::randn({1, 1, 3, 4}), v = at::randn({1, 1, 3, 4});
+  auto live = reference_attention(q, k, v, {}, true);
+  auto dead = reference_attention(q, k, v, at::zeros({1, 3}, at::kBool), true);
+  ASSERT_TRUE(at::isnan(dead.out).all().item<bool>());  // what the math path gives
+  ASSERT_TRUE(at::isneginf(dead.lse).all().item<bool>());
+  for (const auto& merged : {merge_attention(live, dead), merge_attention(dead, live)}) {
+    EXPECT_LT(max_abs_diff(merged.out, live.out), 1e-7);
+    EXPECT_LT(max_abs_diff(merged.lse, live.lse), 1e-7);
+  }
+  auto both_dead = merge_attention(dead, dead);
+  EXPECT_TRUE(at::equal(both_dead.out, at::zeros_like(both_dead.out)));
+  EXPECT_TRUE(at::isneginf(both_dead.lse).all().item<bool>());
+}
+
+TEST(ContextParallelHook, AttendDispatchesToTheInstalledWrapper) {
+  // The model's call site: attend() with the wrapper installed per rank thread, using the
+  // current backend's local attention, equals attend() on one rank.
+  at::manual_seed(9);
+  auto q = at::randn({2, 4, 8, 16}), k = at::randn({2, 4, 8, 16}), v = at::randn({2, 4, 8, 16});
+  auto mask = at::ones({2, 8}, at::kBool);
+  mask[1].narrow(0, 5, 3).fill_(false);
+  auto expected = attend(q, k, v, mask);
+  std::mutex mutex;
+  std::vector<at::Tensor> outputs(2);
+  launch_ranks(2, [&](int rank, Communicator& world) {
+    UlyssesAttention ulysses(world);
+    AttentionSettings settings = attention_settings();
+    settings.context_parallel = &ulysses;
+    AttentionScope scope(settings);
+    auto out =
+        attend(shard_sequence(q, 2, rank, 2).local, shard_sequence(k, 2, rank, 2).local,
+               shard_sequence(v, 2, rank, 2).local, shard_key_mask(mask, 2, 8, rank, 2, at::kCPU));
+    auto full = gather_sequence(out, 2, 8, world);
+    std::lock_guard<std::mutex> lock(mutex);
+    outputs[rank] = full;
+  });
+  for (const auto& out : outputs) EXPECT_LT(max_abs_diff(out, expected), 1e-5);
+}
+
+}  // namespace
+}  // namespace ditbench
