@@ -48,6 +48,7 @@ class DiffusionPipeline {
   virtual std::string teacache_coefficients() const = 0;
   virtual bool uses_cfg() const { return false; }
   virtual int64_t num_heads() const = 0;
+  virtual int64_t head_dim() const = 0;
 
   // Stage `text_embed`: prompt embeddings (file or seeded synthetic) on the device.
   virtual PromptEmbeds encode_prompt(int64_t seed) = 0;
@@ -81,5 +82,14 @@ struct FamilyInfo {
 };
 const std::vector<FamilyInfo>& model_families();
 std::unique_ptr<DiffusionPipeline> create_pipeline(const PipelineSpec& spec);
+
+// `ditbench parity DIR`: loads DIR/model (a diffusers transformer or VAE folder, dispatched on
+// config.json's _class_name), runs DIR/io.safetensors' inputs and compares with its outputs.
+struct FixtureParity {
+  std::string model_class;
+  double rel_error = 0;                     // ||out - ref|| / ||ref|| of the output
+  std::vector<double> first_block_errors;   // each stream of the first block (transformers)
+};
+FixtureParity run_fixture_parity(const std::string& dir);
 
 }  // namespace ditbench

@@ -1,0 +1,81 @@
+#include "models/hunyuan_video/parity.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "models/checkpoint/checkpoint.h"
+#include "models/checkpoint/safetensors.h"
+#include "models/common/error.h"
+#include "models/hunyuan_video/transformer.h"
+#include "models/hunyuan_video/vae.h"
+
+namespace ditbench {
+namespace fs = std::filesystem;
+
+namespace {
+
+double relative_error(const at::Tensor& out, const at::Tensor& ref) {
+  auto o = out.to(at::kDouble), r = ref.to(at::kDouble);
+  return (o - r).norm().item<double>() / r.norm().item<double>();
+}
+
+at::Tensor io_tensor(const std::map<std::string, at::Tensor>& io, const std::string& name,
+                     const std::string& file) {
+  auto it = io.find(name);
+  if (it == io.end()) throw InputError(file + ": no tensor '" + name + "'");
+  return it->second;
+}
+
+}  // namespace
+
+FixtureParity hunyuan_video_transformer_parity(const std::string& dir) {
+  c10::InferenceMode guard;
+  const auto model_dir = (fs::path(dir) / "model").string();
+  const auto io_file = (fs::path(dir) / "io.safetensors").string();
+  auto config = HunyuanVideoConfig::from_file(model_dir);
+  HunyuanVideoTransformer3DModel model(config, at::TensorOptions().dtype(at::kFloat));
+  load_module(*model, Checkpoint::open(model_dir));
+  auto io = load_safetensors(io_file);
+
+  TransformerInputs in;
+  in.latents = io_tensor(io, "input.hidden_states", io_file);
+  in.timestep = io_tensor(io, "input.timestep", io_file);
+  in.prompt.embeds = io_tensor(io, "input.encoder_hidden_states", io_file);
+  in.prompt.attention_mask = io_tensor(io, "input.encoder_attention_mask", io_file);
+  in.prompt.pooled = io_tensor(io, "input.pooled_projections", io_file);
+  if (io.count("input.guidance")) in.guidance = io.at("input.guidance");
+
+  FixtureParity result;
+  result.model_class = "HunyuanVideoTransformer3DModel";
+  BlockState s = model->prepare(in);
+  model->run_block(0, s);
+  result.first_block_errors.push_back(
+      relative_error(s.hidden, io_tensor(io, "output.first_block_out0", io_file)));
+  result.first_block_errors.push_back(
+      relative_error(s.context, io_tensor(io, "output.first_block_out1", io_file)));
+  for (int64_t i = 1; i < model->num_blocks(); ++i) model->run_block(i, s);
+  result.rel_error = relative_error(model->finish(s), io_tensor(io, "output.sample", io_file));
+  return result;
+}
+
+FixtureParity hunyuan_video_vae_parity(const std::string& dir) {
+  c10::InferenceMode guard;
+  const auto model_dir = fs::path(dir) / "model";
+  const auto io_file = (fs::path(dir) / "io.safetensors").string();
+  const auto config_file = (model_dir / "config.json").string();
+  std::ifstream config_stream(config_file);
+  auto config = HunyuanVideoVAEConfig::from_json(nlohmann::json::parse(config_stream), config_file);
+  AutoencoderKLHunyuanVideoDecoder vae(config, at::TensorOptions().dtype(at::kFloat));
+  load_module(*vae, Checkpoint::open(model_dir.string()), {"encoder.", "quant_conv."});
+  vae->set_tiling(false);
+  auto io = load_safetensors(io_file);
+  FixtureParity result;
+  result.model_class = "AutoencoderKLHunyuanVideo";
+  result.rel_error = relative_error(vae->decode(io_tensor(io, "input.latents", io_file)),
+                                    io_tensor(io, "output.frames", io_file));
+  return result;
+}
+
+}  // namespace ditbench

@@ -1,0 +1,209 @@
+#include "models/hunyuan_video/pipeline.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "models/checkpoint/checkpoint.h"
+#include "models/checkpoint/safetensors.h"
+#include "models/common/error.h"
+
+namespace ditbench {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Seeds of the synthetic prompt and of the random weights are derived from the suite seed so
+// that runs are reproducible but the streams do not coincide.
+constexpr uint64_t kTransformerInitSeed = 0x7a11;
+constexpr uint64_t kVaeInitSeed = 0x7a12;
+
+at::Tensor require(const std::map<std::string, at::Tensor>& tensors, const std::string& name,
+                   const std::string& file) {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) throw InputError(file + ": no tensor '" + name + "'");
+  return it->second;
+}
+
+}  // namespace
+
+HunyuanVideoVAEConfig hunyuan_video_vae_preset(const std::string& preset,
+                                               const HunyuanVideoConfig& transformer) {
+  HunyuanVideoVAEConfig vae;
+  vae.latent_channels = transformer.in_channels;
+  if (preset != "hunyuan-video") {
+    // Small decoder with the released strides, for CPU runs of the tiny transformer.
+    vae.block_out_channels = {16, 16, 32, 32};
+    vae.layers_per_block = 1;
+    vae.norm_num_groups = 8;
+  }
+  return vae;
+}
+
+HunyuanVideoPipeline::HunyuanVideoPipeline(const PipelineSpec& spec)
+    : spec_(spec), scheduler_(FlowMatchEulerConfig::hunyuan_video()) {
+  const auto options = at::TensorOptions().dtype(spec.dtype).device(spec.device);
+  std::string transformer_dir, vae_dir;
+  if (!spec.checkpoint.empty()) {
+    transformer_dir = (fs::path(spec.checkpoint) / "transformer").string();
+    vae_dir = (fs::path(spec.checkpoint) / "vae").string();
+    if (!fs::exists(transformer_dir)) {
+      throw InputError(spec.checkpoint + ": not a diffusers checkpoint folder (no transformer/)");
+    }
+    config_ = HunyuanVideoConfig::from_file(transformer_dir);
+    if (spec.decode) {
+      if (!fs::exists(fs::path(vae_dir) / "config.json")) {
+        throw InputError(spec.checkpoint + ": no vae/config.json");
+      }
+      vae_config_ = HunyuanVideoVAEConfig::from_json(
+          nlohmann::json::parse(std::ifstream(fs::path(vae_dir) / "config.json")),
+          (fs::path(vae_dir) / "config.json").string());
+    }
+  } else {
+    config_ = hunyuan_video_preset(spec.preset);
+    vae_config_ = hunyuan_video_vae_preset(spec.preset, config_);
+  }
+
+  transformer_ = HunyuanVideoTransformer3DModel(config_, options);
+  if (spec.random_weights) {
+    random_init(*transformer_, kTransformerInitSeed);
+    weights_note_ = "random weights (seeded init at full size): timings are exact, frames and "
+                    "quality numbers are not those of a trained model";
+  } else {
+    load_module(*transformer_, Checkpoint::open(transformer_dir));
+    weights_note_ = "checkpoint " + spec.checkpoint;
+  }
+  transformer_->eval();
+
+  if (spec.decode) {
+    vae_ = AutoencoderKLHunyuanVideoDecoder(vae_config_, options);
+    if (spec.random_weights) {
+      random_init(*vae_, kVaeInitSeed);
+    } else {
+      load_module(*vae_, Checkpoint::open(vae_dir), {"encoder.", "quant_conv."});
+    }
+    vae_->eval();
+    // Tiled decoding as diffusers' enable_tiling(): tiles only where the frame is larger than a
+    // tile, so small videos decode exactly as untiled.
+    vae_->set_tiling(true);
+  }
+}
+
+std::vector<std::string> HunyuanVideoPipeline::quant_include() const {
+  // Attention projections and MLPs of the dual- and single-stream blocks.
+  return {"^transformer_blocks\\.\\d+\\.(attn|ff|ff_context)\\.",
+          "^single_transformer_blocks\\.\\d+\\.(attn\\.|proj_mlp|proj_out)"};
+}
+
+std::vector<std::string> HunyuanVideoPipeline::quant_exclude() const {
+  // Embedders, modulation (norm*.linear) and the output projection stay in the model dtype.
+  return {"norm", "embed", "^proj_out"};
+}
+
+std::vector<int64_t> HunyuanVideoPipeline::latent_shape() const {
+  const int64_t t = vae_config_.temporal_compression_ratio;
+  const int64_t s = vae_config_.spatial_compression_ratio;
+  return {1, config_.in_channels, (spec_.frames - 1) / t + 1, spec_.height / s, spec_.width / s};
+}
+
+PromptEmbeds HunyuanVideoPipeline::encode_prompt(int64_t seed) {
+  PromptEmbeds p;
+  const auto dtype = spec_.dtype;
+  if (!spec_.prompt_file.empty()) {
+    const auto& file = spec_.prompt_file;
+    auto tensors = load_safetensors(file);
+    p.embeds = require(tensors, "prompt_embeds", file);
+    p.attention_mask = require(tensors, "prompt_attention_mask", file).to(at::kBool);
+    p.pooled = require(tensors, "pooled_prompt_embeds", file);
+    if (p.embeds.dim() != 3 || p.embeds.size(2) != config_.text_embed_dim) {
+      throw InputError(file + ": tensor 'prompt_embeds' must be [B, L, " +
+                       std::to_string(config_.text_embed_dim) + "]");
+    }
+    if (p.attention_mask.sizes() != p.embeds.sizes().slice(0, 2)) {
+      throw InputError(file + ": tensor 'prompt_attention_mask' must be [B, L] like prompt_embeds");
+    }
+    if (p.pooled.dim() != 2 || p.pooled.size(1) != config_.pooled_projection_dim) {
+      throw InputError(file + ": tensor 'pooled_prompt_embeds' must be [B, " +
+                       std::to_string(config_.pooled_projection_dim) + "]");
+    }
+    p.source = "file:" + file;
+  } else {
+    // Seeded stand-ins with the text encoders' shapes: embeddings zero past the valid length.
+    const int64_t tokens = spec_.synthetic_tokens > 0 ? spec_.synthetic_tokens : 256;
+    const int64_t valid = spec_.synthetic_valid > 0 ? std::min(spec_.synthetic_valid, tokens) : tokens;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 1);
+    p.attention_mask = at::arange(tokens).lt(valid).unsqueeze(0);                   // [1, L]
+    p.embeds = at::randn({1, tokens, config_.text_embed_dim}, gen) *
+               p.attention_mask.unsqueeze(-1).to(at::kFloat);                      // [1, L, T]
+    p.pooled = at::randn({1, config_.pooled_projection_dim}, gen);                 // [1, P]
+    p.source = "synthetic:" + std::to_string(tokens) + "/" + std::to_string(valid);
+  }
+  p.embeds = p.embeds.to(spec_.device, dtype);
+  p.pooled = p.pooled.to(spec_.device, dtype);
+  p.attention_mask = p.attention_mask.to(spec_.device);
+  return p;
+}
+
+at::Tensor HunyuanVideoPipeline::prepare_latents(int64_t seed) {
+  const auto shape = latent_shape();
+  at::Tensor latents;
+  if (!spec_.noise_file.empty()) {
+    auto tensors = load_safetensors(spec_.noise_file);
+    latents = require(tensors, "noise", spec_.noise_file).to(at::kFloat);
+    if (latents.sizes() != at::IntArrayRef(shape)) {
+      throw InputError(spec_.noise_file + ": tensor 'noise' has shape " +
+                       c10::str(latents.sizes()) + ", the suite's size needs " +
+                       c10::str(at::IntArrayRef(shape)));
+    }
+  } else {
+    // As randn_tensor with a CPU torch.Generator: the same numbers as the Python pipeline.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
+    latents = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+  }
+  return latents.to(spec_.device);
+}
+
+int HunyuanVideoPipeline::set_timesteps(int steps) {
+  scheduler_.set_timesteps(steps, hunyuan_video_sigmas(steps), {}, spec_.device);
+  return static_cast<int>(scheduler_.num_steps());
+}
+
+std::vector<TransformerInputs> HunyuanVideoPipeline::step_inputs(const at::Tensor& latents,
+                                                                 int step,
+                                                                 const PromptEmbeds& prompt) {
+  TransformerInputs in;
+  const int64_t batch = latents.size(0);
+  in.latents = latents.to(spec_.dtype);
+  // t.expand(B).to(latents.dtype): f32 on the first step, the latents' dtype afterwards.
+  in.timestep = scheduler_.timesteps()[step].expand({batch}).to(latents.scalar_type());
+  // torch.tensor([g] * B, dtype=transformer_dtype) * 1000.0, rounded in that dtype.
+  in.guidance = at::full({batch}, spec_.guidance, latents.options().dtype(spec_.dtype)) * 1000.0;
+  in.prompt = prompt;
+  return {in};
+}
+
+at::Tensor HunyuanVideoPipeline::scheduler_step(const std::vector<at::Tensor>& outputs, int step,
+                                                const at::Tensor& latents) {
+  return scheduler_.step(outputs.at(0), step, latents);
+}
+
+at::Tensor HunyuanVideoPipeline::decode(const at::Tensor& latents) {
+  if (!vae_) throw std::logic_error("decode called on a pipeline built without its VAE");
+  auto z = latents.to(spec_.dtype) / vae_config_.scaling_factor;
+  return vae_->decode(z);  // [B, 3, F, H, W]
+}
+
+at::Tensor HunyuanVideoPipeline::postprocess(const at::Tensor& decoded) {
+  // VideoProcessor: denormalize in the VAE's dtype, then float32 frames [F, H, W, 3].
+  auto video = (decoded / 2 + 0.5).clamp(0, 1);
+  return video[0].permute({1, 2, 3, 0}).to(at::kCPU, at::kFloat).contiguous();
+}
+
+int64_t HunyuanVideoPipeline::num_parameters() {
+  int64_t n = 0;
+  for (const auto& p : transformer_->parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace ditbench

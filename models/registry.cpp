@@ -1,0 +1,45 @@
+#include "models/common/error.h"
+#include "models/hunyuan_video/config.h"
+#include "models/hunyuan_video/parity.h"
+#include "models/hunyuan_video/pipeline.h"
+
+#include <filesystem>
+#include <fstream>
+#include "models/pipeline.h"
+
+namespace ditbench {
+
+const std::vector<FamilyInfo>& model_families() {
+  static const std::vector<FamilyInfo> families = {
+      // VAE 8x spatial x patch 2; VAE 4x temporal.
+      {"hunyuan-video", hunyuan_video_preset_names(), 16, 4, false},
+  };
+  return families;
+}
+
+std::unique_ptr<DiffusionPipeline> create_pipeline(const PipelineSpec& spec) {
+  if (spec.model == "hunyuan-video") return std::make_unique<HunyuanVideoPipeline>(spec);
+  std::string known;
+  for (const auto& f : model_families()) known += (known.empty() ? "" : ", ") + f.name;
+  throw InputError("unknown model '" + spec.model + "' (known: " + known + ")");
+}
+
+FixtureParity run_fixture_parity(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const auto config_file = fs::path(dir) / "model" / "config.json";
+  if (!fs::exists(config_file)) throw InputError(dir + ": no model/config.json (not a fixture folder)");
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(std::ifstream(config_file));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(config_file.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  const std::string cls = config.value("_class_name", "");
+  if (cls == "HunyuanVideoTransformer3DModel") return hunyuan_video_transformer_parity(dir);
+  if (cls == "AutoencoderKLHunyuanVideo") return hunyuan_video_vae_parity(dir);
+  throw InputError(config_file.string() + ": _class_name '" + cls +
+                   "' has no ditbench model in this build (known: HunyuanVideoTransformer3DModel, "
+                   "AutoencoderKLHunyuanVideo)");
+}
+
+}  // namespace ditbench
