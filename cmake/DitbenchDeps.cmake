@@ -16,6 +16,11 @@ if(NOT Torch_DIR AND NOT DEFINED ENV{Torch_DIR})
   endif()
   list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
 endif()
+# Torch's CMake adds nvcc -gencode flags from TORCH_CUDA_ARCH_LIST, defaulting to a list that
+# starts at sm_50, which CUDA 13's nvcc rejects; our .cu files target Hopper.
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(TORCH_CUDA_ARCH_LIST "9.0a")
+endif()
 find_package(Torch REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 

@@ -8,6 +8,9 @@
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "optimizations/quant/fp8_rows_cuda.h"
 #endif
 
 namespace ditbench {
@@ -30,9 +33,30 @@ std::string quant_mode_name(QuantMode mode) {
 }
 
 Fp8Rows quantize_rows_fp8(const at::Tensor& rows) {
+#ifdef DITBENCH_HAS_CUDA
+  const auto dtype = rows.scalar_type();
+  if (rows.is_cuda() && rows.dim() == 2 && rows.size(0) > 0 && rows.stride(1) == 1 &&
+      (dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16)) {
+    c10::cuda::CUDAGuard guard(rows.device());
+    auto values = at::empty(rows.sizes(), rows.options().dtype(at::kFloat8_e4m3fn));  // [R, C]
+    auto scale = at::empty({rows.size(0), 1}, rows.options().dtype(at::kFloat));      // [R, 1]
+    const auto input = dtype == at::kFloat  ? Fp8RowsInput::float32
+                       : dtype == at::kHalf ? Fp8RowsInput::float16
+                                            : Fp8RowsInput::bfloat16;
+    if (quantize_rows_fp8_cuda(rows.data_ptr(), input, rows.size(0), rows.size(1), rows.stride(0),
+                               values.data_ptr(), scale.data_ptr<float>(),
+                               at::cuda::getCurrentCUDAStream())) {
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return {values, scale};
+    }
+  }
+#endif
   // rows: [R, C]; the amax is one reduction kernel (the inf-norm) computed in float32.
   auto amax = at::linalg_vector_norm(rows, INFINITY, {-1}, /*keepdim=*/true, at::kFloat);  // [R, 1]
-  auto scale = at::where(amax > 0, amax / kFp8E4m3Max, at::ones_like(amax));               // [R, 1]
+  // Divided by a tensor, not a scalar: ATen's CUDA kernels turn a scalar divisor into a
+  // reciprocal multiply, which can differ in the last bit from the fused kernel's division.
+  auto scale = at::where(amax > 0, amax / at::full_like(amax, kFp8E4m3Max),
+                         at::ones_like(amax));  // [R, 1]
   // Division promotes bf16/fp16 rows to float32; the clamp keeps float rounding of amax / scale
   // from producing a value just over 448, which e4m3fn would turn into NaN.
   auto scaled = at::div(rows, scale).clamp_(-kFp8E4m3Max, kFp8E4m3Max);

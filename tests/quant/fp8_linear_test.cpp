@@ -227,6 +227,22 @@ TEST(Fp8QuantCuda, ScaledMmMatchesEmulation) {
   EXPECT_LT(rel_error(fused, emulated), 1e-2);
 }
 
+// The fused row quantizer on the GPU rounds exactly as the op-by-op form does on the CPU.
+TEST(Fp8QuantCuda, FusedRowQuantizerMatchesCpuBitForBit) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  at::manual_seed(8);
+  auto wide = at::randn({67, 3100}) * at::rand({67, 1}) * 10;
+  wide[5].zero_();
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    auto rows = wide.to(dtype).narrow(1, 0, 3072);  // row stride 3100: a strided view
+    auto cpu = quantize_rows_fp8(rows);
+    auto gpu = quantize_rows_fp8(rows.cuda());
+    EXPECT_TRUE(at::equal(gpu.scale.cpu(), cpu.scale));
+    EXPECT_TRUE(at::equal(gpu.values.cpu().view(at::kByte), cpu.values.view(at::kByte)));
+  }
+}
+
 TEST(Fp8QuantCuda, DynamicLinearWithUnalignedDimsMatchesCpuEmulation) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);

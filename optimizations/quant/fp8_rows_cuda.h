@@ -1,0 +1,20 @@
+#pragma once
+// Row-wise e4m3 quantization in one CUDA kernel (amax, scale and rounding fused), the hot part of
+// fp8_dynamic: ATen's op-by-op form makes four passes with a float32 intermediate and cost more
+// than the FP8 matmul saves when K is large. Same numbers as quantize_rows_fp8's ATen form:
+// scale = amax / 448 (1 for a zero row), value = round-to-nearest-even(clamp(x / scale, ±448)).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ditbench {
+
+enum class Fp8RowsInput { float32, float16, bfloat16 };
+
+// x: rows x cols elements with row stride `row_stride` (unit column stride); out: rows x cols
+// e4m3 bytes, contiguous; scale: rows floats. Returns false (launching nothing) when this build
+// has no kernel image for the current device, so callers can take the ATen path.
+bool quantize_rows_fp8_cuda(const void* x, Fp8RowsInput dtype, int64_t rows, int64_t cols,
+                            int64_t row_stride, void* out, float* scale, cudaStream_t stream);
+
+}  // namespace ditbench
