@@ -1,0 +1,53 @@
+#include "optimizations/cache/first_block_cache.h"
+
+#include <stdexcept>
+
+namespace ditbench {
+
+void FirstBlockCache::reset() {
+  clear_records();
+  reference_residual_ = at::Tensor();
+  stored_ = cache_detail::StreamResiduals();
+}
+
+at::Tensor FirstBlockCache::forward(BlockTransformer& model, const TransformerInputs& in, int step,
+                                    int num_steps) {
+  begin_step(step, num_steps);
+  const int64_t num_blocks = model.num_blocks();
+  if (num_blocks < 1) throw std::logic_error("fbcache: the model has no blocks");
+
+  BlockState state = model.prepare(in);
+  const at::Tensor hidden_in = state.hidden;  // [B, N, D]
+  model.run_block(0, state);
+  // first_residual: [B, N, D], block 0's change of the image stream
+  at::Tensor first_residual = cache_detail::image_residual(hidden_in, state.hidden, "block 0");
+
+  CacheStepRecord rec;
+  rec.step = step;
+  if (reference_residual_.defined() && reference_residual_.sizes() == first_residual.sizes()) {
+    rec.signal = relative_l1(reference_residual_, first_residual);
+  }
+  rec.reused = options_.threshold > 0 && step >= options_.warmup_steps && rec.signal &&
+               *rec.signal < options_.threshold && cache_detail::residuals_fit(stored_, state) &&
+               caps_allow_reuse();
+
+  if (rec.reused) {
+    // Blocks 1..N replaced by their residual at the last computed step; the reference stays that
+    // step's first residual.
+    cache_detail::add_residuals(stored_, state);
+  } else {
+    reference_residual_ = std::move(first_residual);
+    const at::Tensor hidden_first = state.hidden, context_first = state.context;
+    for (int64_t i = 1; i < num_blocks; ++i) model.run_block(i, state);
+    // Only a positive threshold can ever reuse; without one, keep no residuals (less memory, and
+    // the pass is exactly the plain forward).
+    if (options_.threshold > 0) {
+      stored_ = cache_detail::residuals_between(hidden_first, context_first, state, num_blocks - 1,
+                                                "blocks 1..N");
+    }
+  }
+  record(rec);
+  return model.finish(state);
+}
+
+}  // namespace ditbench

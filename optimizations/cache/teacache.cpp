@@ -1,0 +1,72 @@
+#include "optimizations/cache/teacache.h"
+
+#include <algorithm>
+
+#include "models/common/error.h"
+
+namespace ditbench {
+
+TeaCache::TeaCache(CacheOptions options) : CachePolicy(std::move(options)) {
+  if (options_.teacache_coefficients.empty()) {
+    throw InputError(
+        "cache option teacache_coefficients: TeaCache needs a coefficient set (a named set or "
+        "five comma-separated numbers)");
+  }
+  coefficients_ = parse_teacache_coefficients(options_.teacache_coefficients);
+}
+
+void TeaCache::reset() {
+  clear_records();
+  previous_signal_ = at::Tensor();
+  accumulated_ = 0;
+  stored_ = cache_detail::StreamResiduals();
+}
+
+double TeaCache::rescale(double rel) const {
+  double y = 0;
+  for (double c : coefficients_) y = y * rel + c;
+  return y;
+}
+
+at::Tensor TeaCache::forward(BlockTransformer& model, const TransformerInputs& in, int step,
+                             int num_steps) {
+  begin_step(step, num_steps);
+  BlockState state = model.prepare(in);
+  at::Tensor signal = model.teacache_signal(state);  // m_t, model-specific shape
+
+  CacheStepRecord rec;
+  rec.step = step;
+  if (previous_signal_.defined() && previous_signal_.sizes() == signal.sizes()) {
+    rec.signal = relative_l1(previous_signal_, signal);
+  }
+  previous_signal_ = std::move(signal);  // updated on every step, reused or not
+
+  // The first step (or the first warmup_steps, TeaCache's ret_steps) and the last always compute.
+  const int first_cacheable = std::max(1, options_.warmup_steps);
+  if (step < first_cacheable || step == num_steps - 1 || !rec.signal) {
+    accumulated_ = 0;
+  } else {
+    accumulated_ += rescale(*rec.signal);
+    // A threshold of 0 turns reuse off even where a coefficient set's polynomial is negative.
+    rec.reused = options_.threshold > 0 && accumulated_ < options_.threshold &&
+                 cache_detail::residuals_fit(stored_, state) && caps_allow_reuse();
+    if (!rec.reused) accumulated_ = 0;
+  }
+  rec.accumulated = accumulated_;
+
+  if (rec.reused) {
+    cache_detail::add_residuals(stored_, state);
+  } else {
+    const at::Tensor hidden_in = state.hidden, context_in = state.context;
+    const int64_t num_blocks = model.num_blocks();
+    for (int64_t i = 0; i < num_blocks; ++i) model.run_block(i, state);
+    if (options_.threshold > 0) {
+      stored_ =
+          cache_detail::residuals_between(hidden_in, context_in, state, num_blocks, "the blocks");
+    }
+  }
+  record(rec);
+  return model.finish(state);
+}
+
+}  // namespace ditbench
