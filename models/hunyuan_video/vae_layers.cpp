@@ -1,0 +1,196 @@
+#include "models/hunyuan_video/vae_layers.h"
+
+#include <ATen/ATen.h>
+
+namespace ditbench {
+
+// ---- Conv3d ----
+
+Conv3dImpl::Conv3dImpl(int64_t in_channels, int64_t out_channels, Int3 kernel, Int3 stride,
+                       const at::TensorOptions& options)
+    : kernel(kernel), stride(stride) {
+  weight = register_parameter(
+      "weight", at::empty({out_channels, in_channels, kernel[0], kernel[1], kernel[2]}, options),
+      false);
+  bias = register_parameter("bias", at::empty({out_channels}, options), false);
+}
+
+at::Tensor Conv3dImpl::forward(const at::Tensor& x) { return at::conv3d(x, weight, bias, stride); }
+
+// ---- GroupNorm ----
+
+GroupNormImpl::GroupNormImpl(int64_t num_groups, int64_t num_channels, double eps,
+                             const at::TensorOptions& options)
+    : num_groups(num_groups), eps(eps) {
+  weight = register_parameter("weight", at::empty({num_channels}, options), false);
+  bias = register_parameter("bias", at::empty({num_channels}, options), false);
+}
+
+at::Tensor GroupNormImpl::forward(const at::Tensor& x) {
+  return at::group_norm(x, num_groups, weight, bias, eps);
+}
+
+// ---- CausalConv3d ----
+
+CausalConv3dImpl::CausalConv3dImpl(int64_t in_channels, int64_t out_channels, Int3 kernel,
+                                   Int3 stride, const at::TensorOptions& options) {
+  conv = register_module("conv", Conv3d(in_channels, out_channels, kernel, stride, options));
+}
+
+at::Tensor CausalConv3dImpl::forward(const at::Tensor& x) {
+  const Int3& k = conv->kernel;
+  if (k[0] == 1 && k[1] == 1 && k[2] == 1) return conv(x);  // nothing to pad
+  // One replicate pad of the whole clip (not per frame): (w_left, w_right, h_top, h_bottom,
+  // t_front, t_back). x_padded: [B, C, F + kt - 1, H + 2 (kh / 2), W + 2 (kw / 2)]
+  at::Tensor x_padded =
+      at::pad(x, {k[2] / 2, k[2] / 2, k[1] / 2, k[1] / 2, k[0] - 1, 0}, "replicate");
+  return conv(x_padded);
+}
+
+// ---- ResnetBlockCausal3D ----
+
+ResnetBlockCausal3DImpl::ResnetBlockCausal3DImpl(int64_t in_channels, int64_t out_channels,
+                                                 int64_t groups, double eps,
+                                                 const at::TensorOptions& options) {
+  norm1 = register_module("norm1", GroupNorm(groups, in_channels, eps, options));
+  conv1 = register_module(
+      "conv1", CausalConv3d(in_channels, out_channels, Int3{3, 3, 3}, Int3{1, 1, 1}, options));
+  norm2 = register_module("norm2", GroupNorm(groups, out_channels, eps, options));
+  conv2 = register_module(
+      "conv2", CausalConv3d(out_channels, out_channels, Int3{3, 3, 3}, Int3{1, 1, 1}, options));
+  if (in_channels != out_channels) {
+    conv_shortcut = register_module(
+        "conv_shortcut",
+        CausalConv3d(in_channels, out_channels, Int3{1, 1, 1}, Int3{1, 1, 1}, options));
+  }
+}
+
+at::Tensor ResnetBlockCausal3DImpl::forward(const at::Tensor& x) {
+  // Each intermediate is reassigned as soon as it is consumed, so at most the input and two
+  // activations of the block are alive at once (these are GBs at 720p).
+  at::Tensor h = norm1(x);  // h: [B, C_in, F, H, W]
+  at::silu_(h);
+  h = conv1(h);  // h: [B, C_out, F, H, W]
+  h = norm2(h);
+  at::silu_(h);
+  h = conv2(h);
+  if (conv_shortcut) return h.add_(conv_shortcut(x));
+  return h.add_(x);
+}
+
+// ---- UpsampleCausal3D ----
+
+UpsampleCausal3DImpl::UpsampleCausal3DImpl(int64_t in_channels, int64_t out_channels,
+                                           Int3 scale_factor, const at::TensorOptions& options)
+    : scale_factor(scale_factor) {
+  conv = register_module(
+      "conv", CausalConv3d(in_channels, out_channels, Int3{3, 3, 3}, Int3{1, 1, 1}, options));
+}
+
+at::Tensor UpsampleCausal3DImpl::forward(const at::Tensor& x) {
+  // x: [B, C, F, H, W]
+  const int64_t frames = x.size(2), height = x.size(3), width = x.size(4);
+  const auto [st, sh, sw] = scale_factor;
+  // Up-sampling every frame by st and dropping the first st - 1 copies gives frame order
+  // 0, 1 (st times), 2 (st times), ...: the first frame once, the rest st times each, which is
+  // the causal up-sampling, in one kernel and without a concatenation.
+  // up: [B, C, st * F, sh * H, sw * W]
+  at::Tensor up = at::upsample_nearest3d(x, {st * frames, sh * height, sw * width});
+  if (st > 1) up = up.narrow(2, st - 1, 1 + st * (frames - 1));
+  return conv(up);
+}
+
+// ---- CausalFrameAttention ----
+
+CausalFrameAttentionImpl::CausalFrameAttentionImpl(int64_t channels, int64_t groups, double eps,
+                                                   const at::TensorOptions& options) {
+  group_norm = register_module("group_norm", GroupNorm(groups, channels, eps, options));
+  to_q = register_module("to_q", Linear(channels, channels, true, options));
+  to_k = register_module("to_k", Linear(channels, channels, true, options));
+  to_v = register_module("to_v", Linear(channels, channels, true, options));
+  out_proj = Linear(channels, channels, true, options);
+  to_out->push_back(out_proj);  // key `to_out.0` (`to_out.1` is a parameter-free dropout)
+  to_out = register_module("to_out", to_out);
+}
+
+at::Tensor CausalFrameAttentionImpl::forward(const at::Tensor& x) {
+  // x: [B, C, F, H, W]
+  const int64_t batch = x.size(0), channels = x.size(1), frames = x.size(2);
+  const int64_t frame_tokens = x.size(3) * x.size(4);
+  // GroupNorm over [B, C, F, H, W] equals GroupNorm over the flattened [B, C, S].
+  // tokens: [B, S, C] with S = F * H * W, position order (f, h, w)
+  at::Tensor tokens = group_norm(x).flatten(2).transpose(1, 2);
+  // q, k, v: [B, 1, S, C] (one head of width C)
+  at::Tensor q = to_q(tokens).unsqueeze(1);
+  at::Tensor k = to_k(tokens).unsqueeze(1);
+  at::Tensor v = to_v(tokens).unsqueeze(1);
+  tokens.reset();
+
+  // The mask is block lower-triangular over frames, so frame f's queries attend to exactly the
+  // key prefix of frames 0..f. Attending to that prefix without a mask is the same computation
+  // and never materialises an S x S mask (S = 475,200 for a 720p clip decoded untiled); each call
+  // may also use a fused SDPA kernel, which an explicit mask can rule out.
+  at::Tensor attended = at::empty_like(q);  // [B, 1, S, C]
+  for (int64_t f = 0; f < frames; ++f) {
+    const int64_t visible = (f + 1) * frame_tokens;
+    attended.narrow(2, f * frame_tokens, frame_tokens)
+        .copy_(at::scaled_dot_product_attention(q.narrow(2, f * frame_tokens, frame_tokens),
+                                                k.narrow(2, 0, visible), v.narrow(2, 0, visible)));
+  }
+  q.reset();
+  k.reset();
+  v.reset();
+
+  // out: [B, S, C] -> [B, C, F, H, W]
+  at::Tensor out = out_proj(attended.squeeze(1));
+  out = out.transpose(1, 2).reshape({batch, channels, frames, x.size(3), x.size(4)});
+  return out.add_(x);
+}
+
+// ---- MidBlock3D ----
+
+MidBlock3DImpl::MidBlock3DImpl(int64_t channels, int64_t groups, double eps, bool add_attention,
+                               const at::TensorOptions& options, int64_t num_layers) {
+  resnets->push_back(ResnetBlockCausal3D(channels, channels, groups, eps, options));
+  for (int64_t i = 0; i < num_layers; ++i) {
+    if (add_attention) attentions->push_back(CausalFrameAttention(channels, groups, eps, options));
+    resnets->push_back(ResnetBlockCausal3D(channels, channels, groups, eps, options));
+  }
+  resnets = register_module("resnets", resnets);
+  attentions = register_module("attentions", attentions);
+}
+
+at::Tensor MidBlock3DImpl::forward(const at::Tensor& x) {
+  at::Tensor h = resnets[0]->as<ResnetBlockCausal3DImpl>()->forward(x);
+  for (size_t i = 1; i < resnets->size(); ++i) {
+    if (!attentions->is_empty()) h = attentions[i - 1]->as<CausalFrameAttentionImpl>()->forward(h);
+    h = resnets[i]->as<ResnetBlockCausal3DImpl>()->forward(h);
+  }
+  return h;
+}
+
+// ---- UpBlock3D ----
+
+UpBlock3DImpl::UpBlock3DImpl(int64_t in_channels, int64_t out_channels, int64_t num_layers,
+                             int64_t groups, double eps, std::optional<Int3> upsample_scale_factor,
+                             const at::TensorOptions& options) {
+  for (int64_t i = 0; i < num_layers; ++i) {
+    resnets->push_back(ResnetBlockCausal3D(i == 0 ? in_channels : out_channels, out_channels,
+                                           groups, eps, options));
+  }
+  resnets = register_module("resnets", resnets);
+  if (upsample_scale_factor) {
+    upsamplers->push_back(
+        UpsampleCausal3D(out_channels, out_channels, *upsample_scale_factor, options));
+    upsamplers = register_module("upsamplers", upsamplers);
+  }
+}
+
+at::Tensor UpBlock3DImpl::forward(const at::Tensor& x) {
+  at::Tensor h = x;
+  for (const auto& resnet : *resnets) h = resnet->as<ResnetBlockCausal3DImpl>()->forward(h);
+  for (const auto& upsampler : *upsamplers) h = upsampler->as<UpsampleCausal3DImpl>()->forward(h);
+  return h;
+}
+
+}  // namespace ditbench
