@@ -29,11 +29,14 @@ void CachePolicy::begin_step(int step, int num_steps) {
 }
 
 std::optional<double> CachePolicy::relative_l1(const at::Tensor& ref, const at::Tensor& cur) const {
-  // The difference is formed in the tensors' dtype like the references; the sums accumulate in
-  // float64. sums: [3] = sum|cur - ref|, sum|ref|, element count (float64, on the tensors' device
-  // so a GPU communicator can reduce it).
+  // The difference is formed in the tensors' dtype like the references. The sums accumulate in
+  // float32 (float64 for float64 tensors): reducing half-precision input straight into float64
+  // would first materialize a float64 copy of a whole hidden state on the GPU.
+  const at::ScalarType accumulate = ref.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  // sums: [3] float64 = sum|cur - ref|, sum|ref|, element count, on the tensors' device so a GPU
+  // communicator can reduce it.
   at::Tensor sums = at::stack(
-      {(cur - ref).abs().sum(at::kDouble), ref.abs().sum(at::kDouble),
+      {(cur - ref).abs().sum(accumulate).to(at::kDouble), ref.abs().sum(accumulate).to(at::kDouble),
        at::scalar_tensor(static_cast<double>(ref.numel()), ref.options().dtype(at::kDouble))});
   if (all_reduce_) all_reduce_(sums);
   const at::Tensor host = sums.cpu();
