@@ -1,17 +1,17 @@
 #include "metrics/frames.h"
 
-#include <algorithm>
-#include <filesystem>
-#include <map>
 #include <sstream>
 #include <string>
-#include <vector>
 
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 
 #ifdef DITBENCH_HAS_OPENCV
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <filesystem>
+#include <vector>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
