@@ -1,0 +1,70 @@
+#include "models/common/layers.h"
+
+namespace ditbench {
+
+FeedForwardProjImpl::FeedForwardProjImpl(int64_t dim, int64_t inner_dim, FeedForwardActivation act,
+                                         bool bias, const at::TensorOptions& options)
+    : act_(act) {
+  const int64_t proj_out = act == FeedForwardActivation::kSwiGLU ? 2 * inner_dim : inner_dim;
+  proj = register_module("proj", Linear(dim, proj_out, bias, options));
+}
+
+at::Tensor FeedForwardProjImpl::forward(const at::Tensor& x) {
+  auto h = proj(x);  // [..., inner] (or [..., 2*inner] for SwiGLU)
+  switch (act_) {
+    case FeedForwardActivation::kGeluTanh:
+      return at::gelu(h, "tanh");
+    case FeedForwardActivation::kLinearSiLU:
+      return at::silu(h);
+    case FeedForwardActivation::kSwiGLU: {
+      auto halves = h.chunk(2, -1);  // value first, gate second
+      return halves[0] * at::silu(halves[1]);
+    }
+  }
+  return h;
+}
+
+FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim, FeedForwardActivation act,
+                                 const at::TensorOptions& options, int64_t dim_out, bool bias) {
+  if (dim_out < 0) dim_out = dim;
+  auto net = register_module("net", std::make_shared<torch::nn::Module>());
+  act_proj = net->register_module("0", FeedForwardProj(dim, inner_dim, act, bias, options));
+  out = net->register_module("2", Linear(inner_dim, dim_out, bias, options));
+}
+
+at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return out(act_proj(x)); }
+
+OutProjectionImpl::OutProjectionImpl(int64_t in, int64_t out, bool bias,
+                                     const at::TensorOptions& options) {
+  linear = register_module("0", Linear(in, out, bias, options));
+}
+
+PatchConv3dImpl::PatchConv3dImpl(int64_t in_channels, int64_t out_channels,
+                                 std::array<int64_t, 3> patch, const at::TensorOptions& options)
+    : patch_(patch) {
+  weight = register_parameter(
+      "weight", at::empty({out_channels, in_channels, patch[0], patch[1], patch[2]}, options),
+      false);
+  bias = register_parameter("bias", at::empty({out_channels}, options), false);
+}
+
+at::Tensor PatchConv3dImpl::forward(const at::Tensor& x) {
+  auto y = at::conv3d(x, weight, bias, patch_);  // [B, D, F', H', W']
+  return y.flatten(2).transpose(1, 2);           // [B, N, D]
+}
+
+PatchEmbed3dImpl::PatchEmbed3dImpl(int64_t in_channels, int64_t embed_dim,
+                                   std::array<int64_t, 3> patch, const at::TensorOptions& options) {
+  proj = register_module("proj", PatchConv3d(in_channels, embed_dim, patch, options));
+}
+
+at::Tensor unpatchify_channels_first(const at::Tensor& x, std::array<int64_t, 3> grid,
+                                     std::array<int64_t, 3> patch, int64_t channels) {
+  const int64_t batch = x.size(0);
+  // [B, F', H', W', C, pt, ph, pw] -> [B, C, F', pt, H', ph, W', pw]
+  auto y = x.reshape({batch, grid[0], grid[1], grid[2], channels, patch[0], patch[1], patch[2]})
+               .permute({0, 4, 1, 5, 2, 6, 3, 7});
+  return y.flatten(6, 7).flatten(4, 5).flatten(2, 3);  // [B, C, F, H, W]
+}
+
+}  // namespace ditbench

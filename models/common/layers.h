@@ -1,0 +1,93 @@
+#pragma once
+// Feed-forward, ModuleList-style holders and patch embedding with diffusers' key names
+// (models.md §1.7): dropouts own no keys but take ModuleList indices, hence `net.0.proj`,
+// `net.2` and `to_out.0`.
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <array>
+#include <cstdint>
+
+#include "models/common/embeddings.h"
+#include "optimizations/quant/linear.h"
+
+namespace ditbench {
+
+// diffusers GELU / activation-with-projection module: `proj` then the activation; SwiGLU splits
+// the projection into (value, gate) halves.
+enum class FeedForwardActivation { kGeluTanh, kLinearSiLU, kSwiGLU };
+
+class FeedForwardProjImpl : public torch::nn::Module {
+ public:
+  FeedForwardProjImpl(int64_t dim, int64_t inner_dim, FeedForwardActivation act, bool bias,
+                      const at::TensorOptions& options);
+  // x: [..., dim] -> [..., inner]
+  at::Tensor forward(const at::Tensor& x);
+
+  Linear proj{nullptr};
+
+ private:
+  FeedForwardActivation act_;
+};
+TORCH_MODULE(FeedForwardProj);
+
+// diffusers FeedForward(dim, dim_out, mult, activation_fn, inner_dim, bias):
+// net = [act-with-proj, Dropout, Linear(inner -> dim_out)].
+class FeedForwardImpl : public torch::nn::Module {
+ public:
+  FeedForwardImpl(int64_t dim, int64_t inner_dim, FeedForwardActivation act,
+                  const at::TensorOptions& options, int64_t dim_out = -1, bool bias = true);
+  // x: [..., dim] -> [..., dim_out]
+  at::Tensor forward(const at::Tensor& x);
+
+  FeedForwardProj act_proj{nullptr};  // key "net.0"
+  Linear out{nullptr};                // key "net.2"
+};
+TORCH_MODULE(FeedForward);
+
+// An nn.ModuleList([Linear, Dropout]) output projection: only index 0 owns keys ("to_out.0").
+class OutProjectionImpl : public torch::nn::Module {
+ public:
+  OutProjectionImpl(int64_t in, int64_t out, bool bias, const at::TensorOptions& options);
+  // x: [..., in] -> [..., out]
+  at::Tensor forward(const at::Tensor& x) { return linear(x); }
+
+  Linear linear{nullptr};  // key "0"
+};
+TORCH_MODULE(OutProjection);
+
+// nn.Conv3d(in, out, kernel=stride=patch) as a patchifier: key "weight" [out, in, pt, ph, pw]
+// and "bias" [out]. Output tokens in (t, h, w) order, w fastest.
+class PatchConv3dImpl : public torch::nn::Module {
+ public:
+  PatchConv3dImpl(int64_t in_channels, int64_t out_channels, std::array<int64_t, 3> patch,
+                  const at::TensorOptions& options);
+  // x: [B, C, F, H, W] -> [B, F/pt * H/ph * W/pw, out]
+  at::Tensor forward(const at::Tensor& x);
+
+  torch::Tensor weight, bias;
+
+ private:
+  std::array<int64_t, 3> patch_;
+};
+TORCH_MODULE(PatchConv3d);
+
+// A holder module with one child `proj` (diffusers' PatchEmbed classes: "x_embedder.proj.*").
+class PatchEmbed3dImpl : public torch::nn::Module {
+ public:
+  PatchEmbed3dImpl(int64_t in_channels, int64_t embed_dim, std::array<int64_t, 3> patch,
+                   const at::TensorOptions& options);
+  // x: [B, C, F, H, W] -> [B, N, D]
+  at::Tensor forward(const at::Tensor& x) { return proj(x); }
+
+  PatchConv3d proj{nullptr};
+};
+TORCH_MODULE(PatchEmbed3d);
+
+// Inverse of the patchifier for projections whose features are ordered (C, pt, ph, pw), C
+// slowest (HunyuanVideo, the diffusers Conv3d convention).
+// x: [B, F'*H'*W', C*pt*ph*pw] -> [B, C, F'*pt, H'*ph, W'*pw]
+at::Tensor unpatchify_channels_first(const at::Tensor& x, std::array<int64_t, 3> grid,
+                                     std::array<int64_t, 3> patch, int64_t channels);
+
+}  // namespace ditbench

@@ -1,0 +1,176 @@
+#include "models/hunyuan_video/config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "models/common/error.h"
+
+namespace ditbench {
+namespace {
+
+[[noreturn]] void bad_key(const std::string& source, const std::string& key,
+                          const std::string& expected, const nlohmann::json& value) {
+  throw InputError(source + ": key '" + key + "' must be " + expected + ", got " +
+                   value.type_name() + " " + value.dump());
+}
+
+void read_int(const nlohmann::json& j, const std::string& source, const char* key, int64_t& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  if (!v.is_number_integer()) bad_key(source, key, "an integer", v);
+  out = v.get<int64_t>();
+}
+
+void read_double(const nlohmann::json& j, const std::string& source, const char* key, double& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  if (!v.is_number()) bad_key(source, key, "a number", v);
+  out = v.get<double>();
+}
+
+void read_bool(const nlohmann::json& j, const std::string& source, const char* key, bool& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  if (!v.is_boolean()) bad_key(source, key, "a boolean", v);
+  out = v.get<bool>();
+}
+
+// null reads as "" (diffusers writes None as null).
+void read_string(const nlohmann::json& j, const std::string& source, const char* key,
+                 std::string& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  if (v.is_null()) {
+    out.clear();
+    return;
+  }
+  if (!v.is_string()) bad_key(source, key, "a string or null", v);
+  out = v.get<std::string>();
+}
+
+}  // namespace
+
+HunyuanVideoConfig HunyuanVideoConfig::from_json(const nlohmann::json& j,
+                                                 const std::string& source) {
+  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  HunyuanVideoConfig c;
+  read_int(j, source, "in_channels", c.in_channels);
+  // out_channels: null means "same as in_channels".
+  c.out_channels = c.in_channels;
+  if (j.contains("out_channels") && !j.at("out_channels").is_null()) {
+    read_int(j, source, "out_channels", c.out_channels);
+  }
+  read_int(j, source, "num_attention_heads", c.num_attention_heads);
+  read_int(j, source, "attention_head_dim", c.attention_head_dim);
+  read_int(j, source, "num_layers", c.num_layers);
+  read_int(j, source, "num_single_layers", c.num_single_layers);
+  read_int(j, source, "num_refiner_layers", c.num_refiner_layers);
+  read_double(j, source, "mlp_ratio", c.mlp_ratio);
+  read_int(j, source, "patch_size", c.patch_size);
+  read_int(j, source, "patch_size_t", c.patch_size_t);
+  read_string(j, source, "qk_norm", c.qk_norm);
+  read_bool(j, source, "guidance_embeds", c.guidance_embeds);
+  read_int(j, source, "text_embed_dim", c.text_embed_dim);
+  read_int(j, source, "pooled_projection_dim", c.pooled_projection_dim);
+  read_double(j, source, "rope_theta", c.rope_theta);
+  read_string(j, source, "image_condition_type", c.image_condition_type);
+  if (j.contains("rope_axes_dim")) {
+    const auto& v = j.at("rope_axes_dim");
+    if (!v.is_array() || v.size() != 3) bad_key(source, "rope_axes_dim", "a list of 3 integers", v);
+    c.rope_axes_dim.clear();
+    for (const auto& d : v) {
+      if (!d.is_number_integer()) bad_key(source, "rope_axes_dim", "a list of 3 integers", v);
+      c.rope_axes_dim.push_back(d.get<int64_t>());
+    }
+  }
+  c.validate(source);
+  return c;
+}
+
+HunyuanVideoConfig HunyuanVideoConfig::from_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path file = path;
+  if (fs::is_directory(file)) file /= "config.json";
+  std::ifstream in(file);
+  if (!in) throw InputError(file.string() + ": cannot read the config file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError(file.string() + ": invalid JSON: " + e.what());
+  }
+  return from_json(j, file.string());
+}
+
+void HunyuanVideoConfig::validate(const std::string& source) const {
+  auto positive = [&](const char* key, int64_t v) {
+    if (v <= 0)
+      throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(v));
+  };
+  auto non_negative = [&](const char* key, int64_t v) {
+    if (v < 0)
+      throw InputError(source + ": key '" + key + "' must be >= 0, got " + std::to_string(v));
+  };
+  positive("in_channels", in_channels);
+  positive("out_channels", out_channels);
+  positive("num_attention_heads", num_attention_heads);
+  positive("attention_head_dim", attention_head_dim);
+  non_negative("num_layers", num_layers);
+  non_negative("num_single_layers", num_single_layers);
+  non_negative("num_refiner_layers", num_refiner_layers);
+  positive("patch_size", patch_size);
+  positive("patch_size_t", patch_size_t);
+  positive("text_embed_dim", text_embed_dim);
+  positive("pooled_projection_dim", pooled_projection_dim);
+  if (!(mlp_ratio > 0)) {
+    throw InputError(source + ": key 'mlp_ratio' must be positive, got " +
+                     std::to_string(mlp_ratio));
+  }
+  if (!(rope_theta > 0)) {
+    throw InputError(source + ": key 'rope_theta' must be positive, got " +
+                     std::to_string(rope_theta));
+  }
+  const int64_t rope_sum = std::accumulate(rope_axes_dim.begin(), rope_axes_dim.end(), int64_t{0});
+  bool rope_even = true;
+  for (int64_t d : rope_axes_dim) rope_even = rope_even && d > 0 && d % 2 == 0;
+  if (rope_axes_dim.size() != 3 || !rope_even || rope_sum != attention_head_dim) {
+    throw InputError(source + ": key 'rope_axes_dim' must be 3 positive even sizes summing to " +
+                     "attention_head_dim (" + std::to_string(attention_head_dim) + "), got sum " +
+                     std::to_string(rope_sum));
+  }
+  if (qk_norm != "rms_norm") {
+    throw Unsupported(source + ": qk_norm '" + qk_norm + "' is not implemented (only 'rms_norm')");
+  }
+  if (!image_condition_type.empty()) {
+    throw Unsupported(source + ": image_condition_type '" + image_condition_type +
+                      "' (image-to-video) is not implemented");
+  }
+}
+
+std::vector<std::string> hunyuan_video_preset_names() {
+  return {"hunyuan-video", "hunyuan-video-tiny"};
+}
+
+HunyuanVideoConfig hunyuan_video_preset(const std::string& name) {
+  if (name == "hunyuan-video") return HunyuanVideoConfig{};
+  if (name == "hunyuan-video-tiny") {
+    HunyuanVideoConfig c;
+    c.in_channels = 4;
+    c.out_channels = 4;
+    c.num_attention_heads = 2;
+    c.attention_head_dim = 16;
+    c.num_layers = 2;
+    c.num_single_layers = 2;
+    c.num_refiner_layers = 1;
+    c.text_embed_dim = 32;
+    c.pooled_projection_dim = 16;
+    c.rope_axes_dim = {4, 6, 6};
+    return c;
+  }
+  std::string known;
+  for (const auto& n : hunyuan_video_preset_names()) known += (known.empty() ? "" : ", ") + n;
+  throw InputError("unknown HunyuanVideo preset '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace ditbench

@@ -1,0 +1,385 @@
+#include "models/hunyuan_video/transformer.h"
+
+#include <string>
+
+#include "models/common/error.h"
+#include "optimizations/attention/attention.h"
+
+namespace ditbench {
+namespace {
+
+constexpr double kNormEps = 1e-6;
+
+// A ModuleList-like holder: children registered under "0", "1", ... so keys read "name.i.*".
+template <typename Holder>
+std::vector<Holder> register_list(torch::nn::Module& parent, const std::string& name, int64_t count,
+                                  const std::function<Holder()>& make) {
+  auto list = parent.register_module(name, torch::nn::ModuleList());
+  std::vector<Holder> items;
+  for (int64_t i = 0; i < count; ++i) {
+    items.push_back(make());
+    list->push_back(items.back().ptr());
+  }
+  return items;
+}
+
+// [B, S, D] -> [B, S, H, Dh]
+at::Tensor split_heads(const at::Tensor& x, int64_t heads) { return x.unflatten(2, {heads, -1}); }
+
+std::string shape_str(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+}  // namespace
+
+HunyuanVideoState& hunyuan_video_state(BlockState& s) {
+  TORCH_CHECK(s.extra, "BlockState has no HunyuanVideo state; call prepare() first");
+  return *static_cast<HunyuanVideoState*>(s.extra.get());
+}
+const HunyuanVideoState& hunyuan_video_state(const BlockState& s) {
+  TORCH_CHECK(s.extra, "BlockState has no HunyuanVideo state; call prepare() first");
+  return *static_cast<const HunyuanVideoState*>(s.extra.get());
+}
+
+// ---- attention ----
+
+HunyuanVideoAttentionImpl::HunyuanVideoAttentionImpl(int64_t heads, int64_t head_dim,
+                                                     bool dual_stream,
+                                                     const at::TensorOptions& options)
+    : heads_(heads) {
+  const int64_t dim = heads * head_dim;
+  // Registration order follows diffusers' Attention.__init__.
+  norm_q = register_module("norm_q", RMSNorm(head_dim, kNormEps, true, options));
+  norm_k = register_module("norm_k", RMSNorm(head_dim, kNormEps, true, options));
+  to_q = register_module("to_q", Linear(dim, dim, true, options));
+  to_k = register_module("to_k", Linear(dim, dim, true, options));
+  to_v = register_module("to_v", Linear(dim, dim, true, options));
+  if (dual_stream) {
+    add_k_proj = register_module("add_k_proj", Linear(dim, dim, true, options));
+    add_v_proj = register_module("add_v_proj", Linear(dim, dim, true, options));
+    add_q_proj = register_module("add_q_proj", Linear(dim, dim, true, options));
+    to_out = register_module("to_out", OutProjection(dim, dim, true, options));
+    to_add_out = register_module("to_add_out", Linear(dim, dim, true, options));
+    norm_added_q = register_module("norm_added_q", RMSNorm(head_dim, kNormEps, true, options));
+    norm_added_k = register_module("norm_added_k", RMSNorm(head_dim, kNormEps, true, options));
+  }
+}
+
+std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
+    const at::Tensor& x, const at::Tensor& c, const at::Tensor& key_mask, const at::Tensor& cos,
+    const at::Tensor& sin) {
+  const int64_t n = x.size(1), l = c.size(1);
+  // Image stream: [B, N, H, Dh], QK norm, then RoPE.
+  auto q = apply_rotary_emb(norm_q(split_heads(to_q(x), heads_)), cos, sin, 1);
+  auto k = apply_rotary_emb(norm_k(split_heads(to_k(x), heads_)), cos, sin, 1);
+  auto v = split_heads(to_v(x), heads_);
+  // Text stream: [B, L, H, Dh], own projections and norms, no RoPE.
+  auto qc = norm_added_q(split_heads(add_q_proj(c), heads_));
+  auto kc = norm_added_k(split_heads(add_k_proj(c), heads_));
+  auto vc = split_heads(add_v_proj(c), heads_);
+  // Joint sequence [image, text] in the attention layout [B, H, N + L, Dh].
+  auto out = attend(at::cat({q, qc}, 1).transpose(1, 2), at::cat({k, kc}, 1).transpose(1, 2),
+                    at::cat({v, vc}, 1).transpose(1, 2), key_mask);
+  out = out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, N + L, D]
+  return {to_out(out.narrow(1, 0, n)), to_add_out(out.narrow(1, n, l))};
+}
+
+at::Tensor HunyuanVideoAttentionImpl::forward_single(const at::Tensor& joint,
+                                                     int64_t num_image_tokens,
+                                                     const at::Tensor& key_mask,
+                                                     const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t n = num_image_tokens, l = joint.size(1) - num_image_tokens;
+  // [B, S, H, Dh]; RoPE on the first N (image) rows only.
+  auto rope_image_rows = [&](const at::Tensor& t) {
+    return at::cat({apply_rotary_emb(t.narrow(1, 0, n), cos, sin, 1), t.narrow(1, n, l)}, 1);
+  };
+  auto q = rope_image_rows(norm_q(split_heads(to_q(joint), heads_)));
+  auto k = rope_image_rows(norm_k(split_heads(to_k(joint), heads_)));
+  auto v = split_heads(to_v(joint), heads_);
+  auto out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask);
+  return out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, S, D]
+}
+
+RefinerAttentionImpl::RefinerAttentionImpl(int64_t heads, int64_t head_dim,
+                                           const at::TensorOptions& options)
+    : heads_(heads) {
+  const int64_t dim = heads * head_dim;
+  to_q = register_module("to_q", Linear(dim, dim, true, options));
+  to_k = register_module("to_k", Linear(dim, dim, true, options));
+  to_v = register_module("to_v", Linear(dim, dim, true, options));
+  to_out = register_module("to_out", OutProjection(dim, dim, true, options));
+}
+
+at::Tensor RefinerAttentionImpl::forward(const at::Tensor& x, const at::Tensor& mask) {
+  // [B, L, D] -> [B, H, L, Dh]
+  auto q = split_heads(to_q(x), heads_).transpose(1, 2);
+  auto k = split_heads(to_k(x), heads_).transpose(1, 2);
+  auto v = split_heads(to_v(x), heads_).transpose(1, 2);
+  auto out = attend_with_mask(q, k, v, mask);                   // [B, H, L, Dh]
+  out = out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, L, D]
+  return to_out(out);
+}
+
+// ---- token refiner ----
+
+HunyuanVideoTokenRefinerBlockImpl::HunyuanVideoTokenRefinerBlockImpl(
+    int64_t heads, int64_t head_dim, double mlp_ratio, const at::TensorOptions& options) {
+  const int64_t dim = heads * head_dim;
+  norm1 = register_module("norm1", LayerNorm(dim, kNormEps, options));
+  attn = register_module("attn", RefinerAttention(heads, head_dim, options));
+  norm2 = register_module("norm2", LayerNorm(dim, kNormEps, options));
+  ff = register_module("ff", FeedForward(dim, static_cast<int64_t>(dim * mlp_ratio),
+                                         FeedForwardActivation::kLinearSiLU, options));
+  auto norm_out = register_module("norm_out", std::make_shared<torch::nn::Module>());
+  norm_out_linear = norm_out->register_module("linear", Linear(dim, 2 * dim, true, options));
+}
+
+at::Tensor HunyuanVideoTokenRefinerBlockImpl::forward(const at::Tensor& x, const at::Tensor& temb,
+                                                      const at::Tensor& mask) {
+  auto attn_out = attn(norm1(x), mask);                      // [B, L, D]
+  auto gates = norm_out_linear(at::silu(temb)).chunk(2, 1);  // gate_msa, gate_mlp: [B, D]
+  auto h = x + attn_out * gates[0].unsqueeze(1);
+  return h + ff(norm2(h)) * gates[1].unsqueeze(1);
+}
+
+HunyuanVideoTokenRefinerImpl::HunyuanVideoTokenRefinerImpl(const HunyuanVideoConfig& config,
+                                                           const at::TensorOptions& options) {
+  const int64_t dim = config.inner_dim();
+  time_text_embed = register_module(
+      "time_text_embed",
+      CombinedTimestepTextProjEmbeddings(dim, config.text_embed_dim, false, options));
+  proj_in = register_module("proj_in", Linear(config.text_embed_dim, dim, true, options));
+  auto token_refiner = register_module("token_refiner", std::make_shared<torch::nn::Module>());
+  refiner_blocks = register_list<HunyuanVideoTokenRefinerBlock>(
+      *token_refiner, "refiner_blocks", config.num_refiner_layers, [&] {
+        return HunyuanVideoTokenRefinerBlock(config.num_attention_heads, config.attention_head_dim,
+                                             config.mlp_ratio, options);
+      });
+}
+
+at::Tensor HunyuanVideoTokenRefinerImpl::forward(const at::Tensor& text, const at::Tensor& timestep,
+                                                 const at::Tensor& text_mask) {
+  // Masked mean of the raw text states, in f32 (the f32 mask promotes), back to text's dtype.
+  auto mask_f = text_mask.to(at::kFloat).unsqueeze(-1);                           // [B, L, 1]
+  auto pooled = ((text * mask_f).sum(1) / mask_f.sum(1)).to(text.scalar_type());  // [B, text_dim]
+  auto temb = time_text_embed(timestep, pooled);                                  // [B, D]
+  auto h = proj_in(text);                                                         // [B, L, D]
+  // Self-attention mask [B, 1, L, L]: valid query x valid key, key 0 always visible so padded
+  // query rows do not turn into NaN.
+  const int64_t l = text_mask.size(1);
+  auto valid = text_mask.to(at::kBool);
+  auto keys = valid.view({valid.size(0), 1, 1, l}).expand({-1, 1, l, l});
+  auto mask = (keys & keys.transpose(2, 3)).clone();
+  mask.select(3, 0).fill_(true);
+  for (auto& block : refiner_blocks) h = block(h, temb, mask);
+  return h;
+}
+
+// ---- transformer blocks ----
+
+HunyuanVideoTransformerBlockImpl::HunyuanVideoTransformerBlockImpl(
+    int64_t heads, int64_t head_dim, double mlp_ratio, const at::TensorOptions& options) {
+  const int64_t dim = heads * head_dim;
+  const auto mlp = static_cast<int64_t>(dim * mlp_ratio);
+  norm1 = register_module("norm1", AdaLayerNormZero(dim, options, kNormEps));
+  norm1_context = register_module("norm1_context", AdaLayerNormZero(dim, options, kNormEps));
+  attn = register_module("attn", HunyuanVideoAttention(heads, head_dim, true, options));
+  ff = register_module("ff", FeedForward(dim, mlp, FeedForwardActivation::kGeluTanh, options));
+  ff_context = register_module("ff_context",
+                               FeedForward(dim, mlp, FeedForwardActivation::kGeluTanh, options));
+}
+
+std::pair<at::Tensor, at::Tensor> HunyuanVideoTransformerBlockImpl::forward(
+    const at::Tensor& x, const at::Tensor& c, const at::Tensor& temb, const at::Tensor& key_mask,
+    const at::Tensor& cos, const at::Tensor& sin) {
+  auto nx = norm1(x, temb);          // x̂ [B, N, D] + gates/shift/scale [B, D]
+  auto nc = norm1_context(c, temb);  // ĉ [B, L, D]
+  auto [ax, ac] = attn->forward_dual(nx.x, nc.x, key_mask, cos, sin);
+  auto x1 = x + ax * nx.gate_msa.unsqueeze(1);
+  auto c1 = c + ac * nc.gate_msa.unsqueeze(1);
+  auto mx = modulate(layer_norm_plain(x1, kNormEps), nx.shift_mlp, nx.scale_mlp);
+  auto mc = modulate(layer_norm_plain(c1, kNormEps), nc.shift_mlp, nc.scale_mlp);
+  return {x1 + nx.gate_mlp.unsqueeze(1) * ff(mx), c1 + nc.gate_mlp.unsqueeze(1) * ff_context(mc)};
+}
+
+HunyuanVideoSingleTransformerBlockImpl::HunyuanVideoSingleTransformerBlockImpl(
+    int64_t heads, int64_t head_dim, double mlp_ratio, const at::TensorOptions& options) {
+  const int64_t dim = heads * head_dim;
+  const auto mlp = static_cast<int64_t>(dim * mlp_ratio);
+  attn = register_module("attn", HunyuanVideoAttention(heads, head_dim, false, options));
+  norm = register_module("norm", AdaLayerNormZeroSingle(dim, options, kNormEps));
+  proj_mlp = register_module("proj_mlp", Linear(dim, mlp, true, options));
+  proj_out = register_module("proj_out", Linear(dim + mlp, dim, true, options));
+}
+
+at::Tensor HunyuanVideoSingleTransformerBlockImpl::forward(
+    const at::Tensor& joint, int64_t num_image_tokens, const at::Tensor& temb,
+    const at::Tensor& key_mask, const at::Tensor& cos, const at::Tensor& sin) {
+  auto normed = norm(joint, temb);                  // x̂ [B, S, D], gate [B, D]
+  auto mlp = at::gelu(proj_mlp(normed.x), "tanh");  // [B, S, M]
+  auto attn_out = attn->forward_single(normed.x, num_image_tokens, key_mask, cos, sin);
+  auto out = proj_out(at::cat({attn_out, mlp}, 2));  // [B, S, D + M] -> [B, S, D]
+  return normed.gate.unsqueeze(1) * out + joint;
+}
+
+// ---- the model ----
+
+HunyuanVideoTransformer3DModelImpl::HunyuanVideoTransformer3DModelImpl(
+    const HunyuanVideoConfig& config, const at::TensorOptions& options)
+    : config_(config) {
+  config_.validate("HunyuanVideoConfig");
+  const int64_t dim = config_.inner_dim();
+  const int64_t heads = config_.num_attention_heads, head_dim = config_.attention_head_dim;
+  x_embedder = register_module(
+      "x_embedder", PatchEmbed3d(config_.in_channels, dim,
+                                 std::array<int64_t, 3>{config_.patch_size_t, config_.patch_size,
+                                                        config_.patch_size},
+                                 options));
+  context_embedder =
+      register_module("context_embedder", HunyuanVideoTokenRefiner(config_, options));
+  time_text_embed = register_module(
+      "time_text_embed", CombinedTimestepTextProjEmbeddings(dim, config_.pooled_projection_dim,
+                                                            config_.guidance_embeds, options));
+  transformer_blocks = register_list<HunyuanVideoTransformerBlock>(
+      *this, "transformer_blocks", config_.num_layers,
+      [&] { return HunyuanVideoTransformerBlock(heads, head_dim, config_.mlp_ratio, options); });
+  single_transformer_blocks = register_list<HunyuanVideoSingleTransformerBlock>(
+      *this, "single_transformer_blocks", config_.num_single_layers, [&] {
+        return HunyuanVideoSingleTransformerBlock(heads, head_dim, config_.mlp_ratio, options);
+      });
+  norm_out = register_module("norm_out", AdaLayerNormContinuous(dim, dim, options, kNormEps));
+  const int64_t patch_volume = config_.patch_size_t * config_.patch_size * config_.patch_size;
+  proj_out =
+      register_module("proj_out", Linear(dim, patch_volume * config_.out_channels, true, options));
+}
+
+at::TensorOptions HunyuanVideoTransformer3DModelImpl::param_options() const {
+  return proj_out->weight.options();
+}
+
+BlockState HunyuanVideoTransformer3DModelImpl::prepare(const TransformerInputs& in) {
+  const auto& c = config_;
+  const auto opts = param_options();
+  // ---- validate the inputs, naming the tensor at fault ----
+  const auto& latents = in.latents;
+  if (!latents.defined() || latents.dim() != 5 || latents.size(1) != c.in_channels) {
+    throw InputError("latents: expected [B, " + std::to_string(c.in_channels) + ", F, H, W], got " +
+                     (latents.defined() ? shape_str(latents) : "none"));
+  }
+  const int64_t batch = latents.size(0);
+  if (latents.size(2) % c.patch_size_t || latents.size(3) % c.patch_size ||
+      latents.size(4) % c.patch_size) {
+    throw InputError("latents: F, H, W " + shape_str(latents) + " not divisible by the patch (" +
+                     std::to_string(c.patch_size_t) + ", " + std::to_string(c.patch_size) + ", " +
+                     std::to_string(c.patch_size) + ")");
+  }
+  const auto& text = in.prompt.embeds;
+  if (!text.defined() || text.dim() != 3 || text.size(0) != batch ||
+      text.size(2) != c.text_embed_dim) {
+    throw InputError("prompt.embeds: expected [" + std::to_string(batch) + ", L, " +
+                     std::to_string(c.text_embed_dim) + "], got " +
+                     (text.defined() ? shape_str(text) : "none"));
+  }
+  const int64_t text_len = text.size(1);
+  const auto& pooled = in.prompt.pooled;
+  if (!pooled.defined() || pooled.dim() != 2 || pooled.size(0) != batch ||
+      pooled.size(1) != c.pooled_projection_dim) {
+    throw InputError("prompt.pooled: expected [" + std::to_string(batch) + ", " +
+                     std::to_string(c.pooled_projection_dim) + "], got " +
+                     (pooled.defined() ? shape_str(pooled) : "none"));
+  }
+  at::Tensor text_mask = in.prompt.attention_mask;
+  if (!text_mask.defined()) {
+    text_mask = at::ones({batch, text_len}, text.options().dtype(at::kBool));
+  } else if (text_mask.dim() != 2 || text_mask.size(0) != batch || text_mask.size(1) != text_len) {
+    throw InputError("prompt.attention_mask: expected [" + std::to_string(batch) + ", " +
+                     std::to_string(text_len) + "], got " + shape_str(text_mask));
+  }
+  auto per_batch = [&](const at::Tensor& t, const char* name) {
+    if (!t.defined() || t.dim() > 1 || (t.dim() == 1 && t.size(0) != batch && t.size(0) != 1)) {
+      throw InputError(std::string(name) + ": expected [" + std::to_string(batch) + "], got " +
+                       (t.defined() ? shape_str(t) : "none"));
+    }
+    return t.reshape({-1}).expand({batch});  // [B]
+  };
+  auto timestep = per_batch(in.timestep, "timestep");
+  at::Tensor guidance;
+  if (c.guidance_embeds) guidance = per_batch(in.guidance, "guidance");
+
+  auto x_in = latents.to(opts.device(), opts.dtype().toScalarType());
+  auto text_in = text.to(opts.device(), opts.dtype().toScalarType());
+  auto pooled_in = pooled.to(opts.device(), opts.dtype().toScalarType());
+  text_mask = text_mask.to(opts.device());
+  timestep = timestep.to(opts.device());
+  if (guidance.defined()) guidance = guidance.to(opts.device());
+
+  auto state = std::make_shared<HunyuanVideoState>();
+  state->grid = {latents.size(2) / c.patch_size_t, latents.size(3) / c.patch_size,
+                 latents.size(4) / c.patch_size};
+  // RoPE tables [N, head_dim] f32, computed from the patch grid.
+  std::tie(state->rope_cos, state->rope_sin) =
+      rope_3d_grid(state->grid[0], state->grid[1], state->grid[2], c.rope_axes_dim, c.rope_theta,
+                   opts.device(), at::kFloat);
+
+  BlockState s;
+  s.temb = time_text_embed(timestep, pooled_in, guidance);     // [B, D]
+  s.hidden = x_embedder(x_in);                                 // [B, N, D]
+  s.context = context_embedder(text_in, timestep, text_mask);  // [B, L, D]
+
+  // Key mask over [image, text]: the first N + (number of valid text tokens) keys, as diffusers
+  // builds it (right-padded text assumed).
+  const int64_t n = s.hidden.size(1);
+  auto valid_len = text_mask.sum(1, false, at::kInt) + n;                           // [B]
+  auto positions = at::arange(n + text_len, text_mask.options().dtype(at::kLong));  // [N + L]
+  state->key_mask = positions.unsqueeze(0) < valid_len.unsqueeze(1);  // [B, N + L] bool
+  s.extra = state;
+  return s;
+}
+
+void HunyuanVideoTransformer3DModelImpl::run_block(int64_t i, BlockState& s) {
+  TORCH_CHECK(i >= 0 && i < num_blocks(), "run_block: block ", i, " of ", num_blocks());
+  auto& st = hunyuan_video_state(s);
+  if (i < config_.num_layers) {
+    auto [x, ctx] =
+        transformer_blocks[i](s.hidden, s.context, s.temb, st.key_mask, st.rope_cos, st.rope_sin);
+    s.hidden = x;
+    s.context = ctx;
+    st.joint = at::Tensor();
+    return;
+  }
+  const int64_t n = s.hidden.size(1), l = s.context.size(1);
+  // Reuse the joint tensor when hidden/context are still its two views; otherwise (first single
+  // block, or a cache replaced a stream) rebuild it.
+  auto is_view_of_joint = [&](const at::Tensor& t, int64_t start, int64_t len) {
+    if (!st.joint.defined() || st.joint.size(1) != n + l) return false;
+    auto view = st.joint.narrow(1, start, len);
+    return t.data_ptr() == view.data_ptr() && t.sizes() == view.sizes() &&
+           t.strides() == view.strides();
+  };
+  at::Tensor joint = is_view_of_joint(s.hidden, 0, n) && is_view_of_joint(s.context, n, l)
+                         ? st.joint
+                         : at::cat({s.hidden, s.context}, 1);  // [B, N + L, D]
+  st.joint = single_transformer_blocks[i - config_.num_layers](joint, n, s.temb, st.key_mask,
+                                                               st.rope_cos, st.rope_sin);
+  s.hidden = st.joint.narrow(1, 0, n);   // [B, N, D]
+  s.context = st.joint.narrow(1, n, l);  // [B, L, D]
+}
+
+at::Tensor HunyuanVideoTransformer3DModelImpl::finish(BlockState& s) {
+  const auto& st = hunyuan_video_state(s);
+  auto x = proj_out(norm_out(s.hidden, s.temb));  // [B, N, pt*p*p*C]
+  return unpatchify_channels_first(x, st.grid,
+                                   {config_.patch_size_t, config_.patch_size, config_.patch_size},
+                                   config_.out_channels);  // [B, C, F, H, W]
+}
+
+at::Tensor HunyuanVideoTransformer3DModelImpl::teacache_signal(const BlockState& s) {
+  if (transformer_blocks.empty()) {
+    throw Unsupported("TeaCache signal needs a dual-stream block 0 (num_layers is 0)");
+  }
+  return transformer_blocks[0]->norm1(s.hidden, s.temb).x;  // [B, N, D]
+}
+
+}  // namespace ditbench
