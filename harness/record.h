@@ -1,0 +1,130 @@
+#pragma once
+// One result line of results.jsonl (DESIGN.md "Run protocol and records"; schema
+// "ditbench.result/1"). The runner fills a ResultRecord per config, ResultsWriter appends it as
+// one line and syncs it to disk, and every reporter reads records back with read_results().
+// The structs are plain data (reports/ uses them without linking the harness); JSON conversion
+// lives in record.cpp.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "harness/stats.h"
+
+namespace ditbench {
+
+inline constexpr const char* kResultSchema = "ditbench.result/1";
+
+enum class RunStatus { kOk, kFailed, kSkipped };
+inline const char* to_string(RunStatus status) {
+  switch (status) {
+    case RunStatus::kOk:
+      return "ok";
+    case RunStatus::kFailed:
+      return "failed";
+    case RunStatus::kSkipped:
+      return "skipped";
+  }
+  return "?";
+}
+
+struct TimingsRecord {
+  SampleStats e2e;                            // one sample per timed repeat
+  std::map<std::string, SampleStats> stages;  // "denoise", "vae_decode", ... -> per repeat
+  std::vector<std::vector<double>> steps_s;   // [repeat][step] seconds
+};
+
+struct CacheStepEntry {
+  int step = 0;
+  std::optional<double> signal;  // null when the policy had nothing to compare (first step)
+  bool reused = false;
+  std::optional<double> accumulated;  // TeaCache's accumulated distance
+};
+
+struct CacheRecord {
+  std::string policy;  // "fbcache", "teacache", ...
+  std::optional<double> threshold;
+  int computed_steps = 0;
+  int reused_steps = 0;
+  std::vector<CacheStepEntry> per_step;
+};
+
+struct QualityRecord {
+  std::string reference = "baseline";  // "baseline" or the reference video's path
+  std::optional<double> psnr_mean;     // null when identical (infinite PSNR)
+  std::optional<double> psnr_min;
+  double ssim_mean = 0;
+  double ssim_min = 0;
+  bool identical = false;  // every frame bit-identical to the reference
+};
+
+struct ArtifactsRecord {
+  std::optional<std::string> frames, video, trace;
+};
+
+struct AttentionRecord {
+  std::string requested;             // the suite's backend
+  std::vector<std::string> kernels;  // what actually served the calls
+};
+
+struct ResultRecord {
+  std::string schema = kResultSchema;
+  std::string suite;
+  std::string config_id;
+  bool baseline = false;
+  nlohmann::json config = nlohmann::json::object();  // RunConfig::to_json()
+  RunStatus status = RunStatus::kOk;
+  std::string reason;                             // why skipped/failed (may note ok caveats)
+  nlohmann::json env = nlohmann::json::object();  // capture_environment()
+  std::optional<TimingsRecord> timings;
+  std::optional<int64_t> peak_bytes;  // "memory": {"peak_bytes": n}
+  std::optional<CacheRecord> cache;
+  std::optional<QualityRecord> quality;
+  std::optional<ArtifactsRecord> artifacts;
+  std::optional<std::string> weights_note;   // e.g. "random weights: ..."
+  std::optional<std::string> prompt_source;  // PromptSpec::describe()
+  std::optional<AttentionRecord> attention;
+  // Keys this version does not know, kept so that reading and rewriting a newer record loses
+  // nothing.
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+nlohmann::json to_json(const ResultRecord& record);
+// Throws InputError naming the JSON path of the first bad field.
+ResultRecord record_from_json(const nlohmann::json& j);
+// The "cache" object alone, e.g. from the cache library's cache_record_json(policy).
+CacheRecord cache_record_from_json(const nlohmann::json& j);
+
+// Appends records to DIR/results.jsonl, one line each, flushed and fsync'ed per record so that a
+// crash loses at most the config in flight. A partial last line left by an earlier crash is cut
+// off when the file is opened, so appends never glue onto it.
+class ResultsWriter {
+ public:
+  explicit ResultsWriter(const std::filesystem::path& dir);
+  ~ResultsWriter();
+  ResultsWriter(const ResultsWriter&) = delete;
+  ResultsWriter& operator=(const ResultsWriter&) = delete;
+
+  void append(const ResultRecord& record);
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
+
+// Reads a JSONL of records. A truncated last line (no newline, not valid JSON: a crash mid-write)
+// is ignored with a warning on stderr; any other bad line is InputError naming file and line.
+std::vector<ResultRecord> read_results(const std::filesystem::path& path);
+
+// Config ids --resume skips: those with an ok or skipped record (and failed ones when
+// include_failed), so failed configs run again by default. A missing file gives an empty set.
+std::set<std::string> finished_config_ids(const std::filesystem::path& path,
+                                          bool include_failed = false);
+
+}  // namespace ditbench

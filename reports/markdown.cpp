@@ -1,0 +1,229 @@
+#include "reports/markdown.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "harness/stats.h"
+
+namespace ditbench {
+using nlohmann::json;
+
+namespace {
+
+constexpr double kBytesPerGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr const char* kMissing = "—";
+
+std::string format(const char* pattern, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, pattern, value);
+  return buf;
+}
+
+// The last record of each config, in the order configs first appeared.
+std::vector<ResultRecord> latest_per_config(const std::vector<ResultRecord>& records) {
+  std::vector<ResultRecord> out;
+  std::map<std::string, size_t> position;
+  for (const auto& r : records) {
+    auto [it, inserted] = position.emplace(r.config_id, out.size());
+    if (inserted) {
+      out.push_back(r);
+    } else {
+      out[it->second] = r;
+    }
+  }
+  return out;
+}
+
+// The numbers of one table row; absent values print as a dash (Markdown) or nothing (CSV).
+struct Row {
+  std::string config_id, status, reason;
+  bool baseline = false;
+  std::optional<double> e2e_s, speedup, denoise_s, step_s, vae_s;
+  std::optional<QualityRecord> quality;
+  std::optional<int> reused, total;
+  bool cache_never_reused = false;
+  std::optional<double> peak_gib;
+  std::optional<int64_t> gpus;
+};
+
+std::optional<double> stage_median(const ResultRecord& r, const std::string& stage) {
+  if (!r.timings) return std::nullopt;
+  auto it = r.timings->stages.find(stage);
+  if (it == r.timings->stages.end()) return std::nullopt;
+  return it->second.median_s;
+}
+
+std::optional<double> baseline_e2e(const std::vector<ResultRecord>& records) {
+  for (const auto& r : records)
+    if (r.baseline && r.status == RunStatus::kOk && r.timings && r.timings->e2e.median_s > 0)
+      return r.timings->e2e.median_s;
+  return std::nullopt;
+}
+
+Row make_row(const ResultRecord& r, std::optional<double> base_e2e) {
+  Row row;
+  row.config_id = r.config_id;
+  row.status = to_string(r.status);
+  row.reason = r.reason;
+  row.baseline = r.baseline;
+  if (r.timings && r.status == RunStatus::kOk) {
+    row.e2e_s = r.timings->e2e.median_s;
+    if (base_e2e && *row.e2e_s > 0) row.speedup = *base_e2e / *row.e2e_s;
+    row.denoise_s = stage_median(r, "denoise");
+    row.vae_s = stage_median(r, "vae_decode");
+    std::vector<double> steps;  // every step of every repeat
+    for (const auto& repeat : r.timings->steps_s)
+      steps.insert(steps.end(), repeat.begin(), repeat.end());
+    if (!steps.empty()) row.step_s = median(steps);
+  }
+  if (r.status == RunStatus::kOk) row.quality = r.quality;
+  if (r.cache && r.status == RunStatus::kOk) {
+    row.reused = r.cache->reused_steps;
+    row.total = r.cache->reused_steps + r.cache->computed_steps;
+    row.cache_never_reused = r.cache->policy != "none" && r.cache->reused_steps == 0;
+  }
+  if (r.peak_bytes) row.peak_gib = static_cast<double>(*r.peak_bytes) / kBytesPerGiB;
+  const json& axes = r.config.is_object() && r.config.contains("axes") ? r.config["axes"] : json();
+  if (axes.is_object() && axes.contains("gpus") && axes["gpus"].is_number_integer())
+    row.gpus = axes["gpus"].get<int64_t>();
+  return row;
+}
+
+bool any_random_weights(const std::vector<ResultRecord>& records) {
+  for (const auto& r : records) {
+    if (r.weights_note) return true;
+    if (r.config.is_object() && r.config.value("weights", std::string()) == "random") return true;
+  }
+  return false;
+}
+
+std::string env_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "none";
+  return v.dump();
+}
+
+std::string csv_cell(const std::string& text) {
+  if (text.find_first_of(",\"\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string markdown_report(const std::vector<ResultRecord>& all_records) {
+  const std::vector<ResultRecord> records = latest_per_config(all_records);
+  const std::optional<double> base_e2e = baseline_e2e(records);
+  std::ostringstream out;
+
+  std::string suite = records.empty() ? std::string("(no results)") : records.front().suite;
+  out << "# ditbench report: " << suite << "\n\n";
+  for (const auto& r : records) {
+    if (r.env.empty()) continue;
+    out << "Environment: GPU " << env_text(r.env.value("gpu", json())) << ", torch "
+        << env_text(r.env.value("torch", json())) << ", CUDA "
+        << env_text(r.env.value("cuda", json())) << ", git " << env_text(r.env.value("git", json()))
+        << ", host " << env_text(r.env.value("host", json())) << ".\n\n";
+    break;
+  }
+  for (const auto& r : records)
+    if (r.baseline) out << "Baseline: `" << r.config_id << "`.\n\n";
+  if (!base_e2e) out << "No baseline config finished, so there are no speedups.\n\n";
+  if (any_random_weights(records))
+    out << "> **Note:** random weights: timings exact, quality meaningless for caches.\n\n";
+
+  out << "| config | status | e2e median (s) | speedup | denoise (s) | step median (s) | "
+         "VAE decode (s) | PSNR mean/min (dB) | SSIM mean/min | reused/total steps | "
+         "peak mem (GiB) | GPUs |\n";
+  out << "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+  auto cell = [](const std::optional<double>& v, const char* pattern) {
+    return v ? format(pattern, *v) : std::string(kMissing);
+  };
+  for (const auto& r : records) {
+    Row row = make_row(r, base_e2e);
+    std::string psnr = kMissing, ssim = kMissing;
+    if (row.quality) {
+      const QualityRecord& q = *row.quality;
+      if (q.identical) {
+        psnr = "identical";
+      } else {
+        psnr = (q.psnr_mean ? format("%.2f", *q.psnr_mean) : std::string("inf")) + " / " +
+               (q.psnr_min ? format("%.2f", *q.psnr_min) : std::string("inf"));
+      }
+      ssim = format("%.4f", q.ssim_mean) + " / " + format("%.4f", q.ssim_min);
+    }
+    std::string steps = kMissing;
+    if (row.total) {
+      steps = std::to_string(*row.reused) + "/" + std::to_string(*row.total);
+      if (row.cache_never_reused) steps += " **0 reused!**";
+    }
+    out << "| `" << row.config_id << "`" << (row.baseline ? " (baseline)" : "") << " | "
+        << row.status << " | " << cell(row.e2e_s, "%.3f") << " | " << cell(row.speedup, "%.2fx")
+        << " | " << cell(row.denoise_s, "%.3f") << " | " << cell(row.step_s, "%.4f") << " | "
+        << cell(row.vae_s, "%.3f") << " | " << psnr << " | " << ssim << " | " << steps << " | "
+        << cell(row.peak_gib, "%.2f") << " | "
+        << (row.gpus ? std::to_string(*row.gpus) : std::string(kMissing)) << " |\n";
+  }
+
+  bool any_not_ok = false;
+  for (const auto& r : records) any_not_ok |= r.status != RunStatus::kOk;
+  if (any_not_ok) {
+    out << "\n## Skipped and failed\n\n";
+    for (const auto& r : records)
+      if (r.status != RunStatus::kOk)
+        out << "- `" << r.config_id << "`: " << to_string(r.status) << ": "
+            << (r.reason.empty() ? std::string("(no reason recorded)") : r.reason) << "\n";
+  }
+  return out.str();
+}
+
+std::string csv_report(const std::vector<ResultRecord>& all_records) {
+  const std::vector<ResultRecord> records = latest_per_config(all_records);
+  const std::optional<double> base_e2e = baseline_e2e(records);
+  std::ostringstream out;
+  out << "config_id,status,baseline,e2e_median_s,speedup,denoise_median_s,step_median_s,"
+         "vae_decode_median_s,psnr_mean,psnr_min,ssim_mean,ssim_min,identical,reused_steps,"
+         "total_steps,peak_gib,gpus,reason\n";
+  auto num = [](const std::optional<double>& v) { return v ? format("%.9g", *v) : std::string(); };
+  for (const auto& r : records) {
+    Row row = make_row(r, base_e2e);
+    std::optional<double> psnr_mean, psnr_min, ssim_mean, ssim_min;
+    std::string identical;
+    if (row.quality) {
+      // Identical frames have no finite PSNR; the identical column says so.
+      if (!row.quality->identical) {
+        psnr_mean = row.quality->psnr_mean;
+        psnr_min = row.quality->psnr_min;
+      }
+      ssim_mean = row.quality->ssim_mean;
+      ssim_min = row.quality->ssim_min;
+      identical = row.quality->identical ? "true" : "false";
+    }
+    out << csv_cell(row.config_id) << "," << row.status << "," << (row.baseline ? "true" : "false")
+        << "," << num(row.e2e_s) << "," << num(row.speedup) << "," << num(row.denoise_s) << ","
+        << num(row.step_s) << "," << num(row.vae_s) << "," << num(psnr_mean) << "," << num(psnr_min)
+        << "," << num(ssim_mean) << "," << num(ssim_min) << "," << identical << ","
+        << (row.reused ? std::to_string(*row.reused) : "") << ","
+        << (row.total ? std::to_string(*row.total) : "") << "," << num(row.peak_gib) << ","
+        << (row.gpus ? std::to_string(*row.gpus) : "") << "," << csv_cell(row.reason) << "\n";
+  }
+  return out.str();
+}
+
+std::vector<bool> pareto_front(const std::vector<ParetoPoint>& points) {
+  std::vector<bool> on_front(points.size(), true);
+  for (size_t i = 0; i < points.size(); ++i)
+    for (size_t j = 0; j < points.size() && on_front[i]; ++j) {
+      const ParetoPoint &a = points[i], &b = points[j];
+      bool dominates =
+          b.speedup >= a.speedup && b.psnr >= a.psnr && (b.speedup > a.speedup || b.psnr > a.psnr);
+      if (dominates) on_front[i] = false;
+    }
+  return on_front;
+}
+
+}  // namespace ditbench
