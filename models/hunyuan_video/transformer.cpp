@@ -1,6 +1,8 @@
 #include "models/hunyuan_video/transformer.h"
 
+#include <functional>
 #include <string>
+#include <tuple>
 
 #include "models/common/error.h"
 #include "optimizations/attention/attention.h"
