@@ -3,7 +3,9 @@
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "build_info.h"
@@ -46,16 +48,22 @@ std::string cuda_version_text(int version) {  // 12080 -> "12.8"
   return std::to_string(version / 1000) + "." + std::to_string((version % 1000) / 10);
 }
 
-// The kernel driver's version ("570.86.15") from /proc; the CUDA driver API level otherwise.
+// The kernel driver's version ("580.159.04") from /proc, whose first line reads e.g. "NVRM version:
+// NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ..."; the first token after
+// "Kernel Module" that starts with a digit and has a dot is the version. Otherwise the CUDA driver
+// API level.
 std::string driver_version() {
   std::ifstream in("/proc/driver/nvidia/version");
   std::string line;
   if (std::getline(in, line)) {
     auto pos = line.find("Kernel Module");
     if (pos != std::string::npos) {
-      auto start = line.find_first_not_of(" \t", pos + 13);
-      auto end = line.find_first_of(" \t", start);
-      if (start != std::string::npos) return line.substr(start, end - start);
+      std::istringstream tokens(line.substr(pos + 13));
+      std::string token;
+      while (tokens >> token)
+        if (std::isdigit(static_cast<unsigned char>(token[0])) &&
+            token.find('.') != std::string::npos)
+          return token;
     }
   }
   int version = 0;

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <iostream>
+
 #include "build_info.h"
 
 namespace ditbench {
@@ -26,6 +29,22 @@ TEST(EnvironmentTest, HasTheDocumentedKeys) {
   if (build::kHasCuda) EXPECT_TRUE(env["cuda"].is_string()) << "runtime version of a CUDA build";
   if (build::kHasNccl) EXPECT_TRUE(env["nccl"].is_string());
   EXPECT_TRUE(env["host"].is_string());
+}
+
+TEST(EnvironmentTest, NamesTheGpuOnACudaDevice) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  nlohmann::json env = capture_environment(at::Device(at::kCUDA, 0));
+  ASSERT_TRUE(env["gpu"].is_string());
+  EXPECT_FALSE(env["gpu"].get<std::string>().empty());
+  ASSERT_TRUE(env["driver"].is_string());
+  // "580.159.04" from the kernel module, or "cuda-driver-api 13.0" without /proc's file.
+  const std::string driver = env["driver"].get<std::string>();
+  EXPECT_TRUE(std::isdigit(static_cast<unsigned char>(driver[0])) ||
+              driver.rfind("cuda-driver-api ", 0) == 0)
+      << driver;
+  EXPECT_GT(env["gpu_memory_bytes"].get<int64_t>(), 0);
+  EXPECT_TRUE(env["compute_capability"].is_string());
+  std::cout << "env: " << env.dump() << "\n";  // for the device log
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -224,19 +226,34 @@ TEST(SuiteTest, TeaCacheCoefficientsByNameOrNumbers) {
 }
 
 TEST(SuiteTest, CheckpointResolvesAgainstTheSuiteFolder) {
+  // root/suites/tiny.json names "../ckpt", a diffusers-style folder with transformer/ and vae/.
+  std::string pattern = (std::filesystem::temp_directory_path() / "ditbench_suite_XXXXXX").string();
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  const std::filesystem::path root = pattern;
+  for (const char* sub : {"suites", "ckpt", "ckpt/transformer", "ckpt/vae"})
+    std::filesystem::create_directory(root / sub);
   json doc = base_suite();
   doc.erase("preset");
   doc["model"] = "hunyuan-video";
-  doc["checkpoint"] = "../models/tiny-shapes";
-  auto shared = std::filesystem::path(testing::source_dir()) / ".." / "shared";
-  Suite suite = parse_suite(doc, shared / "suites" / "tiny.json");
-  auto expected = (shared / "models" / "tiny-shapes").lexically_normal();
+  doc["checkpoint"] = "../ckpt";
+  Suite suite = parse_suite(doc, root / "suites" / "tiny.json");
+  const auto expected = root / "ckpt";
   ASSERT_TRUE(suite.settings.checkpoint.has_value());
   EXPECT_EQ(*suite.settings.checkpoint, expected);
   EXPECT_EQ(suite.settings.weights, "checkpoint");  // default when a checkpoint is given
   json config = expand_matrix(suite)[0].to_json();
   EXPECT_EQ(config["weights"], expected.string());
   EXPECT_EQ(config["preset"], "");
+
+  // Without vae/ the suite must not decode.
+  std::filesystem::remove(root / "ckpt" / "vae");
+  EXPECT_THROW(parse_suite(doc, root / "suites" / "tiny.json"), InputError);
+  doc["decode"] = false;
+  EXPECT_NO_THROW(parse_suite(doc, root / "suites" / "tiny.json"));
+
+  // Flat removals only: libtorch.so's exported fs::remove_all crashes.
+  for (const char* sub : {"ckpt/transformer", "ckpt", "suites", ""})
+    std::filesystem::remove(root / sub);
 }
 
 TEST(SuiteTest, MatrixSizeIsTheProductWithOneConfigForCacheNone) {

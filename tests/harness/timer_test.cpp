@@ -77,5 +77,32 @@ TEST(StageTimerTest, ConsecutiveStagesKeepTheirOrder) {
   for (const auto& s : result.spans) EXPECT_EQ(s.depth, 0);
 }
 
+// On a GPU every span also has event time; nested events lie inside their parent's on one stream.
+TEST(StageTimerTest, CudaEventsTimeTheStream) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  at::Device device(at::kCUDA, 0);
+  at::Tensor x = at::randn({1024, 1024}, at::TensorOptions().device(device));
+  StageTimer timer(device);
+  {
+    auto denoise = timer.scope("denoise");
+    for (int step = 0; step < 3; ++step) {
+      auto s = timer.scope("step");
+      x = at::matmul(x, x);
+      x = x / x.norm();
+    }
+  }
+  TimingResult result = timer.collect();
+  ASSERT_EQ(result.spans.size(), 4u);
+  for (const auto& span : result.spans) {
+    ASSERT_TRUE(span.device_s.has_value()) << span.name;
+    EXPECT_GT(*span.device_s, 0.0) << span.name;
+    EXPECT_EQ(span.seconds(), *span.device_s);
+  }
+  auto steps = result.seconds("step");
+  double denoise = result.seconds("denoise").at(0);
+  // Event timestamps have about half a microsecond of resolution.
+  EXPECT_LE(steps[0] + steps[1] + steps[2], denoise + 2e-6);
+}
+
 }  // namespace
 }  // namespace ditbench
