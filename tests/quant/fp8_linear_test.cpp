@@ -235,11 +235,15 @@ TEST(Fp8QuantCuda, FusedRowQuantizerMatchesCpuBitForBit) {
   wide[5].zero_();
   for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
     SCOPED_TRACE(c10::toString(dtype));
-    auto rows = wide.to(dtype).narrow(1, 0, 3072);  // row stride 3100: a strided view
-    auto cpu = quantize_rows_fp8(rows);
-    auto gpu = quantize_rows_fp8(rows.cuda());
-    EXPECT_TRUE(at::equal(gpu.scale.cpu(), cpu.scale));
-    EXPECT_TRUE(at::equal(gpu.values.cpu().view(at::kByte), cpu.values.view(at::kByte)));
+    // Row stride 3100 (not a multiple of 8: the scalar kernel for 16-bit inputs) and a
+    // contiguous copy (the 16-byte vector kernel).
+    auto strided = wide.to(dtype).cuda().narrow(1, 0, 3072);
+    for (const auto& rows : {strided, strided.contiguous()}) {
+      auto cpu = quantize_rows_fp8(rows.cpu());
+      auto gpu = quantize_rows_fp8(rows);
+      EXPECT_TRUE(at::equal(gpu.scale.cpu(), cpu.scale));
+      EXPECT_TRUE(at::equal(gpu.values.cpu().view(at::kByte), cpu.values.view(at::kByte)));
+    }
   }
 }
 
