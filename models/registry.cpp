@@ -27,7 +27,8 @@ std::unique_ptr<DiffusionPipeline> create_pipeline(const PipelineSpec& spec) {
 FixtureParity run_fixture_parity(const std::string& dir) {
   namespace fs = std::filesystem;
   const auto config_file = fs::path(dir) / "model" / "config.json";
-  if (!fs::exists(config_file)) throw InputError(dir + ": no model/config.json (not a fixture folder)");
+  if (!fs::exists(config_file))
+    throw InputError(dir + ": no model/config.json (not a fixture folder)");
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(std::ifstream(config_file));

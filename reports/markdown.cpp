@@ -94,7 +94,7 @@ Row make_row(const ResultRecord& r, std::optional<double> base_e2e) {
 
 bool any_random_weights(const std::vector<ResultRecord>& records) {
   for (const auto& r : records) {
-    if (r.weights_note) return true;
+    if (r.weights_note && r.weights_note->find("random") != std::string::npos) return true;
     if (r.config.is_object() && r.config.value("weights", std::string()) == "random") return true;
   }
   return false;

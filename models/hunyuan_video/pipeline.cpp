@@ -68,11 +68,11 @@ HunyuanVideoPipeline::HunyuanVideoPipeline(const PipelineSpec& spec)
   transformer_ = HunyuanVideoTransformer3DModel(config_, options);
   if (spec.random_weights) {
     random_init(*transformer_, kTransformerInitSeed);
-    weights_note_ = "random weights (seeded init at full size): timings are exact, frames and "
-                    "quality numbers are not those of a trained model";
+    weights_note_ =
+        "random weights (seeded init at full size): timings are exact, frames and "
+        "quality numbers are not those of a trained model";
   } else {
     load_module(*transformer_, Checkpoint::open(transformer_dir));
-    weights_note_ = "checkpoint " + spec.checkpoint;
   }
   transformer_->eval();
 
@@ -131,12 +131,13 @@ PromptEmbeds HunyuanVideoPipeline::encode_prompt(int64_t seed) {
   } else {
     // Seeded stand-ins with the text encoders' shapes: embeddings zero past the valid length.
     const int64_t tokens = spec_.synthetic_tokens > 0 ? spec_.synthetic_tokens : 256;
-    const int64_t valid = spec_.synthetic_valid > 0 ? std::min(spec_.synthetic_valid, tokens) : tokens;
+    const int64_t valid =
+        spec_.synthetic_valid > 0 ? std::min(spec_.synthetic_valid, tokens) : tokens;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 1);
-    p.attention_mask = at::arange(tokens).lt(valid).unsqueeze(0);                   // [1, L]
+    p.attention_mask = at::arange(tokens).lt(valid).unsqueeze(0);  // [1, L]
     p.embeds = at::randn({1, tokens, config_.text_embed_dim}, gen) *
-               p.attention_mask.unsqueeze(-1).to(at::kFloat);                      // [1, L, T]
-    p.pooled = at::randn({1, config_.pooled_projection_dim}, gen);                 // [1, P]
+               p.attention_mask.unsqueeze(-1).to(at::kFloat);       // [1, L, T]
+    p.pooled = at::randn({1, config_.pooled_projection_dim}, gen);  // [1, P]
     p.source = "synthetic:" + std::to_string(tokens) + "/" + std::to_string(valid);
   }
   p.embeds = p.embeds.to(spec_.device, dtype);

@@ -1,0 +1,65 @@
+#include "harness/generate.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace ditbench {
+
+Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<CachePolicy>>& caches,
+                    StageTimer& timer, const GenerationSettings& settings) {
+  c10::InferenceMode inference;
+  Generation g;
+  {
+    auto e2e = timer.scope("e2e");
+    PromptEmbeds prompt;
+    {
+      auto stage = timer.scope("text_embed");
+      prompt = pipeline.encode_prompt(settings.seed);
+    }
+    at::Tensor latents;
+    {
+      auto stage = timer.scope("prepare_latents");
+      latents = pipeline.prepare_latents(settings.seed);
+    }
+    {
+      auto denoise = timer.scope("denoise");
+      const int n = pipeline.set_timesteps(settings.steps);
+      for (int i = 0; i < n; ++i) {
+        if (settings.check_interrupt) settings.check_interrupt();
+        if (settings.deadline && std::chrono::steady_clock::now() > *settings.deadline) {
+          throw std::runtime_error("timed out at step " + std::to_string(i));
+        }
+        auto step = timer.scope("step");
+        std::vector<at::Tensor> outputs;
+        {
+          auto stage = timer.scope("transformer");
+          auto inputs = pipeline.step_inputs(latents, i, prompt);
+          if (inputs.size() > caches.size()) {
+            throw std::logic_error("generate: fewer cache policies than CFG branches");
+          }
+          for (size_t b = 0; b < inputs.size(); ++b) {
+            outputs.push_back(caches[b]->forward(pipeline.transformer(), inputs[b], i, n));
+          }
+        }
+        auto stage = timer.scope("scheduler");
+        latents = pipeline.scheduler_step(outputs, i, latents);
+      }
+    }
+    g.latents = latents;
+    if (settings.decode) {
+      at::Tensor decoded;
+      {
+        auto stage = timer.scope("vae_decode");
+        decoded = pipeline.decode(latents);
+      }
+      auto stage = timer.scope("postprocess");
+      g.frames = pipeline.postprocess(decoded);
+    }
+  }
+  g.timing = timer.collect();
+  return g;
+}
+
+}  // namespace ditbench

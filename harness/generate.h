@@ -1,0 +1,36 @@
+#pragma once
+// One generation of a pipeline, every stage under the StageTimer with DESIGN.md's names:
+// e2e = text_embed + prepare_latents + denoise (step = transformer + scheduler, per step) +
+// vae_decode + postprocess. Caches decide per step and per CFG branch.
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "harness/timer.h"
+#include "models/pipeline.h"
+#include "optimizations/cache/cache_policy.h"
+
+namespace ditbench {
+
+struct GenerationSettings {
+  int64_t seed = 0;
+  int steps = 0;
+  bool decode = true;
+  // Stop with an error past this point in time (checked between steps).
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  // Checked between steps; throwing from it aborts the generation (interruption).
+  std::function<void()> check_interrupt;
+};
+
+struct Generation {
+  at::Tensor latents;  // final latents, on the pipeline's device
+  at::Tensor frames;   // [F, H, W, 3] float32 on the CPU (undefined without decode)
+  TimingResult timing;
+};
+
+// `caches` holds one policy per CFG branch of the pipeline.
+Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<CachePolicy>>& caches,
+                    StageTimer& timer, const GenerationSettings& settings);
+
+}  // namespace ditbench

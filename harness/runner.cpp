@@ -1,0 +1,384 @@
+#include "harness/runner.h"
+
+#include <c10/core/InferenceMode.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#ifdef DITBENCH_HAS_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "harness/env.h"
+#include "harness/generate.h"
+#include "harness/record.h"
+#include "harness/timer.h"
+#include "metrics/frames.h"
+#include "metrics/quality.h"
+#include "models/common/error.h"
+#include "models/pipeline.h"
+#include "optimizations/attention/attention.h"
+#include "optimizations/attention/backends.h"
+#include "optimizations/cache/cache_policy.h"
+#include "optimizations/quant/quant.h"
+#include "reports/markdown.h"
+
+namespace ditbench {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+// Thrown between steps once SIGINT or SIGTERM arrived: the config in flight is recorded as
+// failed with this reason and the run stops, leaving results.jsonl valid.
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted by signal " + std::to_string(g_signal.load())) {}
+};
+void check_interrupt() {
+  if (g_signal.load() != 0) throw Interrupted();
+}
+
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  throw InputError("unknown dtype '" + name + "'");
+}
+
+std::string safe_name(const std::string& id) {
+  std::string s;
+  for (char c : id)
+    s += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '_';
+  return s;
+}
+
+TimingsRecord timings_from(const std::vector<TimingResult>& runs) {
+  TimingsRecord t;
+  std::map<std::string, std::vector<double>> per_stage;
+  std::vector<double> e2e;
+  for (const auto& run : runs) {
+    for (const auto& [name, spans] : run.by_stage()) {
+      if (name == "e2e") {
+        e2e.push_back(spans.at(0));
+      } else if (name == "step" || name == "transformer" || name == "scheduler") {
+        double total = 0;
+        for (double v : spans) total += v;
+        per_stage[name].push_back(total);
+      } else {
+        per_stage[name].push_back(spans.at(0));
+      }
+    }
+    t.steps_s.push_back(run.seconds("step"));
+  }
+  t.e2e = summarize(e2e);
+  for (auto& [name, samples] : per_stage) t.stages[name] = summarize(samples);
+  return t;
+}
+
+CacheRecord cache_record_from(const CachePolicy& policy) {
+  CacheRecord r;
+  r.policy = policy.name();
+  if (policy.name() != "none") r.threshold = policy.options().threshold;
+  r.computed_steps = policy.computed_steps();
+  r.reused_steps = policy.reused_steps();
+  for (const auto& step : policy.records()) {
+    ditbench::CacheStepEntry e;
+    e.step = step.step;
+    e.signal = step.signal;
+    e.accumulated = step.accumulated;
+    e.reused = step.reused;
+    r.per_step.push_back(e);
+  }
+  return r;
+}
+
+QualityRecord quality_from(const FrameQuality& q) {
+  QualityRecord r;
+  r.identical = q.identical;
+  if (!q.identical) {
+    r.psnr_mean = q.psnr_mean;
+    r.psnr_min = q.psnr_min;
+  }
+  r.ssim_mean = q.ssim_mean;
+  r.ssim_min = q.ssim_min;
+  return r;
+}
+
+void reset_peak_memory(const at::Device& device) {
+#ifdef DITBENCH_HAS_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#endif
+  (void)device;
+}
+
+int64_t peak_memory(const at::Device& device) {
+#ifdef DITBENCH_HAS_CUDA
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+        .peak;
+  }
+#endif
+  // On the CPU the process's peak resident set size (since start, so an upper bound per config).
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+void release_memory(const at::Device& device) {
+#ifdef DITBENCH_HAS_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  (void)device;
+}
+
+// The pipeline of the config: rebuilt only when what it is built from changes (quantization
+// rewrites weights, so each quant mode gets its own build).
+class PipelineHolder {
+ public:
+  DiffusionPipeline& get(const RunConfig& c, const at::Device& device) {
+    std::string key = c.axes.quant + "@" + device.str();
+    if (pipeline_ && key == key_) return *pipeline_;
+    pipeline_.reset();
+    release_memory(device);
+    PipelineSpec spec;
+    const auto& s = c.settings;
+    spec.model = s.model;
+    spec.preset = s.preset;
+    if (s.checkpoint) spec.checkpoint = s.checkpoint->string();
+    spec.random_weights = s.weights == "random";
+    spec.dtype = parse_dtype(s.dtype);
+    spec.device = device;
+    spec.height = s.height;
+    spec.width = s.width;
+    spec.frames = s.frames;
+    spec.steps = s.steps;
+    spec.guidance = s.guidance;
+    if (s.prompt.file) spec.prompt_file = s.prompt.file->string();
+    spec.synthetic_tokens = s.prompt.tokens;
+    spec.synthetic_valid = s.prompt.valid;
+    if (s.noise) spec.noise_file = s.noise->string();
+    spec.decode = s.decode;
+    auto p = create_pipeline(spec);
+    if (c.axes.quant != "none") {
+      auto mode = parse_quant_mode(c.axes.quant);
+      apply_quantization(p->transformer_module(), mode, p->quant_include(), p->quant_exclude());
+    }
+    pipeline_ = std::move(p);
+    key_ = key;
+    return *pipeline_;
+  }
+  void reset() { pipeline_.reset(); }
+
+ private:
+  std::unique_ptr<DiffusionPipeline> pipeline_;
+  std::string key_;
+};
+
+std::string format_eta(double seconds) {
+  int s = static_cast<int>(seconds + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60);
+  return buf;
+}
+
+}  // namespace
+
+at::Device resolve_device(const std::string& setting) {
+  if (setting == "cpu") return at::kCPU;
+  if (setting == "cuda") {
+    if (!at::hasCUDA())
+      throw Unsupported("device \"cuda\" asked for, but no CUDA device is present");
+    return at::Device(at::kCUDA, 0);
+  }
+  return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+}
+
+RunSummary run_suite(const Suite& suite, const RunOptions& options) {
+  RunSummary summary;
+  auto configs = filter_configs(expand_matrix(suite), options.filter);
+  // The baseline runs first so that every other config is scored against its frames.
+  std::stable_partition(configs.begin(), configs.end(),
+                        [](const RunConfig& c) { return c.baseline; });
+
+  fs::create_directories(options.out_dir);
+  const fs::path results = options.out_dir / "results.jsonl";
+  const fs::path frames_dir = options.out_dir / "frames";
+  std::set<std::string> done;
+  if (options.resume) done = finished_config_ids(results);
+
+  g_signal.store(0);
+  auto old_int = std::signal(SIGINT, on_signal);
+  auto old_term = std::signal(SIGTERM, on_signal);
+
+  const at::Device device = resolve_device(suite.settings.device);
+  const auto env = capture_environment(device);
+  ResultsWriter writer(options.out_dir);
+  PipelineHolder holder;
+  at::Tensor baseline_frames;
+  std::string baseline_frames_path;
+
+  // On --resume the baseline's frames come back from its artifact.
+  for (const auto& c : configs) {
+    if (c.baseline && done.count(c.id)) {
+      baseline_frames_path = (frames_dir / (safe_name(c.id) + ".safetensors")).string();
+      if (fs::exists(baseline_frames_path)) baseline_frames = load_frames(baseline_frames_path);
+    }
+  }
+
+  const auto started = std::chrono::steady_clock::now();
+  int to_run = 0;
+  for (const auto& c : configs) to_run += (!done.count(c.id) && !c.skipped());
+  int ran = 0;
+
+  for (const auto& c : configs) {
+    if (done.count(c.id)) {
+      ++summary.resumed;
+      continue;
+    }
+    if (g_signal.load() != 0) break;
+    ResultRecord rec;
+    rec.suite = suite.name;
+    rec.config_id = c.id;
+    rec.baseline = c.baseline;
+    rec.config = c.to_json();
+    rec.env = env;
+    rec.prompt_source = c.settings.prompt.describe();
+
+    auto finish = [&](RunStatus status, const std::string& reason) {
+      rec.status = status;
+      rec.reason = reason;
+      writer.append(rec);
+      if (status == RunStatus::kOk) ++summary.ok;
+      if (status == RunStatus::kFailed) ++summary.failed;
+      if (status == RunStatus::kSkipped) ++summary.skipped;
+    };
+
+    if (c.skipped()) {
+      finish(RunStatus::kSkipped, c.skip_reason);
+      continue;
+    }
+    if (c.axes.gpus > 1 || c.axes.cp_mode != "none" || c.axes.cfg_parallel) {
+      finish(RunStatus::kSkipped, "context parallelism is not available in this runner yet");
+      continue;
+    }
+    if (c.axes.graphs) {
+      finish(RunStatus::kSkipped, "CUDA graph capture is not available in this build yet");
+      continue;
+    }
+
+    const auto dtype = parse_dtype(c.settings.dtype);
+    try {
+      // Can the attention backend and the quantization mode serve this config at all?
+      // Unsupported here is a recorded skip, never a silent fallback.
+      auto quant_check = check_quant_mode(parse_quant_mode(c.axes.quant), device);
+      if (!quant_check.ok) throw Unsupported(quant_check.reason);
+      DiffusionPipeline& pipeline = holder.get(c, device);
+      auto check =
+          check_backend(c.axes.attention, device, dtype, pipeline.head_dim(), /*has_mask=*/true);
+      if (!check.ok) throw Unsupported(check.reason);
+
+      if (!pipeline.weights_note().empty()) rec.weights_note = pipeline.weights_note();
+      CacheOptions cache_options;
+      cache_options.threshold = c.axes.cache_threshold.value_or(0.0);
+      const auto& co = c.settings.cache_options;
+      if (co.warmup_steps) cache_options.warmup_steps = *co.warmup_steps;
+      if (co.max_cached_steps) cache_options.max_cached_steps = *co.max_cached_steps;
+      if (co.max_consecutive_cached)
+        cache_options.max_consecutive_cached = *co.max_consecutive_cached;
+      cache_options.teacache_coefficients =
+          c.settings.teacache_coefficients.value_or(pipeline.teacache_coefficients());
+      std::vector<std::unique_ptr<CachePolicy>> caches;
+      const int branches = pipeline.uses_cfg() ? 2 : 1;
+      for (int b = 0; b < branches; ++b)
+        caches.push_back(make_cache_policy(c.axes.cache, cache_options));
+
+      AttentionSettings attn;
+      attn.backend = c.axes.attention;
+      AttentionScope scope(attn);
+      take_kernel_log();
+      StageTimer timer(device);
+      GenerationSettings gen;
+      gen.seed = c.settings.seed;
+      gen.steps = c.settings.steps;
+      gen.decode = c.settings.decode;
+      gen.check_interrupt = check_interrupt;
+      if (c.settings.timeout_s) {
+        gen.deadline =
+            std::chrono::steady_clock::now() +
+            std::chrono::milliseconds(static_cast<int64_t>(*c.settings.timeout_s * 1000));
+      }
+
+      for (int w = 0; w < c.settings.warmup; ++w) generate(pipeline, caches, timer, gen);
+      reset_peak_memory(device);
+      std::vector<TimingResult> runs;
+      Generation last;
+      for (int r = 0; r < c.settings.repeats; ++r) {
+        last = generate(pipeline, caches, timer, gen);
+        runs.push_back(last.timing);
+      }
+      rec.timings = timings_from(runs);
+      rec.peak_bytes = peak_memory(device);
+      rec.cache = cache_record_from(*caches.at(0));
+      rec.attention = AttentionRecord{c.axes.attention, take_kernel_log()};
+
+      if (last.frames.defined()) {
+        ArtifactsRecord art;
+        if (c.settings.save_frames || c.baseline) {
+          fs::create_directories(frames_dir);
+          auto path = (frames_dir / (safe_name(c.id) + ".safetensors")).string();
+          save_frames_safetensors(path, last.frames);
+          art.frames = fs::relative(path, options.out_dir).string();
+        }
+        rec.artifacts = art;
+        if (c.baseline) baseline_frames = last.frames;
+        if (baseline_frames.defined()) {
+          auto q = quality_from(compare_frames(baseline_frames, last.frames));
+          q.reference = "baseline";
+          rec.quality = q;
+        }
+      }
+      finish(RunStatus::kOk, "");
+    } catch (const Unsupported& e) {
+      finish(RunStatus::kSkipped, e.what());
+    } catch (const InputError&) {
+      throw;
+    } catch (const Interrupted& e) {
+      finish(RunStatus::kFailed, e.what());
+      summary.interrupted = true;
+      break;
+    } catch (const std::exception& e) {
+      // An out-of-memory or CUDA error in one config: record it, release its memory, go on.
+      std::string what = e.what();
+      if (auto nl = what.find('\n'); nl != std::string::npos) what = what.substr(0, nl);
+      holder.reset();
+      release_memory(device);
+      finish(RunStatus::kFailed, what);
+    }
+    ++ran;
+    if (options.progress) {
+      double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      double eta = ran > 0 ? elapsed / ran * std::max(0, to_run - ran) : 0;
+      std::cerr << "[" << ran << "/" << to_run << "] " << c.id << ": " << to_string(rec.status);
+      if (rec.timings) std::cerr << ", e2e " << rec.timings->e2e.median_s << " s";
+      if (!rec.reason.empty()) std::cerr << " (" << rec.reason << ")";
+      std::cerr << ", elapsed " << format_eta(elapsed) << ", eta " << format_eta(eta) << std::endl;
+    }
+  }
+  if (g_signal.load() != 0) summary.interrupted = true;
+  std::signal(SIGINT, old_int);
+  std::signal(SIGTERM, old_term);
+
+  std::ofstream(options.out_dir / "report.md") << markdown_report(read_results(results));
+  return summary;
+}
+
+}  // namespace ditbench

@@ -1,0 +1,133 @@
+// The run protocol end to end on the CPU with the tiny preset: records, resume, skips, failures,
+// and the threshold-0 bit-exactness of a cache through the whole pipeline.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "harness/record.h"
+#include "harness/runner.h"
+#include "harness/suite.h"
+
+namespace ditbench {
+namespace {
+namespace fs = std::filesystem;
+
+class RunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("ditbench_runner_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_.string() + "'").c_str()); }
+
+  Suite suite(nlohmann::json axes, nlohmann::json extra = nlohmann::json::object()) {
+    nlohmann::json doc = {{"name", "t"},
+                          {"model", "hunyuan-video"},
+                          {"preset", "hunyuan-video-tiny"},
+                          {"weights", "random"},
+                          {"dtype", "float32"},
+                          {"device", "cpu"},
+                          {"height", 32},
+                          {"width", 32},
+                          {"frames", 5},
+                          {"steps", 4},
+                          {"warmup", 0},
+                          {"repeats", 2},
+                          {"prompt", {{"tokens", 6}, {"valid", 4}}},
+                          {"axes", axes}};
+    for (auto& [k, v] : extra.items()) doc[k] = v;
+    return parse_suite(doc, dir_ / "suite.json");
+  }
+  RunOptions options() {
+    RunOptions o;
+    o.out_dir = dir_ / "out";
+    o.progress = false;
+    return o;
+  }
+  fs::path dir_;
+};
+
+TEST_F(RunnerTest, WritesOneRecordPerConfigWithTimingsAndQuality) {
+  auto s = suite({{"cache", {"none", "fbcache"}}, {"cache_threshold", {0.0, 0.5}}});
+  auto summary = run_suite(s, options());
+  EXPECT_EQ(summary.ok, 3);
+  EXPECT_EQ(summary.failed, 0);
+  auto records = read_results(dir_ / "out" / "results.jsonl");
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_TRUE(records[0].baseline);
+  for (const auto& r : records) {
+    ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
+    ASSERT_TRUE(r.timings);
+    EXPECT_EQ(r.timings->e2e.samples_s.size(), 2u);
+    ASSERT_EQ(r.timings->steps_s.size(), 2u);
+    EXPECT_EQ(r.timings->steps_s[0].size(), 4u);
+    EXPECT_TRUE(r.timings->stages.count("denoise"));
+    EXPECT_TRUE(r.timings->stages.count("vae_decode"));
+    ASSERT_TRUE(r.quality);
+    ASSERT_TRUE(r.cache);
+    EXPECT_EQ(r.cache->computed_steps + r.cache->reused_steps, 4);
+    ASSERT_TRUE(r.weights_note);
+    EXPECT_NE(r.weights_note->find("random"), std::string::npos);
+  }
+  // The baseline against itself, and FBCache at threshold 0, are bit-identical to the baseline.
+  EXPECT_TRUE(records[0].quality->identical);
+  EXPECT_FALSE(records[0].quality->psnr_mean.has_value());
+  const auto& thr0 = records[1];
+  EXPECT_EQ(thr0.cache->reused_steps, 0);
+  EXPECT_TRUE(thr0.quality->identical) << thr0.config_id;
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "report.md"));
+}
+
+TEST_F(RunnerTest, ResumeRunsOnlyWhatIsMissing) {
+  auto s = suite({{"cache", {"none", "teacache"}}, {"cache_threshold", {0.1}}});
+  run_suite(s, options());
+  const auto path = dir_ / "out" / "results.jsonl";
+  ASSERT_EQ(read_results(path).size(), 2u);
+  // Drop the last line, as if the run had been killed during that config.
+  std::ifstream in(path);
+  std::string first;
+  std::getline(in, first);
+  in.close();
+  std::ofstream(path, std::ios::trunc) << first << "\n";
+  auto o = options();
+  o.resume = true;
+  auto summary = run_suite(s, o);
+  EXPECT_EQ(summary.resumed, 1);
+  EXPECT_EQ(summary.ok, 1);
+  auto records = read_results(path);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1].config_id, records[1].config_id);
+  // The resumed config is still scored against the baseline's stored frames.
+  ASSERT_TRUE(records[1].quality);
+}
+
+TEST_F(RunnerTest, UnservableBackendIsARecordedSkipWithItsReason) {
+  auto s = suite({{"attention", {"sdpa", "flash"}}});
+  auto summary = run_suite(s, options());
+  EXPECT_EQ(summary.skipped, 1);
+  auto records = read_results(dir_ / "out" / "results.jsonl");
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1].status, RunStatus::kSkipped);
+  EXPECT_NE(records[1].reason.find("flash"), std::string::npos) << records[1].reason;
+}
+
+TEST_F(RunnerTest, AFailingConfigIsRecordedAndTheSweepGoesOn) {
+  // The config that times out is recorded as failed; the one after it still runs.
+  auto s = suite({{"cache", {"none", "fbcache", "teacache"}}, {"cache_threshold", {0.1}}},
+                 {{"timeout_s", 1e-9}});
+  auto summary = run_suite(s, options());
+  EXPECT_EQ(summary.failed, 3);
+  auto records = read_results(dir_ / "out" / "results.jsonl");
+  ASSERT_EQ(records.size(), 3u);
+  for (const auto& r : records) {
+    EXPECT_EQ(r.status, RunStatus::kFailed);
+    EXPECT_NE(r.reason.find("timed out"), std::string::npos) << r.reason;
+  }
+}
+
+}  // namespace
+}  // namespace ditbench

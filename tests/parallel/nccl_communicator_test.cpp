@@ -1,0 +1,139 @@
+// NcclCommunicator on the GPU machine: the same hand-derived values and the same parity with
+// single-rank attention as the in-process tests, over NCCL between GPUs. Skipped without NCCL or
+// with fewer than 2 GPUs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <mutex>
+
+#include "optimizations/parallel/context_parallel.h"
+#include "optimizations/parallel/sequence_shard.h"
+
+#if defined(DITBENCH_HAS_NCCL)
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+namespace ditbench {
+namespace {
+
+#if defined(DITBENCH_HAS_NCCL)
+
+int gpu_count() { return static_cast<int>(c10::cuda::device_count()); }
+
+LaunchOptions nccl(std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+  LaunchOptions options;
+  options.backend = CommBackend::kNccl;
+  options.comm.timeout = timeout;
+  return options;
+}
+
+#define REQUIRE_GPUS(n) \
+  if (gpu_count() < (n)) GTEST_SKIP() << "needs " << (n) << " GPUs, found " << gpu_count()
+
+TEST(NcclCommunicator, CollectivesAndSendRecvByHand) {
+  REQUIRE_GPUS(2);
+  const int n = std::min(gpu_count(), 4);
+  launch_ranks(
+      n,
+      [n](int rank, Communicator& comm) {
+        auto on_gpu = at::TensorOptions().device(at::kCUDA, rank);
+        auto input = at::zeros({n, 2}, at::kLong);
+        for (int p = 0; p < n; ++p) {
+          for (int j = 0; j < 2; ++j) input[p][j] = 100 * rank + 10 * p + j;
+        }
+        auto out = comm.all_to_all(input.to(on_gpu.dtype(at::kLong))).cpu();
+        for (int p = 0; p < n; ++p) {
+          for (int j = 0; j < 2; ++j) EXPECT_EQ(out[p][j].item<int64_t>(), 100 * p + 10 * rank + j);
+        }
+        auto gathered = comm.all_gather(at::full({1, 2}, rank, on_gpu.dtype(at::kFloat))).cpu();
+        EXPECT_TRUE(
+            at::equal(gathered, at::arange(n, at::kFloat).repeat_interleave(2).view({n, 2})));
+        auto sum = at::full({3}, rank + 1.0, on_gpu.dtype(at::kFloat));
+        comm.all_reduce_sum(sum);
+        EXPECT_TRUE(at::equal(sum.cpu(), at::full({3}, n * (n + 1) / 2.0, at::kFloat)));
+        const int next = (rank + 1) % n, prev = (rank + n - 1) % n;
+        auto incoming = at::zeros({4}, on_gpu.dtype(at::kBFloat16));
+        auto work =
+            comm.send_recv(at::full({4}, rank, on_gpu.dtype(at::kBFloat16)), next, incoming, prev);
+        work->wait();
+        EXPECT_TRUE(at::equal(incoming.cpu(), at::full({4}, prev, at::kBFloat16)));
+        auto group = comm.subgroup(rank % 2, rank);
+        auto members = group->all_gather(at::full({1}, rank, on_gpu.dtype(at::kLong))).cpu();
+        EXPECT_EQ(members.numel(), (n + 1 - rank % 2) / 2);
+        EXPECT_EQ(members[group->rank()].item<int64_t>(), rank);
+        comm.barrier();
+      },
+      nccl());
+}
+
+LocalAttentionResult math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& key_mask, bool) {
+  auto scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-2, -1)) /
+                std::sqrt(static_cast<double>(q.size(-1)));
+  if (key_mask.defined()) {
+    scores = scores.masked_fill(key_mask.logical_not().unsqueeze(1).unsqueeze(1), -INFINITY);
+  }
+  auto lse = at::logsumexp(scores, -1);
+  return {at::matmul(at::exp(scores - lse.unsqueeze(-1)), v.to(at::kFloat)).to(q.scalar_type()),
+          lse};
+}
+
+TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
+  REQUIRE_GPUS(2);
+  const int n = gpu_count() >= 4 ? 4 : 2;
+  at::manual_seed(11);
+  const int64_t S = 1001;  // not divisible: padded
+  auto q = at::randn({2, 8, S, 64}), k = at::randn({2, 8, S, 64}), v = at::randn({2, 8, S, 64});
+  auto mask = at::ones({2, S}, at::kBool);
+  mask[0].narrow(0, 600, S - 600).fill_(false);
+  auto expected = math_attention(q, k, v, mask, false).out;
+  for (int ulysses : {n, 1, 2}) {
+    if (ulysses == 2 && n != 4) continue;  // USP needs 2 x 2
+    std::mutex mutex;
+    double worst = 0;
+    launch_ranks(
+        n,
+        [&](int rank, Communicator& world) {
+          auto groups = make_parallel_groups(world, 1, ulysses, n / ulysses);
+          auto cp = make_context_parallel_attention(groups, 8);
+          const int shard = groups.sequence_rank();
+          auto dev = at::Device(at::kCUDA, rank);
+          auto out = cp->attend(shard_sequence(q, 2, shard, n).local.to(dev),
+                                shard_sequence(k, 2, shard, n).local.to(dev),
+                                shard_sequence(v, 2, shard, n).local.to(dev),
+                                shard_key_mask(mask, 2, S, shard, n, dev), &math_attention);
+          auto full = gather_sequence(out, 2, S, *groups.sequence).cpu();
+          double diff = (full - expected).abs().max().item<double>();
+          std::lock_guard<std::mutex> lock(mutex);
+          worst = std::max(worst, diff);
+        },
+        nccl());
+    EXPECT_LT(worst, 1e-4) << "ulysses degree " << ulysses << " of " << n;
+  }
+}
+
+TEST(NcclCommunicator, ThrowingRankAbortsThePeers) {
+  REQUIRE_GPUS(2);
+  try {
+    launch_ranks(
+        2,
+        [](int rank, Communicator& comm) {
+          if (rank == 1) throw std::runtime_error("boom on gpu 1");
+          comm.all_to_all(at::zeros({2}, at::TensorOptions().device(at::kCUDA, rank)));
+          comm.barrier();  // blocks until the watchdog aborts the communicator
+        },
+        nccl(std::chrono::seconds(20)));
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1: boom on gpu 1"), std::string::npos) << e.what();
+  }
+}
+
+#else
+
+TEST(NcclCommunicator, NotBuilt) { GTEST_SKIP() << "this build has no NCCL"; }
+
+#endif
+
+}  // namespace
+}  // namespace ditbench
