@@ -205,8 +205,13 @@ RunSummary run_suite(const Suite& suite, const RunOptions& options) {
   RunSummary summary;
   auto configs = filter_configs(expand_matrix(suite), options.filter);
   // The baseline runs first so that every other config is scored against its frames.
-  std::stable_partition(configs.begin(), configs.end(),
-                        [](const RunConfig& c) { return c.baseline; });
+  // Then configs that share a quantization mode run together, since each mode rebuilds the model.
+  std::stable_sort(configs.begin(), configs.end(), [](const RunConfig& a, const RunConfig& b) {
+    if (a.baseline != b.baseline) return a.baseline;
+    const bool a_plain = a.axes.quant == "none", b_plain = b.axes.quant == "none";
+    if (a_plain != b_plain) return a_plain;
+    return a.axes.quant < b.axes.quant;
+  });
 
   fs::create_directories(options.out_dir);
   const fs::path results = options.out_dir / "results.jsonl";
