@@ -53,7 +53,15 @@ void check_cuda(cudaError_t err, const std::string& what) {
   if (err != cudaSuccess) throw CommError(what + ": " + cudaGetErrorString(err));
 }
 
-// Reduction ops need an arithmetic type; bool travels as bytes only for point-to-point.
+// Nonblocking communicators: a call that must wait for peers (initialisation, the lazy connection
+// of point-to-point channels) returns ncclInProgress instead of blocking inside NCCL, so that a
+// failed peer or a timeout can abort it (wait_ready) rather than hang the thread.
+ncclConfig_t nonblocking_config() {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  return config;
+}
+
 char* bytes_of(const at::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
 
 }  // namespace
@@ -84,6 +92,7 @@ NcclCommunicator::NcclCommunicator(ncclComm_t comm, int global_rank, int device,
       device_(device),
       options_(options),
       signal_(std::move(signal)) {
+  wait_ready("subgroup");
   ncclCommUserRank(comm_, &rank_);
   ncclCommCount(comm_, &size_);
   start_watchdog();
@@ -119,6 +128,10 @@ std::unique_ptr<NcclCommunicator> NcclCommunicator::from_environment(CommOptions
                      " is outside WORLD_SIZE=" + std::to_string(world));
   }
   c10::cuda::set_device(static_cast<c10::DeviceIndex>(local_rank));
+  // Work of this rank runs on a pool stream, never the legacy default stream (see
+  // launch_nccl_ranks).
+  c10::cuda::setCurrentCUDAStream(
+      c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(local_rank)));
 
   // torchrun's agent already serves a store on MASTER_PORT and says so; otherwise rank 0 serves.
   const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
@@ -158,7 +171,50 @@ NcclCommunicator::~NcclCommunicator() {
   if (watchdog_.joinable()) watchdog_.join();
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& p : pending_) cudaEventDestroy(p.done);
-  if (comm_ && !aborted_) ncclCommDestroy(comm_);
+  if (!comm_ || aborted_) return;
+  // A nonblocking communicator is finalized (its work flushed) before it is destroyed.
+  ncclResult_t state = ncclCommFinalize(comm_);
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  while (state == ncclInProgress && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ncclCommGetAsyncError(comm_, &state);
+  }
+  if (state == ncclSuccess) {
+    ncclCommDestroy(comm_);
+  } else {
+    ncclCommAbort(comm_);
+  }
+}
+
+void NcclCommunicator::wait_ready(const std::string& op) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!aborted_ && signal_) {
+        std::lock_guard<std::mutex> signal_lock(signal_->mutex);
+        if (signal_->failed_rank >= 0 && signal_->failed_rank != global_rank_) {
+          int failed = signal_->failed_rank;
+          std::string reason = signal_->reason;
+          abort_locked(failed, reason);
+        }
+      }
+      if (!aborted_) {
+        ncclResult_t state = ncclSuccess;
+        ncclCommGetAsyncError(comm_, &state);
+        if (state == ncclSuccess) return;
+        if (state != ncclInProgress) {
+          abort_locked(global_rank_, "rank " + std::to_string(global_rank_) + ": " + op + ": " +
+                                         ncclGetErrorString(state));
+        } else if (std::chrono::steady_clock::now() > deadline) {
+          abort_locked(global_rank_, "rank " + std::to_string(global_rank_) + " timed out in " +
+                                         op + " after " + seconds(options_.timeout));
+        }
+      }
+    }
+    check_usable(op);  // throws once aborted
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
 }
 
 void NcclCommunicator::start_watchdog() {
@@ -233,7 +289,8 @@ void NcclCommunicator::check_usable(const std::string& op) {
 }
 
 void NcclCommunicator::check(ncclResult_t result, const std::string& op) {
-  if (result == ncclSuccess || result == ncclInProgress) return;
+  if (result == ncclSuccess) return;
+  if (result == ncclInProgress) return wait_ready(op);
   std::string msg =
       "rank " + std::to_string(global_rank_) + ": " + op + ": " + ncclGetErrorString(result);
   if (const char* last = ncclGetLastError(comm_)) {
@@ -432,7 +489,14 @@ std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {
   const std::string op = "subgroup";
   check_usable(op);
   ncclComm_t child = nullptr;
-  check(ncclCommSplit(comm_, color, key, &child, nullptr), op);
+  ncclConfig_t config = nonblocking_config();
+  // A nonblocking split reports its progress on the parent; the child handle is set once the
+  // parent is ready again.
+  check(ncclCommSplit(comm_, color, key, &child, &config), op);
+  wait_ready(op);
+  if (!child)
+    throw CommError("rank " + std::to_string(global_rank_) + ": " + op +
+                    ": NCCL returned no communicator");
   return std::unique_ptr<Communicator>(
       new NcclCommunicator(child, global_rank_, device_, options_, signal_));
 }
@@ -451,6 +515,10 @@ void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& c
       n,
       [&](int rank) {
         c10::cuda::set_device(static_cast<c10::DeviceIndex>(rank));
+        // Never the legacy default stream: it synchronizes implicitly with every other stream of
+        // the device, and NCCL's peers in this process can then wait on each other forever.
+        c10::cuda::setCurrentCUDAStream(
+            c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(rank)));
         return std::make_unique<NcclCommunicator>(id, n, rank, options, signal);
       },
       fn, [](Communicator& comm) { comm.barrier(); });

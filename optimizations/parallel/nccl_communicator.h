@@ -36,7 +36,8 @@ class NcclCommunicator : public Communicator {
                    std::shared_ptr<NcclAbortSignal> signal = nullptr);
   // Multi-process rendezvous under torchrun or srun: RANK, WORLD_SIZE, LOCAL_RANK (or SLURM_PROCID,
   // SLURM_NTASKS, SLURM_LOCALID), MASTER_ADDR, MASTER_PORT. Rank 0 creates the unique id and
-  // publishes it through a c10d TCPStore; the device is LOCAL_RANK.
+  // publishes it through a c10d TCPStore; the device is LOCAL_RANK, and the thread's current stream
+  // becomes a pool stream (never the legacy default stream).
   static std::unique_ptr<NcclCommunicator> from_environment(CommOptions options = {});
   ~NcclCommunicator() override;
 
@@ -62,6 +63,9 @@ class NcclCommunicator : public Communicator {
                    std::shared_ptr<NcclAbortSignal> signal);
   void start_watchdog();
   void check_usable(const std::string& op);
+  // Polls a nonblocking communicator until its pending call completes; aborts on a peer's
+  // failure, an NCCL error or the timeout.
+  void wait_ready(const std::string& op);
   void check(ncclResult_t result, const std::string& op);
   void check_tensor(const at::Tensor& t, const std::string& op) const;
   // Hands the work just enqueued on `stream` to the watchdog; returns its completion event.
