@@ -16,5 +16,5 @@ for s in "$@"; do
   cp "$OUT/$s/report.md" "$OUT/$s.md" 2>/dev/null
 done
 echo "suites done at $(date +%T)"
-DITBENCH_FIXTURES="$PWD/.fixtures" ctest --test-dir $BUILD -j 8 --timeout 300 >"$OUT/ctest.log" 2>&1
+DITBENCH_FIXTURES="$PWD/.fixtures" ctest --test-dir $BUILD -j 8 --timeout 300 --output-on-failure >"$OUT/ctest.log" 2>&1
 grep -E "tests passed|Failed|\(Failed\)|Not Run" "$OUT/ctest.log" | head -20

@@ -8,6 +8,7 @@ if [ ! -f .deps/usr/include/CLI/CLI.hpp ]; then
   mkdir -p .deps
   (cd .deps && apt-get download libcli11-dev && for f in *.deb; do dpkg -x "$f" .; done)
 fi
+git rev-parse --short=12 HEAD > .deps/git-commit 2>/dev/null || true
 fixtures="${DITBENCH_FIXTURES:-../shared/fixtures}"
 if [ -d "$fixtures" ]; then
   rm -rf .fixtures && cp -r "$fixtures" .fixtures && chmod -R u+w .fixtures
