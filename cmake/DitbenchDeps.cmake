@@ -80,6 +80,20 @@ endif()
 # Frame and video I/O (Debian packages), optional.
 set(DITBENCH_HAS_OPENCV OFF)
 find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs)
+if(NOT OpenCV_FOUND)
+  # Debian ships OpenCVConfig.cmake only in libopencv-dev, which pulls every OpenCV module (VTK,
+  # contrib, dnn); the three -dev packages we install carry the headers and libraries.
+  find_path(OpenCV_CORE_INCLUDE_DIR opencv2/core.hpp PATH_SUFFIXES opencv4)
+  find_library(OpenCV_CORE_LIBRARY opencv_core)
+  find_library(OpenCV_IMGPROC_LIBRARY opencv_imgproc)
+  find_library(OpenCV_IMGCODECS_LIBRARY opencv_imgcodecs)
+  if(OpenCV_CORE_INCLUDE_DIR AND OpenCV_CORE_LIBRARY AND OpenCV_IMGPROC_LIBRARY
+     AND OpenCV_IMGCODECS_LIBRARY)
+    set(OpenCV_FOUND TRUE)
+    set(OpenCV_INCLUDE_DIRS ${OpenCV_CORE_INCLUDE_DIR})
+    set(OpenCV_LIBS ${OpenCV_IMGCODECS_LIBRARY} ${OpenCV_IMGPROC_LIBRARY} ${OpenCV_CORE_LIBRARY})
+  endif()
+endif()
 if(OpenCV_FOUND)
   set(DITBENCH_HAS_OPENCV ON)
   target_link_libraries(dit_deps INTERFACE ${OpenCV_LIBS})

@@ -3,6 +3,7 @@
 #include <sstream>
 #include <string>
 
+#include "metrics/video.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 
@@ -142,6 +143,14 @@ at::Tensor load_frames(const std::string& source) {
     return load_safetensors_frames(source.substr(0, path_end), source.substr(path_end + 1));
   }
   if (ends_with(source, kSafetensorsSuffix)) return load_safetensors_frames(source, "");
+  if (is_video_path(source)) {
+    if (!video_io_available()) {
+      throw InputError(source +
+                       ": reading videos needs FFmpeg, which this build lacks; pass a folder "
+                       "of frames or file.safetensors:tensor instead");
+    }
+    return load_video(source);
+  }
 #ifdef DITBENCH_HAS_OPENCV
   return load_image_frames(source);
 #else
@@ -149,6 +158,45 @@ at::Tensor load_frames(const std::string& source) {
                    ": reading images needs OpenCV, which this build lacks; pass "
                    "file.safetensors:tensor instead");
 #endif
+}
+
+at::Tensor quantize_frames(const at::Tensor& frames) {
+  return (frames.detach().to(at::kCPU, at::kFloat).clamp(0.0, 1.0) * 255.0)
+      .round()
+      .to(at::kByte)
+      .contiguous();
+}
+
+at::Tensor fit_reference_frames(const at::Tensor& reference, at::IntArrayRef shape, bool resize,
+                                const std::string& reference_name) {
+  if (reference.sizes() == shape) return reference;
+  std::ostringstream wanted;
+  wanted << shape;
+  const std::string shapes = "reference frames of shape " + shape_string(reference) +
+                             " vs generated frames of shape " + wanted.str();
+  if (reference.dim() != 4 || shape.size() != 4 || reference.size(3) != shape[3]) {
+    throw InputError(reference_name + ": " + shapes + " (the channel counts must match)");
+  }
+  if (!resize) {
+    throw InputError(reference_name + ": " + shapes +
+                     " (frame count and size must match, or ask "
+                     "for a resize)");
+  }
+  at::Tensor resized = reference;  // [F, H, W, C]
+  if (reference.size(0) != shape[0]) {
+    // Linear in time only: [1, C, F, H, W] -> [1, C, F', H, W] (H and W keep their size, so the
+    // spatial part of the trilinear kernel is the identity).
+    auto volume = resized.permute({3, 0, 1, 2}).unsqueeze(0).to(at::kFloat);
+    volume = at::upsample_trilinear3d(volume, {shape[0], resized.size(1), resized.size(2)},
+                                      /*align_corners=*/false);
+    resized = volume.squeeze(0).permute({1, 2, 3, 0});
+  }
+  if (resized.size(1) != shape[1] || resized.size(2) != shape[2]) {
+    auto images = resized.permute({0, 3, 1, 2}).to(at::kFloat);  // [F, C, H, W]
+    images = at::upsample_bilinear2d(images, {shape[1], shape[2]}, /*align_corners=*/false);
+    resized = images.permute({0, 2, 3, 1});
+  }
+  return resized.clamp(0.0, 1.0).contiguous();
 }
 
 void save_frames_safetensors(const std::string& path, const at::Tensor& frames,
@@ -163,11 +211,7 @@ void save_frames_png(const std::string& dir, const at::Tensor& frames) {
                      shape_string(frames));
   }
   std::filesystem::create_directories(dir);
-  // [F, H, W, C] uint8, rounded to nearest.
-  const auto bytes = (frames.detach().to(at::kCPU, at::kFloat).clamp(0.0, 1.0) * 255.0)
-                         .round()
-                         .to(at::kByte)
-                         .contiguous();
+  const auto bytes = quantize_frames(frames);  // [F, H, W, C] uint8
   for (int64_t f = 0; f < bytes.size(0); ++f) {
     auto frame = bytes[f];  // [H, W, C]
     const int type = frame.size(2) == 3 ? CV_8UC3 : CV_8UC1;

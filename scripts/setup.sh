@@ -9,6 +9,10 @@ BUILD_DIR="${DITBENCH_BUILD_DIR:-build}"
 
 apt_packages=(build-essential cmake ninja-build git pkg-config python3 python3-venv python3-pip
               libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev)
+# Frame and video files: PNG frames through OpenCV, MP4 (H.264 by libx264, which Debian's
+# libavcodec links) through FFmpeg's libraries. About 110 packages, a minute to install.
+apt_packages+=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+               libavformat-dev libavcodec-dev libavutil-dev libswscale-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
