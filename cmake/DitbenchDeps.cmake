@@ -21,7 +21,36 @@ endif()
 if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
   set(TORCH_CUDA_ARCH_LIST "9.0a")
 endif()
-find_package(Torch REQUIRED)
+option(DITBENCH_CPU_ONLY "Link LibTorch's CPU libraries only, even when a CUDA toolkit is present" OFF)
+find_package(CUDAToolkit QUIET)
+if(CUDAToolkit_FOUND AND NOT DITBENCH_CPU_ONLY)
+  find_package(Torch REQUIRED)
+else()
+  # PyPI's torch is built with CUDA, and its CMake config stops when no CUDA toolkit is installed.
+  # Without one, link LibTorch's CPU libraries directly: the CUDA libraries are never loaded and
+  # at::hasCUDA() is false, which is all a machine without a toolkit can use anyway.
+  find_file(_torch_config TorchConfig.cmake PATHS ${Torch_DIR} $ENV{Torch_DIR} ${_torch_prefix}/Torch
+            NO_DEFAULT_PATH)
+  if(NOT _torch_config)
+    message(FATAL_ERROR "ditbench: TorchConfig.cmake not found (looked in ${_torch_prefix}/Torch)")
+  endif()
+  get_filename_component(_torch_root "${_torch_config}" DIRECTORY)
+  get_filename_component(_torch_root "${_torch_root}/../../.." ABSOLUTE)
+  find_library(_torch_cpu_lib torch_cpu PATHS ${_torch_root}/lib NO_DEFAULT_PATH REQUIRED)
+  find_library(_c10_lib c10 PATHS ${_torch_root}/lib NO_DEFAULT_PATH REQUIRED)
+  set(TORCH_LIBRARIES ${_torch_cpu_lib} ${_c10_lib})
+  set(TORCH_CXX_FLAGS -D_GLIBCXX_USE_CXX11_ABI=1)
+  file(STRINGS ${_torch_root}/include/torch/headeronly/version.h _torch_version_h
+       REGEX "define TORCH_VERSION_(MAJOR|MINOR|PATCH) ")
+  string(REGEX REPLACE "[^0-9;]" "" _v "${_torch_version_h}")
+  string(REPLACE ";" "." Torch_VERSION "${_v}")
+  add_library(dit_torch_cpu INTERFACE)
+  target_include_directories(dit_torch_cpu SYSTEM INTERFACE ${_torch_root}/include
+                             ${_torch_root}/include/torch/csrc/api/include)
+  target_link_libraries(dit_torch_cpu INTERFACE ${TORCH_LIBRARIES})
+  set(TORCH_LIBRARIES dit_torch_cpu)
+  message(STATUS "ditbench: no CUDA toolkit: LibTorch ${Torch_VERSION} CPU libraries from ${_torch_root}")
+endif()
 find_package(nlohmann_json 3 REQUIRED)
 
 # CLI11 is header-only: a system install, or the Debian package unpacked into .deps/.
