@@ -3,12 +3,15 @@
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <fstream>
 #include <iostream>
 
 #include "build_info.h"
 #include "harness/e2e_parity.h"
 #include "harness/runner.h"
 #include "harness/suite.h"
+#include "harness/teacache_fit.h"
+#include "harness/tune.h"
 #include "metrics/frames.h"
 #include "metrics/quality.h"
 #include "models/common/error.h"
@@ -17,6 +20,7 @@
 #include "optimizations/attention/kernel_log.h"
 #include "optimizations/cache/cache_policy.h"
 #include "optimizations/quant/quant.h"
+#include "reports/markdown.h"
 
 namespace ditbench {
 namespace {
@@ -117,6 +121,62 @@ int cmd_metrics(const std::string& ref, const std::string& test) {
   return 0;
 }
 
+std::vector<ResultRecord> read_all_results(const std::vector<std::string>& files) {
+  std::vector<ResultRecord> records;
+  for (const auto& f : files) {
+    auto more = read_results(f);
+    records.insert(records.end(), more.begin(), more.end());
+  }
+  return records;
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) throw InputError(path + ": cannot open for writing");
+  out << text;
+  if (!out.flush()) throw InputError(path + ": write failed");
+}
+
+int cmd_fit_teacache(const std::vector<std::string>& files, const std::string& out) {
+  const TeacacheFit fit = fit_teacache_from_records(read_all_results(files));
+  const std::string coefficients = format_teacache_coefficients(fit.coefficients);
+  nlohmann::json summary = {{"coefficients", coefficients},
+                            {"residual", fit.residual},
+                            {"rms_residual", fit.rms_residual},
+                            {"points", fit.points},
+                            {"records", fit.records_used}};
+  std::cout << coefficients << "\n" << summary.dump() << "\n";
+  if (!out.empty()) {
+    // A suite's own key, so the file's first line pastes into a suite.
+    nlohmann::json file = {{"teacache_coefficients", coefficients},
+                           {"residual", fit.residual},
+                           {"points", fit.points}};
+    write_text_file(out, file.dump(2) + "\n");
+  }
+  return 0;
+}
+
+int cmd_report(const std::vector<std::string>& files, const std::string& format,
+               const std::string& out) {
+  const auto records = read_all_results(files);
+  const std::string text = format == "csv" ? csv_report(records) : markdown_report(records);
+  if (out.empty()) {
+    std::cout << text;
+  } else {
+    write_text_file(out, text);
+  }
+  return 0;
+}
+
+int cmd_tune(const std::string& suite_file, TuneOptions options) {
+  auto suite = load_suite(suite_file);
+  if (options.out_dir.empty())
+    options.out_dir = std::filesystem::path("results") / (suite.name + "-tune");
+  const TuneResult result = tune_cache_threshold(suite, options, std::cout);
+  std::cout << tune_summary(result, options);
+  return result.chosen ? 0 : 1;
+}
+
 }  // namespace
 
 int cli_main(int argc, char** argv) {
@@ -158,6 +218,43 @@ int cli_main(int argc, char** argv) {
   metrics->add_option("reference", ref, "image, video, or file.safetensors:tensor")->required();
   metrics->add_option("test", test, "image, video, or file.safetensors:tensor")->required();
 
+  std::vector<std::string> result_files;
+  std::string fit_out;
+  auto* fit = app.add_subcommand(
+      "fit-teacache",
+      "fit TeaCache's polynomial (c0..c4) to recorded runs of your checkpoint (cache teacache at "
+      "threshold 0)");
+  fit->add_option("results", result_files, "results.jsonl files")->required();
+  fit->add_option("--out", fit_out, "also write {\"teacache_coefficients\": ...} to this file");
+
+  std::string report_format = "md", report_out;
+  auto* report = app.add_subcommand(
+      "report", "speedup, stage and cache sweep tables from results.jsonl files");
+  report->add_option("results", result_files, "results.jsonl files")->required();
+  report->add_option("--format", report_format, "md or csv")->check(CLI::IsMember({"md", "csv"}));
+  report->add_option("--out", report_out, "write to this file instead of stdout");
+
+  TuneOptions tune_options;
+  std::string tune_out;
+  auto* tune = app.add_subcommand(
+      "tune", "find the fastest cache threshold whose quality stays above a floor");
+  tune->add_option("suite", suite_file, "suite JSON file")->required();
+  auto* min_psnr = tune->add_option_function<double>(
+      "--min-psnr", [&](const double& v) { tune_options.min_psnr = v; },
+      "floor on the mean PSNR over frames vs the baseline (dB)");
+  auto* min_ssim = tune->add_option_function<double>(
+      "--min-ssim", [&](const double& v) { tune_options.min_ssim = v; },
+      "floor on the mean SSIM over frames vs the baseline");
+  min_psnr->excludes(min_ssim);
+  tune->add_option("--cache", tune_options.cache,
+                   "fbcache or teacache (default: the suite's cache axis, else fbcache)")
+      ->check(CLI::IsMember({"fbcache", "teacache"}));
+  tune->add_option("--out", tune_out, "output folder (default results/<suite name>-tune)");
+  tune->add_option_function<double>(
+      "--start", [&](const double& v) { tune_options.start = v; }, "first threshold to try");
+  tune->add_option("--max-evals", tune_options.max_evaluations,
+                   "cached runs beyond threshold 0 (default 8)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -176,6 +273,12 @@ int cli_main(int argc, char** argv) {
     }
     if (*parity) return cmd_parity(parity_dir, tol, checkpoint);
     if (*metrics) return cmd_metrics(ref, test);
+    if (*fit) return cmd_fit_teacache(result_files, fit_out);
+    if (*report) return cmd_report(result_files, report_format, report_out);
+    if (*tune) {
+      tune_options.out_dir = tune_out;
+      return cmd_tune(suite_file, tune_options);
+    }
   } catch (const InputError& e) {
     std::cerr << "ditbench: error: " << e.what() << "\n";
     return 2;

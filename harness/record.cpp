@@ -134,9 +134,11 @@ CacheRecord cache_record_from_json(const json& c) {
       s.signal = R::nullable_number(steps[i], p, "signal");
       s.reused = R::boolean(steps[i], p, "reused");
       s.accumulated = R::nullable_number(steps[i], p, "accumulated");
+      s.output_change = R::nullable_number(steps[i], p, "output_change");
       out.per_step.push_back(s);
     }
   }
+  out.coefficients = R::optional_string(c, path, "coefficients");
   return out;
 }
 
@@ -181,6 +183,7 @@ json to_json(const ResultRecord& r) {
     for (const auto& s : r.cache->per_step) {
       json step = {{"step", s.step}, {"signal", number_or_null(s.signal)}, {"reused", s.reused}};
       if (s.accumulated) step["accumulated"] = number_or_null(s.accumulated);
+      if (s.output_change) step["output_change"] = number_or_null(s.output_change);
       steps.push_back(step);
     }
     j["cache"] = {{"policy", r.cache->policy},
@@ -188,6 +191,7 @@ json to_json(const ResultRecord& r) {
                   {"computed_steps", r.cache->computed_steps},
                   {"reused_steps", r.cache->reused_steps},
                   {"per_step", steps}};
+    if (r.cache->coefficients) j["cache"]["coefficients"] = *r.cache->coefficients;
   }
   if (r.quality) {
     const QualityRecord& q = *r.quality;

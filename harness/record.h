@@ -44,6 +44,9 @@ struct CacheStepEntry {
   std::optional<double> signal;  // null when the policy had nothing to compare (first step)
   bool reused = false;
   std::optional<double> accumulated;  // TeaCache's accumulated distance
+  // Relative L1 change of the model output vs the previous step's, when both steps computed
+  // ("output_change"; what `ditbench fit-teacache` fits the signal against).
+  std::optional<double> output_change;
 };
 
 struct CacheRecord {
@@ -52,6 +55,7 @@ struct CacheRecord {
   int computed_steps = 0;
   int reused_steps = 0;
   std::vector<CacheStepEntry> per_step;
+  std::optional<std::string> coefficients;  // TeaCache's coefficient set (a name or c0..c4)
 };
 
 struct QualityRecord {

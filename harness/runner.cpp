@@ -94,8 +94,10 @@ CacheRecord cache_record_from(const CachePolicy& policy) {
     e.signal = step.signal;
     e.accumulated = step.accumulated;
     e.reused = step.reused;
+    e.output_change = step.output_change;
     r.per_step.push_back(e);
   }
+  if (policy.name() == "teacache") r.coefficients = policy.options().teacache_coefficients;
   return r;
 }
 

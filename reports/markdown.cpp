@@ -1,12 +1,15 @@
 #include "reports/markdown.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "harness/stats.h"
+#include "reports/sweep.h"
 
 namespace ditbench {
 using nlohmann::json;
@@ -20,21 +23,6 @@ std::string format(const char* pattern, double value) {
   char buf[64];
   std::snprintf(buf, sizeof buf, pattern, value);
   return buf;
-}
-
-// The last record of each config, in the order configs first appeared.
-std::vector<ResultRecord> latest_per_config(const std::vector<ResultRecord>& records) {
-  std::vector<ResultRecord> out;
-  std::map<std::string, size_t> position;
-  for (const auto& r : records) {
-    auto [it, inserted] = position.emplace(r.config_id, out.size());
-    if (inserted) {
-      out.push_back(r);
-    } else {
-      out[it->second] = r;
-    }
-  }
-  return out;
 }
 
 // The numbers of one table row; absent values print as a dash (Markdown) or nothing (CSV).
@@ -56,14 +44,37 @@ std::optional<double> stage_median(const ResultRecord& r, const std::string& sta
   return it->second.median_s;
 }
 
-std::optional<double> baseline_e2e(const std::vector<ResultRecord>& records) {
+// Each suite's baseline e2e median (the first finished baseline of the suite).
+using BaselineTimes = std::map<std::string, double>;
+BaselineTimes baseline_e2e(const std::vector<ResultRecord>& records) {
+  BaselineTimes times;
   for (const auto& r : records)
-    if (r.baseline && r.status == RunStatus::kOk && r.timings && r.timings->e2e.median_s > 0)
-      return r.timings->e2e.median_s;
-  return std::nullopt;
+    if (r.baseline && r.status == RunStatus::kOk && r.timings && r.timings->e2e.median_s > 0 &&
+        !times.count(r.suite))
+      times[r.suite] = r.timings->e2e.median_s;
+  return times;
 }
 
-Row make_row(const ResultRecord& r, std::optional<double> base_e2e) {
+// Stages in pipeline order; stages this list does not know follow in name order.
+std::vector<std::string> stage_columns(const std::vector<ResultRecord>& records) {
+  static const std::vector<std::string> order = {"text_embed", "prepare_latents", "denoise",
+                                                 "step",       "transformer",     "cache",
+                                                 "scheduler",  "vae_decode",      "postprocess"};
+  std::set<std::string> present;
+  for (const auto& r : records)
+    if (r.status == RunStatus::kOk && r.timings)
+      for (const auto& [name, stats] : r.timings->stages) present.insert(name);
+  std::vector<std::string> columns;
+  for (const auto& name : order)
+    if (present.erase(name)) columns.push_back(name);
+  columns.insert(columns.end(), present.begin(), present.end());
+  return columns;
+}
+
+Row make_row(const ResultRecord& r, const BaselineTimes& baselines) {
+  const auto base = baselines.find(r.suite);
+  const std::optional<double> base_e2e =
+      base == baselines.end() ? std::nullopt : std::optional<double>(base->second);
   Row row;
   row.config_id = r.config_id;
   row.status = to_string(r.status);
@@ -115,13 +126,31 @@ std::string csv_cell(const std::string& text) {
 
 }  // namespace
 
+std::vector<ResultRecord> latest_per_config(const std::vector<ResultRecord>& records) {
+  std::vector<ResultRecord> out;
+  std::map<std::pair<std::string, std::string>, size_t> position;
+  for (const auto& r : records) {
+    auto [it, inserted] = position.emplace(std::make_pair(r.suite, r.config_id), out.size());
+    if (inserted) {
+      out.push_back(r);
+    } else {
+      out[it->second] = r;
+    }
+  }
+  return out;
+}
+
 std::string markdown_report(const std::vector<ResultRecord>& all_records) {
   const std::vector<ResultRecord> records = latest_per_config(all_records);
-  const std::optional<double> base_e2e = baseline_e2e(records);
+  const BaselineTimes base_e2e = baseline_e2e(records);
   std::ostringstream out;
 
-  std::string suite = records.empty() ? std::string("(no results)") : records.front().suite;
-  out << "# ditbench report: " << suite << "\n\n";
+  std::vector<std::string> suites;
+  for (const auto& r : records)
+    if (std::find(suites.begin(), suites.end(), r.suite) == suites.end()) suites.push_back(r.suite);
+  std::string title;
+  for (const auto& name : suites) title += (title.empty() ? "" : ", ") + name;
+  out << "# ditbench report: " << (title.empty() ? std::string("(no results)") : title) << "\n\n";
   for (const auto& r : records) {
     if (r.env.empty()) continue;
     out << "Environment: GPU " << env_text(r.env.value("gpu", json())) << ", torch "
@@ -132,7 +161,7 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
   }
   for (const auto& r : records)
     if (r.baseline) out << "Baseline: `" << r.config_id << "`.\n\n";
-  if (!base_e2e) out << "No baseline config finished, so there are no speedups.\n\n";
+  if (base_e2e.empty()) out << "No baseline config finished, so there are no speedups.\n\n";
   if (any_random_weights(records))
     out << "> **Note:** random weights: timings exact, quality meaningless for caches.\n\n";
 
@@ -169,6 +198,23 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
         << (row.gpus ? std::to_string(*row.gpus) : std::string(kMissing)) << " |\n";
   }
 
+  const std::vector<std::string> stages = stage_columns(records);
+  if (!stages.empty()) {
+    // step, transformer and scheduler are a generation's totals over its steps (runner.cpp).
+    out << "\n## Stage medians (s)\n\nMedian over the timed repeats; `step`, `transformer` and "
+           "`scheduler` are totals over a generation's steps.\n\n| config | e2e |";
+    for (const auto& s : stages) out << " " << s << " |";
+    out << "\n|---|--:|";
+    for (size_t i = 0; i < stages.size(); ++i) out << "--:|";
+    out << "\n";
+    for (const auto& r : records) {
+      if (r.status != RunStatus::kOk || !r.timings) continue;
+      out << "| `" << r.config_id << "` | " << format("%.3f", r.timings->e2e.median_s) << " |";
+      for (const auto& s : stages) out << " " << cell(stage_median(r, s), "%.3f") << " |";
+      out << "\n";
+    }
+  }
+
   bool any_not_ok = false;
   for (const auto& r : records) any_not_ok |= r.status != RunStatus::kOk;
   if (any_not_ok) {
@@ -178,12 +224,13 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
         out << "- `" << r.config_id << "`: " << to_string(r.status) << ": "
             << (r.reason.empty() ? std::string("(no reason recorded)") : r.reason) << "\n";
   }
+  out << sweep_report(records);
   return out.str();
 }
 
 std::string csv_report(const std::vector<ResultRecord>& all_records) {
   const std::vector<ResultRecord> records = latest_per_config(all_records);
-  const std::optional<double> base_e2e = baseline_e2e(records);
+  const BaselineTimes base_e2e = baseline_e2e(records);
   std::ostringstream out;
   out << "config_id,status,baseline,e2e_median_s,speedup,denoise_median_s,step_median_s,"
          "vae_decode_median_s,psnr_mean,psnr_min,ssim_mean,ssim_min,identical,reused_steps,"

@@ -11,10 +11,15 @@ namespace ditbench {
 
 // The speedup table: config, status, e2e median, speedup vs the baseline config, denoise,
 // per-step median, VAE decode, PSNR and SSIM (mean / min), reused/total steps (flagged when a cache
-// never reused), peak memory, GPUs; then skipped and failed configs with their reasons, and a note
-// when any config ran on random weights. When a config has several records (a failed run redone
-// with --resume) the last one counts.
+// never reused), peak memory, GPUs; then the median of every stage per config, skipped and failed
+// configs with their reasons, a note when any config ran on random weights, and the cache
+// threshold sweep section (reports/sweep.h) when configs ran caches with thresholds. Records of
+// several suites may be mixed: speedups are against each suite's own baseline.
 std::string markdown_report(const std::vector<ResultRecord>& records);
+
+// One record per config (suite and config id), the last one when a config has several (a failed
+// run redone with --resume), in the order configs first appeared. Every table uses this.
+std::vector<ResultRecord> latest_per_config(const std::vector<ResultRecord>& records);
 
 // The same columns as comma-separated values with full-precision numbers and empty cells for
 // values that do not apply; one header line, one line per config.

@@ -28,7 +28,20 @@ void CachePolicy::begin_step(int step, int num_steps) {
   if (step == 0) reset();
 }
 
-std::optional<double> CachePolicy::relative_l1(const at::Tensor& ref, const at::Tensor& cur) const {
+namespace {
+
+// mean difference / mean reference from relative_l1_sums; null when not finite.
+std::optional<double> ratio_from_sums(const at::Tensor& sums) {
+  const at::Tensor host = sums.cpu();
+  const auto s = host.accessor<double, 1>();
+  const double rel = (s[0] / s[2]) / (s[1] / s[2]);
+  if (!std::isfinite(rel)) return std::nullopt;
+  return rel;
+}
+
+}  // namespace
+
+at::Tensor CachePolicy::relative_l1_sums(const at::Tensor& ref, const at::Tensor& cur) const {
   // The difference is formed in the tensors' dtype like the references. The sums accumulate in
   // float32 (float64 for float64 tensors): reducing half-precision input straight into float64
   // would first materialize a float64 copy of a whole hidden state on the GPU.
@@ -39,13 +52,18 @@ std::optional<double> CachePolicy::relative_l1(const at::Tensor& ref, const at::
       {(cur - ref).abs().sum(accumulate).to(at::kDouble), ref.abs().sum(accumulate).to(at::kDouble),
        at::scalar_tensor(static_cast<double>(ref.numel()), ref.options().dtype(at::kDouble))});
   if (all_reduce_) all_reduce_(sums);
-  const at::Tensor host = sums.cpu();
-  const auto s = host.accessor<double, 1>();
-  const double mean_difference = s[0] / s[2];
-  const double mean_reference = s[1] / s[2];
-  const double rel = mean_difference / mean_reference;
-  if (!std::isfinite(rel)) return std::nullopt;
-  return rel;
+  return sums;
+}
+
+std::optional<double> CachePolicy::relative_l1(const at::Tensor& ref, const at::Tensor& cur) const {
+  return ratio_from_sums(relative_l1_sums(ref, cur));
+}
+
+const std::vector<CacheStepRecord>& CachePolicy::records() const {
+  for (const auto& [index, sums] : pending_output_changes_)
+    records_[index].output_change = ratio_from_sums(sums);
+  pending_output_changes_.clear();
+  return records_;
 }
 
 bool CachePolicy::caps_allow_reuse() const {
@@ -57,18 +75,30 @@ bool CachePolicy::caps_allow_reuse() const {
   return true;
 }
 
-void CachePolicy::record(CacheStepRecord r) {
+at::Tensor CachePolicy::finish_step(const CacheStepRecord& r, at::Tensor output) {
   if (r.reused) {
     ++total_reused_;
     ++consecutive_reused_;
+    // A reused step's output is an approximation: it starts no pair of computed outputs.
+    previous_output_ = at::Tensor();
   } else {
     consecutive_reused_ = 0;
+    const bool follows_computed_step = previous_output_.defined() && !records_.empty() &&
+                                       records_.back().step == r.step - 1 &&
+                                       previous_output_.sizes() == output.sizes();
+    if (follows_computed_step)
+      pending_output_changes_.emplace_back(records_.size(),
+                                           relative_l1_sums(previous_output_, output));
+    previous_output_ = output;
   }
   records_.push_back(r);
+  return output;
 }
 
 void CachePolicy::clear_records() {
   records_.clear();
+  pending_output_changes_.clear();
+  previous_output_ = at::Tensor();
   total_reused_ = 0;
   consecutive_reused_ = 0;
 }
@@ -83,11 +113,9 @@ class NoCache : public CachePolicy {
   at::Tensor forward(BlockTransformer& model, const TransformerInputs& in, int step,
                      int num_steps) override {
     begin_step(step, num_steps);
-    at::Tensor out = model.forward(in);
     CacheStepRecord r;
     r.step = step;
-    record(r);
-    return out;
+    return finish_step(r, model.forward(in));
   }
   void reset() override { clear_records(); }
 };
@@ -230,6 +258,7 @@ nlohmann::json cache_record_json(const CachePolicy& policy) {
     nlohmann::json step = {{"step", r.step}, {"signal", nullptr}, {"reused", r.reused}};
     if (r.signal) step["signal"] = *r.signal;
     if (r.accumulated) step["accumulated"] = *r.accumulated;
+    if (r.output_change) step["output_change"] = *r.output_change;
     per_step.push_back(std::move(step));
   }
   nlohmann::json j = {{"policy", policy.name()},

@@ -28,7 +28,9 @@ namespace ditbench {
 // One denoising call's decision. `signal`: FBCache's relative first-block residual difference or
 // TeaCache's relative change of its model signal; null on the first step (nothing to compare to)
 // or when it is not finite (an all-zero reference). `accumulated`: TeaCache's accumulated
-// distance after the step's reset (null for other policies).
+// distance after the step's reset (null for other policies). `output_change`: mean|y_t − y_{t−1}| /
+// mean|y_{t−1}| of the model output y when this step and the one before it both computed (only
+// computed steps have a true output); with `signal` it is what calibrates TeaCache's polynomial.
 struct CacheStepRecord {
   int step = 0;
   std::optional<double> signal;
@@ -37,6 +39,7 @@ struct CacheStepRecord {
 };
 
 // Settings of a cache policy; validated by make_cache_policy.
+  std::optional<double> output_change;
 struct CacheOptions {
   // Reuse only below this signal (FBCache) or accumulated distance (TeaCache); 0 turns reuse off
   // (signals are still recorded, so one uncached run shows where a threshold would fire).
@@ -69,7 +72,9 @@ class CachePolicy {  // one instance per generation and per CFG branch
   virtual void reset() = 0;  // forget everything (new generation); keeps the all-reduce
 
   const CacheOptions& options() const { return options_; }
-  const std::vector<CacheStepRecord>& records() const { return records_; }
+  // Every decision of the current generation (output changes are fetched from the device here,
+  // not during the steps, so recording them never waits on the device).
+  const std::vector<CacheStepRecord>& records() const;
   int computed_steps() const;
   int reused_steps() const;
   // Context parallelism: sums a tensor over ranks in place (set by the runner; null on one rank)
@@ -84,13 +89,22 @@ class CachePolicy {  // one instance per generation and per CFG branch
   std::optional<double> relative_l1(const at::Tensor& ref, const at::Tensor& cur) const;
   // Whether cache-dit's caps allow one more reused step.
   bool caps_allow_reuse() const;
-  void record(CacheStepRecord r);
+  // Records the step's decision and returns the step's model output. A computed step following a
+  // computed step also gets its output_change (two reductions, left on the device until read).
+  at::Tensor finish_step(const CacheStepRecord& r, at::Tensor output);
   void clear_records();
 
   CacheOptions options_;
 
  private:
-  std::vector<CacheStepRecord> records_;
+  // [3] float64 on the tensors' device: sum|cur - ref|, sum|ref| and the element count, summed
+  // over ranks.
+  at::Tensor relative_l1_sums(const at::Tensor& ref, const at::Tensor& cur) const;
+
+  mutable std::vector<CacheStepRecord> records_;
+  // (index into records_, relative_l1_sums of the outputs) not yet fetched to the host.
+  mutable std::vector<std::pair<size_t, at::Tensor>> pending_output_changes_;
+  at::Tensor previous_output_;  // the last step's output when that step computed
   int consecutive_reused_ = 0;
   int total_reused_ = 0;
   std::function<void(at::Tensor&)> all_reduce_;

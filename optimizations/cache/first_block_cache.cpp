@@ -46,8 +46,7 @@ at::Tensor FirstBlockCache::forward(BlockTransformer& model, const TransformerIn
                                                 "blocks 1..N");
     }
   }
-  record(rec);
-  return model.finish(state);
+  return finish_step(rec, model.finish(state));
 }
 
 }  // namespace ditbench

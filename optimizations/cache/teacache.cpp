@@ -65,8 +65,7 @@ at::Tensor TeaCache::forward(BlockTransformer& model, const TransformerInputs& i
           cache_detail::residuals_between(hidden_in, context_in, state, num_blocks, "the blocks");
     }
   }
-  record(rec);
-  return model.finish(state);
+  return finish_step(rec, model.finish(state));
 }
 
 }  // namespace ditbench

@@ -685,5 +685,51 @@ TEST(CachePolicies, RecordJsonCarriesDecisions) {
   EXPECT_EQ(j.at("per_step")[2].at("accumulated"), 0.0);
 }
 
+TEST(CachePolicies, OutputChangeOfConsecutiveComputedSteps) {
+  // Reference: the plain forward pass's outputs y_t, mean|y_t - y_{t-1}| / mean|y_{t-1}|.
+  ToyConfig c;
+  c.first_block_scale = kFirstScales;
+  ToyModel plain(c);
+  std::vector<double> expected(kFirstScales.size(), 0);
+  at::Tensor previous;
+  for (int t = 0; t < static_cast<int>(kFirstScales.size()); ++t) {
+    const at::Tensor y = plain.forward(plain.inputs(t));
+    if (previous.defined())
+      expected[t] = ((y - previous).abs().mean() / previous.abs().mean()).item<double>();
+    previous = y;
+  }
+  // Uncached runs (no cache, TeaCache at threshold 0) carry it on every step after the first.
+  for (const std::string name : {"none", "teacache"}) {
+    ToyModel model(c);
+    auto policy = make_cache_policy(name, tea_options(0.0, "hunyuan-video"));
+    generate(*policy, model, 8);
+    const auto& records = policy->records();
+    EXPECT_FALSE(records[0].output_change.has_value()) << name;
+    for (int t = 1; t < 8; ++t) {
+      ASSERT_TRUE(records[t].output_change.has_value()) << name << " step " << t;
+      EXPECT_NEAR(*records[t].output_change, expected[t], 1e-12 * expected[t])
+          << name << " step " << t;
+    }
+  }
+  // FBCache at 0.06 (diffs as in ReusePatternFollowsHandDerivedDiffs, the reference moving to
+  // steps 2 and 3): reuses steps 1, 4, 5, 6; only steps 2 -> 3 are two computed steps in a row.
+  ToyModel model(c);
+  auto policy = make_cache_policy("fbcache", fb_options(0.06));
+  generate(*policy, model, 8);
+  ASSERT_EQ(reuse_pattern(*policy),
+            (std::vector<bool>{false, true, false, false, true, true, true, false}));
+  const auto& records = policy->records();
+  for (int t = 0; t < 8; ++t) {
+    if (t == 3) {
+      ASSERT_TRUE(records[t].output_change.has_value());
+      EXPECT_NEAR(*records[t].output_change, expected[t], 1e-12 * expected[t]);
+    } else {
+      EXPECT_FALSE(records[t].output_change.has_value()) << "step " << t;
+    }
+  }
+  EXPECT_NEAR(cache_record_json(*policy).at("per_step")[3].at("output_change").get<double>(),
+              expected[3], 1e-12 * expected[3]);
+}
+
 }  // namespace
 }  // namespace ditbench

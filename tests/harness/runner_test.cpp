@@ -82,6 +82,30 @@ TEST_F(RunnerTest, WritesOneRecordPerConfigWithTimingsAndQuality) {
   EXPECT_TRUE(fs::exists(dir_ / "out" / "report.md"));
 }
 
+TEST_F(RunnerTest, TeaCacheAtThresholdZeroIsBitExactAndRecordsOutputChanges) {
+  auto s = suite({{"cache", {"none", "teacache", "fbcache"}}, {"cache_threshold", {0.0}}});
+  auto summary = run_suite(s, options());
+  EXPECT_EQ(summary.ok, 3);
+  auto records = read_results(dir_ / "out" / "results.jsonl");
+  ASSERT_EQ(records.size(), 3u);
+  for (const auto& r : records) {
+    ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
+    EXPECT_TRUE(r.quality->identical) << r.config_id;
+    EXPECT_EQ(r.cache->reused_steps, 0) << r.config_id;
+    // Every step computed, so every step after the first carries the output's relative change;
+    // the three runs computed the same outputs, so they agree on it.
+    ASSERT_EQ(r.cache->per_step.size(), 4u);
+    EXPECT_FALSE(r.cache->per_step[0].output_change.has_value());
+    for (int t = 1; t < 4; ++t) {
+      ASSERT_TRUE(r.cache->per_step[t].output_change.has_value()) << r.config_id << " " << t;
+      EXPECT_EQ(*r.cache->per_step[t].output_change, *records[0].cache->per_step[t].output_change);
+    }
+  }
+  EXPECT_EQ(records[1].config_id.rfind("cache=teacache/thr=0/", 0), 0u) << records[1].config_id;
+  ASSERT_TRUE(records[1].cache->coefficients);
+  EXPECT_EQ(*records[1].cache->coefficients, "hunyuan-video");
+}
+
 TEST_F(RunnerTest, ResumeRunsOnlyWhatIsMissing) {
   auto s = suite({{"cache", {"none", "teacache"}}, {"cache_threshold", {0.1}}});
   run_suite(s, options());

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
+
+#include "reports/sweep.h"
 
 namespace ditbench {
 namespace {
@@ -121,12 +124,26 @@ TEST(MarkdownReportTest, GoldenSpeedupTable) {
       "1 "
       "|\n"
       "\n"
+      "## Stage medians (s)\n"
+      "\n"
+      "Median over the timed repeats; `step`, `transformer` and `scheduler` are totals over a "
+      "generation's steps.\n"
+      "\n"
+      "| config | e2e | denoise | vae_decode |\n"
+      "|---|--:|--:|--:|\n"
+      "| `cache=none/attn=sdpa/quant=none/gpus=1` | 10.000 | 8.000 | 1.500 |\n"
+      "| `cache=fbcache/thr=0.06/attn=sdpa/quant=none/gpus=1` | 5.000 | 3.500 | 1.500 |\n"
+      "| `cache=teacache/thr=0.1/attn=sdpa/quant=none/gpus=1` | 8.000 | 6.000 | 1.500 |\n"
+      "\n"
       "## Skipped and failed\n"
       "\n"
       "- `cache=none/attn=sdpa/quant=none/gpus=2/cp=ulysses/u=2/r=1`: skipped: needs 2 GPUs, 1 "
       "available\n"
       "- `cache=none/attn=flash/quant=none/gpus=1`: failed: flash attention needs a CUDA device\n";
-  EXPECT_EQ(markdown_report(sample_records()), expected);
+  // The cached configs carry thresholds, so the sweep section (sweep_test.cpp) follows.
+  const std::string sweep = sweep_report(sample_records());
+  ASSERT_NE(sweep, "");
+  EXPECT_EQ(markdown_report(sample_records()), expected + sweep);
 }
 
 TEST(MarkdownReportTest, NoFinishedBaselineMeansNoSpeedups) {
@@ -146,6 +163,27 @@ TEST(MarkdownReportTest, NoRandomWeightsNoteForRealWeights) {
   auto records = sample_records();
   for (auto& r : records) r.config["weights"] = "/models/hunyuan";
   EXPECT_EQ(markdown_report(records).find("random weights"), std::string::npos);
+}
+
+TEST(MarkdownReportTest, RecordsOfSeveralSuitesUseTheirOwnBaselines) {
+  // Suite a: baseline 10 s, cached 5 s (2.00x); suite b: the same config ids, baseline 4 s and
+  // cached 3 s (1.33x). Same ids in two suites are two configs.
+  std::vector<ResultRecord> records;
+  for (const auto& [suite, base_s, cached_s] :
+       {std::tuple<std::string, double, double>{"a", 10.0, 5.0}, {"b", 4.0, 3.0}}) {
+    ResultRecord base = ok_record("cache=none", 1, base_s, 1, 1, {}, kGiB);
+    base.suite = suite;
+    base.baseline = true;
+    ResultRecord cached = ok_record("cache=fbcache", 1, cached_s, 1, 1, {}, kGiB);
+    cached.suite = suite;
+    records.push_back(base);
+    records.push_back(cached);
+  }
+  const std::string report = markdown_report(records);
+  EXPECT_EQ(report.rfind("# ditbench report: a, b\n", 0), 0u) << report;
+  EXPECT_NE(report.find("| `cache=fbcache` | ok | 5.000 | 2.00x |"), std::string::npos) << report;
+  EXPECT_NE(report.find("| `cache=fbcache` | ok | 3.000 | 1.33x |"), std::string::npos) << report;
+  EXPECT_EQ(latest_per_config(records).size(), 4u);
 }
 
 TEST(CsvReportTest, SameColumnsWithRawNumbers) {
