@@ -207,6 +207,8 @@ json to_json(const ResultRecord& r) {
     if (r.artifacts->frames) a["frames"] = *r.artifacts->frames;
     if (r.artifacts->video) a["video"] = *r.artifacts->video;
     if (r.artifacts->trace) a["trace"] = *r.artifacts->trace;
+    if (r.artifacts->note) a["note"] = *r.artifacts->note;
+    if (r.artifacts->png) a["png"] = *r.artifacts->png;
     j["artifacts"] = a;
   }
   if (r.weights_note) j["weights_note"] = *r.weights_note;
@@ -253,9 +255,10 @@ ResultRecord record_from_json(const json& j) {
     r.quality = quality_from_json(R::object(j, "", "quality"));
   if (j.contains("artifacts")) {
     const json& a = R::object(j, "", "artifacts");
-    r.artifacts = ArtifactsRecord{R::optional_string(a, "/artifacts", "frames"),
-                                  R::optional_string(a, "/artifacts", "video"),
-                                  R::optional_string(a, "/artifacts", "trace")};
+    r.artifacts = ArtifactsRecord{
+        R::optional_string(a, "/artifacts", "frames"), R::optional_string(a, "/artifacts", "video"),
+        R::optional_string(a, "/artifacts", "trace"), R::optional_string(a, "/artifacts", "note"),
+        R::optional_string(a, "/artifacts", "png")};
   }
   r.weights_note = R::optional_string(j, "", "weights_note");
   r.prompt_source = R::optional_string(j, "", "prompt_source");

@@ -68,7 +68,11 @@ struct QualityRecord {
 };
 
 struct ArtifactsRecord {
+  // Relative to the results' folder: frames = the exact f32 frames (safetensors), video = the
+  // MP4 (or lossless MKV), trace = the Chrome trace, png = the folder of 8-bit PNG frames.
   std::optional<std::string> frames, video, trace;
+  std::optional<std::string> note;  // what this build could not write, and why
+  std::optional<std::string> png;
 };
 
 struct AttentionRecord {

@@ -14,12 +14,12 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "harness/artifacts.h"
 #include "harness/env.h"
 #include "harness/generate.h"
 #include "harness/record.h"
 #include "harness/timer.h"
 #include "metrics/frames.h"
-#include "metrics/quality.h"
 #include "models/common/error.h"
 #include "models/pipeline.h"
 #include "optimizations/attention/attention.h"
@@ -98,18 +98,6 @@ CacheRecord cache_record_from(const CachePolicy& policy) {
     r.per_step.push_back(e);
   }
   if (policy.name() == "teacache") r.coefficients = policy.options().teacache_coefficients;
-  return r;
-}
-
-QualityRecord quality_from(const FrameQuality& q) {
-  QualityRecord r;
-  r.identical = q.identical;
-  if (!q.identical) {
-    r.psnr_mean = q.psnr_mean;
-    r.psnr_min = q.psnr_min;
-  }
-  r.ssim_mean = q.ssim_mean;
-  r.ssim_min = q.ssim_min;
   return r;
 }
 
@@ -215,6 +203,8 @@ RunSummary run_suite(const Suite& suite, const RunOptions& options) {
     return a.axes.quant < b.axes.quant;
   });
 
+  // The suite's external reference, loaded and checked before anything runs.
+  const QualityReference reference(suite);
   fs::create_directories(options.out_dir);
   const fs::path results = options.out_dir / "results.jsonl";
   const fs::path frames_dir = options.out_dir / "frames";
@@ -337,20 +327,11 @@ RunSummary run_suite(const Suite& suite, const RunOptions& options) {
       rec.attention = AttentionRecord{c.axes.attention, take_kernel_log()};
 
       if (last.frames.defined()) {
-        ArtifactsRecord art;
-        if (c.settings.save_frames || c.baseline) {
-          fs::create_directories(frames_dir);
-          auto path = (frames_dir / (safe_name(c.id) + ".safetensors")).string();
-          save_frames_safetensors(path, last.frames);
-          art.frames = fs::relative(path, options.out_dir).string();
-        }
-        rec.artifacts = art;
+        rec.artifacts = save_frame_artifacts(
+            options.out_dir, safe_name(c.id), last.frames, c.settings.fps.value_or(pipeline.fps()),
+            /*exact=*/c.baseline, /*viewable=*/c.settings.save_frames);
         if (c.baseline) baseline_frames = last.frames;
-        if (baseline_frames.defined()) {
-          auto q = quality_from(compare_frames(baseline_frames, last.frames));
-          q.reference = "baseline";
-          rec.quality = q;
-        }
+        rec.quality = reference.score(last.frames, baseline_frames);
       }
       finish(RunStatus::kOk, "");
     } catch (const Unsupported& e) {

@@ -68,11 +68,13 @@ const char* on_off(bool value) { return value ? "on" : "off"; }
 
 const std::vector<std::string>& suite_keys() {
   static const std::vector<std::string> keys = {
-      "name",     "description", "model",    "preset", "checkpoint",    "weights",
-      "dtype",    "device",      "height",   "width",  "frames",        "steps",
-      "seed",     "guidance",    "prompt",   "noise",  "warmup",        "repeats",
-      "decode",   "save_frames", "baseline", "axes",   "cache_options", "teacache_coefficients",
-      "timeout_s"};
+      "name",       "description", "model",         "preset",
+      "checkpoint", "weights",     "dtype",         "device",
+      "height",     "width",       "frames",        "steps",
+      "seed",       "guidance",    "prompt",        "noise",
+      "warmup",     "repeats",     "decode",        "save_frames",
+      "baseline",   "axes",        "cache_options", "teacache_coefficients",
+      "timeout_s",  "fps",         "reference",     "reference_resize"};
   return keys;
 }
 
@@ -237,6 +239,22 @@ class SuiteReader {
       s.teacache_coefficients = spec;
     }
 
+    if (doc_.contains("fps")) {
+      double fps = number(doc_["fps"], "/fps");
+      if (!(fps > 0 && fps <= 1000))
+        fail("/fps", "must lie in (0, 1000], got " + format_number(fps));
+      s.fps = fps;
+    }
+    if (doc_.contains("reference")) {
+      s.reference = reference_source(doc_["reference"]);
+      if (!s.decode)
+        fail("/reference",
+             "scoring against a reference needs decoded frames, but "
+             "\"decode\" is false");
+    }
+    if (doc_.contains("reference_resize"))
+      s.reference_resize = boolean(doc_["reference_resize"], "/reference_resize");
+
     if (doc_.contains("axes")) read_axes(doc_["axes"], suite.axes);
     if (doc_.contains("baseline")) {
       check_keys(doc_["baseline"], "/baseline", axis_names());
@@ -289,6 +307,26 @@ class SuiteReader {
         fail("/weights",
              "\"checkpoint\" needs a \"checkpoint\" folder; a preset has only random weights");
     }
+  }
+
+  // A frame source for load_frames: its file or folder must exist; a safetensors file may name
+  // its tensor after a colon.
+  std::string reference_source(const json& v) const {
+    std::string source = string_value(v, "/reference"), tensor;
+    const std::string marker = ".safetensors:";
+    if (auto at = source.rfind(marker); at != std::string::npos) {
+      tensor = source.substr(at + marker.size() - 1);  // ":name"
+      source = source.substr(0, at + marker.size() - 1);
+    }
+    fs::path p = source;
+    if (p.is_relative()) p = file_.parent_path() / p;
+    p = p.lexically_normal();
+    std::error_code ec;
+    if (!fs::exists(p, ec))
+      fail("/reference", "\"" + p.string() +
+                             "\" does not exist (a video, a folder of frames or "
+                             "file.safetensors:tensor)");
+    return p.string() + tensor;
   }
 
   void read_prompt(const json& v, PromptSpec& prompt) const {

@@ -73,6 +73,11 @@ struct RunSettings {
   SuiteCacheOptions cache_options;
   std::optional<std::string> teacache_coefficients;  // a named set ("hunyuan-video") or c0..c4
   std::optional<double> timeout_s;                   // per config, > 0
+  std::optional<double> fps;  // frame rate of written videos, > 0; default: the pipeline's
+  // External quality reference every config is scored against instead of the baseline's frames:
+  // a video, a folder of frames or file.safetensors[:tensor] (load_frames), absolute once parsed.
+  std::optional<std::string> reference;
+  bool reference_resize = false;  // resize the reference to the generated shape instead of failing
 };
 
 // The suite's axes. A degree axis left empty is derived per config from gpus and cp_mode.

@@ -67,6 +67,10 @@ class DiffusionPipeline {
   // Stage `postprocess`: decoded video to frames [F, H, W, 3] float32 in [0, 1] on the CPU.
   virtual at::Tensor postprocess(const at::Tensor& decoded) = 0;
 
+  // Frame rate of the videos this pipeline's reference exports (diffusers' export_to_video fps);
+  // a suite's "fps" overrides it.
+  virtual double fps() const { return 24.0; }
+
   // Facts for the record: number of parameters, how the weights were obtained.
   virtual int64_t num_parameters() = 0;
   virtual std::string weights_note() const = 0;

@@ -124,6 +124,31 @@ std::string csv_cell(const std::string& text) {
   return out + "\"";
 }
 
+// Links to each config's video and frames (paths are relative to the results folder, where the
+// report sits), the external quality reference when the suite named one, and why an artifact is
+// missing.
+std::string artifacts_section(const std::vector<ResultRecord>& records) {
+  std::ostringstream out;
+  std::set<std::string> references;
+  for (const auto& r : records)
+    if (r.quality && r.quality->reference != "baseline") references.insert(r.quality->reference);
+  for (const auto& r : records) {
+    if (r.status != RunStatus::kOk || !r.artifacts) continue;
+    const ArtifactsRecord& a = *r.artifacts;
+    if (!a.video && !a.png && !a.frames && !a.note) continue;
+    out << "- `" << r.config_id << "`:";
+    if (a.video) out << " [video](" << *a.video << ")";
+    if (a.png) out << " [frames](" << *a.png << ")";
+    if (a.frames) out << " [exact frames](" << *a.frames << ")";
+    if (a.note) out << " (" << *a.note << ")";
+    out << "\n";
+  }
+  if (out.tellp() == 0 && references.empty()) return "";
+  std::string head = "\n## Frames and videos\n\n";
+  for (const auto& ref : references) head += "Quality reference: `" + ref + "`.\n\n";
+  return head + out.str();
+}
+
 }  // namespace
 
 std::vector<ResultRecord> latest_per_config(const std::vector<ResultRecord>& records) {
@@ -224,6 +249,7 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
         out << "- `" << r.config_id << "`: " << to_string(r.status) << ": "
             << (r.reason.empty() ? std::string("(no reason recorded)") : r.reason) << "\n";
   }
+  out << artifacts_section(records);
   out << sweep_report(records);
   return out.str();
 }

@@ -52,6 +52,16 @@ HunyuanVideoPipeline::HunyuanVideoPipeline(const PipelineSpec& spec)
       throw InputError(spec.checkpoint + ": not a diffusers checkpoint folder (no transformer/)");
     }
     config_ = HunyuanVideoConfig::from_file(transformer_dir);
+    // A trained checkpoint may say at which rate its training videos ran (tiny-shapes: 8 fps).
+    const fs::path model_index = fs::path(spec.checkpoint) / "model_index.json";
+    if (fs::exists(model_index)) {
+      const auto index = nlohmann::json::parse(std::ifstream(model_index), nullptr, false);
+      if (index.is_object() && index.contains("video") && index["video"].is_object() &&
+          index["video"].contains("fps") && index["video"]["fps"].is_number() &&
+          index["video"]["fps"].get<double>() > 0) {
+        fps_ = index["video"]["fps"].get<double>();
+      }
+    }
     if (spec.decode) {
       if (!fs::exists(fs::path(vae_dir) / "config.json")) {
         throw InputError(spec.checkpoint + ": no vae/config.json");

@@ -36,6 +36,8 @@ class HunyuanVideoPipeline : public DiffusionPipeline {
 
   int64_t num_parameters() override;
   std::string weights_note() const override { return weights_note_; }
+  // 24 (HunyuanVideo's release), or the checkpoint's model_index.json "video": {"fps": ...}.
+  double fps() const override { return fps_; }
 
   // [1, C, (F - 1) / t + 1, H / s, W / s]
   std::vector<int64_t> latent_shape() const;
@@ -50,6 +52,7 @@ class HunyuanVideoPipeline : public DiffusionPipeline {
   AutoencoderKLHunyuanVideoDecoder vae_{nullptr};
   FlowMatchEulerScheduler scheduler_;
   std::string weights_note_;
+  double fps_ = 24.0;
 };
 
 // The VAE configuration that goes with a transformer preset when no checkpoint gives one.
