@@ -202,6 +202,10 @@ int cli_main(int argc, char** argv) {
   run->add_flag("--resume", run_options.resume,
                 "skip configs already finished in DIR/results.jsonl");
   run->add_flag("!--no-progress", run_options.progress, "no progress lines");
+  run->add_option_function<int>(
+         "--gpus", [&](const int& n) { run_options.gpus = n; },
+         "ranks for the suite's multi-GPU configs (in-process rank threads on the CPU)")
+      ->check(CLI::PositiveNumber);
 
   std::string parity_dir, checkpoint;
   double tol = 1e-4;

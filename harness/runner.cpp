@@ -327,9 +327,16 @@ RunSummary run_suite(const Suite& suite, const RunOptions& options) {
       rec.attention = AttentionRecord{c.axes.attention, take_kernel_log()};
 
       if (last.frames.defined()) {
-        rec.artifacts = save_frame_artifacts(
-            options.out_dir, safe_name(c.id), last.frames, c.settings.fps.value_or(pipeline.fps()),
-            /*exact=*/c.baseline, /*viewable=*/c.settings.save_frames);
+        try {
+          rec.artifacts = save_frame_artifacts(options.out_dir, safe_name(c.id), last.frames,
+                                               c.settings.fps.value_or(pipeline.fps()),
+                                               /*exact=*/c.baseline,
+                                               /*viewable=*/c.settings.save_frames);
+        } catch (const InputError& e) {
+          // An artifact this config cannot write (disk full, a folder in the way) fails this
+          // config, not the sweep: bad input stops the run, this must not.
+          throw std::runtime_error(e.what());
+        }
         if (c.baseline) baseline_frames = last.frames;
         rec.quality = reference.score(last.frames, baseline_frames);
       }

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -119,10 +120,15 @@ class SuiteReader {
     return s;
   }
 
-  int64_t integer(const json& v, const std::string& path, int64_t min_value) const {
+  // Sizes, counts and degrees are ints downstream: a larger value must not wrap into a small one.
+  int64_t integer(const json& v, const std::string& path, int64_t min_value,
+                  int64_t max_value = std::numeric_limits<int>::max()) const {
     if (!v.is_number_integer())
       fail(path,
            "expected an integer >= " + std::to_string(min_value) + ", got " + describe_type(v));
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(max_value)
+                               : v.get<int64_t>() > max_value)
+      fail(path, "must be <= " + std::to_string(max_value) + ", got " + v.dump());
     int64_t n = v.get<int64_t>();
     if (n < min_value)
       fail(path, "must be >= " + std::to_string(min_value) + ", got " + std::to_string(n));
@@ -202,7 +208,8 @@ class SuiteReader {
                           " needs frames = " + std::to_string(model.temporal_stride) +
                           "k + 1 (e.g. 1, " + std::to_string(model.temporal_stride + 1) + ", 129)");
 
-    if (doc_.contains("seed")) s.seed = integer(doc_["seed"], "/seed", 0);
+    if (doc_.contains("seed"))
+      s.seed = integer(doc_["seed"], "/seed", 0, std::numeric_limits<int64_t>::max());
     if (doc_.contains("guidance")) s.guidance = number(doc_["guidance"], "/guidance");
     if (doc_.contains("prompt")) read_prompt(doc_["prompt"], s.prompt);
     if (doc_.contains("noise")) s.noise = existing_path(doc_["noise"], "/noise", false);
@@ -255,7 +262,10 @@ class SuiteReader {
     if (doc_.contains("reference_resize"))
       s.reference_resize = boolean(doc_["reference_resize"], "/reference_resize");
 
-    if (doc_.contains("axes")) read_axes(doc_["axes"], suite.axes);
+    if (doc_.contains("axes")) {
+      read_axes(doc_["axes"], suite.axes);
+      check_matrix_size(suite.axes);
+    }
     if (doc_.contains("baseline")) {
       check_keys(doc_["baseline"], "/baseline", axis_names());
       suite.baseline = doc_["baseline"];
@@ -307,6 +317,22 @@ class SuiteReader {
         fail("/weights",
              "\"checkpoint\" needs a \"checkpoint\" folder; a preset has only random weights");
     }
+  }
+
+  // The cartesian product is built in memory before duplicates are removed: a few long axis lists
+  // in a small file would otherwise ask for billions of configs.
+  void check_matrix_size(const SuiteAxes& a) const {
+    constexpr double kMaxConfigs = 100000;
+    double cache_points = 0;
+    for (const auto& c : a.cache)
+      cache_points += c == "none" ? 1.0 : static_cast<double>(a.cache_threshold.at(c).size());
+    const double configs = cache_points * a.attention.size() * a.quant.size() * a.gpus.size() *
+                           a.cp_mode.size() * std::max<size_t>(1, a.ulysses_degree.size()) *
+                           std::max<size_t>(1, a.ring_degree.size()) * a.cfg_parallel.size() *
+                           a.graphs.size();
+    if (configs > kMaxConfigs)
+      fail("/axes", "the axes multiply out to " + format_number(configs) + " configs (limit " +
+                        format_number(kMaxConfigs) + "); split the suite");
   }
 
   // A frame source for load_frames: its file or folder must exist; a safetensors file may name

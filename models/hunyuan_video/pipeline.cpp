@@ -66,9 +66,11 @@ HunyuanVideoPipeline::HunyuanVideoPipeline(const PipelineSpec& spec)
       if (!fs::exists(fs::path(vae_dir) / "config.json")) {
         throw InputError(spec.checkpoint + ": no vae/config.json");
       }
-      vae_config_ = HunyuanVideoVAEConfig::from_json(
-          nlohmann::json::parse(std::ifstream(fs::path(vae_dir) / "config.json")),
-          (fs::path(vae_dir) / "config.json").string());
+      const std::string vae_config_file = (fs::path(vae_dir) / "config.json").string();
+      const auto vae_json = nlohmann::json::parse(std::ifstream(vae_config_file), nullptr,
+                                                  /*allow_exceptions=*/false);
+      if (vae_json.is_discarded()) throw InputError(vae_config_file + ": not valid JSON");
+      vae_config_ = HunyuanVideoVAEConfig::from_json(vae_json, vae_config_file);
     }
   } else {
     config_ = hunyuan_video_preset(spec.preset);
