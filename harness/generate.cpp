@@ -5,7 +5,20 @@
 #include <stdexcept>
 #include <string>
 
+#include "optimizations/parallel/parallel_context.h"
+#include "optimizations/parallel/sequence_shard.h"
+
 namespace ditbench {
+namespace {
+
+// The CFG pair of this rank thread when CFG parallelism is on, else null.
+Communicator* cfg_parallel_group() {
+  const ParallelGroups* groups = current_parallel_groups();
+  if (!groups || !groups->cfg || groups->cfg->size() < 2) return nullptr;
+  return groups->cfg.get();
+}
+
+}  // namespace
 
 Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<CachePolicy>>& caches,
                     StageTimer& timer, const GenerationSettings& settings) {
@@ -39,8 +52,18 @@ Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<Cac
           if (inputs.size() > caches.size()) {
             throw std::logic_error("generate: fewer cache policies than CFG branches");
           }
-          for (size_t b = 0; b < inputs.size(); ++b) {
-            outputs.push_back(caches[b]->forward(pipeline.transformer(), inputs[b], i, n));
+          Communicator* cfg = cfg_parallel_group();
+          if (cfg && inputs.size() == 2) {
+            // CFG parallelism: this rank runs its own branch (cfg rank 0 uncond, 1 cond) and the
+            // pair exchanges outputs, so both hold [uncond; cond] for the scheduler.
+            const auto branch = static_cast<size_t>(cfg->rank());
+            auto mine = caches[branch]->forward(pipeline.transformer(), inputs[branch], i, n);
+            auto both = cfg_gather(mine, *cfg).chunk(2, 0);  // [2b, ...] -> 2 x [b, ...]
+            outputs.assign(both.begin(), both.end());
+          } else {
+            for (size_t b = 0; b < inputs.size(); ++b) {
+              outputs.push_back(caches[b]->forward(pipeline.transformer(), inputs[b], i, n));
+            }
           }
         }
         auto stage = timer.scope("scheduler");

@@ -31,6 +31,10 @@ struct BlockState {
   at::Tensor hidden;   // [B, N, D]
   at::Tensor context;  // [B, L, D] (undefined for models without a text stream in the blocks)
   at::Tensor temb;     // [B, D] conditioning vector
+  // Under context parallelism the last ranks' shards end in padding rows (the sequence rounded up
+  // to a multiple of the ranks): hidden rows [0, hidden_valid_rows) are real tokens, and caches
+  // leave the rest out of their signals. -1: every row is real.
+  int64_t hidden_valid_rows = -1;
   // Model-private data (RoPE tables, masks, modulation, joint buffers).
   std::shared_ptr<void> extra;
 };

@@ -1,11 +1,14 @@
 #include "models/hunyuan_video/transformer.h"
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <tuple>
 
 #include "models/common/error.h"
 #include "optimizations/attention/attention.h"
+#include "optimizations/parallel/parallel_context.h"
+#include "optimizations/parallel/sequence_shard.h"
 
 namespace ditbench {
 namespace {
@@ -330,12 +333,38 @@ BlockState HunyuanVideoTransformer3DModelImpl::prepare(const TransformerInputs& 
   s.hidden = x_embedder(x_in);                                 // [B, N, D]
   s.context = context_embedder(text_in, timestep, text_mask);  // [B, L, D]
 
-  // Key mask over [image, text]: the first N + (number of valid text tokens) keys, as diffusers
-  // builds it (right-padded text assumed).
   const int64_t n = s.hidden.size(1);
-  auto valid_len = text_mask.sum(1, false, at::kInt) + n;                           // [B]
-  auto positions = at::arange(n + text_len, text_mask.options().dtype(at::kLong));  // [N + L]
-  state->key_mask = positions.unsqueeze(0) < valid_len.unsqueeze(1);  // [B, N + L] bool
+  state->num_image_tokens = n;
+  Communicator* group = current_sequence_group();
+  if (!group) {
+    // Key mask over [image, text]: the first N + (number of valid text tokens) keys, as diffusers
+    // builds it (right-padded text assumed).
+    auto valid_len = text_mask.sum(1, false, at::kInt) + n;                           // [B]
+    auto positions = at::arange(n + text_len, text_mask.options().dtype(at::kLong));  // [N + L]
+    state->key_mask = positions.unsqueeze(0) < valid_len.unsqueeze(1);  // [B, N + L] bool
+    s.extra = state;
+    return s;
+  }
+  // Context parallelism: rank r of P keeps rows [r, r + 1) * ceil(S / P) of the image tokens, of
+  // their RoPE rows and of the (already refined: the refiner's text self-attention is never
+  // sharded) text tokens, so every rank's joint sequence is [image shard, text shard]. Attention
+  // is invariant to the order of its keys, so the interleaved global order the wrappers see
+  // ([image 0, text 0, image 1, text 1, ...]) gives each query what the unsharded order gives.
+  // The mask is built per token from the shards: padding rows (zeros at the end of the last
+  // ranks' shards) and padded text tokens are never attended to.
+  const int world = group->size(), rank = group->rank();
+  const auto device = opts.device();
+  state->sequence_group = group;
+  s.hidden = shard_sequence(s.hidden, 1, rank, world).local;                // [B, N/P, D]
+  state->rope_cos = shard_sequence(state->rope_cos, 0, rank, world).local;  // [N/P, head_dim]
+  state->rope_sin = shard_sequence(state->rope_sin, 0, rank, world).local;
+  s.context = shard_sequence(s.context, 1, rank, world).local;  // [B, L/P, D]
+  const int64_t n_local = s.hidden.size(1), l_local = s.context.size(1);
+  state->key_mask = concat_key_masks(
+      shard_key_mask({}, batch, n, rank, world, device), n_local,
+      shard_key_mask(text_mask, batch, text_len, rank, world, device), l_local, batch,
+      device);  // [B, N/P + L/P] bool
+  s.hidden_valid_rows = std::clamp<int64_t>(n - rank * n_local, 0, n_local);
   s.extra = state;
   return s;
 }
@@ -372,6 +401,8 @@ void HunyuanVideoTransformer3DModelImpl::run_block(int64_t i, BlockState& s) {
 at::Tensor HunyuanVideoTransformer3DModelImpl::finish(BlockState& s) {
   const auto& st = hunyuan_video_state(s);
   auto x = proj_out(norm_out(s.hidden, s.temb));  // [B, N, pt*p*p*C]
+  // Under context parallelism: the local rows of every rank, in rank order, without the padding.
+  if (st.sequence_group) x = gather_sequence(x, 1, st.num_image_tokens, *st.sequence_group);
   return unpatchify_channels_first(x, st.grid,
                                    {config_.patch_size_t, config_.patch_size, config_.patch_size},
                                    config_.out_channels);  // [B, C, F, H, W]
@@ -381,7 +412,10 @@ at::Tensor HunyuanVideoTransformer3DModelImpl::teacache_signal(const BlockState&
   if (transformer_blocks.empty()) {
     throw Unsupported("TeaCache signal needs a dual-stream block 0 (num_layers is 0)");
   }
-  return transformer_blocks[0]->norm1(s.hidden, s.temb).x;  // [B, N, D]
+  // Context-parallel padding rows are left out: the signal's means are over real tokens only.
+  const at::Tensor hidden =
+      s.hidden_valid_rows >= 0 ? s.hidden.narrow(1, 0, s.hidden_valid_rows) : s.hidden;
+  return transformer_blocks[0]->norm1(hidden, s.temb).x;  // [B, N, D]
 }
 
 }  // namespace ditbench

@@ -16,16 +16,20 @@
 #include "models/common/norms.h"
 #include "models/hunyuan_video/config.h"
 #include "models/model.h"
+#include "optimizations/parallel/communicator.h"
 #include "optimizations/quant/linear.h"
 
 namespace ditbench {
 
-// BlockState::extra of this model. Under context parallelism a wrapper may shard hidden together
-// with the RoPE rows and the image part of key_mask: blocks read N from hidden.size(1).
+// BlockState::extra of this model. Under context parallelism (a sequence group installed by
+// ParallelScope) prepare() shards hidden, context, the RoPE rows and the key mask: blocks then see
+// this rank's N/P image and L/P text rows and read the local N from hidden.size(1).
 struct HunyuanVideoState {
-  at::Tensor rope_cos, rope_sin;  // [N, head_dim] float32, interleaved pairs
-  at::Tensor key_mask;            // [B, N + L] bool, true = may attend (padded text keys false)
-  std::array<int64_t, 3> grid{};  // patch grid (F', H', W'), N = F' * H' * W'
+  at::Tensor rope_cos, rope_sin;  // [N, head_dim] float32, interleaved pairs (local rows under CP)
+  at::Tensor key_mask;  // [B, N + L] bool, true = may attend (padded text and CP padding false)
+  std::array<int64_t, 3> grid{};           // patch grid (F', H', W'), N = F' * H' * W'
+  int64_t num_image_tokens = 0;            // N of the whole sequence (finish() gathers back to it)
+  Communicator* sequence_group = nullptr;  // the group the sequence is sharded over, or null
   // Single-stream blocks keep [image, text] as one tensor and expose hidden/context as views of
   // it; rebuilt from hidden/context whenever something replaced them.
   at::Tensor joint;  // [B, N + L, D] or undefined
@@ -153,7 +157,7 @@ class HunyuanVideoTransformer3DModelImpl : public torch::nn::Module, public Bloc
   void run_block(int64_t i, BlockState& s) override;
   // -> [B, out_channels, F, H, W]
   at::Tensor finish(BlockState& s) override;
-  // transformer_blocks[0].norm1's modulated image input x̂: [B, N, D]
+  // transformer_blocks[0].norm1's modulated image input x̂ of the real (non-padding) rows: [B, N, D]
   at::Tensor teacache_signal(const BlockState& s) override;
 
   const HunyuanVideoConfig& config() const { return config_; }

@@ -8,7 +8,10 @@
 //  - run_block assigns new tensors to the state's fields instead of writing into them in place
 //    (the caches keep a block's input to form residuals); violations throw std::logic_error;
 //  - after every block, `hidden` and `context` keep the shapes they had after block 0 (separate
-//    image and text streams; views of one joint buffer are fine).
+//    image and text streams; views of one joint buffer are fine);
+//  - under context parallelism, BlockState::hidden_valid_rows marks the padding rows of the local
+//    shard, which FBCache leaves out of its means, and teacache_signal returns real rows only;
+//    the sums and counts are all-reduced (set_all_reduce) so every rank decides alike.
 #include <ATen/ATen.h>
 
 #include <array>
@@ -36,10 +39,10 @@ struct CacheStepRecord {
   std::optional<double> signal;
   std::optional<double> accumulated;
   bool reused = false;
+  std::optional<double> output_change;
 };
 
 // Settings of a cache policy; validated by make_cache_policy.
-  std::optional<double> output_change;
 struct CacheOptions {
   // Reuse only below this signal (FBCache) or accumulated distance (TeaCache); 0 turns reuse off
   // (signals are still recorded, so one uncached run shows where a threshold would fire).

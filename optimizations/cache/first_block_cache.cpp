@@ -25,7 +25,12 @@ at::Tensor FirstBlockCache::forward(BlockTransformer& model, const TransformerIn
   CacheStepRecord rec;
   rec.step = step;
   if (reference_residual_.defined() && reference_residual_.sizes() == first_residual.sizes()) {
-    rec.signal = relative_l1(reference_residual_, first_residual);
+    // Context-parallel padding rows hold no token (and are not zero after a block): the means
+    // cover real rows only, so every layout decides as one rank would.
+    auto real_rows = [&](const at::Tensor& r) {  // [B, N, D] -> [B, valid, D]
+      return state.hidden_valid_rows >= 0 ? r.narrow(1, 0, state.hidden_valid_rows) : r;
+    };
+    rec.signal = relative_l1(real_rows(reference_residual_), real_rows(first_residual));
   }
   rec.reused = options_.threshold > 0 && step >= options_.warmup_steps && rec.signal &&
                *rec.signal < options_.threshold && cache_detail::residuals_fit(stored_, state) &&

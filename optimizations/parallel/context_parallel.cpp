@@ -158,12 +158,17 @@ ParallelGroups make_parallel_groups(Communicator& world, int cfg_degree, int uly
   return groups;
 }
 
+void check_context_parallel_layout(int ulysses_degree, int ring_degree, int64_t num_heads) {
+  if (ulysses_degree < 1 || ring_degree < 1) {
+    throw Unsupported("ulysses and ring degrees must be at least 1");
+  }
+  if (num_heads % ulysses_degree != 0) throw Unsupported(not_divisible(ulysses_degree, num_heads));
+}
+
 std::unique_ptr<ContextParallelAttention> make_context_parallel_attention(
     const ParallelGroups& groups, int64_t num_heads) {
   if (groups.ulysses_degree * groups.ring_degree == 1) return nullptr;
-  if (num_heads % groups.ulysses_degree != 0) {
-    throw Unsupported(not_divisible(groups.ulysses_degree, num_heads));
-  }
+  check_context_parallel_layout(groups.ulysses_degree, groups.ring_degree, num_heads);
   if (groups.ring_degree == 1) return std::make_unique<UlyssesAttention>(*groups.ulysses);
   if (groups.ulysses_degree == 1) return std::make_unique<RingAttention>(*groups.ring);
   return std::make_unique<UspAttention>(*groups.ulysses, *groups.ring);

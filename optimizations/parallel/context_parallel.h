@@ -81,6 +81,11 @@ struct ParallelGroups {
 ParallelGroups make_parallel_groups(Communicator& world, int cfg_degree, int ulysses_degree,
                                     int ring_degree);
 
+// Throws Unsupported when a (ulysses x ring) layout cannot serve a model with num_heads heads
+// ("ulysses degree 4 does not divide 6 heads"). Needs no communicator, so a runner can check a
+// config before it launches any rank.
+void check_context_parallel_layout(int ulysses_degree, int ring_degree, int64_t num_heads);
+
 // The context-parallel wrapper for a layout: Ulysses when ring is 1, ring when ulysses is 1, USP
 // otherwise; null when both are 1 (nothing to wrap). Checks the head count up front so that an
 // impossible layout is a recorded skip before any work runs ("ulysses degree 4 does not divide

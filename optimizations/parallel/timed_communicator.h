@@ -1,0 +1,65 @@
+#pragma once
+// Communication time of a rank: a Communicator decorator that times every operation it forwards,
+// so runners report how long a generation spent communicating whatever the backend. Time is what
+// the rank's work stream spends inside (or waiting for) communication: CUDA events around the
+// operation on the current stream for GPU tensors, the host clock for CPU tensors. A send_recv
+// that overlaps compute counts only its wait(), i.e. the part the overlap did not hide.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "optimizations/parallel/communicator.h"
+
+namespace ditbench {
+
+// Sums communication spans of one rank thread (shared by a communicator and its subgroups).
+class CommTimeCounter {
+ public:
+  CommTimeCounter();
+  ~CommTimeCounter();
+  CommTimeCounter(const CommTimeCounter&) = delete;
+  CommTimeCounter& operator=(const CommTimeCounter&) = delete;
+
+  // Opens a span on `device` (its current stream on a GPU) and returns its id for end().
+  size_t begin(const at::Device& device);
+  void end(size_t span);
+  // Seconds spent in the spans ended since the last take (waits for GPU spans to complete).
+  double take_seconds();
+
+ private:
+  struct Span;
+  std::vector<std::unique_ptr<Span>> spans_;
+  double host_seconds_ = 0;
+};
+
+class TimedCommunicator : public Communicator {
+ public:
+  // Wraps `inner` (not owned; must outlive this) and adds its time to `counter`.
+  TimedCommunicator(Communicator& inner, std::shared_ptr<CommTimeCounter> counter);
+  TimedCommunicator(std::unique_ptr<Communicator> owned, std::shared_ptr<CommTimeCounter> counter);
+
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  int global_rank() const override { return inner_->global_rank(); }
+
+  at::Tensor all_to_all(const at::Tensor& input) override;
+  at::Tensor all_gather(const at::Tensor& input) override;
+  void all_reduce_sum(at::Tensor& tensor) override;
+  void send(const at::Tensor& tensor, int dst) override;
+  void recv(at::Tensor& tensor, int src) override;
+  std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst, at::Tensor& to_recv,
+                                      int src) override;
+  void barrier() override { inner_->barrier(); }
+  // The subgroup is timed into the same counter.
+  std::unique_ptr<Communicator> subgroup(int color, int key) override;
+  void abort(const std::string& reason) override { inner_->abort(reason); }
+
+  CommTimeCounter& counter() { return *counter_; }
+
+ private:
+  std::unique_ptr<Communicator> owned_;
+  Communicator* inner_;
+  std::shared_ptr<CommTimeCounter> counter_;
+};
+
+}  // namespace ditbench

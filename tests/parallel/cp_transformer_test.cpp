@@ -1,0 +1,121 @@
+// HunyuanVideo under context parallelism on in-process ranks: the model shards its tokens in
+// prepare() (ParallelScope), the attention wrapper (Ulysses, ring, USP) runs behind the one call
+// site, and finish() gathers the image tokens; the output must equal the single-rank forward pass.
+// The token counts (27 image, 5 text) divide by neither 2 nor 4, so shards carry padding, and one
+// sample's text is right-padded, so the text mask is sharded too.
+#include <gtest/gtest.h>
+
+#include <c10/core/InferenceMode.h>
+
+#include <mutex>
+
+#include "models/checkpoint/checkpoint.h"
+#include "models/common/error.h"
+#include "models/hunyuan_video/config.h"
+#include "models/hunyuan_video/transformer.h"
+#include "optimizations/parallel/context_parallel.h"
+#include "optimizations/parallel/parallel_context.h"
+#include "test_util.h"
+
+namespace ditbench {
+namespace {
+
+using ditbench::testing::rel_error;
+
+struct Case {
+  HunyuanVideoConfig config;
+  HunyuanVideoTransformer3DModel model{nullptr};
+  TransformerInputs in;
+  at::Tensor expected;         // single-rank forward: [B, C, F, H, W]
+  at::Tensor expected_signal;  // single-rank TeaCache signal: [B, N, D]
+};
+
+Case make_case() {
+  Case c;
+  c.config = hunyuan_video_preset("hunyuan-video-tiny");
+  c.config.num_attention_heads = 4;  // so that Ulysses over 4 ranks divides the heads
+  c.model = HunyuanVideoTransformer3DModel(c.config, at::TensorOptions().dtype(at::kFloat));
+  random_init(*c.model, 11);
+  at::manual_seed(3);
+  c.in.latents = at::randn({2, c.config.in_channels, 3, 6, 6});  // patch grid 3 x 3 x 3: N = 27
+  c.in.timestep = at::tensor({900.0f, 300.0f});
+  c.in.guidance = at::tensor({6016.0f, 6016.0f});
+  c.in.prompt.embeds = at::randn({2, 5, c.config.text_embed_dim});
+  c.in.prompt.attention_mask = at::tensor({1, 1, 1, 0, 0, 1, 1, 1, 1, 1}).reshape({2, 5});
+  c.in.prompt.pooled = at::randn({2, c.config.pooled_projection_dim});
+  c10::InferenceMode inference;
+  c.expected = c.model->forward(c.in);
+  BlockState s = c.model->prepare(c.in);
+  c.expected_signal = c.model->teacache_signal(s);
+  return c;
+}
+
+// Runs the forward pass on `ranks` in-process ranks with the given layout and checks every rank's
+// output against the single-rank one; the ranks' TeaCache signals (real rows only) in rank order
+// must be the single-rank signal.
+void expect_matches_single_rank(int ranks, int ulysses, int ring) {
+  static Case c = make_case();
+  std::mutex mutex;
+  std::vector<at::Tensor> outputs(static_cast<size_t>(ranks)), signals(static_cast<size_t>(ranks));
+  launch_ranks(ranks, [&](int rank, Communicator& world) {
+    c10::InferenceMode inference;
+    ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ring);
+    auto cp = make_context_parallel_attention(groups, c.config.num_attention_heads);
+    AttentionSettings attn;
+    attn.backend = "math";
+    attn.context_parallel = cp.get();
+    AttentionScope attention_scope(attn);
+    ParallelScope parallel_scope(&groups);
+    auto out = c.model->forward(c.in);
+    BlockState s = c.model->prepare(c.in);
+    auto signal = c.model->teacache_signal(s);
+    std::lock_guard<std::mutex> lock(mutex);
+    outputs[static_cast<size_t>(rank)] = out;
+    signals[static_cast<size_t>(groups.sequence_rank())] = signal;
+  });
+  for (int r = 0; r < ranks; ++r) {
+    ASSERT_EQ(outputs[r].sizes(), c.expected.sizes()) << "rank " << r;
+    EXPECT_LT(rel_error(outputs[r], c.expected), 1e-5) << "rank " << r;
+  }
+  auto joined = at::cat(signals, 1);  // [B, N, D]: real rows of every shard, in shard order
+  ASSERT_EQ(joined.sizes(), c.expected_signal.sizes());
+  EXPECT_LT(rel_error(joined, c.expected_signal), 1e-5);
+}
+
+TEST(ContextParallelTransformer, UlyssesMatchesSingleRankOn2And4Ranks) {
+  expect_matches_single_rank(2, 2, 1);
+  expect_matches_single_rank(4, 4, 1);
+}
+
+TEST(ContextParallelTransformer, RingMatchesSingleRankOn2And4Ranks) {
+  expect_matches_single_rank(2, 1, 2);
+  expect_matches_single_rank(4, 1, 4);
+}
+
+TEST(ContextParallelTransformer, UspMatchesSingleRankOn2x2Ranks) {
+  expect_matches_single_rank(4, 2, 2);
+}
+
+TEST(ContextParallelTransformer, ShardsCarryPaddingRowsThatTheStateMarks) {
+  // 27 image tokens over 4 ranks: 7 rows each, the last rank holds 6 real rows and 1 padding row.
+  static Case c = make_case();
+  std::mutex mutex;
+  std::vector<int64_t> valid(4), local(4);
+  launch_ranks(4, [&](int rank, Communicator& world) {
+    c10::InferenceMode inference;
+    ParallelGroups groups = make_parallel_groups(world, 1, 1, 4);
+    ParallelScope parallel_scope(&groups);
+    BlockState s = c.model->prepare(c.in);
+    std::lock_guard<std::mutex> lock(mutex);
+    valid[static_cast<size_t>(rank)] = s.hidden_valid_rows;
+    local[static_cast<size_t>(rank)] = s.hidden.size(1);
+  });
+  EXPECT_EQ(local, (std::vector<int64_t>{7, 7, 7, 7}));
+  EXPECT_EQ(valid, (std::vector<int64_t>{7, 7, 7, 6}));
+  // One rank: no layout, every row real.
+  c10::InferenceMode inference;
+  EXPECT_EQ(c.model->prepare(c.in).hidden_valid_rows, -1);
+}
+
+}  // namespace
+}  // namespace ditbench
