@@ -3,15 +3,19 @@
 #include <c10/core/InferenceMode.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 
 #ifdef DITBENCH_HAS_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 #include "harness/artifacts.h"
@@ -25,6 +29,9 @@
 #include "optimizations/attention/attention.h"
 #include "optimizations/attention/backends.h"
 #include "optimizations/cache/cache_policy.h"
+#include "optimizations/parallel/context_parallel.h"
+#include "optimizations/parallel/parallel_context.h"
+#include "optimizations/parallel/timed_communicator.h"
 #include "optimizations/quant/quant.h"
 #include "reports/markdown.h"
 
@@ -172,6 +179,199 @@ class PipelineHolder {
   std::string key_;
 };
 
+// What one rank's generations of a config produced.
+struct RankOutcome {
+  TimingsRecord timings;
+  int64_t peak_bytes = 0;
+  CacheRecord cache;
+  AttentionRecord attention;
+  std::optional<std::string> weights_note;
+  at::Tensor frames;         // the last repeat's, or undefined without decode
+  std::vector<bool> reused;  // per denoising call of the last generation, for cross-rank checks
+  double fps = 24.0;         // the pipeline's video frame rate
+};
+
+CacheOptions cache_options_for(const RunConfig& c, const DiffusionPipeline& pipeline) {
+  CacheOptions cache_options;
+  cache_options.threshold = c.axes.cache_threshold.value_or(0.0);
+  const auto& co = c.settings.cache_options;
+  if (co.warmup_steps) cache_options.warmup_steps = *co.warmup_steps;
+  if (co.max_cached_steps) cache_options.max_cached_steps = *co.max_cached_steps;
+  if (co.max_consecutive_cached) cache_options.max_consecutive_cached = *co.max_consecutive_cached;
+  cache_options.teacache_coefficients =
+      c.settings.teacache_coefficients.value_or(pipeline.teacache_coefficients());
+  return cache_options;
+}
+
+// Can the attention backend and the quantization mode serve this config on `device`? Unsupported
+// here is a recorded skip, never a silent fallback.
+void check_servable(const RunConfig& c, DiffusionPipeline& pipeline, const at::Device& device) {
+  const auto check = check_backend(c.axes.attention, device, parse_dtype(c.settings.dtype),
+                                   pipeline.head_dim(), /*has_mask=*/true);
+  if (!check.ok) throw Unsupported(check.reason);
+}
+
+// Warmup and timed generations of one config on this thread: the only rank, or one rank of a
+// context-parallel launch (groups and comm set; the model reads the groups through ParallelScope).
+RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
+                            const at::Device& device, const ParallelGroups* groups,
+                            CommTimeCounter* comm) {
+  RankOutcome out;
+  if (!pipeline.weights_note().empty()) out.weights_note = pipeline.weights_note();
+  const CacheOptions cache_options = cache_options_for(c, pipeline);
+  std::vector<std::unique_ptr<CachePolicy>> caches;
+  const int branches = pipeline.uses_cfg() ? 2 : 1;
+  for (int b = 0; b < branches; ++b) {
+    caches.push_back(make_cache_policy(c.axes.cache, cache_options));
+    // Every rank of the sequence group must take the same decision: the policies' sums and
+    // counts are summed over it.
+    if (groups && groups->sequence && groups->sequence->size() > 1) {
+      Communicator* sequence = groups->sequence.get();
+      caches.back()->set_all_reduce([sequence](at::Tensor& t) { sequence->all_reduce_sum(t); });
+    }
+  }
+
+  std::unique_ptr<ContextParallelAttention> cp;
+  if (groups) cp = make_context_parallel_attention(*groups, pipeline.num_heads());
+  AttentionSettings attn;
+  attn.backend = c.axes.attention;
+  attn.context_parallel = cp.get();
+  AttentionScope scope(attn);
+  ParallelScope parallel(groups);
+  take_kernel_log();
+  StageTimer timer(device);
+  GenerationSettings gen;
+  gen.seed = c.settings.seed;
+  gen.steps = c.settings.steps;
+  gen.decode = c.settings.decode;
+  gen.check_interrupt = check_interrupt;
+  if (c.settings.timeout_s) {
+    gen.deadline = std::chrono::steady_clock::now() +
+                   std::chrono::milliseconds(static_cast<int64_t>(*c.settings.timeout_s * 1000));
+  }
+
+  for (int w = 0; w < c.settings.warmup; ++w) generate(pipeline, caches, timer, gen);
+  if (comm) comm->take_seconds();  // the warmups' communication is not a sample
+  reset_peak_memory(device);
+  std::vector<TimingResult> runs;
+  std::vector<double> comm_samples;
+  Generation last;
+  for (int r = 0; r < c.settings.repeats; ++r) {
+    last = generate(pipeline, caches, timer, gen);
+    runs.push_back(last.timing);
+    if (comm) comm_samples.push_back(comm->take_seconds());
+  }
+  out.timings = timings_from(runs);
+  // Seconds per generation the rank spent in (or waiting for) communication.
+  if (comm) out.timings.stages["comm"] = summarize(comm_samples);
+  out.peak_bytes = peak_memory(device);
+  // Under CFG parallelism the record's rank (cfg rank 0) runs branch 0.
+  out.cache = cache_record_from(*caches.at(0));
+  for (const auto& step : caches.at(0)->records()) out.reused.push_back(step.reused);
+  out.attention = AttentionRecord{c.axes.attention, take_kernel_log()};
+  out.frames = last.frames;
+  out.fps = pipeline.fps();
+  return out;
+}
+
+// The ranks' devices: cuda:rank for NCCL, the suite's device (the CPU) for in-process ranks.
+at::Device rank_device(const at::Device& device, int rank) {
+  return device.is_cuda() ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(rank)) : device;
+}
+
+int cuda_device_count() {
+#ifdef DITBENCH_HAS_CUDA
+  return static_cast<int>(c10::cuda::device_count());
+#else
+  return 0;
+#endif
+}
+
+// One config on gpus = W ranks. holders[r] keeps rank r's pipeline across configs.
+RankOutcome run_parallel(const RunConfig& c, std::vector<PipelineHolder>& holders,
+                         const at::Device& device, const RunOptions& options,
+                         nlohmann::json& parallel_note) {
+  const int world = c.axes.gpus;
+  const int cfg_degree = c.axes.cfg_parallel ? 2 : 1;
+  if (device.is_cuda() && world > cuda_device_count()) {
+    throw Unsupported("needs " + std::to_string(world) + " GPUs, this machine has " +
+                      std::to_string(cuda_device_count()));
+  }
+  if (holders.size() < static_cast<size_t>(world)) holders.resize(static_cast<size_t>(world));
+  // Checked once before any rank starts, so that an impossible layout is a skip whose reason
+  // names the layout, not a rank.
+  DiffusionPipeline& first = holders[0].get(c, rank_device(device, 0));
+  check_servable(c, first, rank_device(device, 0));
+  check_context_parallel_layout(c.axes.ulysses_degree, c.axes.ring_degree, first.num_heads());
+#ifdef DITBENCH_HAS_CUDA
+  // Rank 0's pipeline was built here on this thread's stream; its rank thread works on a pool
+  // stream that does not wait for it.
+  if (device.is_cuda()) c10::cuda::device_synchronize();
+#endif
+
+  LaunchOptions launch;
+  launch.backend = device.is_cuda() ? CommBackend::kNccl : CommBackend::kInProcess;
+  if (c.settings.timeout_s) {
+    launch.comm.timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(*c.settings.timeout_s * 1000) + 1);
+  }
+  std::mutex mutex;
+  std::vector<RankOutcome> outcomes(static_cast<size_t>(world));
+  launch_ranks(
+      world,
+      [&](int rank, Communicator& comm) {
+        auto counter = std::make_shared<CommTimeCounter>();
+        TimedCommunicator timed(comm, counter);
+        ParallelGroups groups =
+            make_parallel_groups(timed, cfg_degree, c.axes.ulysses_degree, c.axes.ring_degree);
+        const at::Device mine = rank_device(device, rank);
+        DiffusionPipeline& pipeline = holders[static_cast<size_t>(rank)].get(c, mine);
+        if (options.rank_hook) options.rank_hook(c, rank);
+        RankOutcome outcome = run_generations(c, pipeline, mine, &groups, counter.get());
+        std::lock_guard<std::mutex> lock(mutex);
+        outcomes[static_cast<size_t>(rank)] = std::move(outcome);
+      },
+      launch);
+  // The policies all-reduce their signals, so a rank that decided otherwise is a bug in the
+  // reduction or in a model's sharding: a failure, never a quietly mixed result.
+  for (int rank = 1; rank < world; ++rank) {
+    const auto& a = outcomes[0].reused;
+    const auto& b = outcomes[static_cast<size_t>(rank)].reused;
+    for (size_t step = 0; step < std::min(a.size(), b.size()); ++step) {
+      if (a[step] != b[step]) {
+        throw std::runtime_error("cache decisions differ between ranks: rank " +
+                                 std::to_string(rank) + " " + (b[step] ? "reused" : "computed") +
+                                 " step " + std::to_string(step) + ", rank 0 did not");
+      }
+    }
+  }
+  parallel_note = {{"ranks", world},
+                   {"backend", device.is_cuda() ? "nccl" : "in_process"},
+                   {"cfg_degree", cfg_degree},
+                   {"ulysses_degree", c.axes.ulysses_degree},
+                   {"ring_degree", c.axes.ring_degree},
+                   {"cache_decisions_agree", true}};
+  return std::move(outcomes[0]);
+}
+
+// --gpus N applied to a copy of the suite.
+Suite with_gpus(const Suite& suite, int gpus) {
+  if (gpus < 1) throw InputError("--gpus: must be at least 1, got " + std::to_string(gpus));
+  Suite s = suite;
+  std::vector<int> values;
+  for (int v : suite.axes.gpus) {
+    const int value = v > 1 ? gpus : v;
+    if (std::find(values.begin(), values.end(), value) == values.end()) values.push_back(value);
+  }
+  if (std::find(values.begin(), values.end(), gpus) == values.end()) values.push_back(gpus);
+  s.axes.gpus = values;
+  if (s.baseline.contains("gpus") && s.baseline["gpus"].is_number_integer() &&
+      s.baseline["gpus"].get<int>() > 1) {
+    s.baseline["gpus"] = gpus;
+  }
+  return s;
+}
+
 std::string format_eta(double seconds) {
   int s = static_cast<int>(seconds + 0.5);
   char buf[32];
@@ -191,8 +391,17 @@ at::Device resolve_device(const std::string& setting) {
   return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
 }
 
-RunSummary run_suite(const Suite& suite, const RunOptions& options) {
+RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
+  // Under torchrun every process would run the whole matrix and write the same results;
+  // joining such a launch (NcclCommunicator::from_environment, rank 0 writing) is not wired yet.
+  const char* world_size = std::getenv("WORLD_SIZE");
+  if (world_size && std::atoi(world_size) > 1) {
+    throw Unsupported(
+        "ditbench run does not join multi-process launches yet (WORLD_SIZE=" +
+        std::string(world_size) + "): start one process and pass --gpus N for N rank threads");
+  }
   RunSummary summary;
+  const Suite suite = options.gpus ? with_gpus(given_suite, *options.gpus) : given_suite;
   auto configs = filter_configs(expand_matrix(suite), options.filter);
   // The baseline runs first so that every other config is scored against its frames.
   // Then configs that share a quantization mode run together, since each mode rebuilds the model.
@@ -218,7 +427,8 @@ RunSummary run_suite(const Suite& suite, const RunOptions& options) {
   const at::Device device = resolve_device(suite.settings.device);
   const auto env = capture_environment(device);
   ResultsWriter writer(options.out_dir);
-  PipelineHolder holder;
+  // One pipeline per rank; the single-rank path uses holders[0].
+  std::vector<PipelineHolder> holders(1);
   at::Tensor baseline_frames;
   std::string baseline_frames_path;
 
@@ -262,74 +472,34 @@ RunSummary run_suite(const Suite& suite, const RunOptions& options) {
       finish(RunStatus::kSkipped, c.skip_reason);
       continue;
     }
-    if (c.axes.gpus > 1 || c.axes.cp_mode != "none" || c.axes.cfg_parallel) {
-      finish(RunStatus::kSkipped, "context parallelism is not available in this runner yet");
-      continue;
-    }
     if (c.axes.graphs) {
       finish(RunStatus::kSkipped, "CUDA graph capture is not available in this build yet");
       continue;
     }
 
-    const auto dtype = parse_dtype(c.settings.dtype);
     try {
-      // Can the attention backend and the quantization mode serve this config at all?
-      // Unsupported here is a recorded skip, never a silent fallback.
       auto quant_check = check_quant_mode(parse_quant_mode(c.axes.quant), device);
       if (!quant_check.ok) throw Unsupported(quant_check.reason);
-      DiffusionPipeline& pipeline = holder.get(c, device);
-      auto check =
-          check_backend(c.axes.attention, device, dtype, pipeline.head_dim(), /*has_mask=*/true);
-      if (!check.ok) throw Unsupported(check.reason);
-
-      if (!pipeline.weights_note().empty()) rec.weights_note = pipeline.weights_note();
-      CacheOptions cache_options;
-      cache_options.threshold = c.axes.cache_threshold.value_or(0.0);
-      const auto& co = c.settings.cache_options;
-      if (co.warmup_steps) cache_options.warmup_steps = *co.warmup_steps;
-      if (co.max_cached_steps) cache_options.max_cached_steps = *co.max_cached_steps;
-      if (co.max_consecutive_cached)
-        cache_options.max_consecutive_cached = *co.max_consecutive_cached;
-      cache_options.teacache_coefficients =
-          c.settings.teacache_coefficients.value_or(pipeline.teacache_coefficients());
-      std::vector<std::unique_ptr<CachePolicy>> caches;
-      const int branches = pipeline.uses_cfg() ? 2 : 1;
-      for (int b = 0; b < branches; ++b)
-        caches.push_back(make_cache_policy(c.axes.cache, cache_options));
-
-      AttentionSettings attn;
-      attn.backend = c.axes.attention;
-      AttentionScope scope(attn);
-      take_kernel_log();
-      StageTimer timer(device);
-      GenerationSettings gen;
-      gen.seed = c.settings.seed;
-      gen.steps = c.settings.steps;
-      gen.decode = c.settings.decode;
-      gen.check_interrupt = check_interrupt;
-      if (c.settings.timeout_s) {
-        gen.deadline =
-            std::chrono::steady_clock::now() +
-            std::chrono::milliseconds(static_cast<int64_t>(*c.settings.timeout_s * 1000));
+      RankOutcome outcome;
+      if (c.axes.gpus > 1) {
+        nlohmann::json parallel_note;
+        outcome = run_parallel(c, holders, device, options, parallel_note);
+        rec.extra["parallel"] = parallel_note;
+      } else {
+        DiffusionPipeline& pipeline = holders[0].get(c, device);
+        check_servable(c, pipeline, device);
+        outcome = run_generations(c, pipeline, device, nullptr, nullptr);
       }
+      rec.weights_note = outcome.weights_note;
+      rec.timings = outcome.timings;
+      rec.peak_bytes = outcome.peak_bytes;
+      rec.cache = outcome.cache;
+      rec.attention = outcome.attention;
 
-      for (int w = 0; w < c.settings.warmup; ++w) generate(pipeline, caches, timer, gen);
-      reset_peak_memory(device);
-      std::vector<TimingResult> runs;
-      Generation last;
-      for (int r = 0; r < c.settings.repeats; ++r) {
-        last = generate(pipeline, caches, timer, gen);
-        runs.push_back(last.timing);
-      }
-      rec.timings = timings_from(runs);
-      rec.peak_bytes = peak_memory(device);
-      rec.cache = cache_record_from(*caches.at(0));
-      rec.attention = AttentionRecord{c.axes.attention, take_kernel_log()};
-
-      if (last.frames.defined()) {
+      if (outcome.frames.defined()) {
         try {
-          rec.artifacts = save_frame_artifacts(options.out_dir, safe_name(c.id), last.frames,
-                                               c.settings.fps.value_or(pipeline.fps()),
+          rec.artifacts = save_frame_artifacts(options.out_dir, safe_name(c.id), outcome.frames,
+                                               c.settings.fps.value_or(outcome.fps),
                                                /*exact=*/c.baseline,
                                                /*viewable=*/c.settings.save_frames);
         } catch (const InputError& e) {
@@ -337,8 +507,8 @@ RunSummary run_suite(const Suite& suite, const RunOptions& options) {
           // config, not the sweep: bad input stops the run, this must not.
           throw std::runtime_error(e.what());
         }
-        if (c.baseline) baseline_frames = last.frames;
-        rec.quality = reference.score(last.frames, baseline_frames);
+        if (c.baseline) baseline_frames = outcome.frames;
+        rec.quality = reference.score(outcome.frames, baseline_frames);
       }
       finish(RunStatus::kOk, "");
     } catch (const Unsupported& e) {
@@ -353,7 +523,7 @@ RunSummary run_suite(const Suite& suite, const RunOptions& options) {
       // An out-of-memory or CUDA error in one config: record it, release its memory, go on.
       std::string what = e.what();
       if (auto nl = what.find('\n'); nl != std::string::npos) what = what.substr(0, nl);
-      holder.reset();
+      for (auto& holder : holders) holder.reset();
       release_memory(device);
       finish(RunStatus::kFailed, what);
     }
