@@ -20,6 +20,7 @@
 #include "optimizations/attention/kernel_log.h"
 #include "optimizations/cache/cache_policy.h"
 #include "optimizations/quant/quant.h"
+#include "reports/compare.h"
 #include "reports/markdown.h"
 
 namespace ditbench {
@@ -177,6 +178,41 @@ int cmd_tune(const std::string& suite_file, TuneOptions options) {
   return result.chosen ? 0 : 1;
 }
 
+// --max-slowdown in percent, "5" or "5%".
+double parse_percent(const std::string& text, const std::string& option) {
+  std::string number = text;
+  if (!number.empty() && number.back() == '%') number.pop_back();
+  size_t used = 0;
+  double value = -1;
+  try {
+    value = std::stod(number, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != number.size() || !(value >= 0))
+    throw InputError(option + ": '" + text + "' is not a non-negative percentage (e.g. 5 or 5%)");
+  return value / 100.0;
+}
+
+int cmd_compare(const std::string& base_file, const std::string& new_file,
+                const std::string& max_slowdown, CompareOptions options,
+                const std::string& summary_file) {
+  options.max_slowdown = parse_percent(max_slowdown, "--max-slowdown");
+  const auto result = compare_results(read_results(base_file), read_results(new_file), options,
+                                      base_file, new_file);
+  if (summary_file.empty()) {
+    std::cout << result.markdown;
+  } else {
+    std::ofstream out(summary_file, std::ios::trunc);
+    out << result.markdown;
+    if (!out.flush()) throw InputError(summary_file + ": cannot write the summary");
+  }
+  for (const auto& d : result.env_differences)
+    std::cerr << "ditbench: WARNING: environments differ: " << d << "\n";
+  std::cerr << "ditbench compare: " << (result.regression ? "regression" : "no regression") << "\n";
+  return result.regression ? 1 : 0;
+}
+
 }  // namespace
 
 int cli_main(int argc, char** argv) {
@@ -221,6 +257,26 @@ int cli_main(int argc, char** argv) {
   auto* metrics = app.add_subcommand("metrics", "PSNR and SSIM of two frame sources");
   metrics->add_option("reference", ref, "image, video, or file.safetensors:tensor")->required();
   metrics->add_option("test", test, "image, video, or file.safetensors:tensor")->required();
+
+  std::string compare_base, compare_new, max_slowdown = "5%", compare_summary;
+  CompareOptions compare_options;
+  auto* compare = app.add_subcommand(
+      "compare", "regression check of NEW against BASE: exit 0 clean, 1 regression, 2 bad input");
+  compare->add_option("base", compare_base, "BASE results.jsonl")->required();
+  compare->add_option("new", compare_new, "NEW results.jsonl")->required();
+  compare->add_option("--max-slowdown", max_slowdown,
+                      "e2e median slowdown that counts, in percent (default 5%)");
+  compare->add_option_function<double>(
+      "--max-psnr-drop", [&](const double& v) { compare_options.max_psnr_drop = v; },
+      "PSNR mean drop that counts (dB)");
+  compare->add_option_function<double>(
+      "--max-ssim-drop", [&](const double& v) { compare_options.max_ssim_drop = v; },
+      "SSIM mean drop that counts");
+  compare->add_option_function<double>(
+      "--min-psnr", [&](const double& v) { compare_options.min_psnr = v; },
+      "PSNR mean below this counts (dB)");
+  compare->add_option("--summary", compare_summary,
+                      "write the Markdown summary here instead of stdout");
 
   std::vector<std::string> result_files;
   std::string fit_out;
@@ -277,6 +333,8 @@ int cli_main(int argc, char** argv) {
     }
     if (*parity) return cmd_parity(parity_dir, tol, checkpoint);
     if (*metrics) return cmd_metrics(ref, test);
+    if (*compare)
+      return cmd_compare(compare_base, compare_new, max_slowdown, compare_options, compare_summary);
     if (*fit) return cmd_fit_teacache(result_files, fit_out);
     if (*report) return cmd_report(result_files, report_format, report_out);
     if (*tune) {

@@ -34,6 +34,7 @@
 #include "optimizations/parallel/timed_communicator.h"
 #include "optimizations/quant/quant.h"
 #include "reports/markdown.h"
+#include "reports/trace.h"
 
 namespace ditbench {
 namespace fs = std::filesystem;
@@ -188,6 +189,7 @@ struct RankOutcome {
   std::optional<std::string> weights_note;
   at::Tensor frames;         // the last repeat's, or undefined without decode
   std::vector<bool> reused;  // per denoising call of the last generation, for cross-rank checks
+  TimingResult last_timing;  // the last repeat's spans, for the Chrome trace
   double fps = 24.0;         // the pipeline's video frame rate
 };
 
@@ -271,6 +273,7 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   out.attention = AttentionRecord{c.axes.attention, take_kernel_log()};
   out.frames = last.frames;
   out.fps = pipeline.fps();
+  out.last_timing = last.timing;
   return out;
 }
 
@@ -510,6 +513,9 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
         if (c.baseline) baseline_frames = outcome.frames;
         rec.quality = reference.score(outcome.frames, baseline_frames);
       }
+      if (!rec.artifacts) rec.artifacts = ArtifactsRecord{};
+      rec.artifacts->trace =
+          write_chrome_trace(options.out_dir, safe_name(c.id), outcome.last_timing, c.id);
       finish(RunStatus::kOk, "");
     } catch (const Unsupported& e) {
       finish(RunStatus::kSkipped, e.what());
