@@ -207,8 +207,12 @@ TuneResult tune_cache_threshold(const Suite& suite, const TuneOptions& options, 
   std::array<double, 5> coefficients{};
   // The run giving `threshold`'s output: an earlier one whose decisions replay identically, or a
   // new one. Returns its index into result.records.
+  // Records carry the first CFG branch's decisions only, so with two branches a replay cannot
+  // vouch for the second one: every threshold runs.
+  const ModelInfo* model = find_model(suite.settings.model);
+  const bool replay_settles = !(model && model->has_cfg);
   auto evaluate = [&](double threshold) -> size_t {
-    for (size_t i = 0; i < result.records.size(); ++i) {
+    for (size_t i = 0; replay_settles && i < result.records.size(); ++i) {
       const CacheRecord& run = *result.records[i].cache;
       if (replay_cache_decisions(result.policy, run, threshold, suite.settings.cache_options,
                                  coefficients) == decisions_of(run)) {

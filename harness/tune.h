@@ -5,7 +5,8 @@
 // The reuse decisions are monotone in the threshold, so the search brackets by doubling from a
 // start value and then bisects. A threshold whose decisions would be exactly those of a run
 // already made (replayed from that run's recorded per-step signals) gives the same output, so it
-// is settled without running.
+// is settled without running (for models without CFG: records hold the first branch's decisions
+// only, so with two branches every threshold runs).
 #include <array>
 #include <filesystem>
 #include <iosfwd>
