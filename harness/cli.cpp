@@ -109,6 +109,10 @@ int cmd_parity(const std::string& dir, double tol, const std::string& checkpoint
 int cmd_metrics(const std::string& ref, const std::string& test) {
   auto a = load_frames(ref);
   auto b = load_frames(test);
+  if (a.sizes() != b.sizes())
+    throw InputError(test + ": frames of shape " + c10::str(b.sizes()) +
+                     " cannot be compared with " + ref + " of shape " + c10::str(a.sizes()) +
+                     " ([F, H, W, C] must match)");
   auto q = compare_frames(a, b);
   nlohmann::json out = {{"reference", ref},
                         {"test", test},
@@ -320,7 +324,22 @@ int cli_main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    // One line, like every other bad input (CLI11's own output adds a second line), and a
+    // mistyped subcommand named as such rather than as a missing one.
+    std::string message = e.what();
+    if (argc > 1 && argv[1][0] != '-') {
+      std::string known;
+      bool is_known = false;
+      for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+        known += (known.empty() ? "" : ", ") + sub->get_name();
+        is_known = is_known || sub->get_name() == argv[1];
+      }
+      if (!is_known)
+        message = "unknown subcommand '" + std::string(argv[1]) + "' (known: " + known + ")";
+    }
+    for (char& c : message)
+      if (c == '\n') c = ' ';
+    std::cerr << "ditbench: error: " << message << " (see ditbench --help)\n";
     return 2;
   }
 
