@@ -21,6 +21,7 @@
 #include "optimizations/cache/cache_policy.h"
 #include "optimizations/quant/quant.h"
 #include "reports/compare.h"
+#include "reports/html.h"
 #include "reports/markdown.h"
 
 namespace ditbench {
@@ -164,7 +165,9 @@ int cmd_fit_teacache(const std::vector<std::string>& files, const std::string& o
 int cmd_report(const std::vector<std::string>& files, const std::string& format,
                const std::string& out) {
   const auto records = read_all_results(files);
-  const std::string text = format == "csv" ? csv_report(records) : markdown_report(records);
+  const std::string text = format == "csv"    ? csv_report(records)
+                           : format == "html" ? html_report(records)
+                                              : markdown_report(records);
   if (out.empty()) {
     std::cout << text;
   } else {
@@ -295,7 +298,8 @@ int cli_main(int argc, char** argv) {
   auto* report = app.add_subcommand(
       "report", "speedup, stage and cache sweep tables from results.jsonl files");
   report->add_option("results", result_files, "results.jsonl files")->required();
-  report->add_option("--format", report_format, "md or csv")->check(CLI::IsMember({"md", "csv"}));
+  report->add_option("--format", report_format, "md, csv or html")
+      ->check(CLI::IsMember({"md", "csv", "html"}));
   report->add_option("--out", report_out, "write to this file instead of stdout");
 
   TuneOptions tune_options;
