@@ -198,6 +198,8 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
     return v ? format(pattern, *v) : std::string(kMissing);
   };
   for (const auto& r : records) {
+    // Skipped configs have nothing to show here; they are listed with their reasons below.
+    if (r.status == RunStatus::kSkipped) continue;
     Row row = make_row(r, base_e2e);
     std::string psnr = kMissing, ssim = kMissing;
     if (row.quality) {

@@ -118,8 +118,6 @@ TEST(MarkdownReportTest, GoldenSpeedupTable) {
       "0.3750 | 1.500 | 31.23 / 28.50 | 0.9512 / 0.9000 | 2/4 | 1.50 | 1 |\n"
       "| `cache=teacache/thr=0.1/attn=sdpa/quant=none/gpus=1` | ok | 8.000 | 1.25x | 6.000 | "
       "0.6000 | 1.500 | 40.00 / 39.50 | 0.9900 / 0.9800 | 0/4 **0 reused!** | 2.00 | 1 |\n"
-      "| `cache=none/attn=sdpa/quant=none/gpus=2/cp=ulysses/u=2/r=1` | skipped | — | — | — | — | — "
-      "| — | — | — | — | 2 |\n"
       "| `cache=none/attn=flash/quant=none/gpus=1` | failed | — | — | — | — | — | — | — | — | — | "
       "1 "
       "|\n"
