@@ -20,23 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh folder per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "ditbench_ckpt_XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  // Flat folders only. Not fs::remove_all: libtorch.so exports an incompatible copy that crashes.
-  ~TempDir() {
-    for (const auto& item : fs::directory_iterator(path_)) ::unlink(item.path().c_str());
-    ::rmdir(path_.c_str());
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using testing::TempDir;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), bytes.size());

@@ -39,17 +39,7 @@ class FramesTest : public ::testing::Test {
   fs::path dir_;
 };
 
-// The error message must name what is at fault.
-template <typename Fn>
-std::string input_error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const InputError& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected InputError";
-  return "";
-}
+using testing::input_error_of;
 
 TEST_F(FramesTest, SavedFramesLoadBackUnchanged) {
   const auto frames = at::rand({3, 12, 14, 3}, at::kFloat);  // FHWC

@@ -34,16 +34,7 @@ class VideoTest : public ::testing::Test {
   fs::path dir_;
 };
 
-template <typename Fn>
-std::string input_error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const InputError& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected InputError";
-  return "";
-}
+using testing::input_error_of;
 
 // Smooth moving content, what codecs are built for: [F, H, W, 3] in [0, 1].
 at::Tensor smooth_frames(int64_t frames, int64_t height, int64_t width) {
