@@ -399,9 +399,9 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
   // joining such a launch (NcclCommunicator::from_environment, rank 0 writing) is not wired yet.
   const char* world_size = std::getenv("WORLD_SIZE");
   if (world_size && std::atoi(world_size) > 1) {
-    throw Unsupported(
-        "ditbench run does not join multi-process launches yet (WORLD_SIZE=" +
-        std::string(world_size) + "): start one process and pass --gpus N for N rank threads");
+    throw Unsupported("ditbench run does not join multi-process launches yet (WORLD_SIZE=" +
+                      std::string(world_size) +
+                      "): start one process and pass --gpus N for N rank threads");
   }
   RunSummary summary;
   const Suite suite = options.gpus ? with_gpus(given_suite, *options.gpus) : given_suite;

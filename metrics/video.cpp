@@ -198,7 +198,7 @@ WrittenVideo save_video(const std::string& path, const at::Tensor& frames, doubl
     av_opt_set(encoder->priv_data, "preset", "medium", 0);
   } else {
     encoder->pix_fmt = AV_PIX_FMT_0RGB32;  // 8-bit RGB as FFV1 takes it (no 8-bit planar)
-    encoder->level = 3;  // FFV1 version 3: per-slice CRCs, multithreaded
+    encoder->level = 3;                    // FFV1 version 3: per-slice CRCs, multithreaded
   }
   if (format->oformat->flags & AVFMT_GLOBALHEADER) encoder->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   if ((rc = avcodec_open2(encoder.get(), encoder_codec, nullptr)) < 0) {

@@ -11,10 +11,11 @@ namespace ditbench {
 
 // Text conditioning as the pipelines hand it to the transformer.
 struct PromptEmbeds {
-  at::Tensor embeds;          // [B, L, text_dim]
-  at::Tensor attention_mask;  // [B, L] bool (true = valid token), right-padded; undefined = all valid
-  at::Tensor pooled;          // [B, pooled_dim] (undefined for models without pooled text)
-  std::string source;         // "file:<path>" or "synthetic:seed=<n>"
+  at::Tensor embeds;  // [B, L, text_dim]
+  at::Tensor
+      attention_mask;  // [B, L] bool (true = valid token), right-padded; undefined = all valid
+  at::Tensor pooled;   // [B, pooled_dim] (undefined for models without pooled text)
+  std::string source;  // "file:<path>" or "synthetic:seed=<n>"
 };
 
 // One denoising call's inputs, in the layout and dtypes the pipeline feeds the model.
