@@ -2,6 +2,8 @@
 // file, and bad inputs exiting 2.
 #include <gtest/gtest.h>
 
+#include "harness/cli_test_util.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -43,16 +45,8 @@ class ReportCliTest : public ::testing::Test {
     for (const auto& r : records) writer.append(r);
     return writer.path().string();
   }
-  int run_cli(std::vector<std::string> args, std::string* out = nullptr) {
-    args.insert(args.begin(), "ditbench");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ::testing::internal::CaptureStdout();
-    const int rc = cli_main(static_cast<int>(argv.size()), argv.data());
-    std::cout.flush();
-    const std::string text = ::testing::internal::GetCapturedStdout();
-    if (out) *out = text;
-    return rc;
+  static int run_cli(std::vector<std::string> args, std::string* out = nullptr) {
+    return testing::run_cli(std::move(args), out);
   }
   fs::path dir_;
 };

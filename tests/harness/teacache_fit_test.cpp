@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "harness/cli_test_util.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -52,17 +54,7 @@ ResultRecord teacache_run(const std::string& id, int steps, double x0, double dx
   return r;
 }
 
-int run_cli(std::vector<std::string> args, std::string* out = nullptr) {
-  args.insert(args.begin(), "ditbench");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  ::testing::internal::CaptureStdout();
-  const int rc = cli_main(static_cast<int>(argv.size()), argv.data());
-  std::cout.flush();
-  const std::string text = ::testing::internal::GetCapturedStdout();
-  if (out) *out = text;
-  return rc;
-}
+using testing::run_cli;
 
 class TeacacheFitTest : public ::testing::Test {
  protected:

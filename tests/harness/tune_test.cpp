@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "harness/cli_test_util.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -89,16 +91,8 @@ class TuneTest : public ::testing::Test {
   }
   void TearDown() override { std::system(("rm -rf '" + dir_.string() + "'").c_str()); }
 
-  int run_cli(std::vector<std::string> args, std::string* out = nullptr) {
-    args.insert(args.begin(), "ditbench");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ::testing::internal::CaptureStdout();
-    const int rc = cli_main(static_cast<int>(argv.size()), argv.data());
-    std::cout.flush();
-    const std::string text = ::testing::internal::GetCapturedStdout();
-    if (out) *out = text;
-    return rc;
+  static int run_cli(std::vector<std::string> args, std::string* out = nullptr) {
+    return testing::run_cli(std::move(args), out);
   }
 
   fs::path dir_;
