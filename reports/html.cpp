@@ -60,21 +60,6 @@ std::string escape(const std::string& text) {
   return out;
 }
 
-// One record per (suite, config id): the last, in the order configs first appeared.
-std::vector<ResultRecord> last_record_per_config(const std::vector<ResultRecord>& records) {
-  std::vector<ResultRecord> out;
-  std::map<std::pair<std::string, std::string>, size_t> position;
-  for (const auto& r : records) {
-    auto [it, inserted] = position.emplace(std::make_pair(r.suite, r.config_id), out.size());
-    if (inserted) {
-      out.push_back(r);
-    } else {
-      out[it->second] = r;
-    }
-  }
-  return out;
-}
-
 bool timed(const ResultRecord& r) {
   return r.status == RunStatus::kOk && r.timings && r.timings->e2e.median_s > 0;
 }
@@ -478,7 +463,7 @@ const char* const kStyle =
 }  // namespace
 
 std::string html_report(const std::vector<ResultRecord>& all_records) {
-  const std::vector<ResultRecord> records = last_record_per_config(all_records);
+  const std::vector<ResultRecord> records = latest_per_config(all_records);
   const BaselineTimes baselines = baseline_e2e(records);
   const std::string suite = records.empty() ? std::string("(no results)") : records.front().suite;
   std::ostringstream out;
