@@ -1,0 +1,93 @@
+#include "models/common/json_config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <type_traits>
+
+#include "models/common/error.h"
+
+namespace ditbench {
+
+void bad_config_key(const std::string& source, const std::string& key, const std::string& expected,
+                    const nlohmann::json& value) {
+  throw InputError(source + ": key '" + key + "' must be " + expected + ", got " +
+                   value.type_name() + " " + value.dump());
+}
+
+void read_config_int(const nlohmann::json& j, const std::string& source, const char* key,
+                     int64_t& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  if (!v.is_number_integer()) bad_config_key(source, key, "an integer", v);
+  out = v.get<int64_t>();
+}
+
+void read_config_double(const nlohmann::json& j, const std::string& source, const char* key,
+                        double& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  if (!v.is_number()) bad_config_key(source, key, "a number", v);
+  out = v.get<double>();
+}
+
+void read_config_bool(const nlohmann::json& j, const std::string& source, const char* key,
+                      bool& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  if (!v.is_boolean()) bad_config_key(source, key, "a boolean", v);
+  out = v.get<bool>();
+}
+
+void read_config_string(const nlohmann::json& j, const std::string& source, const char* key,
+                        std::string& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  if (v.is_null()) {
+    out.clear();
+    return;
+  }
+  if (!v.is_string()) bad_config_key(source, key, "a string or null", v);
+  out = v.get<std::string>();
+}
+
+template <typename T>
+void read_config_list(const nlohmann::json& j, const std::string& source, const char* key,
+                      std::vector<T>& out) {
+  if (!j.contains(key)) return;
+  const auto& v = j.at(key);
+  const char* expected = std::is_same_v<T, bool>      ? "a list of booleans"
+                         : std::is_same_v<T, int64_t> ? "a list of integers"
+                                                      : "a list of numbers";
+  if (!v.is_array()) bad_config_key(source, key, expected, v);
+  std::vector<T> values;
+  for (const auto& item : v) {
+    const bool ok = std::is_same_v<T, bool>      ? item.is_boolean()
+                    : std::is_same_v<T, int64_t> ? item.is_number_integer()
+                                                 : item.is_number();
+    if (!ok) bad_config_key(source, key, expected, v);
+    values.push_back(item.get<T>());
+  }
+  out = std::move(values);
+}
+
+template void read_config_list<int64_t>(const nlohmann::json&, const std::string&, const char*,
+                                        std::vector<int64_t>&);
+template void read_config_list<double>(const nlohmann::json&, const std::string&, const char*,
+                                       std::vector<double>&);
+template void read_config_list<bool>(const nlohmann::json&, const std::string&, const char*,
+                                     std::vector<bool>&);
+
+nlohmann::json read_config_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path file = path;
+  if (fs::is_directory(file)) file /= "config.json";
+  std::ifstream in(file);
+  if (!in) throw InputError(file.string() + ": cannot read the config file");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError(file.string() + ": invalid JSON: " + e.what());
+  }
+}
+
+}  // namespace ditbench
