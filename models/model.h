@@ -24,6 +24,9 @@ struct TransformerInputs {
   at::Tensor timestep;  // [B]
   at::Tensor guidance;  // [B] embedded guidance (undefined when the model has none)
   PromptEmbeds prompt;
+  // Token position ids where the pipeline computes them (FLUX: img_ids [N, 3] of the packed
+  // latents, txt_ids [L, 3]); shared by the batch. Undefined for models that derive positions.
+  at::Tensor image_ids, text_ids;
 };
 
 // Everything the blocks read and write during one forward pass. `hidden` is the image stream and

@@ -76,6 +76,16 @@ class DiffusionPipeline {
   virtual std::string weights_note() const = 0;
 };
 
+// A pipeline component's weights: a seeded random init at full size (`random`), or the diffusers
+// folder `dir` (checkpoint keys starting with one of `ignore_prefixes` skipped, e.g. a VAE
+// decoder's "encoder."); the module is put in eval mode. Load errors are InputErrors naming the
+// folder.
+void init_or_load_weights(torch::nn::Module& module, bool random, uint64_t seed,
+                          const std::string& dir,
+                          const std::vector<std::string>& ignore_prefixes = {});
+// What records say about random weights.
+const std::string& random_weights_note();
+
 // The model families this build knows, their presets, and the factory.
 struct FamilyInfo {
   std::string name;

@@ -7,11 +7,28 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "models/common/embeddings.h"
 #include "optimizations/quant/linear.h"
 
 namespace ditbench {
+
+// A ModuleList-like holder: `count` children made by `make`, registered under "0", "1", ... of a
+// child `name` of `parent`, so their keys read "name.i.*".
+template <typename Holder, typename Make>
+std::vector<Holder> register_module_list(torch::nn::Module& parent, const std::string& name,
+                                         int64_t count, Make&& make) {
+  auto list = parent.register_module(name, std::make_shared<torch::nn::Module>());
+  std::vector<Holder> items;
+  for (int64_t i = 0; i < count; ++i) {
+    items.push_back(make());
+    list->register_module(std::to_string(i), items.back().ptr());
+  }
+  return items;
+}
 
 // diffusers GELU / activation-with-projection module: `proj` then the activation; SwiGLU splits
 // the projection into (value, gate) halves.

@@ -32,6 +32,15 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
   return y * weight;
 }
 
+TorchRMSNormImpl::TorchRMSNormImpl(int64_t dim, double eps, const at::TensorOptions& options)
+    : dim_(dim), eps_(eps) {
+  weight = register_parameter("weight", at::empty({dim}, options), false);
+}
+
+at::Tensor TorchRMSNormImpl::forward(const at::Tensor& x) {
+  return at::rms_norm(x, {dim_}, weight, eps_);
+}
+
 at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
   return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);
 }

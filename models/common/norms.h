@@ -44,6 +44,22 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
+// torch.nn.RMSNorm(dim, eps) with its weight (FLUX and Wan QK norms): PyTorch's own kernel
+// (at::rms_norm), whose internal upcast and cast order differ from diffusers' RMSNorm.
+class TorchRMSNormImpl : public torch::nn::Module {
+ public:
+  TorchRMSNormImpl(int64_t dim, double eps, const at::TensorOptions& options);
+  // x: [..., dim]
+  at::Tensor forward(const at::Tensor& x);
+
+  torch::Tensor weight;  // [dim]
+
+ private:
+  int64_t dim_;
+  double eps_;
+};
+TORCH_MODULE(TorchRMSNorm);
+
 // x̂ = x * (1 + scale[:, None]) + shift[:, None]; x: [B, S, D], shift/scale: [B, D]
 at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale);
 

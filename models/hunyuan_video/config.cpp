@@ -1,88 +1,40 @@
 #include "models/hunyuan_video/config.h"
 
 #include <filesystem>
-#include <fstream>
 #include <numeric>
 
 #include "models/common/error.h"
+#include "models/common/json_config.h"
 
 namespace ditbench {
-namespace {
-
-[[noreturn]] void bad_key(const std::string& source, const std::string& key,
-                          const std::string& expected, const nlohmann::json& value) {
-  throw InputError(source + ": key '" + key + "' must be " + expected + ", got " +
-                   value.type_name() + " " + value.dump());
-}
-
-void read_int(const nlohmann::json& j, const std::string& source, const char* key, int64_t& out) {
-  if (!j.contains(key)) return;
-  const auto& v = j.at(key);
-  if (!v.is_number_integer()) bad_key(source, key, "an integer", v);
-  out = v.get<int64_t>();
-}
-
-void read_double(const nlohmann::json& j, const std::string& source, const char* key, double& out) {
-  if (!j.contains(key)) return;
-  const auto& v = j.at(key);
-  if (!v.is_number()) bad_key(source, key, "a number", v);
-  out = v.get<double>();
-}
-
-void read_bool(const nlohmann::json& j, const std::string& source, const char* key, bool& out) {
-  if (!j.contains(key)) return;
-  const auto& v = j.at(key);
-  if (!v.is_boolean()) bad_key(source, key, "a boolean", v);
-  out = v.get<bool>();
-}
-
-// null reads as "" (diffusers writes None as null).
-void read_string(const nlohmann::json& j, const std::string& source, const char* key,
-                 std::string& out) {
-  if (!j.contains(key)) return;
-  const auto& v = j.at(key);
-  if (v.is_null()) {
-    out.clear();
-    return;
-  }
-  if (!v.is_string()) bad_key(source, key, "a string or null", v);
-  out = v.get<std::string>();
-}
-
-}  // namespace
 
 HunyuanVideoConfig HunyuanVideoConfig::from_json(const nlohmann::json& j,
                                                  const std::string& source) {
   if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
   HunyuanVideoConfig c;
-  read_int(j, source, "in_channels", c.in_channels);
+  read_config_int(j, source, "in_channels", c.in_channels);
   // out_channels: null means "same as in_channels".
   c.out_channels = c.in_channels;
   if (j.contains("out_channels") && !j.at("out_channels").is_null()) {
-    read_int(j, source, "out_channels", c.out_channels);
+    read_config_int(j, source, "out_channels", c.out_channels);
   }
-  read_int(j, source, "num_attention_heads", c.num_attention_heads);
-  read_int(j, source, "attention_head_dim", c.attention_head_dim);
-  read_int(j, source, "num_layers", c.num_layers);
-  read_int(j, source, "num_single_layers", c.num_single_layers);
-  read_int(j, source, "num_refiner_layers", c.num_refiner_layers);
-  read_double(j, source, "mlp_ratio", c.mlp_ratio);
-  read_int(j, source, "patch_size", c.patch_size);
-  read_int(j, source, "patch_size_t", c.patch_size_t);
-  read_string(j, source, "qk_norm", c.qk_norm);
-  read_bool(j, source, "guidance_embeds", c.guidance_embeds);
-  read_int(j, source, "text_embed_dim", c.text_embed_dim);
-  read_int(j, source, "pooled_projection_dim", c.pooled_projection_dim);
-  read_double(j, source, "rope_theta", c.rope_theta);
-  read_string(j, source, "image_condition_type", c.image_condition_type);
-  if (j.contains("rope_axes_dim")) {
-    const auto& v = j.at("rope_axes_dim");
-    if (!v.is_array() || v.size() != 3) bad_key(source, "rope_axes_dim", "a list of 3 integers", v);
-    c.rope_axes_dim.clear();
-    for (const auto& d : v) {
-      if (!d.is_number_integer()) bad_key(source, "rope_axes_dim", "a list of 3 integers", v);
-      c.rope_axes_dim.push_back(d.get<int64_t>());
-    }
+  read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
+  read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
+  read_config_int(j, source, "num_layers", c.num_layers);
+  read_config_int(j, source, "num_single_layers", c.num_single_layers);
+  read_config_int(j, source, "num_refiner_layers", c.num_refiner_layers);
+  read_config_double(j, source, "mlp_ratio", c.mlp_ratio);
+  read_config_int(j, source, "patch_size", c.patch_size);
+  read_config_int(j, source, "patch_size_t", c.patch_size_t);
+  read_config_string(j, source, "qk_norm", c.qk_norm);
+  read_config_bool(j, source, "guidance_embeds", c.guidance_embeds);
+  read_config_int(j, source, "text_embed_dim", c.text_embed_dim);
+  read_config_int(j, source, "pooled_projection_dim", c.pooled_projection_dim);
+  read_config_double(j, source, "rope_theta", c.rope_theta);
+  read_config_string(j, source, "image_condition_type", c.image_condition_type);
+  read_config_list(j, source, "rope_axes_dim", c.rope_axes_dim);
+  if (c.rope_axes_dim.size() != 3) {
+    bad_config_key(source, "rope_axes_dim", "a list of 3 integers", j.at("rope_axes_dim"));
   }
   c.validate(source);
   return c;
@@ -90,17 +42,8 @@ HunyuanVideoConfig HunyuanVideoConfig::from_json(const nlohmann::json& j,
 
 HunyuanVideoConfig HunyuanVideoConfig::from_file(const std::string& path) {
   namespace fs = std::filesystem;
-  fs::path file = path;
-  if (fs::is_directory(file)) file /= "config.json";
-  std::ifstream in(file);
-  if (!in) throw InputError(file.string() + ": cannot read the config file");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(file.string() + ": invalid JSON: " + e.what());
-  }
-  return from_json(j, file.string());
+  const fs::path file = fs::is_directory(path) ? fs::path(path) / "config.json" : fs::path(path);
+  return from_json(read_config_file(path), file.string());
 }
 
 void HunyuanVideoConfig::validate(const std::string& source) const {

@@ -8,27 +8,12 @@
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
+#include "models/common/tensor_io.h"
 #include "models/hunyuan_video/transformer.h"
 #include "models/hunyuan_video/vae.h"
 
 namespace ditbench {
 namespace fs = std::filesystem;
-
-namespace {
-
-double relative_error(const at::Tensor& out, const at::Tensor& ref) {
-  auto o = out.to(at::kDouble), r = ref.to(at::kDouble);
-  return (o - r).norm().item<double>() / r.norm().item<double>();
-}
-
-at::Tensor io_tensor(const std::map<std::string, at::Tensor>& io, const std::string& name,
-                     const std::string& file) {
-  auto it = io.find(name);
-  if (it == io.end()) throw InputError(file + ": no tensor '" + name + "'");
-  return it->second;
-}
-
-}  // namespace
 
 FixtureParity hunyuan_video_transformer_parity(const std::string& dir) {
   c10::InferenceMode guard;
@@ -40,11 +25,11 @@ FixtureParity hunyuan_video_transformer_parity(const std::string& dir) {
   auto io = load_safetensors(io_file);
 
   TransformerInputs in;
-  in.latents = io_tensor(io, "input.hidden_states", io_file);
-  in.timestep = io_tensor(io, "input.timestep", io_file);
-  in.prompt.embeds = io_tensor(io, "input.encoder_hidden_states", io_file);
-  in.prompt.attention_mask = io_tensor(io, "input.encoder_attention_mask", io_file);
-  in.prompt.pooled = io_tensor(io, "input.pooled_projections", io_file);
+  in.latents = require_tensor(io, "input.hidden_states", io_file);
+  in.timestep = require_tensor(io, "input.timestep", io_file);
+  in.prompt.embeds = require_tensor(io, "input.encoder_hidden_states", io_file);
+  in.prompt.attention_mask = require_tensor(io, "input.encoder_attention_mask", io_file);
+  in.prompt.pooled = require_tensor(io, "input.pooled_projections", io_file);
   if (io.count("input.guidance")) in.guidance = io.at("input.guidance");
 
   FixtureParity result;
@@ -52,11 +37,11 @@ FixtureParity hunyuan_video_transformer_parity(const std::string& dir) {
   BlockState s = model->prepare(in);
   model->run_block(0, s);
   result.first_block_errors.push_back(
-      relative_error(s.hidden, io_tensor(io, "output.first_block_out0", io_file)));
+      relative_error(s.hidden, require_tensor(io, "output.first_block_out0", io_file)));
   result.first_block_errors.push_back(
-      relative_error(s.context, io_tensor(io, "output.first_block_out1", io_file)));
+      relative_error(s.context, require_tensor(io, "output.first_block_out1", io_file)));
   for (int64_t i = 1; i < model->num_blocks(); ++i) model->run_block(i, s);
-  result.rel_error = relative_error(model->finish(s), io_tensor(io, "output.sample", io_file));
+  result.rel_error = relative_error(model->finish(s), require_tensor(io, "output.sample", io_file));
   return result;
 }
 
@@ -73,8 +58,8 @@ FixtureParity hunyuan_video_vae_parity(const std::string& dir) {
   auto io = load_safetensors(io_file);
   FixtureParity result;
   result.model_class = "AutoencoderKLHunyuanVideo";
-  result.rel_error = relative_error(vae->decode(io_tensor(io, "input.latents", io_file)),
-                                    io_tensor(io, "output.frames", io_file));
+  result.rel_error = relative_error(vae->decode(require_tensor(io, "input.latents", io_file)),
+                                    require_tensor(io, "output.frames", io_file));
   return result;
 }
 

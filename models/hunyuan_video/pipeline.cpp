@@ -8,6 +8,7 @@
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
+#include "models/common/tensor_io.h"
 
 namespace ditbench {
 namespace fs = std::filesystem;
@@ -18,13 +19,6 @@ namespace {
 // that runs are reproducible but the streams do not coincide.
 constexpr uint64_t kTransformerInitSeed = 0x7a11;
 constexpr uint64_t kVaeInitSeed = 0x7a12;
-
-at::Tensor require(const std::map<std::string, at::Tensor>& tensors, const std::string& name,
-                   const std::string& file) {
-  auto it = tensors.find(name);
-  if (it == tensors.end()) throw InputError(file + ": no tensor '" + name + "'");
-  return it->second;
-}
 
 }  // namespace
 
@@ -78,24 +72,13 @@ HunyuanVideoPipeline::HunyuanVideoPipeline(const PipelineSpec& spec)
   }
 
   transformer_ = HunyuanVideoTransformer3DModel(config_, options);
-  if (spec.random_weights) {
-    random_init(*transformer_, kTransformerInitSeed);
-    weights_note_ =
-        "random weights (seeded init at full size): timings are exact, frames and "
-        "quality numbers are not those of a trained model";
-  } else {
-    load_module(*transformer_, Checkpoint::open(transformer_dir));
-  }
-  transformer_->eval();
+  init_or_load_weights(*transformer_, spec.random_weights, kTransformerInitSeed, transformer_dir);
+  if (spec.random_weights) weights_note_ = random_weights_note();
 
   if (spec.decode) {
     vae_ = AutoencoderKLHunyuanVideoDecoder(vae_config_, options);
-    if (spec.random_weights) {
-      random_init(*vae_, kVaeInitSeed);
-    } else {
-      load_module(*vae_, Checkpoint::open(vae_dir), {"encoder.", "quant_conv."});
-    }
-    vae_->eval();
+    init_or_load_weights(*vae_, spec.random_weights, kVaeInitSeed, vae_dir,
+                         {"encoder.", "quant_conv."});
     // Tiled decoding as diffusers' enable_tiling(): tiles only where the frame is larger than a
     // tile, so small videos decode exactly as untiled.
     vae_->set_tiling(true);
@@ -125,9 +108,9 @@ PromptEmbeds HunyuanVideoPipeline::encode_prompt(int64_t seed) {
   if (!spec_.prompt_file.empty()) {
     const auto& file = spec_.prompt_file;
     auto tensors = load_safetensors(file);
-    p.embeds = require(tensors, "prompt_embeds", file);
-    p.attention_mask = require(tensors, "prompt_attention_mask", file).to(at::kBool);
-    p.pooled = require(tensors, "pooled_prompt_embeds", file);
+    p.embeds = require_tensor(tensors, "prompt_embeds", file);
+    p.attention_mask = require_tensor(tensors, "prompt_attention_mask", file).to(at::kBool);
+    p.pooled = require_tensor(tensors, "pooled_prompt_embeds", file);
     if (p.embeds.dim() != 3 || p.embeds.size(2) != config_.text_embed_dim) {
       throw InputError(file + ": tensor 'prompt_embeds' must be [B, L, " +
                        std::to_string(config_.text_embed_dim) + "]");
@@ -163,7 +146,7 @@ at::Tensor HunyuanVideoPipeline::prepare_latents(int64_t seed) {
   at::Tensor latents;
   if (!spec_.noise_file.empty()) {
     auto tensors = load_safetensors(spec_.noise_file);
-    latents = require(tensors, "noise", spec_.noise_file).to(at::kFloat);
+    latents = require_tensor(tensors, "noise", spec_.noise_file).to(at::kFloat);
     if (latents.sizes() != at::IntArrayRef(shape)) {
       throw InputError(spec_.noise_file + ": tensor 'noise' has shape " +
                        c10::str(latents.sizes()) + ", the suite's size needs " +

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "models/common/error.h"
+#include "models/common/joint_sequence.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
@@ -381,17 +382,7 @@ void HunyuanVideoTransformer3DModelImpl::run_block(int64_t i, BlockState& s) {
     return;
   }
   const int64_t n = s.hidden.size(1), l = s.context.size(1);
-  // Reuse the joint tensor when hidden/context are still its two views; otherwise (first single
-  // block, or a cache replaced a stream) rebuild it.
-  auto is_view_of_joint = [&](const at::Tensor& t, int64_t start, int64_t len) {
-    if (!st.joint.defined() || st.joint.size(1) != n + l) return false;
-    auto view = st.joint.narrow(1, start, len);
-    return t.data_ptr() == view.data_ptr() && t.sizes() == view.sizes() &&
-           t.strides() == view.strides();
-  };
-  at::Tensor joint = is_view_of_joint(s.hidden, 0, n) && is_view_of_joint(s.context, n, l)
-                         ? st.joint
-                         : at::cat({s.hidden, s.context}, 1);  // [B, N + L, D]
+  at::Tensor joint = joint_of(st.joint, s.hidden, s.context);  // [B, N + L, D]
   st.joint = single_transformer_blocks[i - config_.num_layers](joint, n, s.temb, st.key_mask,
                                                                st.rope_cos, st.rope_sin);
   s.hidden = st.joint.narrow(1, 0, n);   // [B, N, D]
@@ -413,9 +404,7 @@ at::Tensor HunyuanVideoTransformer3DModelImpl::teacache_signal(const BlockState&
     throw Unsupported("TeaCache signal needs a dual-stream block 0 (num_layers is 0)");
   }
   // Context-parallel padding rows are left out: the signal's means are over real tokens only.
-  const at::Tensor hidden =
-      s.hidden_valid_rows >= 0 ? s.hidden.narrow(1, 0, s.hidden_valid_rows) : s.hidden;
-  return transformer_blocks[0]->norm1(hidden, s.temb).x;  // [B, N, D]
+  return transformer_blocks[0]->norm1(real_rows(s.hidden, s.hidden_valid_rows), s.temb).x;
 }
 
 }  // namespace ditbench
