@@ -1,4 +1,5 @@
 #include "models/common/error.h"
+#include "models/flux/parity.h"
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/parity.h"
 #include "models/hunyuan_video/pipeline.h"
@@ -38,9 +39,10 @@ FixtureParity run_fixture_parity(const std::string& dir) {
   const std::string cls = config.value("_class_name", "");
   if (cls == "HunyuanVideoTransformer3DModel") return hunyuan_video_transformer_parity(dir);
   if (cls == "AutoencoderKLHunyuanVideo") return hunyuan_video_vae_parity(dir);
+  if (cls == "FluxTransformer2DModel") return flux_transformer_parity(dir);
   throw InputError(config_file.string() + ": _class_name '" + cls +
                    "' has no ditbench model in this build (known: HunyuanVideoTransformer3DModel, "
-                   "AutoencoderKLHunyuanVideo)");
+                   "AutoencoderKLHunyuanVideo, FluxTransformer2DModel)");
 }
 
 }  // namespace ditbench
