@@ -1,5 +1,5 @@
 #pragma once
-// Parity of the FLUX.1 transformer against diffusers fixture folders
+// Parity of the FLUX.1 transformer and VAE against diffusers fixture folders
 // (model/ + io.safetensors, see ../shared/fixtures/README.md).
 #include <string>
 
@@ -8,5 +8,6 @@
 namespace ditbench {
 
 FixtureParity flux_transformer_parity(const std::string& dir);
+FixtureParity flux_vae_parity(const std::string& dir);
 
 }  // namespace ditbench
