@@ -1,0 +1,138 @@
+// The fused kernels of optimizations/kernels against the ATen chains they replace, at
+// HunyuanVideo's 480x848x61 single-stream shape: 25,696 tokens (25,440 video + 256 text) x 3072
+// (24 heads x 128), bf16, batch 1. GB/s is the effective bandwidth: the bytes the fused
+// kernel must move at least (each activation read once, each output written once, the RoPE tables
+// read once) over GPU time from CUDA events, the same byte count for both forms.
+#include <benchmark/benchmark.h>
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#endif
+
+#include <functional>
+#include <string>
+
+#include "models/common/embeddings.h"
+#include "models/common/norms.h"
+#include "optimizations/kernels/fused.h"
+
+namespace {
+
+constexpr int64_t kTokens = 25696, kImageTokens = 25440, kDim = 3072, kHeads = 24, kHeadDim = 128;
+constexpr double kEps = 1e-6;
+
+// Times `run` with CUDA events per iteration and reports GB/s for `bytes` per call.
+void time_on_gpu(benchmark::State& state, double bytes, const std::function<void()>& run) {
+#ifndef DITBENCH_HAS_CUDA
+  (void)bytes, (void)run;
+  state.SkipWithError("needs a CUDA build");
+#else
+  if (!at::hasCUDA()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  run();  // warm-up: allocator, kernel images
+  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+  double gpu_seconds = 0;
+  for (auto _ : state) {
+    start.record();
+    run();
+    stop.record();
+    stop.synchronize();
+    const double seconds = start.elapsed_time(stop) / 1e3;
+    state.SetIterationTime(seconds);
+    gpu_seconds += seconds;
+  }
+  state.counters["GB/s"] = bytes * double(state.iterations()) / gpu_seconds / 1e9;
+#endif
+}
+
+at::TensorOptions bf16() { return at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16); }
+constexpr double kActivationBytes = double(kTokens) * kDim * 2;  // one [1, S, D] bf16 tensor
+
+void layer_norm_modulate(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  auto x = at::randn({1, kTokens, kDim}, bf16());
+  auto mod = at::randn({1, 3 * kDim}, bf16()).chunk(3, 1);  // shift, scale, gate
+  if (fused && !ditbench::try_layer_norm_modulate(x, mod[0], mod[1], kEps).defined()) {
+    return state.SkipWithError("the fused kernel declined");
+  }
+  time_on_gpu(state, 2 * kActivationBytes, [&] {
+    if (fused) {
+      benchmark::DoNotOptimize(ditbench::try_layer_norm_modulate(x, mod[0], mod[1], kEps));
+    } else {
+      benchmark::DoNotOptimize(
+          ditbench::modulate(ditbench::layer_norm_plain(x, kEps), mod[0], mod[1]));
+    }
+  });
+}
+
+void gate_residual(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  auto x = at::randn({1, kTokens, kDim}, bf16()), y = at::randn({1, kTokens, kDim}, bf16());
+  auto gate = at::randn({1, 3 * kDim}, bf16()).chunk(3, 1)[2];
+  if (fused && !ditbench::try_gate_residual(x, gate, y).defined()) {
+    return state.SkipWithError("the fused kernel declined");
+  }
+  time_on_gpu(state, 3 * kActivationBytes, [&] {
+    if (fused) {
+      benchmark::DoNotOptimize(ditbench::try_gate_residual(x, gate, y));
+    } else {
+      benchmark::DoNotOptimize(x + y * gate.unsqueeze(1));
+    }
+  });
+}
+
+// q and k of a single-stream block: RMSNorm of every row, RoPE on the 25,440 video rows.
+void qk_rms_norm_rope(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  auto q = at::randn({1, kTokens, kHeads, kHeadDim}, bf16());
+  auto k = at::randn({1, kTokens, kHeads, kHeadDim}, bf16());
+  ditbench::RMSNorm norm_q(kHeadDim, kEps, true, bf16()), norm_k(kHeadDim, kEps, true, bf16());
+  norm_q->weight.fill_(1.0);
+  norm_k->weight.fill_(1.0);
+  // The 480p grid is 16 x 30 x 53 = 25,440 video tokens.
+  auto [cos, sin] = ditbench::rope_3d_grid(16, 30, 53, {16, 56, 56}, 256.0, at::kCUDA);
+  const double table_bytes = 2.0 * kImageTokens * kHeadDim * 4;
+  if (fused &&
+      !ditbench::try_qk_rms_norm_rope_(q, k, norm_q->weight, norm_k->weight, cos, sin, kEps)) {
+    return state.SkipWithError("the fused kernel declined");
+  }
+  auto chain = [&](const at::Tensor& t, ditbench::RMSNorm& norm) {
+    auto y = norm(t);
+    return at::cat({ditbench::apply_rotary_emb(y.narrow(1, 0, kImageTokens), cos, sin, 1),
+                    y.narrow(1, kImageTokens, kTokens - kImageTokens)},
+                   1);
+  };
+  time_on_gpu(state, 4 * kActivationBytes + table_bytes, [&] {
+    if (fused) {
+      // In place, as the model runs it on fresh projections (the values do not matter here).
+      ditbench::try_qk_rms_norm_rope_(q, k, norm_q->weight, norm_k->weight, cos, sin, kEps);
+    } else {
+      benchmark::DoNotOptimize(chain(q, norm_q));
+      benchmark::DoNotOptimize(chain(k, norm_k));
+    }
+  });
+}
+
+int register_all() {
+  using Fn = void (*)(benchmark::State&, bool);
+  const std::pair<const char*, Fn> kernels[] = {{"layer_norm_modulate", layer_norm_modulate},
+                                                {"gate_residual", gate_residual},
+                                                {"qk_rms_norm_rope", qk_rms_norm_rope}};
+  for (const auto& [name, fn] : kernels) {
+    for (bool fused : {true, false}) {
+      const std::string id = std::string(name) + (fused ? "/fused" : "/aten_chain");
+      benchmark::RegisterBenchmark(id.c_str(), fn, fused)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond)
+          ->MinTime(0.2);
+    }
+  }
+  return 0;
+}
+const int registered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();
