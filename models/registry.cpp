@@ -3,6 +3,7 @@
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/parity.h"
 #include "models/hunyuan_video/pipeline.h"
+#include "models/mochi/parity.h"
 
 #include <filesystem>
 #include <fstream>
@@ -39,6 +40,7 @@ FixtureParity run_fixture_parity(const std::string& dir) {
   const std::string cls = config.value("_class_name", "");
   if (cls == "HunyuanVideoTransformer3DModel") return hunyuan_video_transformer_parity(dir);
   if (cls == "AutoencoderKLHunyuanVideo") return hunyuan_video_vae_parity(dir);
+  if (cls == "MochiTransformer3DModel") return mochi_transformer_parity(dir);
   if (cls == "FluxTransformer2DModel") return flux_transformer_parity(dir);
   if (cls == "AutoencoderKL") return flux_vae_parity(dir);
   throw InputError(config_file.string() + ": _class_name '" + cls +
