@@ -156,11 +156,62 @@ QualityRecord quality_from_json(const json& q) {
   return out;
 }
 
+json profile_to_json(const ProfileRecord& p) {
+  json stages = json::object();
+  for (const auto& [name, st] : p.stages) {
+    stages[name] = {{"wall_s", st.wall_s},
+                    {"busy_s", st.busy_s},
+                    {"launch_gaps_s", st.launch_gaps_s},
+                    {"kernels", st.kernels},
+                    {"category_s", st.category_s}};
+  }
+  json top = json::array();
+  for (const auto& k : p.top_kernels) {
+    top.push_back(
+        {{"name", k.name}, {"category", k.category}, {"total_s", k.total_s}, {"count", k.count}});
+  }
+  json j = {{"source", p.source},
+            {"kernels", p.kernels},
+            {"unattributed_s", p.unattributed_s},
+            {"stages", stages},
+            {"top_kernels", top}};
+  if (p.note) j["note"] = *p.note;
+  return j;
+}
+
+ProfileRecord profile_from_json(const json& j) {
+  const std::string path = "/profile";
+  ProfileRecord p;
+  p.source = R::string(j, path, "source");
+  p.kernels = R::integer(j, path, "kernels");
+  p.unattributed_s = R::number(j, path, "unattributed_s");
+  p.note = R::optional_string(j, path, "note");
+  for (const auto& [name, st] : R::object(j, path, "stages").items()) {
+    const std::string sp = path + "/stages/" + name;
+    ProfileStageEntry e;
+    e.wall_s = R::number(st, sp, "wall_s");
+    e.busy_s = R::number(st, sp, "busy_s");
+    e.launch_gaps_s = R::number(st, sp, "launch_gaps_s");
+    e.kernels = R::integer(st, sp, "kernels");
+    for (const auto& [category, seconds] : R::object(st, sp, "category_s").items())
+      e.category_s[category] = R::number(seconds, sp + "/category_s/" + category);
+    p.stages[name] = e;
+  }
+  const json& top = R::field(j, path, "top_kernels");
+  if (!top.is_array()) R::fail(path + "/top_kernels", "expected a list");
+  for (size_t i = 0; i < top.size(); ++i) {
+    const std::string kp = path + "/top_kernels/" + std::to_string(i);
+    p.top_kernels.push_back({R::string(top[i], kp, "name"), R::string(top[i], kp, "category"),
+                             R::number(top[i], kp, "total_s"), R::integer(top[i], kp, "count")});
+  }
+  return p;
+}
+
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> keys = {
-      "schema",    "suite",        "config_id",     "baseline", "config", "status",
-      "reason",    "env",          "timings",       "memory",   "cache",  "quality",
-      "artifacts", "weights_note", "prompt_source", "attention"};
+      "schema",    "suite",        "config_id",     "baseline",  "config", "status",
+      "reason",    "env",          "timings",       "memory",    "cache",  "quality",
+      "artifacts", "weights_note", "prompt_source", "attention", "profile"};
   return keys;
 }
 
@@ -215,6 +266,7 @@ json to_json(const ResultRecord& r) {
   if (r.prompt_source) j["prompt_source"] = *r.prompt_source;
   if (r.attention)
     j["attention"] = {{"requested", r.attention->requested}, {"kernels", r.attention->kernels}};
+  if (r.profile) j["profile"] = profile_to_json(*r.profile);
   for (const auto& [key, value] : r.extra.items())
     if (!j.contains(key)) j[key] = value;
   return j;
@@ -275,6 +327,7 @@ ResultRecord record_from_json(const json& j) {
     }
     r.attention = att;
   }
+  if (j.contains("profile")) r.profile = profile_from_json(R::object(j, "", "profile"));
   for (const auto& [key, value] : j.items())
     if (!known_keys().count(key)) r.extra[key] = value;
   return r;

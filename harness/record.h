@@ -80,6 +80,39 @@ struct AttentionRecord {
   std::vector<std::string> kernels;  // what actually served the calls
 };
 
+// Kernel profile of one extra generation (suite key "profile"; harness/profile.h).
+// Its kernel categories in report order (the order of harness/profile.h's KernelCategory).
+inline const std::vector<std::string>& profile_categories() {
+  static const std::vector<std::string> names = {
+      "gemm", "attention", "communication", "norm_modulation", "rope", "elementwise", "copy",
+      "other"};
+  return names;
+}
+
+struct ProfileStageEntry {
+  double wall_s = 0;         // the stage's time (GPU time when measured), summed over its spans
+  double busy_s = 0;         // the union of its kernels' intervals
+  double launch_gaps_s = 0;  // wall_s - busy_s per span (at least 0), summed
+  int64_t kernels = 0;
+  std::map<std::string, double> category_s;  // category -> summed kernel seconds
+};
+
+struct ProfileKernelEntry {
+  std::string name;  // short kernel name
+  std::string category;
+  double total_s = 0;
+  int64_t count = 0;
+};
+
+struct ProfileRecord {
+  std::string source = "cupti";
+  std::map<std::string, ProfileStageEntry> stages;  // stage name -> breakdown
+  std::vector<ProfileKernelEntry> top_kernels;      // by total time, longest first
+  int64_t kernels = 0;                              // activities of the generation
+  double unattributed_s = 0;                        // kernel time launched outside every stage
+  std::optional<std::string> note;                  // why there is no breakdown (CPU, no CUPTI)
+};
+
 struct ResultRecord {
   std::string schema = kResultSchema;
   std::string suite;
@@ -97,6 +130,7 @@ struct ResultRecord {
   std::optional<std::string> weights_note;   // e.g. "random weights: ..."
   std::optional<std::string> prompt_source;  // PromptSpec::describe()
   std::optional<AttentionRecord> attention;
+  std::optional<ProfileRecord> profile;
   // Keys this version does not know, kept so that reading and rewriting a newer record loses
   // nothing.
   nlohmann::json extra = nlohmann::json::object();

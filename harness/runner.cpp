@@ -21,6 +21,7 @@
 #include "harness/artifacts.h"
 #include "harness/env.h"
 #include "harness/generate.h"
+#include "harness/profile.h"
 #include "harness/record.h"
 #include "harness/timer.h"
 #include "metrics/frames.h"
@@ -191,6 +192,7 @@ struct RankOutcome {
   std::vector<bool> reused;  // per denoising call of the last generation, for cross-rank checks
   TimingResult last_timing;  // the last repeat's spans, for the Chrome trace
   double fps = 24.0;         // the pipeline's video frame rate
+  std::optional<ProfiledRun> profile;  // suite "profile": the extra generation's kernel breakdown
 };
 
 CacheOptions cache_options_for(const RunConfig& c, const DiffusionPipeline& pipeline) {
@@ -274,6 +276,15 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   out.frames = last.frames;
   out.fps = pipeline.fps();
   out.last_timing = last.timing;
+  // Suite "profile": one more generation under the CUPTI kernel profiler, after the timed ones
+  // (CUPTI's activities are process-wide, so multi-rank configs are not profiled).
+  if (c.settings.profile && groups) {
+    out.profile = ProfiledRun{};
+    out.profile->record.note = "the kernel profile covers single-GPU configs";
+  } else if (c.settings.profile) {
+    out.profile =
+        profile_generation(timer, [&] { return generate(pipeline, caches, timer, gen).timing; });
+  }
   return out;
 }
 
@@ -498,6 +509,7 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
       rec.peak_bytes = outcome.peak_bytes;
       rec.cache = outcome.cache;
       rec.attention = outcome.attention;
+      if (outcome.profile) rec.profile = outcome.profile->record;
 
       if (outcome.frames.defined()) {
         try {
@@ -514,8 +526,9 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
         rec.quality = reference.score(outcome.frames, baseline_frames);
       }
       if (!rec.artifacts) rec.artifacts = ArtifactsRecord{};
-      rec.artifacts->trace =
-          write_chrome_trace(options.out_dir, safe_name(c.id), outcome.last_timing, c.id);
+      rec.artifacts->trace = write_chrome_trace(
+          options.out_dir, safe_name(c.id), outcome.last_timing, c.id,
+          outcome.profile ? outcome.profile->slices : std::vector<KernelSlice>{});
       finish(RunStatus::kOk, "");
     } catch (const Unsupported& e) {
       finish(RunStatus::kSkipped, e.what());

@@ -75,7 +75,8 @@ const std::vector<std::string>& suite_keys() {
       "seed",       "guidance",    "prompt",        "noise",
       "warmup",     "repeats",     "decode",        "save_frames",
       "baseline",   "axes",        "cache_options", "teacache_coefficients",
-      "timeout_s",  "fps",         "reference",     "reference_resize"};
+      "timeout_s",  "fps",         "reference",     "reference_resize",
+      "profile"};
   return keys;
 }
 
@@ -218,6 +219,7 @@ class SuiteReader {
       s.repeats = static_cast<int>(integer(doc_["repeats"], "/repeats", 1));
     if (doc_.contains("decode")) s.decode = boolean(doc_["decode"], "/decode");
     if (doc_.contains("save_frames")) s.save_frames = boolean(doc_["save_frames"], "/save_frames");
+    if (doc_.contains("profile")) s.profile = boolean(doc_["profile"], "/profile");
     if (doc_.contains("timeout_s")) {
       double t = number(doc_["timeout_s"], "/timeout_s");
       if (!(t > 0)) fail("/timeout_s", "must be > 0, got " + format_number(t));
@@ -676,6 +678,7 @@ json RunConfig::to_json() const {
     opts["max_consecutive_cached"] = *s.cache_options.max_consecutive_cached;
   if (!opts.empty()) j["cache_options"] = opts;
   if (s.teacache_coefficients) j["teacache_coefficients"] = *s.teacache_coefficients;
+  if (s.profile) j["profile"] = true;
   return j;
 }
 

@@ -70,6 +70,9 @@ struct RunSettings {
   int repeats = 3;                             // timed runs per config, >= 1
   bool decode = true;                          // run the VAE
   bool save_frames = true;
+  // One extra generation per config under the CUPTI kernel profiler (harness/profile.h): per-stage
+  // GPU time by kernel category in the record, the kernels in the Chrome trace.
+  bool profile = false;
   SuiteCacheOptions cache_options;
   std::optional<std::string> teacache_coefficients;  // a named set ("hunyuan-video") or c0..c4
   std::optional<double> timeout_s;                   // per config, > 0

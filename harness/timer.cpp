@@ -32,6 +32,7 @@ StageTimer::ScopedStage StageTimer::scope(const std::string& name) {
   auto span = std::make_unique<OpenSpan>();
   span->name = name;
   span->depth = depth_++;
+  if (observer_) observer_->stage_begun(spans_.size());
 #ifdef DITBENCH_HAS_NVTX
   nvtxRangePushA(name.c_str());
 #endif
@@ -59,6 +60,7 @@ void StageTimer::end_span(size_t index) {
 #endif
   span.ended = true;
   --depth_;
+  if (observer_) observer_->stage_ended(index);
 }
 
 TimingResult StageTimer::collect() {

@@ -33,6 +33,16 @@ struct TimingResult {
   std::map<std::string, std::vector<double>> by_stage() const;
 };
 
+// Told of each stage as it begins and ends, on the thread that runs it; `span` is the stage's
+// index in the TimingResult that collect() returns (the kernel profile tags the CUDA calls made
+// inside each stage with it).
+class StageObserver {
+ public:
+  virtual ~StageObserver() = default;
+  virtual void stage_begun(size_t span) = 0;
+  virtual void stage_ended(size_t span) = 0;
+};
+
 class StageTimer {
  public:
   explicit StageTimer(at::Device device);
@@ -63,6 +73,8 @@ class StageTimer {
   TimingResult collect();
 
   at::Device device() const { return device_; }
+  // At most one observer; null removes it.
+  void set_observer(StageObserver* observer) { observer_ = observer; }
 
  private:
   struct OpenSpan;
@@ -71,6 +83,7 @@ class StageTimer {
   at::Device device_;
   std::vector<std::unique_ptr<OpenSpan>> spans_;
   int depth_ = 0;
+  StageObserver* observer_ = nullptr;
 };
 
 }  // namespace ditbench

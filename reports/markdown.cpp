@@ -165,6 +165,58 @@ std::vector<ResultRecord> latest_per_config(const std::vector<ResultRecord>& rec
   return out;
 }
 
+// Per config with a kernel profile: GPU time per kernel category for each stage, the union of its
+// kernels (busy) and the launch gaps, then the longest kernels.
+std::string kernel_profile_section(const std::vector<ResultRecord>& records) {
+  std::ostringstream out;
+  bool header = false;
+  for (const auto& r : records) {
+    if (r.status != RunStatus::kOk || !r.profile) continue;
+    if (!header) {
+      out << "\n## Kernel profile (s)\n\nOne extra generation per config under CUPTI (not one "
+             "of the timed repeats; profiling slows launches). Per stage: GPU time per kernel "
+             "category (kernels of nested stages included, repeated stages summed), `busy` = "
+             "the union of its kernels' intervals, `gaps` = stage time - busy.\n";
+      header = true;
+    }
+    const ProfileRecord& p = *r.profile;
+    out << "\n### `" << r.config_id << "`\n\n";
+    if (p.note) out << p.note.value() << "\n";
+    if (p.stages.empty()) continue;
+    std::vector<std::string> stages = {"e2e"};
+    for (const auto& s : stage_columns({r})) stages.push_back(s);
+    for (const auto& [name, entry] : p.stages)
+      if (std::find(stages.begin(), stages.end(), name) == stages.end()) stages.push_back(name);
+    out << "| stage | time |";
+    for (const auto& c : profile_categories()) out << " " << c << " |";
+    out << " busy | gaps | kernels |\n|---|--:|";
+    for (size_t i = 0; i < profile_categories().size() + 3; ++i) out << "--:|";
+    out << "\n";
+    for (const auto& name : stages) {
+      const auto it = p.stages.find(name);
+      if (it == p.stages.end()) continue;
+      const ProfileStageEntry& s = it->second;
+      out << "| " << name << " | " << format("%.4f", s.wall_s) << " |";
+      for (const auto& c : profile_categories()) {
+        const auto cat = s.category_s.find(c);
+        out << " " << (cat == s.category_s.end() ? "-" : format("%.4f", cat->second)) << " |";
+      }
+      out << " " << format("%.4f", s.busy_s) << " | " << format("%.4f", s.launch_gaps_s) << " | "
+          << s.kernels << " |\n";
+    }
+    if (p.unattributed_s > 0)
+      out << "\nKernels launched outside every stage: " << format("%.4f", p.unattributed_s)
+          << " s.\n";
+    if (!p.top_kernels.empty()) {
+      out << "\n| longest kernels | category | total | count |\n|---|---|--:|--:|\n";
+      for (const auto& k : p.top_kernels)
+        out << "| `" << k.name << "` | " << k.category << " | " << format("%.4f", k.total_s)
+            << " | " << k.count << " |\n";
+    }
+  }
+  return out.str();
+}
+
 std::string markdown_report(const std::vector<ResultRecord>& all_records) {
   const std::vector<ResultRecord> records = latest_per_config(all_records);
   const BaselineTimes base_e2e = baseline_e2e(records);
@@ -251,6 +303,7 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
         out << "- `" << r.config_id << "`: " << to_string(r.status) << ": "
             << (r.reason.empty() ? std::string("(no reason recorded)") : r.reason) << "\n";
   }
+  out << kernel_profile_section(records);
   out << artifacts_section(records);
   out << sweep_report(records);
   return out.str();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <stdexcept>
 #include <vector>
 
@@ -13,6 +14,7 @@ namespace {
 constexpr int kProcessId = 1;
 constexpr int kHostTrack = 1;
 constexpr int kGpuTrack = 2;
+constexpr int kProfileProcessId = 2;
 constexpr double kMicrosPerSecond = 1e6;
 
 // Complete events of one track, laid out by begin order and depth (see chrome_trace()).
@@ -59,17 +61,41 @@ void add_track(const TimingResult& timing, bool device_clock, int track, json& e
   }
 }
 
-json thread_name(int track, const std::string& name) {
+json thread_name(int track, const std::string& name, int process = kProcessId) {
   return {{"name", "thread_name"},
           {"ph", "M"},
-          {"pid", kProcessId},
+          {"pid", process},
           {"tid", track},
           {"args", {{"name", name}}}};
 }
 
+// The profiled generation's kernels, one track per stream (tid = stream id).
+void add_kernel_tracks(const std::vector<KernelSlice>& kernels, json& events) {
+  events.push_back({{"name", "process_name"},
+                    {"ph", "M"},
+                    {"pid", kProfileProcessId},
+                    {"args", {{"name", "profiled generation (CUPTI kernels)"}}}});
+  std::set<uint32_t> streams;
+  for (const auto& k : kernels) {
+    if (streams.insert(k.stream).second) {
+      events.push_back(thread_name(static_cast<int>(k.stream),
+                                   "GPU stream " + std::to_string(k.stream), kProfileProcessId));
+    }
+    events.push_back({{"name", k.name},
+                      {"cat", k.category},
+                      {"ph", "X"},
+                      {"ts", k.start_us},
+                      {"dur", k.dur_us},
+                      {"pid", kProfileProcessId},
+                      {"tid", static_cast<int>(k.stream)},
+                      {"args", {{"category", k.category}, {"stage", k.stage}}}});
+  }
+}
+
 }  // namespace
 
-json chrome_trace(const TimingResult& timing, const std::string& config_id) {
+json chrome_trace(const TimingResult& timing, const std::string& config_id,
+                  const std::vector<KernelSlice>& kernels) {
   json events = json::array();
   events.push_back({{"name", "process_name"},
                     {"ph", "M"},
@@ -84,6 +110,7 @@ json chrome_trace(const TimingResult& timing, const std::string& config_id) {
     events.push_back(thread_name(kGpuTrack, "GPU (CUDA events)"));
     add_track(timing, /*device_clock=*/true, kGpuTrack, events);
   }
+  if (!kernels.empty()) add_kernel_tracks(kernels, events);
   return {{"traceEvents", events},
           {"displayTimeUnit", "ms"},
           {"otherData",
@@ -92,11 +119,12 @@ json chrome_trace(const TimingResult& timing, const std::string& config_id) {
 }
 
 std::string write_chrome_trace(const std::filesystem::path& out_dir, const std::string& file_stem,
-                               const TimingResult& timing, const std::string& config_id) {
+                               const TimingResult& timing, const std::string& config_id,
+                               const std::vector<KernelSlice>& kernels) {
   const std::filesystem::path relative = std::filesystem::path("traces") / (file_stem + ".json");
   std::filesystem::create_directories(out_dir / "traces");
   std::ofstream out(out_dir / relative);
-  out << chrome_trace(timing, config_id).dump() << "\n";
+  out << chrome_trace(timing, config_id, kernels).dump() << "\n";
   if (!out) throw std::runtime_error((out_dir / relative).string() + ": cannot write the trace");
   return relative.string();
 }
