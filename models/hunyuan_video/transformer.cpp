@@ -6,7 +6,9 @@
 #include <tuple>
 
 #include "models/common/error.h"
+#include "models/common/joint_sequence.h"
 #include "optimizations/attention/attention.h"
+#include "optimizations/kernels/fused.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
 
@@ -30,6 +32,49 @@ std::vector<Holder> register_list(torch::nn::Module& parent, const std::string& 
 
 // [B, S, D] -> [B, S, H, Dh]
 at::Tensor split_heads(const at::Tensor& x, int64_t heads) { return x.unflatten(2, {heads, -1}); }
+
+// ---- memory-bound chains: the fused kernels (optimizations/kernels/fused.h) serve bfloat16 CUDA
+// activations, every other run takes the ATen chain written beside each call, which defines the
+// numerics the kernels reproduce ----
+
+// modulate(LayerNorm(x)): x [B, S, D], shift/scale [B, D] -> [B, S, D]
+at::Tensor norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
+  auto out = try_layer_norm_modulate(x, shift, scale, kNormEps);
+  return out.defined() ? out : modulate(layer_norm_plain(x, kNormEps), shift, scale);
+}
+
+// x + gate[:, None] * y: x, y [B, S, D], gate [B, D] -> [B, S, D]
+at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y) {
+  auto out = try_gate_residual(x, gate, y);
+  return out.defined() ? out : x + y * gate.unsqueeze(1);
+}
+
+// QK RMSNorm, then RoPE on the first cos.size(0) rows of the sequence (none when cos is
+// undefined). q, k: fresh projections [B, S, H, Dh], replaced (or written in place).
+void qk_norm_rope(at::Tensor& q, at::Tensor& k, RMSNorm& norm_q, RMSNorm& norm_k,
+                  const at::Tensor& cos, const at::Tensor& sin) {
+  if (try_qk_rms_norm_rope_(q, k, norm_q->weight, norm_k->weight, cos, sin, kNormEps)) return;
+  auto rope = [&](const at::Tensor& t) {
+    if (!cos.defined()) return t;
+    const int64_t rows = cos.size(0);
+    if (rows == t.size(1)) return apply_rotary_emb(t, cos, sin, 1);
+    return at::cat(
+        {apply_rotary_emb(t.narrow(1, 0, rows), cos, sin, 1), t.narrow(1, rows, t.size(1) - rows)},
+        1);
+  };
+  q = rope(norm_q(q));
+  k = rope(norm_k(k));
+}
+
+// AdaLayerNormZero(Single) with its LayerNorm + modulate through norm_modulate: the modulation
+// chunks in the order AdaLayerNormZero(Single)Impl::forward splits them (shift, scale first).
+template <typename Norm>
+std::vector<at::Tensor> ada_norm_chunks(Norm& norm, const at::Tensor& x, const at::Tensor& temb,
+                                        int64_t chunks) {
+  auto parts = norm->linear(at::silu(temb)).chunk(chunks, 1);  // chunks x [B, D]
+  parts[1] = norm_modulate(x, parts[0], parts[1]);             // x̂ [B, S, D]
+  return parts;
+}
 
 std::string shape_str(const at::Tensor& t) {
   std::string s = "[";
@@ -77,12 +122,12 @@ std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
     const at::Tensor& sin) {
   const int64_t n = x.size(1), l = c.size(1);
   // Image stream: [B, N, H, Dh], QK norm, then RoPE.
-  auto q = apply_rotary_emb(norm_q(split_heads(to_q(x), heads_)), cos, sin, 1);
-  auto k = apply_rotary_emb(norm_k(split_heads(to_k(x), heads_)), cos, sin, 1);
+  auto q = split_heads(to_q(x), heads_), k = split_heads(to_k(x), heads_);
+  qk_norm_rope(q, k, norm_q, norm_k, cos, sin);
   auto v = split_heads(to_v(x), heads_);
   // Text stream: [B, L, H, Dh], own projections and norms, no RoPE.
-  auto qc = norm_added_q(split_heads(add_q_proj(c), heads_));
-  auto kc = norm_added_k(split_heads(add_k_proj(c), heads_));
+  auto qc = split_heads(add_q_proj(c), heads_), kc = split_heads(add_k_proj(c), heads_);
+  qk_norm_rope(qc, kc, norm_added_q, norm_added_k, {}, {});
   auto vc = split_heads(add_v_proj(c), heads_);
   // Joint sequence [image, text] in the attention layout [B, H, N + L, Dh].
   auto out = attend(at::cat({q, qc}, 1).transpose(1, 2), at::cat({k, kc}, 1).transpose(1, 2),
@@ -95,13 +140,11 @@ at::Tensor HunyuanVideoAttentionImpl::forward_single(const at::Tensor& joint,
                                                      int64_t num_image_tokens,
                                                      const at::Tensor& key_mask,
                                                      const at::Tensor& cos, const at::Tensor& sin) {
-  const int64_t n = num_image_tokens, l = joint.size(1) - num_image_tokens;
+  TORCH_CHECK(cos.size(0) == num_image_tokens, "forward_single: RoPE table rows ", cos.size(0),
+              " != image tokens ", num_image_tokens);
   // [B, S, H, Dh]; RoPE on the first N (image) rows only.
-  auto rope_image_rows = [&](const at::Tensor& t) {
-    return at::cat({apply_rotary_emb(t.narrow(1, 0, n), cos, sin, 1), t.narrow(1, n, l)}, 1);
-  };
-  auto q = rope_image_rows(norm_q(split_heads(to_q(joint), heads_)));
-  auto k = rope_image_rows(norm_k(split_heads(to_k(joint), heads_)));
+  auto q = split_heads(to_q(joint), heads_), k = split_heads(to_k(joint), heads_);
+  qk_norm_rope(q, k, norm_q, norm_k, cos, sin);
   auto v = split_heads(to_v(joint), heads_);
   auto out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask);
   return out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, S, D]
@@ -199,14 +242,15 @@ HunyuanVideoTransformerBlockImpl::HunyuanVideoTransformerBlockImpl(
 std::pair<at::Tensor, at::Tensor> HunyuanVideoTransformerBlockImpl::forward(
     const at::Tensor& x, const at::Tensor& c, const at::Tensor& temb, const at::Tensor& key_mask,
     const at::Tensor& cos, const at::Tensor& sin) {
-  auto nx = norm1(x, temb);          // x̂ [B, N, D] + gates/shift/scale [B, D]
-  auto nc = norm1_context(c, temb);  // ĉ [B, L, D]
-  auto [ax, ac] = attn->forward_dual(nx.x, nc.x, key_mask, cos, sin);
-  auto x1 = x + ax * nx.gate_msa.unsqueeze(1);
-  auto c1 = c + ac * nc.gate_msa.unsqueeze(1);
-  auto mx = modulate(layer_norm_plain(x1, kNormEps), nx.shift_mlp, nx.scale_mlp);
-  auto mc = modulate(layer_norm_plain(c1, kNormEps), nc.shift_mlp, nc.scale_mlp);
-  return {x1 + nx.gate_mlp.unsqueeze(1) * ff(mx), c1 + nc.gate_mlp.unsqueeze(1) * ff_context(mc)};
+  // [_, x̂ [B, N, D], gate_msa, shift_mlp, scale_mlp, gate_mlp [B, D]]; ĉ likewise [B, L, D]
+  auto nx = ada_norm_chunks(norm1, x, temb, 6);
+  auto nc = ada_norm_chunks(norm1_context, c, temb, 6);
+  auto [ax, ac] = attn->forward_dual(nx[1], nc[1], key_mask, cos, sin);
+  auto x1 = gated_residual(x, nx[2], ax);
+  auto c1 = gated_residual(c, nc[2], ac);
+  auto mx = norm_modulate(x1, nx[3], nx[4]);
+  auto mc = norm_modulate(c1, nc[3], nc[4]);
+  return {gated_residual(x1, nx[5], ff(mx)), gated_residual(c1, nc[5], ff_context(mc))};
 }
 
 HunyuanVideoSingleTransformerBlockImpl::HunyuanVideoSingleTransformerBlockImpl(
@@ -222,11 +266,11 @@ HunyuanVideoSingleTransformerBlockImpl::HunyuanVideoSingleTransformerBlockImpl(
 at::Tensor HunyuanVideoSingleTransformerBlockImpl::forward(
     const at::Tensor& joint, int64_t num_image_tokens, const at::Tensor& temb,
     const at::Tensor& key_mask, const at::Tensor& cos, const at::Tensor& sin) {
-  auto normed = norm(joint, temb);                  // x̂ [B, S, D], gate [B, D]
-  auto mlp = at::gelu(proj_mlp(normed.x), "tanh");  // [B, S, M]
-  auto attn_out = attn->forward_single(normed.x, num_image_tokens, key_mask, cos, sin);
+  auto normed = ada_norm_chunks(norm, joint, temb, 3);  // [_, x̂ [B, S, D], gate [B, D]]
+  auto mlp = at::gelu(proj_mlp(normed[1]), "tanh");     // [B, S, M]
+  auto attn_out = attn->forward_single(normed[1], num_image_tokens, key_mask, cos, sin);
   auto out = proj_out(at::cat({attn_out, mlp}, 2));  // [B, S, D + M] -> [B, S, D]
-  return normed.gate.unsqueeze(1) * out + joint;
+  return gated_residual(joint, normed[2], out);
 }
 
 // ---- the model ----
@@ -399,17 +443,7 @@ void HunyuanVideoTransformer3DModelImpl::run_block(int64_t i, BlockState& s) {
     return;
   }
   const int64_t n = s.hidden.size(1), l = s.context.size(1);
-  // Reuse the joint tensor when hidden/context are still its two views; otherwise (first single
-  // block, or a cache replaced a stream) rebuild it.
-  auto is_view_of_joint = [&](const at::Tensor& t, int64_t start, int64_t len) {
-    if (!st.joint.defined() || st.joint.size(1) != n + l) return false;
-    auto view = st.joint.narrow(1, start, len);
-    return t.data_ptr() == view.data_ptr() && t.sizes() == view.sizes() &&
-           t.strides() == view.strides();
-  };
-  at::Tensor joint = is_view_of_joint(s.hidden, 0, n) && is_view_of_joint(s.context, n, l)
-                         ? st.joint
-                         : at::cat({s.hidden, s.context}, 1);  // [B, N + L, D]
+  at::Tensor joint = joint_of(st.joint, s.hidden, s.context);  // [B, N + L, D]
   st.joint = single_transformer_blocks[i - config_.num_layers](joint, n, s.temb, st.key_mask,
                                                                st.rope_cos, st.rope_sin);
   s.hidden = st.joint.narrow(1, 0, n);   // [B, N, D]
@@ -431,9 +465,7 @@ at::Tensor HunyuanVideoTransformer3DModelImpl::teacache_signal(const BlockState&
     throw Unsupported("TeaCache signal needs a dual-stream block 0 (num_layers is 0)");
   }
   // Context-parallel padding rows are left out: the signal's means are over real tokens only.
-  const at::Tensor hidden =
-      s.hidden_valid_rows >= 0 ? s.hidden.narrow(1, 0, s.hidden_valid_rows) : s.hidden;
-  return transformer_blocks[0]->norm1(hidden, s.temb).x;  // [B, N, D]
+  return transformer_blocks[0]->norm1(real_rows(s.hidden, s.hidden_valid_rows), s.temb).x;
 }
 
 }  // namespace ditbench
