@@ -29,14 +29,19 @@ test_all() {
 }
 
 bench() {
+  # DITBENCH_BENCHES (space-separated names, e.g. "bench_linear") limits the micro-benchmarks run.
   for b in "$BUILD"/bench/bench_*; do
     [ -x "$b" ] || continue
+    if [ -n "${DITBENCH_BENCHES:-}" ] && [[ " $DITBENCH_BENCHES " != *" $(basename "$b") "* ]]; then
+      continue
+    fi
     log "running $(basename "$b")"
     "$b" --benchmark_out="$OUT/$(basename "$b").json" --benchmark_out_format=json 2>&1 | tail -25
   done
   for suite in "$@"; do
     log "running suite $suite"
     "$BUILD/ditbench" run "$suite" --out "$OUT/$(basename "$suite" .json)" 2>&1 | tail -40
+    cp "$OUT/$(basename "$suite" .json)/report.md" "$OUT/$(basename "$suite" .json).md" 2>/dev/null
   done
 }
 

@@ -13,4 +13,13 @@ fixtures="${DITBENCH_FIXTURES:-../shared/fixtures}"
 if [ -d "$fixtures" ]; then
   rm -rf .fixtures && cp -r "$fixtures" .fixtures && chmod -R u+w .fixtures
 fi
+# --snapshot: also export the committed tree (HEAD) with .deps and .fixtures into .snapshot/, so a
+# GPU machine can build exactly a commit while the working tree holds edits in progress (carry
+# .snapshot and run `cd .snapshot && bash scripts/device.sh ...` there).
+if [ "${1:-}" = "--snapshot" ]; then
+  rm -rf .snapshot && mkdir -p .snapshot
+  git archive HEAD | tar -x -C .snapshot
+  cp -r .deps .snapshot/.deps && [ -d .fixtures ] && cp -r .fixtures .snapshot/.fixtures
+  echo "exported $(cat .deps/git-commit) into .snapshot"
+fi
 echo "prepared .deps and .fixtures"
