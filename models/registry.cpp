@@ -1,5 +1,7 @@
 #include "models/common/error.h"
+#include "models/flux/config.h"
 #include "models/flux/parity.h"
+#include "models/flux/pipeline.h"
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/parity.h"
 #include "models/hunyuan_video/pipeline.h"
@@ -15,12 +17,15 @@ const std::vector<FamilyInfo>& model_families() {
   static const std::vector<FamilyInfo> families = {
       // VAE 8x spatial x patch 2; VAE 4x temporal.
       {"hunyuan-video", hunyuan_video_preset_names(), 16, 4, false},
+      // VAE 8x spatial x 2x2 latent packing; images (one frame).
+      {"flux", flux_preset_names(), 16, 1, false},
   };
   return families;
 }
 
 std::unique_ptr<DiffusionPipeline> create_pipeline(const PipelineSpec& spec) {
   if (spec.model == "hunyuan-video") return std::make_unique<HunyuanVideoPipeline>(spec);
+  if (spec.model == "flux") return std::make_unique<FluxPipeline>(spec);
   std::string known;
   for (const auto& f : model_families()) known += (known.empty() ? "" : ", ") + f.name;
   throw InputError("unknown model '" + spec.model + "' (known: " + known + ")");

@@ -77,6 +77,18 @@ template void read_config_list<double>(const nlohmann::json&, const std::string&
 template void read_config_list<bool>(const nlohmann::json&, const std::string&, const char*,
                                      std::vector<bool>&);
 
+void require_positive(const std::string& source, const char* key, int64_t value) {
+  if (value <= 0) {
+    throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(value));
+  }
+}
+
+void require_non_negative(const std::string& source, const char* key, int64_t value) {
+  if (value < 0) {
+    throw InputError(source + ": key '" + key + "' must be >= 0, got " + std::to_string(value));
+  }
+}
+
 nlohmann::json read_config_file(const std::string& path) {
   namespace fs = std::filesystem;
   fs::path file = path;

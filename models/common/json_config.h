@@ -27,6 +27,10 @@ template <typename T>
 void read_config_list(const nlohmann::json& j, const std::string& source, const char* key,
                       std::vector<T>& out);
 
+// Range checks of config values: InputError naming `source`, the key and the value.
+void require_positive(const std::string& source, const char* key, int64_t value);
+void require_non_negative(const std::string& source, const char* key, int64_t value);
+
 // Parses a config.json file, or the config.json inside a folder; InputError names the file.
 nlohmann::json read_config_file(const std::string& path);
 

@@ -38,19 +38,12 @@ FluxConfig FluxConfig::from_file(const std::string& path) {
 }
 
 void FluxConfig::validate(const std::string& source) const {
-  auto positive = [&](const char* key, int64_t v) {
-    if (v <= 0)
-      throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(v));
-  };
-  auto non_negative = [&](const char* key, int64_t v) {
-    if (v < 0)
-      throw InputError(source + ": key '" + key + "' must be >= 0, got " + std::to_string(v));
-  };
+  auto positive = [&](const char* key, int64_t v) { require_positive(source, key, v); };
   positive("patch_size", patch_size);
   positive("in_channels", in_channels);
   positive("out_channels", out_channels);
-  non_negative("num_layers", num_layers);
-  non_negative("num_single_layers", num_single_layers);
+  require_non_negative(source, "num_layers", num_layers);
+  require_non_negative(source, "num_single_layers", num_single_layers);
   positive("attention_head_dim", attention_head_dim);
   positive("num_attention_heads", num_attention_heads);
   positive("joint_attention_dim", joint_attention_dim);

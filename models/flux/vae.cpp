@@ -67,10 +67,7 @@ AutoencoderKLConfig AutoencoderKLConfig::from_file(const std::string& path) {
 }
 
 void AutoencoderKLConfig::validate(const std::string& source) const {
-  auto positive = [&](const char* key, int64_t v) {
-    if (v <= 0)
-      throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(v));
-  };
+  auto positive = [&](const char* key, int64_t v) { require_positive(source, key, v); };
   positive("out_channels", out_channels);
   positive("latent_channels", latent_channels);
   positive("layers_per_block", layers_per_block);

@@ -47,14 +47,8 @@ HunyuanVideoConfig HunyuanVideoConfig::from_file(const std::string& path) {
 }
 
 void HunyuanVideoConfig::validate(const std::string& source) const {
-  auto positive = [&](const char* key, int64_t v) {
-    if (v <= 0)
-      throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(v));
-  };
-  auto non_negative = [&](const char* key, int64_t v) {
-    if (v < 0)
-      throw InputError(source + ": key '" + key + "' must be >= 0, got " + std::to_string(v));
-  };
+  auto positive = [&](const char* key, int64_t v) { require_positive(source, key, v); };
+  auto non_negative = [&](const char* key, int64_t v) { require_non_negative(source, key, v); };
   positive("in_channels", in_channels);
   positive("out_channels", out_channels);
   positive("num_attention_heads", num_attention_heads);
