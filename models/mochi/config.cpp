@@ -6,12 +6,6 @@
 namespace ditbench {
 namespace {
 
-void require_positive(const std::string& source, const char* key, int64_t v) {
-  if (v <= 0) {
-    throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(v));
-  }
-}
-
 int64_t product(const std::vector<int64_t>& v) {
   int64_t p = 1;
   for (int64_t x : v) p *= x;
