@@ -46,6 +46,7 @@ FixtureParity run_fixture_parity(const std::string& dir) {
   if (cls == "HunyuanVideoTransformer3DModel") return hunyuan_video_transformer_parity(dir);
   if (cls == "AutoencoderKLHunyuanVideo") return hunyuan_video_vae_parity(dir);
   if (cls == "MochiTransformer3DModel") return mochi_transformer_parity(dir);
+  if (cls == "AutoencoderKLMochi") return mochi_vae_parity(dir);
   if (cls == "FluxTransformer2DModel") return flux_transformer_parity(dir);
   if (cls == "AutoencoderKL") return flux_vae_parity(dir);
   throw InputError(config_file.string() + ": _class_name '" + cls +

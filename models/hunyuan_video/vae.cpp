@@ -9,6 +9,7 @@
 
 #include "models/checkpoint/checkpoint.h"
 #include "models/common/error.h"
+#include "models/common/vae_tiling.h"
 
 namespace ditbench {
 
@@ -49,28 +50,6 @@ std::vector<std::optional<Int3>> upsample_factors(const HunyuanVideoVAEConfig& c
     }
   }
   return factors;
-}
-
-// Blends the end of `a` into the start of `b` along `dim` over `extent` positions, in place on
-// b: b[y] = a[-extent + y] * (1 - y / extent) + b[y] * (y / extent), diffusers' blend_v / blend_h
-// / blend_t vectorised. Weights are computed in double and rounded to float, as PyTorch rounds
-// diffusers' Python-float factors, so fp32 results match bit for bit.
-void blend_into(const at::Tensor& a, const at::Tensor& b, int64_t dim, int64_t extent) {
-  extent = std::min({a.size(dim), b.size(dim), extent});
-  if (extent <= 0) return;
-  std::vector<int64_t> weight_shape(b.dim() - dim, 1);  // broadcast along dim only
-  weight_shape[0] = extent;
-  at::Tensor ramp = at::arange(extent, at::kDouble) / static_cast<double>(extent);
-  at::Tensor weight_b = ramp.to(at::kFloat).to(b.device()).view(weight_shape);
-  at::Tensor weight_a = (1.0 - ramp).to(at::kFloat).to(b.device()).view(weight_shape);
-  at::Tensor b_head = b.narrow(dim, 0, extent);
-  at::Tensor a_tail = a.narrow(dim, a.size(dim) - extent, extent);
-  b_head.copy_(a_tail * weight_a + b_head * weight_b);
-}
-
-// Python's x[start:start + length] along dim: clipped at the end.
-at::Tensor slice_clipped(const at::Tensor& x, int64_t dim, int64_t start, int64_t length) {
-  return x.narrow(dim, start, std::min(length, x.size(dim) - start));
 }
 
 }  // namespace
@@ -286,45 +265,11 @@ at::Tensor AutoencoderKLHunyuanVideoDecoderImpl::decode_untiled(const at::Tensor
 }
 
 at::Tensor AutoencoderKLHunyuanVideoDecoderImpl::spatial_tiled_decode(const at::Tensor& z) {
-  // z: [B, C_lat, F', H', W']
-  const int64_t s = config_.spatial_compression_ratio;
-  const int64_t latent_height = z.size(3), latent_width = z.size(4);
-  const int64_t tile_latent_height = tiling_.min_height / s,
-                tile_latent_width = tiling_.min_width / s;
-  const int64_t stride_latent_height = tiling_.stride_height / s;
-  const int64_t stride_latent_width = tiling_.stride_width / s;
-  const int64_t blend_height = tiling_.min_height - tiling_.stride_height;
-  const int64_t blend_width = tiling_.min_width - tiling_.stride_width;
-
-  // Overlapping latent tiles, each decoded on its own. tiles[i][j]: [B, 3, F, h, w]
-  std::vector<std::vector<at::Tensor>> tiles;
-  for (int64_t i = 0; i < latent_height; i += stride_latent_height) {
-    std::vector<at::Tensor> row;
-    for (int64_t j = 0; j < latent_width; j += stride_latent_width) {
-      at::Tensor tile =
-          slice_clipped(slice_clipped(z, 3, i, tile_latent_height), 4, j, tile_latent_width);
-      row.push_back(decode_untiled(tile));
-    }
-    tiles.push_back(std::move(row));
-  }
-
-  // Blend in raster order and in place, as diffusers does: a tile blends with the tile above and
-  // the tile to its left *after* those have themselves been blended.
-  std::vector<at::Tensor> rows;
-  for (size_t i = 0; i < tiles.size(); ++i) {
-    std::vector<at::Tensor> row_parts;
-    for (size_t j = 0; j < tiles[i].size(); ++j) {
-      at::Tensor& tile = tiles[i][j];
-      if (i > 0) blend_into(tiles[i - 1][j], tile, 3, blend_height);
-      if (j > 0) blend_into(tiles[i][j - 1], tile, 4, blend_width);
-      row_parts.push_back(slice_clipped(slice_clipped(tile, 3, 0, tiling_.stride_height), 4, 0,
-                                        tiling_.stride_width));
-    }
-    rows.push_back(at::cat(row_parts, 4));
-  }
-  at::Tensor decoded = at::cat(rows, 3);  // [B, 3, F, >= s H', >= s W']
-  return slice_clipped(slice_clipped(decoded, 3, 0, latent_height * s), 4, 0, latent_width * s)
-      .contiguous();
+  const SpatialTiles tiles{tiling_.min_height, tiling_.min_width, tiling_.stride_height,
+                           tiling_.stride_width};
+  return ditbench::spatial_tiled_decode(
+      z, tiles, config_.spatial_compression_ratio,
+      [this](const at::Tensor& tile) { return decode_untiled(tile); });
 }
 
 at::Tensor AutoencoderKLHunyuanVideoDecoderImpl::temporal_tiled_decode(const at::Tensor& z) {

@@ -1,5 +1,5 @@
 #pragma once
-// Parity of the Mochi transformer against diffusers fixture folders
+// Parity of the Mochi transformer and VAE decoder against diffusers fixture folders
 // (model/ + io.safetensors, see ../shared/fixtures/README.md).
 #include <string>
 
@@ -8,5 +8,6 @@
 namespace ditbench {
 
 FixtureParity mochi_transformer_parity(const std::string& dir);
+FixtureParity mochi_vae_parity(const std::string& dir);
 
 }  // namespace ditbench
