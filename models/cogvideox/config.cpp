@@ -18,12 +18,6 @@ void read_optional_int(const nlohmann::json& j, const std::string& source, const
   read_config_int(j, source, key, out);
 }
 
-void require_positive(const std::string& source, const char* key, int64_t v) {
-  if (v <= 0) {
-    throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(v));
-  }
-}
-
 }  // namespace
 
 CogVideoXConfig CogVideoXConfig::from_json(const nlohmann::json& j, const std::string& source) {
@@ -97,8 +91,9 @@ void CogVideoXConfig::validate(const std::string& source) const {
                      ": sin-cos positions need num_attention_heads * attention_head_dim (" +
                      std::to_string(inner_dim()) + ") divisible by 4");
   }
-  if (use_rotary_positional_embeddings && attention_head_dim % 8 != 0) {
-    throw InputError(source + ": rotary positions need attention_head_dim divisible by 8, got " +
+  if (use_rotary_positional_embeddings && attention_head_dim % 16 != 0) {
+    // t gets head_dim / 4, h and w 3 head_dim / 8 each, all of them even.
+    throw InputError(source + ": rotary positions need attention_head_dim divisible by 16, got " +
                      std::to_string(attention_head_dim));
   }
   if (activation_fn != "gelu-approximate") {

@@ -8,5 +8,6 @@
 namespace ditbench {
 
 FixtureParity cogvideox_transformer_parity(const std::string& dir);
+FixtureParity cogvideox_vae_parity(const std::string& dir);
 
 }  // namespace ditbench
