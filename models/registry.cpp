@@ -5,7 +5,9 @@
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/parity.h"
 #include "models/hunyuan_video/pipeline.h"
+#include "models/mochi/config.h"
 #include "models/mochi/parity.h"
+#include "models/mochi/pipeline.h"
 
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,8 @@ const std::vector<FamilyInfo>& model_families() {
   static const std::vector<FamilyInfo> families = {
       // VAE 8x spatial x patch 2; VAE 4x temporal.
       {"hunyuan-video", hunyuan_video_preset_names(), 16, 4, false},
+      // VAE 8x spatial x patch 2; VAE 6x temporal; CFG.
+      {"mochi", mochi_preset_names(), 16, 6, true},
       // VAE 8x spatial x 2x2 latent packing; images (one frame).
       {"flux", flux_preset_names(), 16, 1, false},
   };
@@ -25,6 +29,7 @@ const std::vector<FamilyInfo>& model_families() {
 
 std::unique_ptr<DiffusionPipeline> create_pipeline(const PipelineSpec& spec) {
   if (spec.model == "hunyuan-video") return std::make_unique<HunyuanVideoPipeline>(spec);
+  if (spec.model == "mochi") return std::make_unique<MochiPipeline>(spec);
   if (spec.model == "flux") return std::make_unique<FluxPipeline>(spec);
   std::string known;
   for (const auto& f : model_families()) known += (known.empty() ? "" : ", ") + f.name;
