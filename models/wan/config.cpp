@@ -55,23 +55,16 @@ WanConfig WanConfig::from_file(const std::string& path) {
 }
 
 void WanConfig::validate(const std::string& source) const {
-  auto positive = [&](const char* key, int64_t v) {
-    if (v <= 0) {
-      throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(v));
-    }
-  };
-  for (int64_t p : patch_size) positive("patch_size", p);
-  positive("num_attention_heads", num_attention_heads);
-  positive("attention_head_dim", attention_head_dim);
-  positive("in_channels", in_channels);
-  positive("out_channels", out_channels);
-  positive("text_dim", text_dim);
-  positive("freq_dim", freq_dim);
-  positive("ffn_dim", ffn_dim);
-  positive("rope_max_seq_len", rope_max_seq_len);
-  if (num_layers < 0) {
-    throw InputError(source + ": key 'num_layers' must be >= 0, got " + std::to_string(num_layers));
-  }
+  for (int64_t p : patch_size) require_positive(source, "patch_size", p);
+  require_positive(source, "num_attention_heads", num_attention_heads);
+  require_positive(source, "attention_head_dim", attention_head_dim);
+  require_positive(source, "in_channels", in_channels);
+  require_positive(source, "out_channels", out_channels);
+  require_positive(source, "text_dim", text_dim);
+  require_positive(source, "freq_dim", freq_dim);
+  require_positive(source, "ffn_dim", ffn_dim);
+  require_positive(source, "rope_max_seq_len", rope_max_seq_len);
+  require_non_negative(source, "num_layers", num_layers);
   if (!(eps > 0)) throw InputError(source + ": key 'eps' must be positive");
   const auto axes = rope_axes_dim();
   if (attention_head_dim % 2 || axes[1] == 0 || axes[0] <= 0 || axes[0] % 2) {
