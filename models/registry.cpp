@@ -1,3 +1,6 @@
+#include "models/cogvideox/config.h"
+#include "models/cogvideox/parity.h"
+#include "models/cogvideox/pipeline.h"
 #include "models/common/error.h"
 #include "models/flux/config.h"
 #include "models/flux/parity.h"
@@ -19,6 +22,8 @@ const std::vector<FamilyInfo>& model_families() {
   static const std::vector<FamilyInfo> families = {
       // VAE 8x spatial x patch 2; VAE 4x temporal.
       {"hunyuan-video", hunyuan_video_preset_names(), 16, 4, false},
+      // VAE 8x spatial x patch 2; VAE 4x temporal; CFG.
+      {"cogvideox", cogvideox_preset_names(), 16, 4, true},
       // VAE 8x spatial x patch 2; VAE 6x temporal; CFG.
       {"mochi", mochi_preset_names(), 16, 6, true},
       // VAE 8x spatial x 2x2 latent packing; images (one frame).
@@ -29,6 +34,7 @@ const std::vector<FamilyInfo>& model_families() {
 
 std::unique_ptr<DiffusionPipeline> create_pipeline(const PipelineSpec& spec) {
   if (spec.model == "hunyuan-video") return std::make_unique<HunyuanVideoPipeline>(spec);
+  if (spec.model == "cogvideox") return std::make_unique<CogVideoXPipeline>(spec);
   if (spec.model == "mochi") return std::make_unique<MochiPipeline>(spec);
   if (spec.model == "flux") return std::make_unique<FluxPipeline>(spec);
   std::string known;
@@ -50,6 +56,8 @@ FixtureParity run_fixture_parity(const std::string& dir) {
   const std::string cls = config.value("_class_name", "");
   if (cls == "HunyuanVideoTransformer3DModel") return hunyuan_video_transformer_parity(dir);
   if (cls == "AutoencoderKLHunyuanVideo") return hunyuan_video_vae_parity(dir);
+  if (cls == "CogVideoXTransformer3DModel") return cogvideox_transformer_parity(dir);
+  if (cls == "AutoencoderKLCogVideoX") return cogvideox_vae_parity(dir);
   if (cls == "MochiTransformer3DModel") return mochi_transformer_parity(dir);
   if (cls == "AutoencoderKLMochi") return mochi_vae_parity(dir);
   if (cls == "FluxTransformer2DModel") return flux_transformer_parity(dir);
