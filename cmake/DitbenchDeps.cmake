@@ -145,10 +145,12 @@ find_package(benchmark QUIET)
 set(DITBENCH_HAS_BENCHMARK ${benchmark_FOUND})
 
 # Build facts for `ditbench --version` and the environment block of every record.
-execute_process(COMMAND git -C ${CMAKE_CURRENT_SOURCE_DIR} rev-parse --short=12 HEAD
-                OUTPUT_VARIABLE DITBENCH_GIT OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-if(NOT DITBENCH_GIT AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/.deps/git-commit)
-  # A tree sent without .git (to a GPU machine) carries its commit in .deps/ (prepare-device.sh).
+# A tree without .git of its own (sent to a GPU machine, or exported by prepare-device.sh
+# --snapshot inside another checkout) carries its commit in .deps/git-commit.
+if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/.git)
+  execute_process(COMMAND git -C ${CMAKE_CURRENT_SOURCE_DIR} rev-parse --short=12 HEAD
+                  OUTPUT_VARIABLE DITBENCH_GIT OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+elseif(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/.deps/git-commit)
   file(STRINGS ${CMAKE_CURRENT_SOURCE_DIR}/.deps/git-commit DITBENCH_GIT LIMIT_COUNT 1)
 endif()
 if(NOT DITBENCH_GIT)
