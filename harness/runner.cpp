@@ -165,6 +165,7 @@ class PipelineHolder {
     spec.synthetic_valid = s.prompt.valid;
     if (s.noise) spec.noise_file = s.noise->string();
     spec.decode = s.decode;
+    if (s.teacache_coefficients) spec.teacache_coefficients = *s.teacache_coefficients;
     auto p = create_pipeline(spec);
     if (c.axes.quant != "none") {
       auto mode = parse_quant_mode(c.axes.quant);

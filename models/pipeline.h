@@ -33,6 +33,7 @@ struct PipelineSpec {
   int64_t synthetic_valid = 0;   // valid tokens of a synthetic prompt (0 = all)
   std::string noise_file;        // safetensors with a `noise` tensor; empty = seeded
   bool decode = true;            // build and run the VAE
+  std::string teacache_coefficients;  // the suite's TeaCache set when it names one, else empty
 };
 
 class DiffusionPipeline {
