@@ -1,8 +1,10 @@
 #pragma once
-// Row-wise e4m3 quantization in one CUDA kernel (amax, scale and rounding fused), the hot part of
-// fp8_dynamic: ATen's op-by-op form makes four passes with a float32 intermediate and cost more
-// than the FP8 matmul saves when K is large. Same numbers as quantize_rows_fp8's ATen form:
-// scale = amax / 448 (1 for a zero row), value = round-to-nearest-even(clamp(x / scale, ±448)).
+// Row-wise e4m3 quantization in one CUDA kernel, the hot part of fp8_dynamic: ATen's op-by-op
+// form makes four passes with a float32 intermediate. Rows of 16-byte vectors up to 8192 vectors
+// long (65,536 bf16 elements) are read once into registers (fp8_rows.cuh), so the kernel moves
+// each input byte once and each output byte once; other rows take a two-pass scalar kernel. Same
+// numbers as quantize_rows_fp8's ATen form: scale = amax / 448 (1 for a zero row),
+// value = round-to-nearest-even(clamp(x / scale, ±448)).
 #include <cuda_runtime.h>
 
 #include <cstdint>

@@ -45,21 +45,54 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
     case QuantMode::fp8_dynamic:
       break;
   }
-  auto out_shape = x.sizes().vec();
-  out_shape.back() = out_features_;
-  auto rows = x.reshape({-1, in_features_});  // [M, K]
-  if (!use_scaled_mm_) {
-    return fp8_linear_emulated(rows, weight_fp8, bias).view(out_shape);
+  return forward_fp8(quantize_rows_fp8(x.reshape({-1, in_features_})), x.sizes().vec(),
+                     x.scalar_type());
+}
+
+at::Tensor LinearImpl::forward_quantized(const QuantizedActivation& x) {
+  if (takes_fp8() && x.fp8.values.defined()) {
+    TORCH_CHECK(!x.shape.empty() && x.shape.back() == in_features_ && x.fp8.values.dim() == 2 &&
+                    x.fp8.values.size(1) == in_features_,
+                "linear [", out_features_, ", ", in_features_, "]: e4m3 rows of shape ",
+                x.fp8.values.sizes(), " for an activation of shape ", x.shape);
+    return forward_fp8(x.fp8, x.shape, x.dtype);
   }
+  TORCH_CHECK(x.full.defined(), "linear [", out_features_, ", ", in_features_, "] runs ",
+              quant_mode_name(quant_mode_),
+              " but its input was produced as e4m3 rows only (see any_takes_fp8)");
+  return forward(x.full);
+}
+
+at::Tensor LinearImpl::forward_fp8(const Fp8Rows& rows, std::vector<int64_t> shape,
+                                   at::ScalarType dtype) {
+  shape.back() = out_features_;
+  if (!use_scaled_mm_) return fp8_linear_emulated(rows, dtype, weight_fp8, bias).view(shape);
+  Fp8Rows x = rows;  // [M, K]
   const int64_t padded_k = weight_fp8.values.size(1), padded_n = weight_fp8.values.size(0);
-  if (padded_k != in_features_) rows = at::constant_pad_nd(rows, {0, padded_k - in_features_});
+  if (padded_k != in_features_) {
+    // Zero columns (e4m3 zero is the zero byte) change no product and no row scale.
+    x.values = at::constant_pad_nd(x.values.view(at::kByte), {0, padded_k - in_features_})
+                   .view(at::kFloat8_e4m3fn);  // [M, K']
+  }
   at::Tensor padded_bias = bias;
   if (bias.defined() && padded_n != out_features_) {
     padded_bias = at::constant_pad_nd(bias, {0, padded_n - out_features_});
   }
-  auto out = fp8_linear_scaled_mm(rows, weight_fp8, padded_bias);  // [M, N']
+  auto out = fp8_linear_scaled_mm(x, dtype, weight_fp8, padded_bias);  // [M, N']
   if (padded_n != out_features_) out = out.narrow(1, 0, out_features_);
-  return out.reshape(out_shape);
+  return out.reshape(shape);
+}
+
+bool any_takes_fp8(std::initializer_list<const LinearImpl*> consumers) {
+  for (const auto* linear : consumers) {
+    if (linear && linear->takes_fp8()) return true;
+  }
+  return false;
+}
+
+QuantizedActivation quantize_for(const at::Tensor& x,
+                                 std::initializer_list<const LinearImpl*> consumers) {
+  return quantized_activation(x, any_takes_fp8(consumers));
 }
 
 }  // namespace ditbench

@@ -5,6 +5,9 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <initializer_list>
+#include <vector>
+
 #include "optimizations/quant/quant.h"
 
 namespace ditbench {
@@ -18,6 +21,15 @@ class LinearImpl : public torch::nn::Module {
 
   // x: [..., in] -> [..., out], in x's dtype.
   at::Tensor forward(const at::Tensor& x);
+  // The same from an activation quantized once for several consumers (quant.h): fp8_dynamic
+  // uses its e4m3 rows when it has them (no quantization pass here), other modes its `full`
+  // tensor. The result equals forward(x.full) bit for bit when the rows are
+  // quantize_rows_fp8(x.full) (and, from a fused producer, up to the producer's own rounding).
+  // Not an overload of forward: LibTorch's module holder needs forward to be one function.
+  at::Tensor forward_quantized(const QuantizedActivation& x);
+  // Whether forward runs on e4m3 rows of its input (fp8_dynamic), so a producer feeding it
+  // should emit them.
+  bool takes_fp8() const { return quant_mode_ == QuantMode::fp8_dynamic; }
 
   // Quantizes the weight once, after loading and after the module is on its device: FP8 values
   // [out, in] e4m3 with a float32 scale per output channel. The full-precision weight is then
@@ -39,11 +51,21 @@ class LinearImpl : public torch::nn::Module {
   Fp8Rows weight_fp8;
 
  private:
+  // rows: [M, in] e4m3 with their scales; shape: the input's [..., in] -> [..., out] in `dtype`.
+  at::Tensor forward_fp8(const Fp8Rows& rows, std::vector<int64_t> shape, at::ScalarType dtype);
+
   int64_t in_features_;
   int64_t out_features_;
   QuantMode quant_mode_ = QuantMode::none;
   bool use_scaled_mm_ = false;
 };
 TORCH_MODULE(Linear);
+
+// Whether any of `consumers` takes e4m3 rows (LinearImpl::takes_fp8), i.e. whether the activation
+// they share should be quantized (once) before them.
+bool any_takes_fp8(std::initializer_list<const LinearImpl*> consumers);
+// quantized_activation(x, any_takes_fp8(consumers)).
+QuantizedActivation quantize_for(const at::Tensor& x,
+                                 std::initializer_list<const LinearImpl*> consumers);
 
 }  // namespace ditbench

@@ -51,6 +51,10 @@ Fp8Rows quantize_rows_fp8(const at::Tensor& rows) {
     }
   }
 #endif
+  return quantize_rows_fp8_aten(rows);
+}
+
+Fp8Rows quantize_rows_fp8_aten(const at::Tensor& rows) {
   // rows: [R, C]; the amax is one reduction kernel (the inf-norm) computed in float32.
   auto amax = at::linalg_vector_norm(rows, INFINITY, {-1}, /*keepdim=*/true, at::kFloat);  // [R, 1]
   // Divided by a tensor, not a scalar: ATen's CUDA kernels turn a scalar divisor into a
@@ -67,23 +71,42 @@ at::Tensor dequantize_rows_fp8(const Fp8Rows& rows) {
   return rows.values.to(at::kFloat) * rows.scale;  // [R, C]
 }
 
-at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias) {
-  auto x_dq = dequantize_rows_fp8(quantize_rows_fp8(x));  // [M, K] float32
-  auto w_dq = dequantize_rows_fp8(weight);                // [N, K] float32
+QuantizedActivation quantized_activation(const at::Tensor& x, bool quantize) {
+  QuantizedActivation a;
+  a.full = x;
+  a.shape = x.sizes().vec();
+  a.dtype = x.scalar_type();
+  if (quantize) a.fp8 = quantize_rows_fp8(x.reshape({-1, x.size(-1)}));  // [M, K]
+  return a;
+}
+
+at::Tensor fp8_linear_emulated(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                               const at::Tensor& bias) {
+  auto x_dq = dequantize_rows_fp8(x);       // [M, K] float32
+  auto w_dq = dequantize_rows_fp8(weight);  // [N, K] float32
   auto out = at::linear(x_dq, w_dq, bias.defined() ? bias.to(at::kFloat) : at::Tensor());
-  return out.to(x.scalar_type());  // [M, N]
+  return out.to(out_dtype);  // [M, N]
+}
+
+at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias) {
+  return fp8_linear_emulated(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
+}
+
+at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                                const at::Tensor& bias) {
+  std::optional<at::Tensor> bias_bf16;
+  if (bias.defined()) bias_bf16 = bias.to(at::kBFloat16);  // row-wise scaling takes a bf16 bias
+  // x: values [M, K] row-major, scale [M, 1]. The weight [N, K] row-major is the column-major
+  // [K, N] operand _scaled_mm wants; its scale [N, 1] viewed as [1, N] is contiguous. Fast
+  // accumulation, as FP8 inference recipes use.
+  auto out = at::_scaled_mm(x.values, weight.values.t(), x.scale, weight.scale.t(), bias_bf16,
+                            std::nullopt, at::kBFloat16, /*use_fast_accum=*/true);
+  return out.to(out_dtype);  // [M, N]
 }
 
 at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight,
                                 const at::Tensor& bias) {
-  auto x_q = quantize_rows_fp8(x);  // values [M, K] row-major, scale [M, 1]
-  std::optional<at::Tensor> bias_bf16;
-  if (bias.defined()) bias_bf16 = bias.to(at::kBFloat16);  // row-wise scaling takes a bf16 bias
-  // The weight [N, K] row-major is the column-major [K, N] operand _scaled_mm wants; its scale
-  // [N, 1] viewed as [1, N] is contiguous. Fast accumulation, as FP8 inference recipes use.
-  auto out = at::_scaled_mm(x_q.values, weight.values.t(), x_q.scale, weight.scale.t(), bias_bf16,
-                            std::nullopt, at::kBFloat16, /*use_fast_accum=*/true);
-  return out.to(x.scalar_type());  // [M, N]
+  return fp8_linear_scaled_mm(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
 }
 
 QuantCheck check_quant_mode(QuantMode mode, const at::Device& device) {

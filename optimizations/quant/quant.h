@@ -30,8 +30,26 @@ struct Fp8Rows {
   at::Tensor values;  // [R, C] Float8_e4m3fn
   at::Tensor scale;   // [R, 1] float32
 };
-Fp8Rows quantize_rows_fp8(const at::Tensor& rows);    // rows: [R, C], any floating dtype
-at::Tensor dequantize_rows_fp8(const Fp8Rows& rows);  // -> [R, C] float32
+// On CUDA (float32, float16 or bfloat16 rows with unit column stride) one fused kernel
+// (fp8_rows_cuda.h); elsewhere the op-by-op ATen form, which defines the numbers: the kernel's
+// output equals it bit for bit.
+Fp8Rows quantize_rows_fp8(const at::Tensor& rows);       // rows: [R, C], any floating dtype
+Fp8Rows quantize_rows_fp8_aten(const at::Tensor& rows);  // the ATen form on any device
+at::Tensor dequantize_rows_fp8(const Fp8Rows& rows);     // -> [R, C] float32
+
+// An activation on its way into Linears, quantized once for all the fp8_dynamic ones among
+// them. A producer that can emit e4m3 rows directly (a fused kernel ending in the row
+// quantization) fills `fp8` without a pass of its own; `full` is the activation itself, which
+// Linears in other modes read. Either may be undefined, not both: `fp8` when no consumer runs
+// fp8_dynamic, `full` when every consumer does and the producer skipped writing it.
+struct QuantizedActivation {
+  at::Tensor full;                    // [..., K] or undefined
+  Fp8Rows fp8;                        // values [M, K], scale [M, 1], M = prod(shape[:-1])
+  std::vector<int64_t> shape;         // [..., K]
+  at::ScalarType dtype = at::kFloat;  // the activation's dtype, which the Linears return
+};
+// x: [..., K] kept as `full`; with `quantize`, its rows quantized by quantize_rows_fp8 too.
+QuantizedActivation quantized_activation(const at::Tensor& x, bool quantize);
 
 // y = x W^T + b with x quantized per row on the fly and W given quantized per output channel.
 // x: [M, K]; weight.values: [N, K], weight.scale: [N, 1]; bias: [N] or undefined.
@@ -41,6 +59,11 @@ at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const
 // at::_scaled_mm with row-wise scales (CUDA, compute capability 8.9+). K and N must be multiples
 // of 16 (pad the weight once; see LinearImpl::quantize); output bf16, cast to x's dtype.
 at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
+// The same two with x already quantized ([M, K] e4m3 rows); the result has dtype `out_dtype`.
+at::Tensor fp8_linear_emulated(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                               const at::Tensor& bias);
+at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                                const at::Tensor& bias);
 
 // Whether `mode` can run on `device`, and if not, why (a runner's skip reason).
 struct QuantCheck {

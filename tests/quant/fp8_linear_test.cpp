@@ -139,6 +139,55 @@ TEST(Fp8Quant, QuantizingTwiceIsRefused) {
   EXPECT_THROW(linear->quantize(QuantMode::fp8_weight_only), Unsupported);
 }
 
+// ---- activations quantized once for several consumers ----
+
+Linear random_linear(int64_t in, int64_t out, at::ScalarType dtype, QuantMode mode,
+                     const at::Device& device = at::kCPU) {
+  Linear linear(in, out, true, at::TensorOptions().dtype(dtype).device(device));
+  linear->weight.set_data((at::randn({out, in}) * 0.1).to(device, dtype));
+  linear->bias.set_data(at::randn({out}).to(device, dtype));
+  linear->quantize(mode);
+  return linear;
+}
+
+TEST(Fp8Quant, QuantizedActivationGivesEachModeItsOwnResult) {
+  at::manual_seed(12);
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    auto x = at::randn({2, 5, 24}).to(dtype);  // [B, S, K]
+    auto none = random_linear(24, 8, dtype, QuantMode::none);
+    auto weight_only = random_linear(24, 8, dtype, QuantMode::fp8_weight_only);
+    auto dynamic = random_linear(24, 8, dtype, QuantMode::fp8_dynamic);
+    EXPECT_FALSE(none->takes_fp8());
+    EXPECT_FALSE(weight_only->takes_fp8());
+    EXPECT_TRUE(dynamic->takes_fp8());
+    EXPECT_FALSE(any_takes_fp8({none.get(), weight_only.get()}));
+    auto shared = quantize_for(x, {none.get(), weight_only.get(), dynamic.get()});
+    ASSERT_TRUE(shared.fp8.values.defined());
+    EXPECT_EQ(shared.fp8.values.sizes(), (std::vector<int64_t>{10, 24}));  // [B*S, K]
+    EXPECT_FALSE(quantize_for(x, {none.get()}).fp8.values.defined());
+    for (auto* linear : {&none, &weight_only, &dynamic}) {
+      auto y = (*linear)->forward_quantized(shared);
+      EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 5, 8}));
+      EXPECT_EQ(y.scalar_type(), dtype);
+      EXPECT_TRUE(at::equal(y, (*linear)(x))) << quant_mode_name((*linear)->quant_mode());
+    }
+  }
+}
+
+TEST(Fp8Quant, E4m3OnlyActivationServesFp8LinearsAndIsRefusedByOthers) {
+  at::manual_seed(13);
+  auto x = at::randn({3, 16});
+  auto dynamic = random_linear(16, 4, at::kFloat, QuantMode::fp8_dynamic);
+  auto none = random_linear(16, 4, at::kFloat, QuantMode::none);
+  QuantizedActivation rows_only = quantized_activation(x, true);
+  rows_only.full = at::Tensor();  // as a fused producer that skips the full-precision output
+  EXPECT_TRUE(at::equal(dynamic->forward_quantized(rows_only), dynamic(x)));
+  EXPECT_THROW(none->forward_quantized(rows_only), c10::Error);
+  auto narrow = quantized_activation(at::randn({3, 8}), true);  // K = 8 for a K = 16 linear
+  narrow.full = at::Tensor();
+  EXPECT_THROW(dynamic->forward_quantized(narrow), c10::Error);
+}
+
 // A module tree named as HunyuanVideo's transformer names its linears, with the pattern data
 // that family supplies.
 struct Named : torch::nn::Module {
@@ -265,6 +314,22 @@ TEST(Fp8QuantCuda, DynamicLinearWithUnalignedDimsMatchesCpuEmulation) {
   EXPECT_EQ(y_gpu.sizes(), y_cpu.sizes());
   EXPECT_EQ(y_gpu.scalar_type(), at::kFloat);
   EXPECT_LT(rel_error(y_gpu.cpu(), y_cpu), 1e-2);
+}
+
+// The e4m3 rows of a shared activation give the GPU linear exactly what its own quantization
+// would, also where K is padded to 16 for at::_scaled_mm.
+TEST(Fp8QuantCuda, QuantizedActivationMatchesTheLinearsOwnQuantization) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
+  if (!check.ok) GTEST_SKIP() << check.reason;
+  at::manual_seed(14);
+  for (int64_t in : {40, 256}) {
+    auto linear = random_linear(in, 48, at::kBFloat16, QuantMode::fp8_dynamic, at::kCUDA);
+    auto x = at::randn({2, 33, in}).to(at::kCUDA, at::kBFloat16);
+    auto y = linear->forward_quantized(quantize_for(x, {linear.get()}));
+    EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 33, 48}));
+    EXPECT_TRUE(at::equal(y, linear(x))) << "K = " << in;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,172 @@
+#pragma once
+// Device code of the row-wise e4m3 quantization, shared by the row quantizer (fp8_rows.cu) and
+// the producers that emit e4m3 directly (optimizations/kernels/fused_fp8.cu), so every path
+// rounds as quantize_rows_fp8's ATen form does: scale = amax / 448 (1 for a zero row), value =
+// round-to-nearest-even(clamp(x / scale, ±448)), both divisions IEEE.
+//
+// A row is held in registers while its amax is reduced: a block of `threads` (a multiple of 32,
+// at most 1024) owns one row; thread t owns the 16-byte input vectors t, t + threads, ... of it,
+// kVecs of them at most. One read of the input, one write of the e4m3 values.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <cstdint>
+
+namespace ditbench {
+namespace fp8_rows {
+
+constexpr int kMaxThreads = 1024;
+constexpr int kMaxWarps = kMaxThreads / 32;
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// amax / 448 by IEEE division (as ATen divides by a tensor), 1 for an all-zero row.
+__device__ __forceinline__ float scale_of(float amax) {
+  return amax > 0.f ? __fdiv_rn(amax, 448.f) : 1.f;
+}
+
+// The saturating conversion is the clamp to ±448 followed by round-to-nearest-even.
+__device__ __forceinline__ __nv_fp8_storage_t to_e4m3(float v, float scale) {
+  return __nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3);
+}
+
+// Maximum over the block. `partial` holds kMaxWarps floats; every thread gets the result.
+// fmaxf drops NaN where ATen's max keeps it: rows holding NaN differ (their values are NaN
+// either way only where the input is).
+__device__ __forceinline__ float block_max(float v, float* partial) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  const int warps = (blockDim.x + 31) / 32;
+  if (warps == 1) return v;
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  float m = partial[0];
+  for (int w = 1; w < warps; ++w) m = fmaxf(m, partial[w]);
+  __syncthreads();  // partial may be reused
+  return m;
+}
+
+// A 16-byte vector of E and the e4m3 bytes of its elements (16 / sizeof(E) of them).
+template <typename E>
+struct Vec {
+  static constexpr int kSize = 16 / sizeof(E);
+  uint4 raw;
+
+  __device__ __forceinline__ float operator[](int j) const {
+    return to_float(reinterpret_cast<const E*>(&raw)[j]);
+  }
+  __device__ __forceinline__ float amax() const {
+    float m = 0.f;
+#pragma unroll
+    for (int j = 0; j < kSize; ++j) m = fmaxf(m, fabsf((*this)[j]));
+    return m;
+  }
+  // Stores the kSize e4m3 bytes at out (aligned to kSize bytes).
+  __device__ __forceinline__ void store_e4m3(__nv_fp8_storage_t* out, float scale) const {
+    alignas(16) __nv_fp8_storage_t q[kSize];
+#pragma unroll
+    for (int j = 0; j < kSize; ++j) q[j] = to_e4m3((*this)[j], scale);
+    if constexpr (kSize == 8) {
+      *reinterpret_cast<uint2*>(out) = *reinterpret_cast<const uint2*>(q);
+    } else if constexpr (kSize == 4) {
+      *reinterpret_cast<uint32_t*>(out) = *reinterpret_cast<const uint32_t*>(q);
+    } else {
+      *reinterpret_cast<uint4*>(out) = *reinterpret_cast<const uint4*>(q);
+    }
+  }
+};
+
+// Quantizes one row held in registers: v[i] is the row's vector threadIdx.x + i * blockDim.x
+// (those at or past `vecs` are ignored). Writes the e4m3 row and, from thread 0, its scale.
+template <typename E, int kVecs>
+__device__ __forceinline__ void quantize_held_row(const Vec<E> (&v)[kVecs], int vecs,
+                                                  __nv_fp8_storage_t* __restrict__ out_row,
+                                                  float* __restrict__ scale_out, float* partial) {
+  constexpr int kSize = Vec<E>::kSize;
+  float amax = 0.f;
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+    if (threadIdx.x + i * blockDim.x < vecs) amax = fmaxf(amax, v[i].amax());
+  }
+  const float scale = scale_of(block_max(amax, partial));
+  if (threadIdx.x == 0) *scale_out = scale;
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+    const int c = threadIdx.x + i * blockDim.x;
+    if (c < vecs) v[i].store_e4m3(out_row + static_cast<int64_t>(c) * kSize, scale);
+  }
+}
+
+// Row quantization of what a Source yields: one block per row, the whole row loaded into
+// registers first (every load in flight at once), then reduced and quantized. A Source has
+// `using Elem` (the element type of its vectors) and `uint4 load(int64_t row, int vec) const`,
+// the row's 16-byte vector `vec` holding the values the unfused producer would have stored.
+template <typename Source, int kVecs>
+__global__ void __launch_bounds__(kMaxThreads)
+    quantize_rows_held_kernel(Source source, int vecs, __nv_fp8_storage_t* __restrict__ out,
+                              float* __restrict__ scale) {
+  using E = typename Source::Elem;
+  __shared__ float partial[kMaxWarps];
+  const int64_t row = blockIdx.x;
+  Vec<E> v[kVecs];
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+    const int c = threadIdx.x + i * blockDim.x;
+    v[i].raw = c < vecs ? source.load(row, c) : make_uint4(0, 0, 0, 0);
+  }
+  quantize_held_row<E, kVecs>(v, vecs, out + row * vecs * Vec<E>::kSize, scale + row, partial);
+}
+
+// Threads per row for rows of `vecs` vectors at kVecs per thread: a multiple of 32.
+inline int threads_for(int64_t vecs, int vecs_per_thread) {
+  const int64_t threads = (vecs + vecs_per_thread - 1) / vecs_per_thread;
+  return static_cast<int>((threads + 31) / 32 * 32);
+}
+
+// Whether this build has an image of `kernel` for the current device (asked once per kernel).
+template <auto kernel>
+bool has_image() {
+  static const bool ok = [] {
+    cudaFuncAttributes attributes;
+    if (cudaFuncGetAttributes(&attributes, kernel) == cudaSuccess) return true;
+    cudaGetLastError();  // clear "no kernel image" so later launches do not report it
+    return false;
+  }();
+  return ok;
+}
+
+// Launches quantize_rows_held_kernel for `rows` rows of `vecs` vectors with 4 vectors per thread
+// or, for rows longer than 4096 vectors, 8. Returns false (launching nothing) when the row is too
+// long to hold or this build has no kernel image for the device.
+template <typename Source, int kVecs>
+bool launch_held_rows_as(const Source& source, int64_t rows, int64_t vecs, void* out, float* scale,
+                         cudaStream_t stream) {
+  constexpr auto kernel = quantize_rows_held_kernel<Source, kVecs>;
+  if (!has_image<kernel>()) return false;
+  kernel<<<static_cast<unsigned>(rows), threads_for(vecs, kVecs), 0, stream>>>(
+      source, static_cast<int>(vecs), static_cast<__nv_fp8_storage_t*>(out), scale);
+  return true;
+}
+
+template <typename Source>
+bool launch_held_rows(const Source& source, int64_t rows, int64_t vecs, void* out, float* scale,
+                      cudaStream_t stream) {
+  if (rows == 0 || vecs == 0) return true;
+  if (rows > 0x7fffffff) return false;
+  if (vecs <= int64_t{kMaxThreads} * 4) {
+    return launch_held_rows_as<Source, 4>(source, rows, vecs, out, scale, stream);
+  }
+  if (vecs <= int64_t{kMaxThreads} * 8) {
+    return launch_held_rows_as<Source, 8>(source, rows, vecs, out, scale, stream);
+  }
+  return false;
+}
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace fp8_rows
+}  // namespace ditbench

@@ -1,0 +1,96 @@
+// The fused row quantizer (fp8_rows.cu) against quantize_rows_fp8's ATen form, which defines the
+// numbers: bit for bit on random rows and on the edge cases (all-zero rows, values near the
+// largest finite input, denormal inputs, rows whose maximum sits in one element), for every
+// input dtype and every kernel the launcher picks (rows held in registers at 4 or 8 vectors per
+// thread, strided rows, and the two-pass kernel for unaligned or very long rows).
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <string>
+
+#include "optimizations/quant/quant.h"
+
+namespace ditbench {
+namespace {
+
+bool bitwise_equal(const Fp8Rows& a, const Fp8Rows& b) {
+  return a.values.sizes() == b.values.sizes() && a.scale.sizes() == b.scale.sizes() &&
+         at::equal(a.values.cpu().view(at::kByte), b.values.cpu().view(at::kByte)) &&
+         at::equal(a.scale.cpu().view(at::kInt), b.scale.cpu().view(at::kInt));
+}
+
+// Rows exercising the rounding: random magnitudes over many binades, one all-zero row, one row
+// whose maximum is a single huge element, one near the dtype's largest finite value, one of
+// denormals (where the dtype has them below float32's normal range, both dtypes' denormals).
+at::Tensor edge_rows(int64_t cols, at::ScalarType dtype) {
+  at::manual_seed(cols);
+  auto rows = at::randn({8, cols}) * at::exp(at::randn({8, 1}) * 4);  // [8, C] float32
+  rows[1].zero_();
+  rows[2] = at::randn({cols}) * 1e-3;
+  rows[2][cols / 2] = 1e4;
+  const double big = dtype == at::kHalf ? 60000.0 : 3e38;
+  rows[3] = (at::rand({cols}) * 2 - 1) * big;
+  if (dtype == at::kHalf) {
+    rows[4] = at::randn({cols}) * 3e-6;  // float16 denormals (below 6.1e-5), normal in float32
+  } else {
+    rows[4] = at::randn({cols}) * 1e-39;  // float32/bfloat16 denormals (below 1.18e-38)
+  }
+  rows[5] = at::randn({cols});
+  rows[5][0] = 1e-40;  // a denormal that quantizes to zero beside normal values
+  rows[6] = at::full({cols}, -7.0);
+  rows[6][cols - 1] = 7.0;  // the maximum magnitude twice, with both signs
+  return rows.to(dtype);
+}
+
+class Fp8RowsCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  }
+
+  // The kernel's quantization of `rows` (on the GPU) against the ATen form on the GPU and on
+  // the CPU.
+  static void expect_matches_aten(const at::Tensor& rows, const std::string& what) {
+    SCOPED_TRACE(what);
+    auto kernel = quantize_rows_fp8(rows);
+    EXPECT_TRUE(bitwise_equal(kernel, quantize_rows_fp8_aten(rows))) << "vs ATen on the GPU";
+    EXPECT_TRUE(bitwise_equal(kernel, quantize_rows_fp8_aten(rows.cpu()))) << "vs ATen on the CPU";
+  }
+};
+
+TEST_F(Fp8RowsCuda, MatchesAtenBitForBitOnEdgeRows) {
+  for (auto dtype : {at::kBFloat16, at::kHalf, at::kFloat}) {
+    // 16: one vector a row; 3072, 12288, 15360: HunyuanVideo's inputs (4 vectors a thread);
+    // 40000: 8 vectors a thread; 80000: too long to hold (two-pass kernel); 1001: not whole
+    // vectors (two-pass kernel).
+    for (int64_t cols : {16, 3072, 12288, 15360, 40000, 80000, 1001}) {
+      expect_matches_aten(edge_rows(cols, dtype).cuda(),
+                          std::string(c10::toString(dtype)) + " cols " + std::to_string(cols));
+    }
+  }
+}
+
+TEST_F(Fp8RowsCuda, StridedAndMisalignedRowsMatchAten) {
+  for (auto dtype : {at::kBFloat16, at::kFloat}) {
+    auto wide = edge_rows(3200, dtype).cuda();
+    // Row stride 3200 (whole vectors): the register kernel reads the strided rows in place.
+    expect_matches_aten(wide.narrow(1, 0, 3072), "strided");
+    // Starting one element in: not 16-byte aligned, the two-pass kernel.
+    expect_matches_aten(wide.narrow(1, 1, 3072), "misaligned");
+  }
+}
+
+TEST_F(Fp8RowsCuda, ManyRowsMatchAten) {
+  // Enough rows that every SM runs many blocks (and the grid is not a single wave).
+  at::manual_seed(11);
+  auto rows = (at::randn({4099, 3072}) * at::rand({4099, 1}) * 20).to(at::kBFloat16).cuda();
+  expect_matches_aten(rows, "4099 x 3072");
+}
+
+TEST_F(Fp8RowsCuda, EmptyRowsAreFine) {
+  auto q = quantize_rows_fp8(at::empty({0, 64}, at::TensorOptions().device(at::kCUDA)));
+  EXPECT_EQ(q.values.size(0), 0);
+}
+
+}  // namespace
+}  // namespace ditbench
