@@ -1,5 +1,7 @@
 #include "models/common/layers.h"
 
+#include "models/common/linear_fusions.h"
+
 namespace ditbench {
 
 FeedForwardProjImpl::FeedForwardProjImpl(int64_t dim, int64_t inner_dim, FeedForwardActivation act,
@@ -10,18 +12,17 @@ FeedForwardProjImpl::FeedForwardProjImpl(int64_t dim, int64_t inner_dim, FeedFor
 }
 
 at::Tensor FeedForwardProjImpl::forward(const at::Tensor& x) {
-  auto h = proj(x);  // [..., inner] (or [..., 2*inner] for SwiGLU)
   switch (act_) {
     case FeedForwardActivation::kGeluTanh:
-      return at::gelu(h, "tanh");
+      return linear_gelu_tanh(proj, x);  // [..., inner], GELU in the GEMM epilogue where it serves
     case FeedForwardActivation::kLinearSiLU:
-      return at::silu(h);
+      return at::silu(proj(x));  // [..., inner]
     case FeedForwardActivation::kSwiGLU: {
-      auto halves = h.chunk(2, -1);  // value first, gate second
+      auto halves = proj(x).chunk(2, -1);  // [..., 2*inner]: value first, gate second
       return halves[0] * at::silu(halves[1]);
     }
   }
-  return h;
+  return proj(x);
 }
 
 FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim, FeedForwardActivation act,

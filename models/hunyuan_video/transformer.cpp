@@ -66,6 +66,15 @@ void qk_norm_rope(at::Tensor& q, at::Tensor& k, RMSNorm& norm_q, RMSNorm& norm_k
   k = rope(norm_k(k));
 }
 
+// qk_norm_rope writing its result into q and k, views of a packed projection buffer.
+void qk_norm_rope_into(const at::Tensor& q, const at::Tensor& k, RMSNorm& norm_q, RMSNorm& norm_k,
+                       const at::Tensor& cos, const at::Tensor& sin) {
+  auto q_out = q, k_out = k;
+  qk_norm_rope(q_out, k_out, norm_q, norm_k, cos, sin);
+  if (!q_out.is_same(q)) q.copy_(q_out);  // the kernel did not serve: the chain made new tensors
+  if (!k_out.is_same(k)) k.copy_(k_out);
+}
+
 // AdaLayerNormZero(Single) with its LayerNorm + modulate through norm_modulate: the modulation
 // chunks in the order AdaLayerNormZero(Single)Impl::forward splits them (shift, scale first).
 template <typename Norm>
@@ -114,24 +123,45 @@ HunyuanVideoAttentionImpl::HunyuanVideoAttentionImpl(int64_t heads, int64_t head
     to_add_out = register_module("to_add_out", Linear(dim, dim, true, options));
     norm_added_q = register_module("norm_added_q", RMSNorm(head_dim, kNormEps, true, options));
     norm_added_k = register_module("norm_added_k", RMSNorm(head_dim, kNormEps, true, options));
+    added_qkv_ = LinearGroup({add_q_proj, add_k_proj, add_v_proj});
   }
+  qkv_ = LinearGroup({to_q, to_k, to_v});
 }
 
 std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
     const at::Tensor& x, const at::Tensor& c, const at::Tensor& key_mask, const at::Tensor& cos,
     const at::Tensor& sin) {
   const int64_t n = x.size(1), l = c.size(1);
-  // Image stream: [B, N, H, Dh], QK norm, then RoPE.
-  auto q = split_heads(to_q(x), heads_), k = split_heads(to_k(x), heads_);
-  qk_norm_rope(q, k, norm_q, norm_k, cos, sin);
-  auto v = split_heads(to_v(x), heads_);
-  // Text stream: [B, L, H, Dh], own projections and norms, no RoPE.
-  auto qc = split_heads(add_q_proj(c), heads_), kc = split_heads(add_k_proj(c), heads_);
-  qk_norm_rope(qc, kc, norm_added_q, norm_added_k, {}, {});
-  auto vc = split_heads(add_v_proj(c), heads_);
-  // Joint sequence [image, text] in the attention layout [B, H, N + L, Dh].
-  auto out = attend(at::cat({q, qc}, 1).transpose(1, 2), at::cat({k, kc}, 1).transpose(1, 2),
-                    at::cat({v, vc}, 1).transpose(1, 2), key_mask);
+  at::Tensor q, k, v;  // joint sequence [image, text]: [B, N + L, H, Dh]
+  if (qkv_.serves(x) && added_qkv_.serves(c)) {
+    // Both streams' q | k | v projections written straight into one joint buffer, image rows
+    // first: no per-projection outputs and no [image, text] concatenation of q, k and v.
+    auto packed = at::empty({x.size(0), n + l, qkv_.out_features()}, x.options());  // [B, N+L, 3D]
+    for (int64_t b = 0; b < x.size(0); ++b) {
+      qkv_.forward_into(x[b], packed[b].narrow(0, 0, n));
+      added_qkv_.forward_into(c[b], packed[b].narrow(0, n, l));
+    }
+    // Column ranges of the buffer: [B, N + L, H, Dh] views with token stride 3D.
+    q = split_heads(qkv_.member_output(packed, 0), heads_);
+    k = split_heads(qkv_.member_output(packed, 1), heads_);
+    v = split_heads(qkv_.member_output(packed, 2), heads_);
+    qk_norm_rope_into(q.narrow(1, 0, n), k.narrow(1, 0, n), norm_q, norm_k, cos, sin);
+    qk_norm_rope_into(q.narrow(1, n, l), k.narrow(1, n, l), norm_added_q, norm_added_k, {}, {});
+  } else {
+    // Image stream: [B, N, H, Dh], QK norm, then RoPE.
+    auto qx = split_heads(to_q(x), heads_), kx = split_heads(to_k(x), heads_);
+    qk_norm_rope(qx, kx, norm_q, norm_k, cos, sin);
+    auto vx = split_heads(to_v(x), heads_);
+    // Text stream: [B, L, H, Dh], own projections and norms, no RoPE.
+    auto qc = split_heads(add_q_proj(c), heads_), kc = split_heads(add_k_proj(c), heads_);
+    qk_norm_rope(qc, kc, norm_added_q, norm_added_k, {}, {});
+    auto vc = split_heads(add_v_proj(c), heads_);
+    q = at::cat({qx, qc}, 1);
+    k = at::cat({kx, kc}, 1);
+    v = at::cat({vx, vc}, 1);
+  }
+  // Attention layout [B, H, N + L, Dh] (views).
+  auto out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask);
   out = out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, N + L, D]
   return {to_out(out.narrow(1, 0, n)), to_add_out(out.narrow(1, n, l))};
 }
@@ -143,9 +173,21 @@ at::Tensor HunyuanVideoAttentionImpl::forward_single(const at::Tensor& joint,
   TORCH_CHECK(cos.size(0) == num_image_tokens, "forward_single: RoPE table rows ", cos.size(0),
               " != image tokens ", num_image_tokens);
   // [B, S, H, Dh]; RoPE on the first N (image) rows only.
-  auto q = split_heads(to_q(joint), heads_), k = split_heads(to_k(joint), heads_);
+  at::Tensor q, k, v;
+  if (qkv_.serves(joint)) {
+    // One GEMM for q | k | v ([B, S, 3D]); q, k, v are its column ranges (token stride 3D), and
+    // QK norm + RoPE run in place on them. proj_mlp, which reads the same input, stays a GEMM of
+    // its own: its GELU epilogue would apply to q, k and v too.
+    auto packed = qkv_.forward(joint);
+    q = split_heads(qkv_.member_output(packed, 0), heads_);
+    k = split_heads(qkv_.member_output(packed, 1), heads_);
+    v = split_heads(qkv_.member_output(packed, 2), heads_);
+  } else {
+    q = split_heads(to_q(joint), heads_);
+    k = split_heads(to_k(joint), heads_);
+    v = split_heads(to_v(joint), heads_);
+  }
   qk_norm_rope(q, k, norm_q, norm_k, cos, sin);
-  auto v = split_heads(to_v(joint), heads_);
   auto out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask);
   return out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, S, D]
 }
@@ -267,9 +309,11 @@ at::Tensor HunyuanVideoSingleTransformerBlockImpl::forward(
     const at::Tensor& joint, int64_t num_image_tokens, const at::Tensor& temb,
     const at::Tensor& key_mask, const at::Tensor& cos, const at::Tensor& sin) {
   auto normed = ada_norm_chunks(norm, joint, temb, 3);  // [_, x̂ [B, S, D], gate [B, D]]
-  auto mlp = at::gelu(proj_mlp(normed[1]), "tanh");     // [B, S, M]
+  auto mlp = linear_gelu_tanh(proj_mlp, normed[1]);     // [B, S, M], GELU in the GEMM epilogue
   auto attn_out = attn->forward_single(normed[1], num_image_tokens, key_mask, cos, sin);
-  auto out = proj_out(at::cat({attn_out, mlp}, 2));  // [B, S, D + M] -> [B, S, D]
+  // proj_out(cat([attn_out, mlp])): [B, S, D + M] -> [B, S, D], without writing the concatenation
+  // where the GEMMs serve.
+  auto out = linear_of_concat(proj_out, {attn_out, mlp});
   return gated_residual(joint, normed[2], out);
 }
 

@@ -13,6 +13,7 @@
 
 #include "models/common/embeddings.h"
 #include "models/common/layers.h"
+#include "models/common/linear_fusions.h"
 #include "models/common/norms.h"
 #include "models/hunyuan_video/config.h"
 #include "models/model.h"
@@ -64,6 +65,8 @@ class HunyuanVideoAttentionImpl : public torch::nn::Module {
 
  private:
   int64_t heads_;
+  // to_q | to_k | to_v and add_q_proj | add_k_proj | add_v_proj as one GEMM each, where they serve.
+  LinearGroup qkv_, added_qkv_;
 };
 TORCH_MODULE(HunyuanVideoAttention);
 

@@ -103,15 +103,33 @@ at::Tensor try_gate_residual(const at::Tensor& x, const at::Tensor& gate, const 
 
 namespace {
 
+#ifdef DITBENCH_HAS_CUDA
+// The strides of a [B, S, H, Dh] operand whose heads are contiguous within a token (unit stride
+// over Dh, stride Dh over H); false for any other layout. Strides of size-1 dims do not matter.
+bool qk_strides_of(const at::Tensor& t, QkStrides& out) {
+  const int64_t heads = t.size(2), head_dim = t.size(3);
+  if ((head_dim > 1 && t.stride(3) != 1) || (heads > 1 && t.stride(2) != head_dim)) return false;
+  out.batch = t.size(0) > 1 ? t.stride(0) : 0;
+  out.token = t.size(1) > 1 ? t.stride(1) : 0;
+  return true;
+}
+
+bool same_layout(const at::Tensor& a, const at::Tensor& b) {
+  return b.defined() && b.sizes() == a.sizes() && b.strides() == a.strides() &&
+         b.scalar_type() == at::kBFloat16 && b.device() == a.device();
+}
+#endif
+
 // Launches the QK kernel from q, k into q_out, k_out (which may be q, k); false when it cannot.
 bool qk_rms_norm_rope_into(const at::Tensor& q, const at::Tensor& k, at::Tensor& q_out,
                            at::Tensor& k_out, const at::Tensor& weight_q,
                            const at::Tensor& weight_k, const at::Tensor& cos, const at::Tensor& sin,
                            double eps) {
 #ifdef DITBENCH_HAS_CUDA
-  if (!fused_kernels_serve(q) || q.dim() != 4 || !q.is_contiguous() || !k.defined() ||
-      k.sizes() != q.sizes() || !k.is_contiguous() || k.scalar_type() != at::kBFloat16 ||
-      k.device() != q.device()) {
+  QkStrides in, out;
+  if (!fused_kernels_serve(q) || q.dim() != 4 || !same_layout(q, k) || !same_layout(q_out, k_out) ||
+      q_out.sizes() != q.sizes() || q_out.device() != q.device() || !qk_strides_of(q, in) ||
+      !qk_strides_of(q_out, out)) {
     return false;
   }
   const int64_t head_dim = q.size(3);
@@ -134,8 +152,8 @@ bool qk_rms_norm_rope_into(const at::Tensor& q, const at::Tensor& k, at::Tensor&
   }
   c10::cuda::CUDAGuard guard(q.device());
   if (!qk_rms_norm_rope_cuda(
-          q.data_ptr(), k.data_ptr(), q_out.data_ptr(), k_out.data_ptr(), weight_q.data_ptr(),
-          weight_k.data_ptr(), rope_rows ? cos.data_ptr<float>() : nullptr,
+          q.data_ptr(), k.data_ptr(), q_out.data_ptr(), k_out.data_ptr(), in, out,
+          weight_q.data_ptr(), weight_k.data_ptr(), rope_rows ? cos.data_ptr<float>() : nullptr,
           rope_rows ? sin.data_ptr<float>() : nullptr, q.size(0), q.size(1), q.size(2), head_dim,
           rope_rows, static_cast<float>(eps), current_stream(q))) {
     return false;

@@ -223,13 +223,15 @@ __device__ __forceinline__ void rotate(float (&v)[kVec], const float* cos, const
 // Groups of kLanes threads each take one (b, s, h) and do q and k of it, so the token's cos/sin
 // slice is read once for both (and from L1 for the other heads of the token). The loop bound is
 // uniform per warp, so the shuffles always see every lane; groups past the end only skip memory.
+// Heads are contiguous within a token; tokens and batches follow the given strides, so q and k may
+// be column ranges of one packed projection output.
 template <int kLanes>
 __global__ void __launch_bounds__(kRowThreads)
-    qk_rms_norm_rope_kernel(const bf16* q, const bf16* k, bf16* q_out, bf16* k_out,
-                            const bf16* __restrict__ weight_q, const bf16* __restrict__ weight_k,
-                            const float* __restrict__ cos, const float* __restrict__ sin,
-                            int64_t items, int64_t seq, int64_t heads, int head_dim,
-                            int64_t rope_rows, float eps) {
+    qk_rms_norm_rope_kernel(const bf16* q, const bf16* k, bf16* q_out, bf16* k_out, QkStrides in,
+                            QkStrides out, const bf16* __restrict__ weight_q,
+                            const bf16* __restrict__ weight_k, const float* __restrict__ cos,
+                            const float* __restrict__ sin, int64_t items, int64_t seq,
+                            int64_t heads, int head_dim, int64_t rope_rows, float eps) {
   constexpr int kGroupsPerBlock = kRowThreads / kLanes;
   const int lane = threadIdx.x % kLanes;
   const float inv_dim = 1.f / static_cast<float>(head_dim);
@@ -241,23 +243,26 @@ __global__ void __launch_bounds__(kRowThreads)
        base += stride) {
     const int64_t item = base + threadIdx.x / kLanes;
     const bool active = item < items;
-    const int64_t offset = item * head_dim + lane * kVec;
+    const int64_t token = item / heads, h = item - token * heads;
+    const int64_t b = token / seq, s = token - b * seq;
+    const int64_t within = h * head_dim + lane * kVec;
+    const int64_t in_offset = b * in.batch + s * in.token + within;
     float qv[kVec] = {}, kv[kVec] = {};
     if (active) {
-      load8(q + offset, qv);
-      load8(k + offset, kv);
+      load8(q + in_offset, qv);
+      load8(k + in_offset, kv);
     }
     rms_norm_head<kLanes>(qv, wq, inv_dim, eps);
     rms_norm_head<kLanes>(kv, wk, inv_dim, eps);
     if (!active) continue;
-    const int64_t s = (item / heads) % seq;
     if (s < rope_rows) {
       const int64_t table = s * head_dim + lane * kVec;
       rotate(qv, cos + table, sin + table);
       rotate(kv, cos + table, sin + table);
     }
-    store8(q_out + offset, qv);
-    store8(k_out + offset, kv);
+    const int64_t out_offset = b * out.batch + s * out.token + within;
+    store8(q_out + out_offset, qv);
+    store8(k_out + out_offset, kv);
   }
 }
 
@@ -328,9 +333,10 @@ bool launch_gate_residual(RowsBf16 x, RowsBf16 y, RowsBf16 gate, void* out, int6
 }
 
 template <int kLanes>
-bool launch_qk(const void* q, const void* k, void* q_out, void* k_out, const void* weight_q,
-               const void* weight_k, const float* cos, const float* sin, int64_t batch, int64_t seq,
-               int64_t heads, int64_t head_dim, int64_t rope_rows, float eps, cudaStream_t stream) {
+bool launch_qk(const void* q, const void* k, void* q_out, void* k_out, QkStrides in, QkStrides out,
+               const void* weight_q, const void* weight_k, const float* cos, const float* sin,
+               int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, int64_t rope_rows,
+               float eps, cudaStream_t stream) {
   static const KernelFit fit = fit_of(qk_rms_norm_rope_kernel<kLanes>);
   if (!fit.has_image) return false;
   constexpr int kGroupsPerBlock = kRowThreads / kLanes;
@@ -338,7 +344,7 @@ bool launch_qk(const void* q, const void* k, void* q_out, void* k_out, const voi
   qk_rms_norm_rope_kernel<kLanes>
       <<<grid_blocks(fit, (items + kGroupsPerBlock - 1) / kGroupsPerBlock), kRowThreads, 0,
          stream>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-                   static_cast<bf16*>(q_out), static_cast<bf16*>(k_out),
+                   static_cast<bf16*>(q_out), static_cast<bf16*>(k_out), in, out,
                    static_cast<const bf16*>(weight_q), static_cast<const bf16*>(weight_k), cos, sin,
                    items, seq, heads, static_cast<int>(head_dim), rope_rows, eps);
   return true;
@@ -393,20 +399,23 @@ bool gate_residual_cuda(RowsBf16 x, RowsBf16 y, RowsBf16 gate, void* out, int64_
   });
 }
 
-bool qk_rms_norm_rope_cuda(const void* q, const void* k, void* q_out, void* k_out,
-                           const void* weight_q, const void* weight_k, const float* cos,
-                           const float* sin, int64_t batch, int64_t seq, int64_t heads,
-                           int64_t head_dim, int64_t rope_rows, float eps, cudaStream_t stream) {
+bool qk_rms_norm_rope_cuda(const void* q, const void* k, void* q_out, void* k_out, QkStrides in,
+                           QkStrides out, const void* weight_q, const void* weight_k,
+                           const float* cos, const float* sin, int64_t batch, int64_t seq,
+                           int64_t heads, int64_t head_dim, int64_t rope_rows, float eps,
+                           cudaStream_t stream) {
   if (batch * seq * heads == 0) return true;
+  for (const int64_t s : {in.batch, in.token, out.batch, out.token})
+    if (s % kVec != 0) return false;
   const void* pointers[] = {q, k, q_out, k_out, weight_q, weight_k};
   for (const void* p : pointers)
     if (!aligned(p)) return false;
   if (rope_rows > 0 && (!aligned(cos) || !aligned(sin))) return false;
   switch (head_dim) {
-#define DITBENCH_CASE(dh)                                                                     \
-  case dh:                                                                                    \
-    return launch_qk<dh / kVec>(q, k, q_out, k_out, weight_q, weight_k, cos, sin, batch, seq, \
-                                heads, head_dim, rope_rows, eps, stream);
+#define DITBENCH_CASE(dh)                                                                         \
+  case dh:                                                                                        \
+    return launch_qk<dh / kVec>(q, k, q_out, k_out, in, out, weight_q, weight_k, cos, sin, batch, \
+                                seq, heads, head_dim, rope_rows, eps, stream);
     DITBENCH_CASE(8)
     DITBENCH_CASE(16)
     DITBENCH_CASE(32)

@@ -34,12 +34,13 @@ at::Tensor try_gate_residual(const at::Tensor& x, const at::Tensor& gate, const 
 
 // RMSNorm over Dh with weight (eps) of q and of k, then the interleaved rotary embedding (cos,
 // sin: [R, Dh] float32) on the rows s < R of both; R = 0 (cos, sin undefined) normalizes only.
-// q, k: contiguous [B, S, H, Dh]; weight_q, weight_k: [Dh] bfloat16. In place: returns false,
-// touching nothing, when the kernel does not serve these tensors.
+// q, k: [B, S, H, Dh] with the same strides, heads contiguous within a token (contiguous, or
+// column ranges of one packed [B, S, n * H * Dh] projection); weight_q, weight_k: [Dh] bfloat16.
+// In place: returns false, touching nothing, when the kernel does not serve these tensors.
 bool try_qk_rms_norm_rope_(at::Tensor& q, at::Tensor& k, const at::Tensor& weight_q,
                            const at::Tensor& weight_k, const at::Tensor& cos, const at::Tensor& sin,
                            double eps);
-// The same into new tensors; both undefined when the kernel does not serve.
+// The same into new contiguous tensors; both undefined when the kernel does not serve.
 std::pair<at::Tensor, at::Tensor> try_qk_rms_norm_rope(const at::Tensor& q, const at::Tensor& k,
                                                        const at::Tensor& weight_q,
                                                        const at::Tensor& weight_k,

@@ -30,12 +30,23 @@ bool layer_norm_modulate_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, void* 
 bool gate_residual_cuda(RowsBf16 x, RowsBf16 y, RowsBf16 gate, void* out, int64_t batch,
                         int64_t seq, int64_t dim, cudaStream_t stream);
 
-// For q and k, contiguous [B, S, H, Dh]: RMSNorm over Dh with weight ([Dh], bfloat16), then on
-// the rows s < rope_rows the interleaved rotary embedding with cos/sin tables ([rope_rows, Dh]
-// float32, contiguous; null when rope_rows is 0). Outputs may alias the inputs (in place).
-bool qk_rms_norm_rope_cuda(const void* q, const void* k, void* q_out, void* k_out,
-                           const void* weight_q, const void* weight_k, const float* cos,
-                           const float* sin, int64_t batch, int64_t seq, int64_t heads,
-                           int64_t head_dim, int64_t rope_rows, float eps, cudaStream_t stream);
+// Element strides of a [B, S, H, Dh] bfloat16 operand whose heads are contiguous within a token
+// (H * Dh consecutive elements): between batches and between tokens. A contiguous tensor has
+// {S * H * Dh, H * Dh}; a column range of a packed [B, S, 3 * H * Dh] projection has token
+// stride 3 * H * Dh.
+struct QkStrides {
+  int64_t batch = 0;
+  int64_t token = 0;
+};
+
+// For q and k ([B, S, H, Dh] with strides `in`, the same for both): RMSNorm over Dh with weight
+// ([Dh], bfloat16), then on the rows s < rope_rows the interleaved rotary embedding with cos/sin
+// tables ([rope_rows, Dh] float32, contiguous; null when rope_rows is 0), into q_out and k_out
+// (strides `out`). Outputs may alias the inputs (in place, in == out).
+bool qk_rms_norm_rope_cuda(const void* q, const void* k, void* q_out, void* k_out, QkStrides in,
+                           QkStrides out, const void* weight_q, const void* weight_k,
+                           const float* cos, const float* sin, int64_t batch, int64_t seq,
+                           int64_t heads, int64_t head_dim, int64_t rope_rows, float eps,
+                           cudaStream_t stream);
 
 }  // namespace ditbench

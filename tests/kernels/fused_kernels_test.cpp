@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "models/checkpoint/checkpoint.h"
@@ -15,6 +17,7 @@
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/transformer.h"
 #include "optimizations/kernels/fused.h"
+#include "optimizations/quant/quant.h"
 #include "test_util.h"
 
 namespace ditbench {
@@ -215,6 +218,34 @@ TEST_F(FusedKernelsGpu, QkRmsNormRopeEqualsTheAtenChain) {
   }
 }
 
+TEST_F(FusedKernelsGpu, QkRmsNormRopeServesColumnRangesOfAPackedProjection) {
+  // q | k | v of one [B, S, 3 * H * Dh] GEMM output: q and k are views with token stride 3 H Dh.
+  const int64_t heads = 24, head_dim = 128, seq = 262;
+  auto packed = at::randn({2, seq, 3 * heads * head_dim}, gpu_bf16());
+  const auto before = packed.clone();
+  auto view = [&](int64_t i) {
+    return packed.narrow(2, i * heads * head_dim, heads * head_dim).unflatten(2, {heads, head_dim});
+  };
+  auto q = view(0), k = view(1);
+  auto w_q = at::randn({head_dim}, gpu_bf16()) * 0.2 + 1, w_k = at::randn({head_dim}, gpu_bf16());
+  auto [cos, sin] = rope_3d_grid(2, 5, 25, {16, 56, 56}, 256.0, at::kCUDA);
+  auto [q_ref, k_ref] =
+      try_qk_rms_norm_rope(q.contiguous(), k.contiguous(), w_q, w_k, cos, sin, kEps);
+  ASSERT_TRUE(q_ref.defined());
+  ASSERT_TRUE(try_qk_rms_norm_rope_(q, k, w_q, w_k, cos, sin, kEps));
+  EXPECT_TRUE(at::equal(q, q_ref));
+  EXPECT_TRUE(at::equal(k, k_ref));
+  EXPECT_TRUE(at::equal(view(2), before.narrow(2, 2 * heads * head_dim, heads * head_dim)
+                                     .unflatten(2, {heads, head_dim})));  // v untouched
+  // The text rows of a joint buffer (a row range of the views), norm only.
+  auto q_text = view(0).narrow(1, 250, 12), k_text = view(1).narrow(1, 250, 12);
+  auto [qt_ref, kt_ref] =
+      try_qk_rms_norm_rope(q_text.contiguous(), k_text.contiguous(), w_k, w_q, {}, {}, kEps);
+  ASSERT_TRUE(try_qk_rms_norm_rope_(q_text, k_text, w_k, w_q, {}, {}, kEps));
+  EXPECT_TRUE(at::equal(q_text, qt_ref));
+  EXPECT_TRUE(at::equal(k_text, kt_ref));
+}
+
 TEST_F(FusedKernelsGpu, QkRmsNormRopeDeclinesOtherHeadDimsAndLayouts) {
   auto w = at::ones({48}, gpu_bf16());
   auto q = at::randn({1, 4, 2, 48}, gpu_bf16()), k = q.clone();
@@ -225,6 +256,17 @@ TEST_F(FusedKernelsGpu, QkRmsNormRopeDeclinesOtherHeadDimsAndLayouts) {
   EXPECT_FALSE(try_qk_rms_norm_rope_(strided, strided_k, w16, w16, {}, {}, kEps));
 }
 
+// bf16 GPU inputs of the tiny preset: [B, C, 3, 8, 8] latents and 12 text tokens, all valid.
+TransformerInputs tiny_inputs(const HunyuanVideoConfig& config, int64_t batch, double timestep) {
+  TransformerInputs in;
+  in.latents = at::randn({batch, config.in_channels, 3, 8, 8}, gpu_bf16());
+  in.timestep = at::full({batch}, timestep, gpu_bf16());
+  in.guidance = at::full({batch}, 6000.0, gpu_bf16());
+  in.prompt.embeds = at::randn({batch, 12, config.text_embed_dim}, gpu_bf16());
+  in.prompt.pooled = at::randn({batch, config.pooled_projection_dim}, gpu_bf16());
+  return in;
+}
+
 // The HunyuanVideo tiny preset in bf16 on the GPU: the whole forward pass with the fused kernels
 // against the same model on its ATen path.
 TEST_F(FusedKernelsGpu, HunyuanVideoForwardMatchesItsAtenPath) {
@@ -232,12 +274,7 @@ TEST_F(FusedKernelsGpu, HunyuanVideoForwardMatchesItsAtenPath) {
   auto config = hunyuan_video_preset("hunyuan-video-tiny");
   HunyuanVideoTransformer3DModel model(config, gpu_bf16());
   random_init(*model, 7);
-  TransformerInputs in;
-  in.latents = at::randn({1, config.in_channels, 3, 8, 8}, gpu_bf16());
-  in.timestep = at::full({1}, 500.0, gpu_bf16());
-  in.guidance = at::full({1}, 6000.0, gpu_bf16());
-  in.prompt.embeds = at::randn({1, 12, config.text_embed_dim}, gpu_bf16());
-  in.prompt.pooled = at::randn({1, config.pooled_projection_dim}, gpu_bf16());
+  auto in = tiny_inputs(config, 1, 500.0);
   auto mask = at::ones({1, 12}, at::TensorOptions().device(at::kCUDA).dtype(at::kBool));
   mask.narrow(1, 9, 3).fill_(false);
   in.prompt.attention_mask = mask;
@@ -245,6 +282,34 @@ TEST_F(FusedKernelsGpu, HunyuanVideoForwardMatchesItsAtenPath) {
   set_fused_kernels_enabled(false);
   auto aten = model->forward(in);
   EXPECT_LT(rel_error(f32_cpu(fused), f32_cpu(aten)), 2e-2);
+}
+
+// The GEMM arrangements on top (GELU epilogues, q | k | v as one GEMM into a joint [image, text]
+// buffer, proj_out without the concatenation) with a batch of two, the parameters keeping their
+// keys and shapes; then with FP8 Linears, which keep their plain paths.
+TEST_F(FusedKernelsGpu, HunyuanVideoBatchOfTwoAndFp8MatchTheirAtenPaths) {
+  torch::NoGradGuard no_grad;
+  auto config = hunyuan_video_preset("hunyuan-video-tiny");
+  HunyuanVideoTransformer3DModel model(config, gpu_bf16());
+  random_init(*model, 11);
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (const auto& p : model->named_parameters())
+    shapes.emplace_back(p.key(), p.value().sizes().vec());
+  auto in = tiny_inputs(config, 2, 700.0);
+  auto fused = model->forward(in);
+  std::vector<std::pair<std::string, std::vector<int64_t>>> after;
+  for (const auto& p : model->named_parameters())
+    after.emplace_back(p.key(), p.value().sizes().vec());
+  EXPECT_EQ(after, shapes);
+  set_fused_kernels_enabled(false);
+  auto aten = model->forward(in);
+  EXPECT_LT(rel_error(f32_cpu(fused), f32_cpu(aten)), 2e-2);
+  if (!check_quant_mode(QuantMode::fp8_dynamic, at::Device(at::kCUDA)).ok) return;
+  apply_quantization(*model, QuantMode::fp8_dynamic, {"attn\\.", "proj_"}, {});
+  auto fp8_aten = model->forward(in);
+  set_fused_kernels_enabled(true);
+  auto fp8_fused = model->forward(in);
+  EXPECT_LT(rel_error(f32_cpu(fp8_fused), f32_cpu(fp8_aten)), 2e-2);
 }
 
 }  // namespace

@@ -1,0 +1,96 @@
+#pragma once
+// GEMM arrangements of the one Linear type (optimizations/quant/linear.h) that remove memory passes
+// around a DiT block's projections without changing what the block computes:
+//  - linear_gelu_tanh: GELU (tanh form) in the cuBLASLt epilogue of the projection's GEMM;
+//  - LinearGroup: Linears that read one input, run as one GEMM on their concatenated weights;
+//  - linear_of_concat: a Linear over a concatenation [a, b], as GEMMs accumulating into one output
+//    so that the concatenation is never written.
+// Each serves bfloat16 CUDA activations of unquantized Linears while the fused-kernel switch is on
+// (optimizations/kernels/fused.h: DITBENCH_FUSED_KERNELS=0 turns them off with the kernels);
+// everything else runs the plain chain written beside each, which defines the numerics. The
+// results equal the chain's up to the bfloat16 rounding of one intermediate (the pre-activation,
+// or the first partial sum).
+#include <ATen/ATen.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "optimizations/quant/linear.h"
+
+namespace ditbench {
+
+// Whether a GEMM arrangement may replace `linear` on x: the switch is on, x is a bfloat16 CUDA
+// tensor of linear's in_features, and the Linear is unquantized (an FP8 Linear quantizes its own
+// input), bfloat16 on x's device, with a bias.
+bool gemm_fusion_serves(const Linear& linear, const at::Tensor& x);
+
+// gelu(linear(x), approximate="tanh"). x: [..., in] -> [..., out].
+// Where gemm_fusion_serves: at::_addmm_activation(bias, x, W^T, use_gelu=true). On CUDA (ATen
+// Blas.cpp, LibTorch 2.11) a 1-D contiguous bias with beta = 1, a contiguous 2-D output and more
+// than one row and column send it to cuBLASLt with CUBLASLT_EPILOGUE_GELU_BIAS; otherwise it runs
+// the GEMM and then at::gelu_(out, "tanh"). Both are the tanh form (PyTorch's own tests check the
+// CUDA op against gelu(approximate="tanh")), which is diffusers' GELU(approximate="tanh"). The CPU
+// kernel of the op applies the erf form instead, so CPU (and float32) keep the chain.
+at::Tensor linear_gelu_tanh(Linear& linear, const at::Tensor& x);
+
+// Linears that read the same input (to_q, to_k, to_v), run as one GEMM: y = x [W_0; W_1; ...]^T
+// + [b_0, b_1, ...], member i's output being columns [offset_i, offset_i + out_i) of y. It reads
+// x once instead of once per member and fills the GPU with one wide GEMM.
+//
+// The concatenated weight and bias are built on first use, and the members' parameters become
+// views of them, so no weight is held twice and the members keep their checkpoint keys and
+// shapes. A loader that copies into the parameters writes the concatenation too; one that
+// replaces a parameter (or a move to another device) is noticed and the concatenation rebuilt.
+// A member quantized after that gets its own storage back.
+class LinearGroup {
+ public:
+  LinearGroup() = default;
+  explicit LinearGroup(std::vector<Linear> members);
+
+  // Whether the one GEMM serves x (gemm_fusion_serves for every member, same dtype and device).
+  // Returns false, and gives the members their own storage back, once any member is quantized.
+  bool serves(const at::Tensor& x);
+
+  // x: [..., in] -> [..., sum of out_i]
+  at::Tensor forward(const at::Tensor& x);
+  // The same written into out: x [M, in] -> out [M, sum of out_i], rows of out contiguous (a row
+  // range of a larger buffer, so two groups can fill one joint [image, text] buffer).
+  void forward_into(const at::Tensor& x, const at::Tensor& out);
+
+  // Member i's columns of a group output y [..., sum of out_i] -> [..., out_i] (a view).
+  at::Tensor member_output(const at::Tensor& y, size_t i) const;
+  int64_t out_features() const;
+
+  // The concatenated weight [sum of out_i, in] (undefined until first use); for tests.
+  const at::Tensor& packed_weight() const { return weight_; }
+
+ private:
+  bool packed() const;
+  void pack();
+  void unpack();
+
+  std::vector<Linear> members_;
+  std::vector<int64_t> offsets_;  // first output column of each member
+  at::Tensor weight_, bias_;      // [sum of out_i, in], [sum of out_i] or undefined
+};
+
+// linear(cat(parts, -1)) for parts [..., K_i] with sum K_i = in_features -> [..., out].
+// Where gemm_fusion_serves (every part bfloat16 CUDA; an FP8 Linear scales each row of its whole
+// input, so it always gets the concatenation): linear_split_input.
+//
+// Two GEMMs accumulating instead of one GEMM over a preallocated [M, K_a + K_b] buffer whose
+// column ranges the producers write: the attention output comes from a kernel without an out=
+// form (a copy of [M, K_a] would remain), and a GEMM writing a column range has a non-contiguous
+// output, which ATen never sends through cuBLASLt, so the GELU epilogue producing the MLP part
+// would fall back to a separate GELU pass over [M, K_b], more traffic than the concatenation
+// costs. The accumulating GEMM only reads its own [M, N] output once more in its epilogue
+// (N = 3072 against K = 15360 in HunyuanVideo's single blocks).
+at::Tensor linear_of_concat(Linear& linear, const std::vector<at::Tensor>& parts);
+
+// The split itself on any device: y = bias + sum_i parts_i W[:, cols_i]^T, the first GEMM with
+// the bias, the next ones accumulating into y (beta = 1). weight: [out, sum K_i] -> [..., out].
+at::Tensor linear_split_input(const std::vector<at::Tensor>& parts, const at::Tensor& weight,
+                              const at::Tensor& bias);
+
+}  // namespace ditbench
