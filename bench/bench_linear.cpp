@@ -1,7 +1,12 @@
 // HunyuanVideo's linears at 720p x 129 frames (M = 25,696 tokens): bf16 against fp8_dynamic,
-// whose time includes quantizing the activations on every call (as inference pays it). Reports
-// TFLOP/s counting 2*M*K*N flops over GPU time from CUDA events.
+// whose time includes quantizing the activations on every call (as inference pays it), and the
+// two parts of fp8_dynamic on their own: the row quantization of the activation (quantize/K, with
+// its effective bandwidth: bf16 read, e4m3 and scales written) and the FP8 GEMM from rows
+// quantized beforehand (fp8_gemm/KxN, what a linear costs when its producer emits e4m3 rows).
+// GPU time from CUDA events; TFLOP/s counts 2*M*K*N flops.
 #include <benchmark/benchmark.h>
+
+#include <functional>
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -13,58 +18,111 @@ namespace {
 
 constexpr int64_t kTokens = 25696;
 
-void linear_at_hunyuan_shape(benchmark::State& state, ditbench::QuantMode mode, int64_t in,
-                             int64_t out) {
+// Whether fp8_dynamic (and so everything here) can run; if not, skips the benchmark with why.
+bool runnable(benchmark::State& state) {
 #ifndef DITBENCH_HAS_CUDA
   state.SkipWithError("needs a CUDA build");
-  return;
+  return false;
 #else
   if (!at::hasCUDA()) {
     state.SkipWithError("no CUDA device");
-    return;
+    return false;
   }
-  const at::Device device(at::kCUDA, 0);
-  auto check = ditbench::check_quant_mode(mode, device);
-  if (!check.ok) {
-    state.SkipWithError(check.reason.c_str());
-    return;
-  }
-  auto options = at::TensorOptions().device(device).dtype(at::kBFloat16);
-  ditbench::Linear linear(in, out, true, options);
-  linear->weight.normal_(0, 0.02);
-  linear->bias.zero_();
-  linear->quantize(mode);
-  auto x = at::randn({1, kTokens, in}, options);  // [B, S, K]
-  linear->forward(x);                             // warm-up: cuBLASLt heuristics
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+  auto check =
+      ditbench::check_quant_mode(ditbench::QuantMode::fp8_dynamic, at::Device(at::kCUDA, 0));
+  if (!check.ok) state.SkipWithError(check.reason.c_str());
+  return check.ok;
+#endif
+}
+
+// Times `work` (after one untimed call) with CUDA events; returns the GPU seconds summed over the
+// iterations.
+double time_on_gpu(benchmark::State& state, const std::function<void()>& work) {
   double gpu_seconds = 0;
+#ifdef DITBENCH_HAS_CUDA
+  work();  // warm-up: cuBLASLt heuristics, kernel images
+  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
   for (auto _ : state) {
     start.record();
-    auto y = linear->forward(x);
+    work();
     stop.record();
     stop.synchronize();
     const double seconds = start.elapsed_time(stop) / 1e3;
     state.SetIterationTime(seconds);
     gpu_seconds += seconds;
   }
+#else
+  (void)state, (void)work;
+#endif
+  return gpu_seconds;
+}
+
+at::TensorOptions gpu_bf16() {
+  return at::TensorOptions().device(at::Device(at::kCUDA, 0)).dtype(at::kBFloat16);
+}
+
+ditbench::Linear make_linear(int64_t in, int64_t out, ditbench::QuantMode mode) {
+  ditbench::Linear linear(in, out, true, gpu_bf16());
+  linear->weight.normal_(0, 0.02);
+  linear->bias.zero_();
+  linear->quantize(mode);
+  return linear;
+}
+
+void set_tflops(benchmark::State& state, double gpu_seconds, int64_t in, int64_t out) {
+  if (gpu_seconds <= 0) return;
   const double flops = 2.0 * double(kTokens) * double(in) * double(out);
   state.counters["TFLOP/s"] = flops * double(state.iterations()) / gpu_seconds / 1e12;
-#endif
+}
+
+// bf16 or fp8_dynamic from a bf16 activation: quantization included for fp8_dynamic.
+void linear_at_hunyuan_shape(benchmark::State& state, ditbench::QuantMode mode, int64_t in,
+                             int64_t out) {
+  if (!runnable(state)) return;
+  auto linear = make_linear(in, out, mode);
+  auto x = at::randn({1, kTokens, in}, gpu_bf16());  // [B, S, K]
+  set_tflops(state, time_on_gpu(state, [&] { linear->forward(x); }), in, out);
+}
+
+// The FP8 GEMM alone: the activation's e4m3 rows are made once, outside the timing.
+void fp8_gemm_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out) {
+  if (!runnable(state)) return;
+  auto linear = make_linear(in, out, ditbench::QuantMode::fp8_dynamic);
+  auto x = ditbench::quantized_activation(at::randn({1, kTokens, in}, gpu_bf16()), true);
+  x.full = at::Tensor();  // as a producer that emits e4m3 rows only
+  set_tflops(state, time_on_gpu(state, [&] { linear->forward_quantized(x); }), in, out);
+}
+
+// The row quantization alone, with its effective bandwidth (bytes read and written per second).
+void quantize_at_hunyuan_shape(benchmark::State& state, int64_t in) {
+  if (!runnable(state)) return;
+  auto x = at::randn({kTokens, in}, gpu_bf16());  // [M, K]
+  const double seconds = time_on_gpu(state, [&] { ditbench::quantize_rows_fp8(x); });
+  if (seconds <= 0) return;
+  const double bytes = double(kTokens) * (double(in) * 3 + 4);  // bf16 in, e4m3 + scale out
+  state.counters["TB/s"] = bytes * double(state.iterations()) / seconds / 1e12;
+}
+
+benchmark::internal::Benchmark* timed(benchmark::internal::Benchmark* b) {
+  return b->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
 }
 
 int register_all() {
   const std::vector<std::pair<int64_t, int64_t>> shapes{
       {3072, 9216}, {3072, 12288}, {12288, 3072}, {15360, 3072}};
   for (auto [in, out] : shapes) {
-    for (auto mode : {ditbench::QuantMode::none, ditbench::QuantMode::fp8_dynamic}) {
-      const std::string name =
-          "linear/" + std::string(mode == ditbench::QuantMode::none ? "bf16" : "fp8_dynamic") +
-          "/" + std::to_string(in) + "x" + std::to_string(out);
-      benchmark::RegisterBenchmark(name.c_str(), linear_at_hunyuan_shape, mode, in, out)
-          ->UseManualTime()
-          ->Unit(benchmark::kMillisecond)
-          ->MinTime(0.2);
-    }
+    const std::string shape = std::to_string(in) + "x" + std::to_string(out);
+    timed(benchmark::RegisterBenchmark(("linear/bf16/" + shape).c_str(), linear_at_hunyuan_shape,
+                                       ditbench::QuantMode::none, in, out));
+    timed(benchmark::RegisterBenchmark(("linear/fp8_dynamic/" + shape).c_str(),
+                                       linear_at_hunyuan_shape, ditbench::QuantMode::fp8_dynamic,
+                                       in, out));
+    timed(benchmark::RegisterBenchmark(("fp8_gemm/" + shape).c_str(), fp8_gemm_at_hunyuan_shape, in,
+                                       out));
+  }
+  for (int64_t in : {3072, 12288, 15360}) {
+    timed(benchmark::RegisterBenchmark(("quantize/" + std::to_string(in)).c_str(),
+                                       quantize_at_hunyuan_shape, in));
   }
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "models/common/layers.h"
 
+#include "optimizations/kernels/fused_fp8.h"
+
 #include "models/common/linear_fusions.h"
 
 namespace ditbench {
@@ -33,7 +35,16 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim, FeedForwardActi
   out = net->register_module("2", Linear(inner_dim, dim_out, bias, options));
 }
 
-at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return out(act_proj(x)); }
+at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
+  if (out->takes_fp8() && act_proj->activation() == FeedForwardActivation::kGeluTanh) {
+    // GELU and net.2's row quantization in one pass where the kernel serves: net.2 reads e4m3
+    // rows, and no bfloat16 GELU output is written or read back.
+    auto h = act_proj->proj(x);  // [..., inner] before the GELU
+    auto rows = try_gelu_tanh_fp8(h);
+    return rows.fp8.values.defined() ? out->forward_quantized(rows) : out(at::gelu(h, "tanh"));
+  }
+  return out(act_proj(x));
+}
 
 OutProjectionImpl::OutProjectionImpl(int64_t in, int64_t out, bool bias,
                                      const at::TensorOptions& options) {

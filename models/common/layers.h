@@ -40,6 +40,7 @@ class FeedForwardProjImpl : public torch::nn::Module {
                       const at::TensorOptions& options);
   // x: [..., dim] -> [..., inner]
   at::Tensor forward(const at::Tensor& x);
+  FeedForwardActivation activation() const { return act_; }
 
   Linear proj{nullptr};
 

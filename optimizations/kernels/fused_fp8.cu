@@ -1,0 +1,255 @@
+#include <type_traits>
+
+#include "optimizations/kernels/fused_fp8_cuda.h"
+#include "optimizations/quant/fp8_rows.cuh"
+
+namespace ditbench {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using BfVec = fp8_rows::Vec<bf16>;
+
+constexpr int kVec = 8;  // bfloat16 elements per 16-byte vector
+
+__device__ __forceinline__ float round_bf16(float v) {
+  return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+__device__ __forceinline__ void widen(const uint4& raw, float (&v)[kVec]) {
+  const bf16* e = reinterpret_cast<const bf16*>(&raw);
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) v[j] = __bfloat162float(e[j]);
+}
+
+__device__ __forceinline__ uint4 narrow(const float (&v)[kVec]) {
+  uint4 raw;
+  bf16* e = reinterpret_cast<bf16*>(&raw);
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) e[j] = __float2bfloat16_rn(v[j]);
+  return raw;
+}
+
+__device__ __forceinline__ const bf16* row_of(RowsBf16 t, int64_t b, int64_t s) {
+  return static_cast<const bf16*>(t.data) + b * t.batch_stride + s * t.row_stride;
+}
+
+// ---- LayerNorm + modulate ending in the row quantization ----
+// The same layout and arithmetic as fused.cu's layer_norm_modulate_kernel (128 threads a row,
+// thread t owning the vectors t, t + 128, ...; the row sums reduced by a warp butterfly and then
+// warp by warp in order), so the bfloat16 values it quantizes are that kernel's output. The
+// output row stays in registers while its amax is reduced.
+
+constexpr int kLnThreads = 128;
+constexpr int kLnWarps = kLnThreads / 32;
+constexpr int kLnMaxVecs = 8;  // rows of up to 128 * 8 * 8 = 8192
+
+__device__ __forceinline__ float block_sum(float v, float* partial) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  float total = 0.f;
+#pragma unroll
+  for (int w = 0; w < kLnWarps; ++w) total += partial[w];
+  __syncthreads();
+  return total;
+}
+
+template <int kVecs>
+__global__ void __launch_bounds__(kLnThreads)
+    layer_norm_modulate_quantize_kernel(RowsBf16 x, RowsBf16 shift, RowsBf16 scale,
+                                        bf16* __restrict__ full,
+                                        __nv_fp8_storage_t* __restrict__ values,
+                                        float* __restrict__ row_scale, int64_t batch, int64_t seq,
+                                        int dim, float eps) {
+  __shared__ float partial[fp8_rows::kMaxWarps];
+  const int vecs = dim / kVec;
+  const float inv_dim = 1.f / static_cast<float>(dim);
+  uint4 one_plus_scale[kVecs], shift_raw[kVecs];
+  int64_t loaded_batch = -1;
+  for (int64_t row = blockIdx.x; row < batch * seq; row += gridDim.x) {
+    const int64_t b = row / seq, s = row - b * seq;
+    if (b != loaded_batch) {
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const int c = threadIdx.x + i * kLnThreads;
+        if (c >= vecs) continue;
+        float v[kVec];
+        widen(*reinterpret_cast<const uint4*>(row_of(scale, b, 0) + c * kVec), v);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) v[j] = 1.f + v[j];
+        one_plus_scale[i] = narrow(v);
+        shift_raw[i] = *reinterpret_cast<const uint4*>(row_of(shift, b, 0) + c * kVec);
+      }
+      loaded_batch = b;
+    }
+    const bf16* in = row_of(x, b, s);
+    BfVec out[kVecs];
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      const int c = threadIdx.x + i * kLnThreads;
+      out[i].raw = c < vecs ? __ldcs(reinterpret_cast<const uint4*>(in + c * kVec))
+                            : make_uint4(0, 0, 0, 0);  // zeros add nothing
+    }
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      float v[kVec];
+      widen(out[i].raw, v);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) sum += v[j];
+    }
+    const float mean = block_sum(sum, partial) * inv_dim;
+    float squares = 0.f;
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      if (threadIdx.x + i * kLnThreads >= vecs) continue;
+      float v[kVec];
+      widen(out[i].raw, v);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) squares += (v[j] - mean) * (v[j] - mean);
+    }
+    const float rstd = rsqrtf(block_sum(squares, partial) * inv_dim + eps);
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      const int c = threadIdx.x + i * kLnThreads;
+      if (c >= vecs) continue;
+      float v[kVec], m[kVec], sh[kVec];
+      widen(out[i].raw, v);
+      widen(one_plus_scale[i], m);
+      widen(shift_raw[i], sh);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        const float normed = round_bf16((v[j] - mean) * rstd);
+        v[j] = round_bf16(normed * m[j]) + sh[j];
+      }
+      out[i].raw = narrow(v);  // the bfloat16 result, as layer_norm_modulate stores it
+      if (full) *reinterpret_cast<uint4*>(full + row * dim + c * kVec) = out[i].raw;
+    }
+    fp8_rows::quantize_held_row<bf16, kVecs>(out, vecs, values + row * dim, row_scale + row,
+                                             partial);
+  }
+}
+
+// ---- GELU (tanh) ending in the row quantization, after an optional prefix ----
+
+// at::gelu(x, "tanh") on CUDA for bfloat16: float32 math, rounded once to bfloat16.
+__device__ __forceinline__ float gelu_tanh(float x) {
+  constexpr float kBeta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5);
+  constexpr float kKappa = 0.044715f;
+  const float cube = x * x * x;
+  const float inner = kBeta * (x + kKappa * cube);
+  return 0.5f * x * (1.f + tanhf(inner));
+}
+
+// Rows [prefix | gelu_tanh(h)], vector by vector (P a whole number of vectors).
+struct PrefixGeluRows {
+  using Elem = bf16;
+  const bf16* prefix;
+  int64_t prefix_stride;
+  int prefix_vecs;
+  const bf16* h;
+  int64_t h_stride;
+
+  __device__ __forceinline__ uint4 load(int64_t row, int vec) const {
+    if (vec < prefix_vecs) {
+      return __ldcs(reinterpret_cast<const uint4*>(prefix + row * prefix_stride) + vec);
+    }
+    const uint4 raw =
+        __ldcs(reinterpret_cast<const uint4*>(h + row * h_stride) + (vec - prefix_vecs));
+    float v[kVec];
+    widen(raw, v);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) v[j] = gelu_tanh(v[j]);
+    return narrow(v);
+  }
+};
+
+// ---- launch ----
+
+bool aligned(RowsBf16 t) {
+  return fp8_rows::aligned16(t.data) && t.batch_stride % kVec == 0 && t.row_stride % kVec == 0;
+}
+
+template <int kVecs>
+bool launch_layer_norm_modulate_fp8(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, void* full,
+                                    void* values, float* row_scale, int64_t batch, int64_t seq,
+                                    int64_t dim, float eps, cudaStream_t stream) {
+  constexpr auto kernel = layer_norm_modulate_quantize_kernel<kVecs>;
+  static const int64_t resident = [] {
+    int device = 0, sms = 0, per_sm = 0;
+    if (!fp8_rows::has_image<kernel>() || cudaGetDevice(&device) ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kLnThreads, 0)) {
+      cudaGetLastError();
+      return int64_t{0};
+    }
+    return static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
+  }();
+  if (resident == 0) return false;
+  // As many blocks as are resident at once, each walking rows with a grid stride (so the [B, D]
+  // modulation rows are loaded once per batch), never more blocks than rows.
+  const int64_t rows = batch * seq;
+  kernel<<<static_cast<unsigned>(rows < resident ? rows : resident), kLnThreads, 0, stream>>>(
+      x, shift, scale, static_cast<bf16*>(full), static_cast<__nv_fp8_storage_t*>(values),
+      row_scale, batch, seq, static_cast<int>(dim), eps);
+  return true;
+}
+
+template <typename Launch>
+bool with_ln_vecs(int vecs, Launch&& launch) {
+  switch (vecs) {
+    case 1:
+      return launch(std::integral_constant<int, 1>{});
+    case 2:
+      return launch(std::integral_constant<int, 2>{});
+    case 3:
+      return launch(std::integral_constant<int, 3>{});
+    case 4:
+      return launch(std::integral_constant<int, 4>{});
+    case 5:
+      return launch(std::integral_constant<int, 5>{});
+    case 6:
+      return launch(std::integral_constant<int, 6>{});
+    case 7:
+      return launch(std::integral_constant<int, 7>{});
+    case 8:
+      return launch(std::integral_constant<int, 8>{});
+  }
+  return false;
+}
+
+}  // namespace
+
+bool layer_norm_modulate_fp8_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, void* full,
+                                  void* values, float* row_scale, int64_t batch, int64_t seq,
+                                  int64_t dim, float eps, cudaStream_t stream) {
+  if (batch * seq == 0) return true;
+  if (dim <= 0 || dim % kVec != 0 || dim > int64_t{kLnThreads} * kVec * kLnMaxVecs || !aligned(x) ||
+      !aligned(shift) || !aligned(scale) || !fp8_rows::aligned16(values) ||
+      (full && !fp8_rows::aligned16(full))) {
+    return false;
+  }
+  const int vecs_per_thread = static_cast<int>((dim / kVec + kLnThreads - 1) / kLnThreads);
+  return with_ln_vecs(vecs_per_thread, [&](auto n) {
+    return launch_layer_norm_modulate_fp8<decltype(n)::value>(
+        x, shift, scale, full, values, row_scale, batch, seq, dim, eps, stream);
+  });
+}
+
+bool gelu_tanh_fp8_cuda(const void* prefix, int64_t prefix_cols, int64_t prefix_stride,
+                        const void* h, int64_t h_cols, int64_t h_stride, int64_t rows, void* values,
+                        float* row_scale, cudaStream_t stream) {
+  if (prefix_cols % kVec != 0 || h_cols % kVec != 0 || h_stride % kVec != 0 ||
+      !fp8_rows::aligned16(h) || !fp8_rows::aligned16(values) ||
+      (prefix_cols > 0 && (prefix_stride % kVec != 0 || !fp8_rows::aligned16(prefix)))) {
+    return false;
+  }
+  const PrefixGeluRows source{static_cast<const bf16*>(prefix), prefix_stride,
+                              static_cast<int>(prefix_cols / kVec), static_cast<const bf16*>(h),
+                              h_stride};
+  return fp8_rows::launch_held_rows(source, rows, (prefix_cols + h_cols) / kVec, values, row_scale,
+                                    stream);
+}
+
+}  // namespace ditbench
