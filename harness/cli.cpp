@@ -83,7 +83,11 @@ int cmd_run(const std::string& suite_file, RunOptions options) {
   std::cerr << "ditbench: " << summary.ok << " ok, " << summary.failed << " failed, "
             << summary.skipped << " skipped";
   if (summary.resumed) std::cerr << ", " << summary.resumed << " already done";
-  std::cerr << "; results in " << (options.out_dir / "results.jsonl").string() << "\n";
+  if (summary.writes_results) {
+    std::cerr << "; results in " << (options.out_dir / "results.jsonl").string() << "\n";
+  } else {
+    std::cerr << "; rank 0 writes the results\n";
+  }
   if (summary.interrupted) return 130;
   return summary.failed > 0 ? 1 : 0;
 }
@@ -248,6 +252,10 @@ int cli_main(int argc, char** argv) {
   run->add_option_function<int>(
          "--gpus", [&](const int& n) { run_options.gpus = n; },
          "ranks for the suite's multi-GPU configs (in-process rank threads on the CPU)")
+      ->check(CLI::PositiveNumber);
+  run->add_option("--comm-timeout", run_options.comm_timeout_s,
+                  "seconds a rank waits for its peers in one communication before it fails and "
+                  "stops every rank (default 600)")
       ->check(CLI::PositiveNumber);
 
   std::string parity_dir, checkpoint;

@@ -44,6 +44,7 @@ Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<Cac
         if (settings.deadline && std::chrono::steady_clock::now() > *settings.deadline) {
           throw std::runtime_error("timed out at step " + std::to_string(i));
         }
+        if (settings.on_step_begin) settings.on_step_begin(i);
         auto step = timer.scope("step");
         std::vector<at::Tensor> outputs;
         {
@@ -66,8 +67,11 @@ Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<Cac
             }
           }
         }
-        auto stage = timer.scope("scheduler");
-        latents = pipeline.scheduler_step(outputs, i, latents);
+        {
+          auto stage = timer.scope("scheduler");
+          latents = pipeline.scheduler_step(outputs, i, latents);
+        }
+        if (settings.on_step_end) settings.on_step_end(i);
       }
     }
     g.latents = latents;

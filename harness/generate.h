@@ -21,6 +21,9 @@ struct GenerationSettings {
   std::optional<std::chrono::steady_clock::time_point> deadline;
   // Checked between steps; throwing from it aborts the generation (interruption).
   std::function<void()> check_interrupt;
+  // Called as denoising step i starts and once it has ended (the runner attributes
+  // communication time to steps with them).
+  std::function<void(int step)> on_step_begin, on_step_end;
 };
 
 struct Generation {

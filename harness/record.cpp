@@ -106,11 +106,14 @@ TimingsRecord timings_from_json(const json& t) {
   if (t.contains("stages"))
     for (const auto& [name, s] : R::object(t, "/timings", "stages").items())
       out.stages[name] = R::stats(s, "/timings/stages/" + name);
-  if (t.contains("steps_s")) {
-    const json& steps = t["steps_s"];
-    if (!steps.is_array()) R::fail("/timings/steps_s", "expected a list of lists");
+  for (auto [name, series] : {std::make_pair("steps_s", &out.steps_s),
+                              std::make_pair("comm_steps_s", &out.comm_steps_s)}) {
+    if (!t.contains(name)) continue;
+    const json& steps = t[name];
+    const std::string path = std::string("/timings/") + name;
+    if (!steps.is_array()) R::fail(path, "expected a list of lists");
     for (size_t i = 0; i < steps.size(); ++i)
-      out.steps_s.push_back(R::numbers(steps[i], "/timings/steps_s/" + std::to_string(i)));
+      series->push_back(R::numbers(steps[i], path + "/" + std::to_string(i)));
   }
   return out;
 }
@@ -227,6 +230,7 @@ json to_json(const ResultRecord& r) {
     j["timings"] = {{"e2e", stats_to_json(r.timings->e2e)},
                     {"stages", stages},
                     {"steps_s", r.timings->steps_s}};
+    if (!r.timings->comm_steps_s.empty()) j["timings"]["comm_steps_s"] = r.timings->comm_steps_s;
   }
   if (r.peak_bytes) j["memory"] = {{"peak_bytes", *r.peak_bytes}};
   if (r.cache) {

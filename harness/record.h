@@ -37,6 +37,9 @@ struct TimingsRecord {
   SampleStats e2e;                            // one sample per timed repeat
   std::map<std::string, SampleStats> stages;  // "denoise", "vae_decode", ... -> per repeat
   std::vector<std::vector<double>> steps_s;   // [repeat][step] seconds
+  // [repeat][step] seconds of those steps spent in (or waiting for) communication, for runs of
+  // several ranks ("comm_steps_s"; empty, and absent from the JSON, on one rank).
+  std::vector<std::vector<double>> comm_steps_s;
 };
 
 struct CacheStepEntry {

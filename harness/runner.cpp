@@ -16,6 +16,7 @@
 #ifdef DITBENCH_HAS_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 #include "harness/artifacts.h"
@@ -32,6 +33,7 @@
 #include "optimizations/cache/cache_policy.h"
 #include "optimizations/parallel/context_parallel.h"
 #include "optimizations/parallel/parallel_context.h"
+#include "optimizations/parallel/process_launch.h"
 #include "optimizations/parallel/timed_communicator.h"
 #include "optimizations/quant/quant.h"
 #include "reports/markdown.h"
@@ -52,6 +54,32 @@ struct Interrupted : std::runtime_error {
 };
 void check_interrupt() {
   if (g_signal.load() != 0) throw Interrupted();
+}
+
+// A failure of one rank that ends a multi-process launch: every rank stops, rank 0 records the
+// config in flight as failed with this message and writes its report, and every rank exits 1.
+struct LaunchStopped : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// DITBENCH_INJECT_FAULT=RANK:STEP makes rank RANK of every multi-rank config throw as denoising
+// step STEP starts: a rank failure in the middle of a generation, the same for rank threads and
+// for the processes of a launch, so that tests can check that every rank stops and says why.
+struct InjectedFault {
+  int rank = 0, step = 0;
+};
+
+std::optional<InjectedFault> injected_fault() {
+  const char* text = std::getenv("DITBENCH_INJECT_FAULT");
+  if (!text || !*text) return std::nullopt;
+  InjectedFault fault;
+  char tail = 0;
+  if (std::sscanf(text, "%d:%d%c", &fault.rank, &fault.step, &tail) != 2 || fault.rank < 0 ||
+      fault.step < 0) {
+    throw InputError(std::string("environment variable DITBENCH_INJECT_FAULT=") + text +
+                     " is not RANK:STEP");
+  }
+  return fault;
 }
 
 at::ScalarType parse_dtype(const std::string& name) {
@@ -216,11 +244,11 @@ void check_servable(const RunConfig& c, DiffusionPipeline& pipeline, const at::D
   if (!check.ok) throw Unsupported(check.reason);
 }
 
-// Warmup and timed generations of one config on this thread: the only rank, or one rank of a
-// context-parallel launch (groups and comm set; the model reads the groups through ParallelScope).
+// Warmup and timed generations of one config on this thread: the only rank, or rank `rank` of a
+// context-parallel run (groups and comm set; the model reads the groups through ParallelScope).
 RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
                             const at::Device& device, const ParallelGroups* groups,
-                            CommTimeCounter* comm) {
+                            CommTimeCounter* comm, int rank = 0) {
   RankOutcome out;
   if (!pipeline.weights_note().empty()) out.weights_note = pipeline.weights_note();
   const CacheOptions cache_options = cache_options_for(c, pipeline);
@@ -250,25 +278,45 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   gen.steps = c.settings.steps;
   gen.decode = c.settings.decode;
   gen.check_interrupt = check_interrupt;
+  const std::optional<InjectedFault> fault = groups ? injected_fault() : std::nullopt;
+  gen.on_step_begin = [&](int step) {
+    if (comm) comm->set_step(step);
+    if (fault && fault->rank == rank && fault->step == step) {
+      throw std::runtime_error("injected fault at denoising step " + std::to_string(step) +
+                               " (DITBENCH_INJECT_FAULT)");
+    }
+  };
+  gen.on_step_end = [&](int) {
+    if (comm) comm->set_step(-1);
+  };
   if (c.settings.timeout_s) {
     gen.deadline = std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(*c.settings.timeout_s * 1000));
   }
 
   for (int w = 0; w < c.settings.warmup; ++w) generate(pipeline, caches, timer, gen);
-  if (comm) comm->take_seconds();  // the warmups' communication is not a sample
+  if (comm) comm->take();  // the warmups' communication is not a sample
   reset_peak_memory(device);
   std::vector<TimingResult> runs;
-  std::vector<double> comm_samples;
+  std::vector<CommTimes> comm_times;
   Generation last;
   for (int r = 0; r < c.settings.repeats; ++r) {
     last = generate(pipeline, caches, timer, gen);
     runs.push_back(last.timing);
-    if (comm) comm_samples.push_back(comm->take_seconds());
+    if (comm) comm_times.push_back(comm->take());
   }
   out.timings = timings_from(runs);
-  // Seconds per generation the rank spent in (or waiting for) communication.
-  if (comm) out.timings.stages["comm"] = summarize(comm_samples);
+  if (comm) {
+    // Seconds the rank spent in (or waiting for) communication: per generation as stage "comm",
+    // and per step beside the step times (a step without communication counts 0).
+    std::vector<double> totals;
+    for (size_t r = 0; r < comm_times.size(); ++r) {
+      totals.push_back(comm_times[r].total_s);
+      comm_times[r].steps_s.resize(out.timings.steps_s.at(r).size(), 0.0);
+      out.timings.comm_steps_s.push_back(comm_times[r].steps_s);
+    }
+    out.timings.stages["comm"] = summarize(totals);
+  }
   out.peak_bytes = peak_memory(device);
   // Under CFG parallelism the record's rank (cfg rank 0) runs branch 0.
   out.cache = cache_record_from(*caches.at(0));
@@ -289,6 +337,10 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   return out;
 }
 
+std::chrono::milliseconds comm_timeout(const RunOptions& options) {
+  return std::chrono::milliseconds(static_cast<int64_t>(options.comm_timeout_s * 1000));
+}
+
 // The ranks' devices: cuda:rank for NCCL, the suite's device (the CPU) for in-process ranks.
 at::Device rank_device(const at::Device& device, int rank) {
   return device.is_cuda() ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(rank)) : device;
@@ -302,22 +354,72 @@ int cuda_device_count() {
 #endif
 }
 
-// One config on gpus = W ranks. holders[r] keeps rank r's pipeline across configs.
+// The policies all-reduce their signals, so a rank that decided otherwise than rank 0 is a bug in
+// the reduction or in a model's sharding: a failure, never a quietly mixed result. Collective
+// over `comm`; rank 0 throws.
+void check_cache_decisions(Communicator& comm, const std::vector<bool>& reused,
+                           const at::Device& device) {
+  at::Tensor mine = at::zeros({1, static_cast<int64_t>(reused.size())}, at::kLong);
+  for (size_t i = 0; i < reused.size(); ++i) mine[0][static_cast<int64_t>(i)] = reused[i] ? 1 : 0;
+  const at::Tensor all = comm.all_gather(mine.to(device)).cpu();  // [ranks, decisions]
+  if (comm.rank() != 0) return;
+  for (int64_t rank = 1; rank < all.size(0); ++rank) {
+    for (int64_t step = 0; step < all.size(1); ++step) {
+      if (!at::equal(all[rank][step], all[0][step])) {
+        throw std::runtime_error("cache decisions differ between ranks: rank " +
+                                 std::to_string(rank) + " " +
+                                 (all[rank][step].item<int64_t>() ? "reused" : "computed") +
+                                 " step " + std::to_string(step) + ", rank 0 did not");
+      }
+    }
+  }
+}
+
+// One rank's part of a config of several ranks, whose communicator is `comm` (rank threads or the
+// processes of a launch alike): its context-parallel groups, its generations with their
+// communication timed, and the check that every rank took the same cache decisions.
+RankOutcome run_rank(const RunConfig& c, PipelineHolder& holder, const at::Device& device,
+                     Communicator& comm, const RunOptions& options) {
+  auto counter = std::make_shared<CommTimeCounter>();
+  TimedCommunicator timed(comm, counter);
+  ParallelGroups groups = make_parallel_groups(timed, c.axes.cfg_parallel ? 2 : 1,
+                                               c.axes.ulysses_degree, c.axes.ring_degree);
+  DiffusionPipeline& pipeline = holder.get(c, device);
+  if (options.rank_hook) options.rank_hook(c, comm.rank());
+  RankOutcome outcome = run_generations(c, pipeline, device, &groups, counter.get(), comm.rank());
+  check_cache_decisions(comm, outcome.reused, device);
+  return outcome;
+}
+
+// extra.parallel of a record: the layout and what carried it.
+nlohmann::json parallel_note(const RunConfig& c, const std::string& backend, bool processes) {
+  return {{"ranks", c.axes.gpus},
+          {"backend", backend},
+          {"processes", processes},
+          {"cfg_degree", c.axes.cfg_parallel ? 2 : 1},
+          {"ulysses_degree", c.axes.ulysses_degree},
+          {"ring_degree", c.axes.ring_degree},
+          {"cache_decisions_agree", true}};
+}
+
+// Checks, before any rank starts, what can make a config a skip, so that its reason names the
+// layout or the backend, not a rank.
+void check_before_ranks(const RunConfig& c, DiffusionPipeline& pipeline, const at::Device& device) {
+  check_servable(c, pipeline, device);
+  check_context_parallel_layout(c.axes.ulysses_degree, c.axes.ring_degree, pipeline.num_heads());
+}
+
+// One config on gpus = W rank threads of this process. holders[r] keeps rank r's pipeline.
 RankOutcome run_parallel(const RunConfig& c, std::vector<PipelineHolder>& holders,
                          const at::Device& device, const RunOptions& options,
-                         nlohmann::json& parallel_note) {
+                         nlohmann::json& note) {
   const int world = c.axes.gpus;
-  const int cfg_degree = c.axes.cfg_parallel ? 2 : 1;
   if (device.is_cuda() && world > cuda_device_count()) {
     throw Unsupported("needs " + std::to_string(world) + " GPUs, this machine has " +
                       std::to_string(cuda_device_count()));
   }
   if (holders.size() < static_cast<size_t>(world)) holders.resize(static_cast<size_t>(world));
-  // Checked once before any rank starts, so that an impossible layout is a skip whose reason
-  // names the layout, not a rank.
-  DiffusionPipeline& first = holders[0].get(c, rank_device(device, 0));
-  check_servable(c, first, rank_device(device, 0));
-  check_context_parallel_layout(c.axes.ulysses_degree, c.axes.ring_degree, first.num_heads());
+  check_before_ranks(c, holders[0].get(c, rank_device(device, 0)), rank_device(device, 0));
 #ifdef DITBENCH_HAS_CUDA
   // Rank 0's pipeline was built here on this thread's stream; its rank thread works on a pool
   // stream that does not wait for it.
@@ -326,47 +428,118 @@ RankOutcome run_parallel(const RunConfig& c, std::vector<PipelineHolder>& holder
 
   LaunchOptions launch;
   launch.backend = device.is_cuda() ? CommBackend::kNccl : CommBackend::kInProcess;
+  launch.comm.timeout = comm_timeout(options);
   if (c.settings.timeout_s) {
     launch.comm.timeout =
-        std::chrono::milliseconds(static_cast<int64_t>(*c.settings.timeout_s * 1000) + 1);
+        std::min(launch.comm.timeout,
+                 std::chrono::milliseconds(static_cast<int64_t>(*c.settings.timeout_s * 1000) + 1));
   }
   std::mutex mutex;
-  std::vector<RankOutcome> outcomes(static_cast<size_t>(world));
+  RankOutcome first;
   launch_ranks(
       world,
       [&](int rank, Communicator& comm) {
-        auto counter = std::make_shared<CommTimeCounter>();
-        TimedCommunicator timed(comm, counter);
-        ParallelGroups groups =
-            make_parallel_groups(timed, cfg_degree, c.axes.ulysses_degree, c.axes.ring_degree);
         const at::Device mine = rank_device(device, rank);
-        DiffusionPipeline& pipeline = holders[static_cast<size_t>(rank)].get(c, mine);
-        if (options.rank_hook) options.rank_hook(c, rank);
-        RankOutcome outcome = run_generations(c, pipeline, mine, &groups, counter.get());
+        RankOutcome outcome = run_rank(c, holders[static_cast<size_t>(rank)], mine, comm, options);
         std::lock_guard<std::mutex> lock(mutex);
-        outcomes[static_cast<size_t>(rank)] = std::move(outcome);
+        if (rank == 0) first = std::move(outcome);
       },
       launch);
-  // The policies all-reduce their signals, so a rank that decided otherwise is a bug in the
-  // reduction or in a model's sharding: a failure, never a quietly mixed result.
-  for (int rank = 1; rank < world; ++rank) {
-    const auto& a = outcomes[0].reused;
-    const auto& b = outcomes[static_cast<size_t>(rank)].reused;
-    for (size_t step = 0; step < std::min(a.size(), b.size()); ++step) {
-      if (a[step] != b[step]) {
-        throw std::runtime_error("cache decisions differ between ranks: rank " +
-                                 std::to_string(rank) + " " + (b[step] ? "reused" : "computed") +
-                                 " step " + std::to_string(step) + ", rank 0 did not");
-      }
-    }
+  note = parallel_note(c, device.is_cuda() ? "nccl" : "in_process", false);
+  return first;
+}
+
+// One config in a multi-process launch, on this process's rank: ranks 0..gpus-1 run it, the others
+// have nothing to do and go on to the barrier after it. Returns the outcome on the ranks that ran.
+std::optional<RankOutcome> run_in_launch(const RunConfig& c, PipelineHolder& holder,
+                                         ProcessLaunch& launch, const at::Device& device,
+                                         const RunOptions& options, nlohmann::json& note) {
+  const int ranks = c.axes.gpus;
+  if (ranks > launch.size()) {
+    throw Unsupported("needs " + std::to_string(ranks) + " ranks, the " +
+                      launch.environment().launcher + " launch has " +
+                      std::to_string(launch.size()));
   }
-  parallel_note = {{"ranks", world},
-                   {"backend", device.is_cuda() ? "nccl" : "in_process"},
-                   {"cfg_degree", cfg_degree},
-                   {"ulysses_degree", c.axes.ulysses_degree},
-                   {"ring_degree", c.axes.ring_degree},
-                   {"cache_decisions_agree", true}};
-  return std::move(outcomes[0]);
+  if (launch.rank() >= ranks) return std::nullopt;
+  DiffusionPipeline& pipeline = holder.get(c, device);
+  if (ranks == 1) {
+    check_servable(c, pipeline, device);
+    return run_generations(c, pipeline, device, nullptr, nullptr);
+  }
+  check_before_ranks(c, pipeline, device);
+  RankOutcome outcome = run_rank(c, holder, device, launch.group(ranks, device), options);
+  note = parallel_note(c, device.is_cuda() ? "nccl" : "store", true);
+  return outcome;
+}
+
+// run_in_launch with its failures sorted: a skip stays a skip (every rank decides it alike, before
+// any communication); any other failure of this rank is published to the launch, so that every
+// rank stops, and ends this rank's run as LaunchStopped.
+std::optional<RankOutcome> run_launch_rank(const RunConfig& c, PipelineHolder& holder,
+                                           ProcessLaunch& launch, const at::Device& device,
+                                           const RunOptions& options, nlohmann::json& note) {
+  const std::string me = "rank " + std::to_string(launch.rank());
+  try {
+    return run_in_launch(c, holder, launch, device, options, note);
+  } catch (const Unsupported&) {
+    throw;
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const CommAborted& e) {
+    throw LaunchStopped(e.what());  // names the rank that failed and what this one was doing
+  } catch (const InputError& e) {
+    launch.abort(e.what());
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    if (auto nl = what.find('\n'); nl != std::string::npos) what = what.substr(0, nl);
+    launch.abort(what);
+    throw LaunchStopped(what.rfind(me, 0) == 0 ? what : me + ": " + what);
+  }
+}
+
+// The device of this process in a launch: its GPU is LOCAL_RANK, and its work runs on a pool
+// stream (NCCL's kernels must never meet the legacy default stream's implicit synchronization).
+at::Device launch_device(const at::Device& device, const ProcessLaunch& launch) {
+  if (!device.is_cuda()) return device;
+  const int local = launch.environment().local_rank;
+  if (local >= cuda_device_count()) {
+    throw InputError("LOCAL_RANK=" + std::to_string(local) + " but this machine has " +
+                     std::to_string(cuda_device_count()) + " GPUs");
+  }
+#ifdef DITBENCH_HAS_CUDA
+  const auto index = static_cast<c10::DeviceIndex>(local);
+  c10::cuda::set_device(index);
+  c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, index));
+  return at::Device(at::kCUDA, index);
+#else
+  return device;
+#endif
+}
+
+// Every rank of a launch must run the same matrix in the same order. Rank 0's list of configs and
+// of those already done (--resume reads rank 0's results) is shared; a rank whose own matrix
+// differs stops the launch. Returns rank 0's done set.
+std::set<std::string> agree_on_matrix(ProcessLaunch& launch, const std::vector<RunConfig>& configs,
+                                      const std::set<std::string>& done) {
+  nlohmann::json mine = nlohmann::json::array();
+  for (const auto& c : configs) mine.push_back(c.id);
+  const nlohmann::json shared = nlohmann::json::parse(
+      launch.from_rank0("matrix", nlohmann::json{{"configs", mine}, {"done", done}}.dump()));
+  if (shared["configs"] != mine) {
+    size_t i = 0;
+    while (i < mine.size() && i < shared["configs"].size() && mine[i] == shared["configs"][i]) ++i;
+    auto at = [&](const nlohmann::json& list) {
+      return i < list.size() ? list[i].get<std::string>() : std::string("(end of the matrix)");
+    };
+    const std::string msg = "rank " + std::to_string(launch.rank()) +
+                            ": the matrix differs from rank 0's at config #" + std::to_string(i) +
+                            ": '" + at(mine) + "' here, '" + at(shared["configs"]) +
+                            "' on rank 0; every rank must run the same suite with the same options";
+    launch.abort(msg);
+    throw InputError(msg);
+  }
+  return shared["done"].get<std::set<std::string>>();
 }
 
 // --gpus N applied to a copy of the suite.
@@ -407,14 +580,6 @@ at::Device resolve_device(const std::string& setting) {
 }
 
 RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
-  // Under torchrun every process would run the whole matrix and write the same results;
-  // joining such a launch (NcclCommunicator::from_environment, rank 0 writing) is not wired yet.
-  const char* world_size = std::getenv("WORLD_SIZE");
-  if (world_size && std::atoi(world_size) > 1) {
-    throw Unsupported("ditbench run does not join multi-process launches yet (WORLD_SIZE=" +
-                      std::string(world_size) +
-                      "): start one process and pass --gpus N for N rank threads");
-  }
   RunSummary summary;
   const Suite suite = options.gpus ? with_gpus(given_suite, *options.gpus) : given_suite;
   auto configs = filter_configs(expand_matrix(suite), options.filter);
@@ -429,19 +594,42 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
 
   // The suite's external reference, loaded and checked before anything runs.
   const QualityReference reference(suite);
-  fs::create_directories(options.out_dir);
+
+  // Under torchrun or srun this process is one rank of a launch: every rank runs the matrix in
+  // the same order, and rank 0 alone writes results, artifacts and the report.
+  CommOptions comm_options;
+  comm_options.timeout = comm_timeout(options);
+  std::unique_ptr<ProcessLaunch> launch;
+  if (auto launch_env = launch_environment())
+    launch = std::make_unique<ProcessLaunch>(*launch_env, comm_options);
+  const bool writes = !launch || launch->rank() == 0;
+  summary.writes_results = writes;
+
   const fs::path results = options.out_dir / "results.jsonl";
   const fs::path frames_dir = options.out_dir / "frames";
   std::set<std::string> done;
-  if (options.resume) done = finished_config_ids(results);
+  if (writes) {
+    fs::create_directories(options.out_dir);
+    if (options.resume) done = finished_config_ids(results);
+  }
+  if (launch) done = agree_on_matrix(*launch, configs, done);
 
   g_signal.store(0);
   auto old_int = std::signal(SIGINT, on_signal);
   auto old_term = std::signal(SIGTERM, on_signal);
+  struct RestoreSignals {
+    decltype(old_int) int_handler, term_handler;
+    ~RestoreSignals() {
+      std::signal(SIGINT, int_handler);
+      std::signal(SIGTERM, term_handler);
+    }
+  } restore_signals{old_int, old_term};
 
-  const at::Device device = resolve_device(suite.settings.device);
+  at::Device device = resolve_device(suite.settings.device);
+  if (launch) device = launch_device(device, *launch);
   const auto env = capture_environment(device);
-  ResultsWriter writer(options.out_dir);
+  std::optional<ResultsWriter> writer;
+  if (writes) writer.emplace(options.out_dir);
   // One pipeline per rank; the single-rank path uses holders[0].
   std::vector<PipelineHolder> holders(1);
   at::Tensor baseline_frames;
@@ -449,7 +637,7 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
 
   // On --resume the baseline's frames come back from its artifact.
   for (const auto& c : configs) {
-    if (c.baseline && done.count(c.id)) {
+    if (writes && c.baseline && done.count(c.id)) {
       baseline_frames_path = (frames_dir / (safe_name(c.id) + ".safetensors")).string();
       if (fs::exists(baseline_frames_path)) baseline_frames = load_frames(baseline_frames_path);
     }
@@ -459,13 +647,18 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
   int to_run = 0;
   for (const auto& c : configs) to_run += (!done.count(c.id) && !c.skipped());
   int ran = 0;
+  std::string launch_stopped;  // why a launch stopped before its end
 
   for (const auto& c : configs) {
     if (done.count(c.id)) {
       ++summary.resumed;
       continue;
     }
-    if (g_signal.load() != 0) break;
+    if (g_signal.load() != 0) {
+      // The other ranks would wait for this one at the next barrier.
+      if (launch) launch->abort("interrupted by signal " + std::to_string(g_signal.load()));
+      break;
+    }
     ResultRecord rec;
     rec.suite = suite.name;
     rec.config_id = c.id;
@@ -477,7 +670,7 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
     auto finish = [&](RunStatus status, const std::string& reason) {
       rec.status = status;
       rec.reason = reason;
-      writer.append(rec);
+      if (writer) writer->append(rec);
       if (status == RunStatus::kOk) ++summary.ok;
       if (status == RunStatus::kFailed) ++summary.failed;
       if (status == RunStatus::kSkipped) ++summary.skipped;
@@ -495,49 +688,59 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
     try {
       auto quant_check = check_quant_mode(parse_quant_mode(c.axes.quant), device);
       if (!quant_check.ok) throw Unsupported(quant_check.reason);
-      RankOutcome outcome;
-      if (c.axes.gpus > 1) {
-        nlohmann::json parallel_note;
-        outcome = run_parallel(c, holders, device, options, parallel_note);
-        rec.extra["parallel"] = parallel_note;
+      std::optional<RankOutcome> outcome;
+      nlohmann::json note;
+      if (launch) {
+        outcome = run_launch_rank(c, holders[0], *launch, device, options, note);
+      } else if (c.axes.gpus > 1) {
+        outcome = run_parallel(c, holders, device, options, note);
       } else {
         DiffusionPipeline& pipeline = holders[0].get(c, device);
         check_servable(c, pipeline, device);
         outcome = run_generations(c, pipeline, device, nullptr, nullptr);
       }
-      rec.weights_note = outcome.weights_note;
-      rec.timings = outcome.timings;
-      rec.peak_bytes = outcome.peak_bytes;
-      rec.cache = outcome.cache;
-      rec.attention = outcome.attention;
-      if (outcome.profile) rec.profile = outcome.profile->record;
+      if (writes && outcome) {
+        if (!note.is_null()) rec.extra["parallel"] = note;
+        rec.weights_note = outcome->weights_note;
+        rec.timings = outcome->timings;
+        rec.peak_bytes = outcome->peak_bytes;
+        rec.cache = outcome->cache;
+        rec.attention = outcome->attention;
+        if (outcome->profile) rec.profile = outcome->profile->record;
 
-      if (outcome.frames.defined()) {
-        try {
-          rec.artifacts = save_frame_artifacts(options.out_dir, safe_name(c.id), outcome.frames,
-                                               c.settings.fps.value_or(outcome.fps),
-                                               /*exact=*/c.baseline,
-                                               /*viewable=*/c.settings.save_frames);
-        } catch (const InputError& e) {
-          // An artifact this config cannot write (disk full, a folder in the way) fails this
-          // config, not the sweep: bad input stops the run, this must not.
-          throw std::runtime_error(e.what());
+        if (outcome->frames.defined()) {
+          try {
+            rec.artifacts = save_frame_artifacts(options.out_dir, safe_name(c.id), outcome->frames,
+                                                 c.settings.fps.value_or(outcome->fps),
+                                                 /*exact=*/c.baseline,
+                                                 /*viewable=*/c.settings.save_frames);
+          } catch (const InputError& e) {
+            // An artifact this config cannot write (disk full, a folder in the way) fails this
+            // config, not the sweep: bad input stops the run, this must not.
+            throw std::runtime_error(e.what());
+          }
+          if (c.baseline) baseline_frames = outcome->frames;
+          rec.quality = reference.score(outcome->frames, baseline_frames);
         }
-        if (c.baseline) baseline_frames = outcome.frames;
-        rec.quality = reference.score(outcome.frames, baseline_frames);
+        if (!rec.artifacts) rec.artifacts = ArtifactsRecord{};
+        rec.artifacts->trace = write_chrome_trace(
+            options.out_dir, safe_name(c.id), outcome->last_timing, c.id,
+            outcome->profile ? outcome->profile->slices : std::vector<KernelSlice>{});
       }
-      if (!rec.artifacts) rec.artifacts = ArtifactsRecord{};
-      rec.artifacts->trace = write_chrome_trace(
-          options.out_dir, safe_name(c.id), outcome.last_timing, c.id,
-          outcome.profile ? outcome.profile->slices : std::vector<KernelSlice>{});
-      finish(RunStatus::kOk, "");
+      if (outcome) finish(RunStatus::kOk, "");
     } catch (const Unsupported& e) {
       finish(RunStatus::kSkipped, e.what());
-    } catch (const InputError&) {
+    } catch (const InputError& e) {
+      if (launch) launch->abort(e.what());
       throw;
     } catch (const Interrupted& e) {
+      if (launch) launch->abort("rank " + std::to_string(launch->rank()) + " " + e.what());
       finish(RunStatus::kFailed, e.what());
       summary.interrupted = true;
+      break;
+    } catch (const LaunchStopped& e) {
+      finish(RunStatus::kFailed, e.what());
+      launch_stopped = e.what();
       break;
     } catch (const std::exception& e) {
       // An out-of-memory or CUDA error in one config: record it, release its memory, go on.
@@ -547,8 +750,17 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
       release_memory(device);
       finish(RunStatus::kFailed, what);
     }
+    if (launch) {
+      // The ranks outside this config's group wait here for those in it.
+      try {
+        launch->barrier();
+      } catch (const CommAborted& e) {
+        launch_stopped = e.what();
+        break;
+      }
+    }
     ++ran;
-    if (options.progress) {
+    if (options.progress && writes) {
       double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       double eta = ran > 0 ? elapsed / ran * std::max(0, to_run - ran) : 0;
@@ -559,10 +771,11 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
     }
   }
   if (g_signal.load() != 0) summary.interrupted = true;
-  std::signal(SIGINT, old_int);
-  std::signal(SIGTERM, old_term);
 
-  std::ofstream(options.out_dir / "report.md") << markdown_report(read_results(results));
+  if (writes)
+    std::ofstream(options.out_dir / "report.md") << markdown_report(read_results(results));
+  if (!launch_stopped.empty() && !summary.interrupted) throw CommError(launch_stopped);
+  if (launch) launch->completed();
   return summary;
 }
 

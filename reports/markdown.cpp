@@ -44,6 +44,19 @@ std::optional<double> stage_median(const ResultRecord& r, const std::string& sta
   return it->second.median_s;
 }
 
+// The median of a [repeat][step] series over every step of every repeat.
+std::optional<double> median_step(const std::vector<std::vector<double>>& series) {
+  std::vector<double> steps;
+  for (const auto& repeat : series) steps.insert(steps.end(), repeat.begin(), repeat.end());
+  if (steps.empty()) return std::nullopt;
+  return median(steps);
+}
+
+// The median communication time of one step (multi-rank runs).
+std::optional<double> median_comm_step(const ResultRecord& r) {
+  return r.timings ? median_step(r.timings->comm_steps_s) : std::nullopt;
+}
+
 // Each suite's baseline e2e median (the first finished baseline of the suite).
 using BaselineTimes = std::map<std::string, double>;
 BaselineTimes baseline_e2e(const std::vector<ResultRecord>& records) {
@@ -85,10 +98,7 @@ Row make_row(const ResultRecord& r, const BaselineTimes& baselines) {
     if (base_e2e && *row.e2e_s > 0) row.speedup = *base_e2e / *row.e2e_s;
     row.denoise_s = stage_median(r, "denoise");
     row.vae_s = stage_median(r, "vae_decode");
-    std::vector<double> steps;  // every step of every repeat
-    for (const auto& repeat : r.timings->steps_s)
-      steps.insert(steps.end(), repeat.begin(), repeat.end());
-    if (!steps.empty()) row.step_s = median(steps);
+    row.step_s = median_step(r.timings->steps_s);
   }
   if (r.status == RunStatus::kOk) row.quality = r.quality;
   if (r.cache && r.status == RunStatus::kOk) {
@@ -278,18 +288,27 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
   }
 
   const std::vector<std::string> stages = stage_columns(records);
+  bool any_comm_steps = false;
+  for (const auto& r : records)
+    any_comm_steps |= r.status == RunStatus::kOk && r.timings && !r.timings->comm_steps_s.empty();
   if (!stages.empty()) {
     // step, transformer and scheduler are a generation's totals over its steps (runner.cpp).
     out << "\n## Stage medians (s)\n\nMedian over the timed repeats; `step`, `transformer` and "
-           "`scheduler` are totals over a generation's steps.\n\n| config | e2e |";
+           "`scheduler` are totals over a generation's steps.";
+    if (any_comm_steps)
+      out << " `comm/step` is the median communication time of one step (every step of every "
+             "repeat); `comm` is a generation's total.";
+    out << "\n\n| config | e2e |";
     for (const auto& s : stages) out << " " << s << " |";
+    if (any_comm_steps) out << " comm/step |";
     out << "\n|---|--:|";
-    for (size_t i = 0; i < stages.size(); ++i) out << "--:|";
+    for (size_t i = 0; i < stages.size() + (any_comm_steps ? 1 : 0); ++i) out << "--:|";
     out << "\n";
     for (const auto& r : records) {
       if (r.status != RunStatus::kOk || !r.timings) continue;
       out << "| `" << r.config_id << "` | " << format("%.3f", r.timings->e2e.median_s) << " |";
       for (const auto& s : stages) out << " " << cell(stage_median(r, s), "%.3f") << " |";
+      if (any_comm_steps) out << " " << cell(median_comm_step(r), "%.4f") << " |";
       out << "\n";
     }
   }

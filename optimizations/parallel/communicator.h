@@ -1,7 +1,9 @@
 #pragma once
 // Collective and point-to-point communication between the ranks of a context-parallel run. NCCL
-// serves GPUs (nccl_communicator.h); InProcessCommunicator runs ranks as threads of one process on
-// CPU tensors, so Ulysses, ring and USP are tested in CI with the same code that runs on GPUs.
+// serves GPUs (nccl_communicator.h); InProcessCommunicator (in_process_communicator.h) runs ranks
+// as threads of one process on CPU tensors, so Ulysses, ring and USP are tested in CI with the
+// same code that runs on GPUs; StoreCommunicator (store_communicator.h) carries CPU tensors
+// between the processes of a torchrun or srun launch.
 #include <ATen/ATen.h>
 
 #include <chrono>
@@ -78,51 +80,7 @@ class Communicator {
 
 struct CommOptions {
   // How long one operation waits for its peers before it throws (and aborts the others).
-  std::chrono::milliseconds timeout{std::chrono::seconds(300)};
-};
-
-class InProcessWorld;
-struct InProcessGroup;
-
-// N ranks as threads of one process sharing an InProcessWorld: mailboxes under one mutex and
-// condition variable. CPU tensors; every collective checks that shapes and dtypes agree.
-class InProcessCommunicator : public Communicator {
- public:
-  // Creates the shared state for `size` ranks; hand it to one communicator per rank thread.
-  static std::shared_ptr<InProcessWorld> make_world(int size, CommOptions options = {});
-  InProcessCommunicator(std::shared_ptr<InProcessWorld> world, int rank);
-  ~InProcessCommunicator() override;
-
-  int rank() const override { return rank_; }
-  int size() const override;
-  int global_rank() const override;
-
-  at::Tensor all_to_all(const at::Tensor& input) override;
-  at::Tensor all_gather(const at::Tensor& input) override;
-  void all_reduce_sum(at::Tensor& tensor) override;
-  void send(const at::Tensor& tensor, int dst) override;
-  void recv(at::Tensor& tensor, int src) override;
-  std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst, at::Tensor& to_recv,
-                                      int src) override;
-  void barrier() override;
-  std::unique_ptr<Communicator> subgroup(int color, int key) override;
-  void abort(const std::string& reason) override;
-
-  // Tells the world this rank left normally: peers waiting for it fail at once, not at timeout.
-  void mark_finished();
-
- private:
-  InProcessCommunicator(std::shared_ptr<InProcessWorld> world,
-                        std::shared_ptr<InProcessGroup> group, int rank);
-  // Deposits this rank's contribution to the next collective and returns every rank's, in rank
-  // order, once all have arrived.
-  std::vector<at::Tensor> exchange(const char* op, const at::Tensor& contribution);
-
-  std::shared_ptr<InProcessWorld> world_;
-  std::shared_ptr<InProcessGroup> group_;
-  int rank_;
-  uint64_t next_collective_ = 0;
-  uint64_t next_subgroup_ = 0;
+  std::chrono::milliseconds timeout{std::chrono::seconds(600)};
 };
 
 enum class CommBackend { kInProcess, kNccl };

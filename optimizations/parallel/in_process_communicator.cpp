@@ -5,7 +5,7 @@
 #include <mutex>
 #include <sstream>
 
-#include "optimizations/parallel/communicator.h"
+#include "optimizations/parallel/in_process_communicator.h"
 
 namespace ditbench {
 
@@ -58,22 +58,6 @@ class InProcessWorld {
   }
 };
 
-namespace {
-
-std::string describe(const at::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes() << " " << t.scalar_type();
-  return os.str();
-}
-
-std::string seconds(std::chrono::milliseconds ms) {
-  std::ostringstream os;
-  os << static_cast<double>(ms.count()) / 1000.0 << "s";
-  return os.str();
-}
-
-}  // namespace
-
 std::shared_ptr<InProcessWorld> InProcessCommunicator::make_world(int size, CommOptions options) {
   if (size < 1)
     throw CommError("in-process world: size must be at least 1, got " + std::to_string(size));
@@ -97,6 +81,9 @@ InProcessCommunicator::~InProcessCommunicator() = default;
 
 int InProcessCommunicator::size() const { return static_cast<int>(group_->global_ranks.size()); }
 int InProcessCommunicator::global_rank() const { return group_->global_ranks[rank_]; }
+int InProcessCommunicator::global_rank_of(int r) const {
+  return group_->global_ranks[static_cast<size_t>(r)];
+}
 
 namespace {
 
@@ -125,7 +112,7 @@ void wait_for_peers(InProcessWorld& world, std::unique_lock<std::mutex>& lock, i
     }
     if (world.changed.wait_until(lock, deadline) == std::cv_status::timeout && !ready()) {
       std::string msg = "rank " + std::to_string(me) + " timed out in " + op + " after " +
-                        seconds(world.options.timeout) + " (waiting for rank";
+                        describe_seconds(world.options.timeout) + " (waiting for rank";
       for (size_t i = 0; i < missing.size(); ++i)
         msg += (i ? ", " : " ") + std::to_string(missing[i]);
       msg += ")";
@@ -179,46 +166,8 @@ std::vector<at::Tensor> InProcessCommunicator::exchange(const char* op,
       });
   std::vector<at::Tensor> inputs = round.inputs;
   if (++round.departures == size()) group_->rounds.erase(seq);
-  lock.unlock();
-
-  // Every rank runs the same check on the same data, so all throw alike and none waits.
-  for (int r = 0; r < size(); ++r) {
-    const auto& t = inputs[static_cast<size_t>(r)];
-    if (t.sizes() != inputs[0].sizes() || t.scalar_type() != inputs[0].scalar_type()) {
-      throw CommError(std::string(op) + ": rank " + std::to_string(group_->global_ranks[r]) +
-                      " passed " + describe(t) + " but rank " +
-                      std::to_string(group_->global_ranks[0]) + " passed " + describe(inputs[0]));
-    }
-  }
   return inputs;
 }
-
-at::Tensor InProcessCommunicator::all_to_all(const at::Tensor& input) {
-  auto inputs = exchange("all_to_all", input);
-  const int64_t n = size();
-  if (input.dim() == 0 || input.size(0) % n != 0) {
-    throw CommError("all_to_all: dim 0 of " + describe(input) + " does not split into " +
-                    std::to_string(n) + " equal chunks");
-  }
-  std::vector<at::Tensor> received;
-  for (const auto& from : inputs) received.push_back(from.chunk(n, 0)[rank_]);
-  return at::cat(received, 0);
-}
-
-at::Tensor InProcessCommunicator::all_gather(const at::Tensor& input) {
-  if (input.dim() == 0) throw CommError("all_gather: a 0-d tensor has no dim 0 to concatenate");
-  return at::cat(exchange("all_gather", input), 0);
-}
-
-void InProcessCommunicator::all_reduce_sum(at::Tensor& tensor) {
-  auto inputs = exchange("all_reduce_sum", tensor);
-  // Summed in rank order on every rank, so all ranks hold bitwise the same result.
-  at::Tensor sum = inputs[0].clone();
-  for (size_t r = 1; r < inputs.size(); ++r) sum.add_(inputs[r]);
-  tensor.copy_(sum);
-}
-
-void InProcessCommunicator::barrier() { exchange("barrier", at::zeros({1})); }
 
 void InProcessCommunicator::send(const at::Tensor& tensor, int dst) {
   if (dst < 0 || dst >= size()) {
@@ -251,72 +200,22 @@ void InProcessCommunicator::recv(at::Tensor& tensor, int src) {
   }
   if (message.sizes() != tensor.sizes() || message.scalar_type() != tensor.scalar_type()) {
     throw CommError("recv: rank " + std::to_string(group_->global_ranks[src]) + " sent " +
-                    describe(message) + " but rank " + std::to_string(me) + " expects " +
-                    describe(tensor));
+                    describe_tensor(message) + " but rank " + std::to_string(me) + " expects " +
+                    describe_tensor(tensor));
   }
   tensor.copy_(message);
 }
 
-namespace {
-
-// The send went out eagerly (mailboxes buffer it); the receive completes on wait().
-class InProcessRecvWork : public CommWork {
- public:
-  InProcessRecvWork(InProcessCommunicator& comm, at::Tensor& target, int src)
-      : comm_(comm), target_(target), src_(src) {}
-  ~InProcessRecvWork() override {
-    if (pending_) {
-      try {
-        wait();
-      } catch (...) {
-        // Destruction during unwinding: the error already travels with the first exception.
-      }
-    }
-  }
-  void wait() override {
-    if (!pending_) return;
-    pending_ = false;
-    comm_.recv(target_, src_);
-  }
-
- private:
-  InProcessCommunicator& comm_;
-  at::Tensor& target_;
-  int src_;
-  bool pending_ = true;
-};
-
-}  // namespace
-
-std::unique_ptr<CommWork> InProcessCommunicator::send_recv(const at::Tensor& to_send, int dst,
-                                                           at::Tensor& to_recv, int src) {
-  send(to_send, dst);
-  return std::make_unique<InProcessRecvWork>(*this, to_recv, src);
-}
-
-std::unique_ptr<Communicator> InProcessCommunicator::subgroup(int color, int key) {
-  auto all =
-      exchange("subgroup", at::tensor({static_cast<int64_t>(color), static_cast<int64_t>(key)}));
-  const uint64_t split_seq = next_subgroup_++;
-  std::vector<std::pair<int64_t, int>> members;  // (key, parent rank) of ranks with my color
-  for (int r = 0; r < size(); ++r) {
-    auto ck = all[static_cast<size_t>(r)];
-    if (ck[0].item<int64_t>() == color) members.emplace_back(ck[1].item<int64_t>(), r);
-  }
-  std::sort(members.begin(), members.end());
-  int new_rank = 0;
-  std::vector<int> global_ranks;
-  for (size_t i = 0; i < members.size(); ++i) {
-    if (members[i].second == rank_) new_rank = static_cast<int>(i);
-    global_ranks.push_back(group_->global_ranks[members[i].second]);
-  }
+std::unique_ptr<Communicator> InProcessCommunicator::make_subgroup(uint64_t split, int color,
+                                                                   std::vector<int> global_ranks,
+                                                                   int new_rank) {
   std::shared_ptr<InProcessGroup> child;
   {
     std::lock_guard<std::mutex> lock(world_->mutex);
-    auto& slot = group_->children[{split_seq, color}];
+    auto& slot = group_->children[{split, color}];
     if (!slot) {
       slot = std::make_shared<InProcessGroup>();
-      slot->global_ranks = global_ranks;
+      slot->global_ranks = std::move(global_ranks);
     }
     child = slot;
   }

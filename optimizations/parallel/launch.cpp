@@ -5,6 +5,7 @@
 
 #include "models/common/error.h"
 #include "optimizations/parallel/communicator.h"
+#include "optimizations/parallel/in_process_communicator.h"
 #include "optimizations/parallel/nccl_communicator.h"
 #include "optimizations/parallel/rank_threads.h"
 

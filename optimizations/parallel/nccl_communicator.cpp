@@ -6,13 +6,12 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime.h>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
 #include "models/common/error.h"
+#include "optimizations/parallel/exchange_communicator.h"
 #include "optimizations/parallel/rank_threads.h"
 
 namespace ditbench {
@@ -43,12 +42,6 @@ ncclDataType_t nccl_type(at::ScalarType type, const std::string& op) {
   }
 }
 
-std::string seconds(std::chrono::milliseconds ms) {
-  std::ostringstream os;
-  os << static_cast<double>(ms.count()) / 1000.0 << "s";
-  return os.str();
-}
-
 void check_cuda(cudaError_t err, const std::string& what) {
   if (err != cudaSuccess) throw CommError(what + ": " + cudaGetErrorString(err));
 }
@@ -77,11 +70,16 @@ NcclCommunicator::NcclCommunicator(const ncclUniqueId& id, int size, int rank, C
                                    std::shared_ptr<NcclAbortSignal> signal)
     : rank_(rank), size_(size), global_rank_(rank), options_(options), signal_(std::move(signal)) {
   check_cuda(cudaGetDevice(&device_), "rank " + std::to_string(rank) + ": cudaGetDevice");
-  ncclResult_t r = ncclCommInitRank(&comm_, size, id, rank);
-  if (r != ncclSuccess) {
+  // Nonblocking from the start: a blocking communicator's calls wait inside NCCL (the lazy
+  // connection of point-to-point channels included), where neither a peer's failure nor the
+  // timeout can reach them, and an abort from another thread can deadlock against them.
+  ncclConfig_t config = nonblocking_config();
+  ncclResult_t r = ncclCommInitRankConfig(&comm_, size, id, rank, &config);
+  if (r != ncclSuccess && r != ncclInProgress) {
     throw CommError("rank " + std::to_string(rank) +
-                    ": ncclCommInitRank: " + ncclGetErrorString(r));
+                    ": ncclCommInitRankConfig: " + ncclGetErrorString(r));
   }
+  wait_ready("ncclCommInitRank");
   start_watchdog();
 }
 
@@ -96,70 +94,6 @@ NcclCommunicator::NcclCommunicator(ncclComm_t comm, int global_rank, int device,
   ncclCommUserRank(comm_, &rank_);
   ncclCommCount(comm_, &size_);
   start_watchdog();
-}
-
-std::unique_ptr<NcclCommunicator> NcclCommunicator::from_environment(CommOptions options) {
-  auto env = [](const char* name, const char* fallback) -> std::string {
-    if (const char* v = std::getenv(name)) return v;
-    if (fallback) {
-      if (const char* v = std::getenv(fallback)) return v;
-    }
-    throw InputError(
-        std::string("environment variable ") + name +
-        " is not set (launch under "
-        "torchrun or srun, or set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)");
-  };
-  auto env_int = [&](const char* name, const char* fallback) {
-    std::string text = env(name, fallback);
-    try {
-      return std::stoi(text);
-    } catch (const std::exception&) {
-      throw InputError(std::string("environment variable ") + name + "=" + text +
-                       " is not an integer");
-    }
-  };
-  const int rank = env_int("RANK", "SLURM_PROCID");
-  const int world = env_int("WORLD_SIZE", "SLURM_NTASKS");
-  const int local_rank = env_int("LOCAL_RANK", "SLURM_LOCALID");
-  const std::string host = env("MASTER_ADDR", nullptr);
-  const int port = env_int("MASTER_PORT", nullptr);
-  if (rank < 0 || rank >= world) {
-    throw InputError("environment: RANK=" + std::to_string(rank) +
-                     " is outside WORLD_SIZE=" + std::to_string(world));
-  }
-  c10::cuda::set_device(static_cast<c10::DeviceIndex>(local_rank));
-  // Work of this rank runs on a pool stream, never the legacy default stream (see
-  // launch_nccl_ranks).
-  c10::cuda::setCurrentCUDAStream(
-      c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(local_rank)));
-
-  // torchrun's agent already serves a store on MASTER_PORT and says so; otherwise rank 0 serves.
-  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
-  const bool agent_serves = agent_store && std::string(agent_store) == "True";
-  c10d::TCPStoreOptions store_options;
-  store_options.port = static_cast<std::uint16_t>(port);
-  store_options.isServer = rank == 0 && !agent_serves;
-  store_options.numWorkers = world;
-  store_options.waitWorkers = false;
-  store_options.timeout = options.timeout;
-  auto store = c10::make_intrusive<c10d::TCPStore>(host, store_options);
-  const std::string key = "ditbench/nccl_unique_id";
-  ncclUniqueId id;
-  if (rank == 0) {
-    id = new_unique_id();
-    std::vector<uint8_t> bytes(sizeof(id));
-    std::memcpy(bytes.data(), &id, sizeof(id));
-    store->set(key, bytes);
-  } else {
-    std::vector<uint8_t> bytes = store->get(key);  // waits up to the store's timeout
-    if (bytes.size() != sizeof(id)) {
-      throw CommError("rank " + std::to_string(rank) + ": the store's NCCL unique id has " +
-                      std::to_string(bytes.size()) + " bytes, expected " +
-                      std::to_string(sizeof(id)));
-    }
-    std::memcpy(&id, bytes.data(), sizeof(id));
-  }
-  return std::make_unique<NcclCommunicator>(id, world, rank, options);
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -208,7 +142,7 @@ void NcclCommunicator::wait_ready(const std::string& op) {
                                          ncclGetErrorString(state));
         } else if (std::chrono::steady_clock::now() > deadline) {
           abort_locked(global_rank_, "rank " + std::to_string(global_rank_) + " timed out in " +
-                                         op + " after " + seconds(options_.timeout));
+                                         op + " after " + describe_seconds(options_.timeout));
         }
       }
     }
@@ -253,7 +187,8 @@ void NcclCommunicator::watchdog_loop() {
     if (!pending_.empty() &&
         std::chrono::steady_clock::now() - pending_.front().started > options_.timeout) {
       abort_locked(global_rank_, "rank " + std::to_string(global_rank_) + " timed out in " +
-                                     pending_.front().op + " after " + seconds(options_.timeout));
+                                     pending_.front().op + " after " +
+                                     describe_seconds(options_.timeout));
     }
   }
 }
@@ -293,14 +228,41 @@ void NcclCommunicator::check(ncclResult_t result, const std::string& op) {
   if (result == ncclInProgress) return wait_ready(op);
   std::string msg =
       "rank " + std::to_string(global_rank_) + ": " + op + ": " + ncclGetErrorString(result);
-  if (const char* last = ncclGetLastError(comm_)) {
-    if (*last) msg += std::string(" (") + last + ")";
-  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (!aborted_) {
+      if (const char* last = ncclGetLastError(comm_)) {
+        if (*last) msg += std::string(" (") + last + ")";
+      }
+    }
     abort_locked(global_rank_, msg);
   }
   throw CommError(msg);
+}
+
+namespace {
+
+// The outcome of a sequence of NCCL calls: the first error, else ncclInProgress when any call
+// left work pending on the nonblocking communicator, else ncclSuccess.
+struct NcclStatus {
+  ncclResult_t result = ncclSuccess;
+  void operator()(ncclResult_t r) {
+    if (r == ncclSuccess) return;
+    if (result == ncclSuccess || (result == ncclInProgress && r != ncclInProgress)) result = r;
+  }
+};
+
+}  // namespace
+
+template <typename Calls>
+void NcclCommunicator::enqueue(const std::string& op, Calls calls) {
+  NcclStatus status;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!aborted_) calls(status);
+  }
+  check_usable(op);  // throws when the communicator was aborted before the calls
+  check(status.result, op);
 }
 
 void NcclCommunicator::check_tensor(const at::Tensor& t, const std::string& op) const {
@@ -341,12 +303,14 @@ at::Tensor NcclCommunicator::all_to_all(const at::Tensor& input_) {
   const size_t chunk_bytes = count * input.element_size();
   const ncclDataType_t type = nccl_type(input.scalar_type(), op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  check(ncclGroupStart(), op);
-  for (int peer = 0; peer < size_; ++peer) {
-    check(ncclSend(bytes_of(input) + peer * chunk_bytes, count, type, peer, comm_, stream), op);
-    check(ncclRecv(bytes_of(output) + peer * chunk_bytes, count, type, peer, comm_, stream), op);
-  }
-  check(ncclGroupEnd(), op);
+  enqueue(op, [&](NcclStatus& status) {
+    status(ncclGroupStart());
+    for (int peer = 0; peer < size_; ++peer) {
+      status(ncclSend(bytes_of(input) + peer * chunk_bytes, count, type, peer, comm_, stream));
+      status(ncclRecv(bytes_of(output) + peer * chunk_bytes, count, type, peer, comm_, stream));
+    }
+    status(ncclGroupEnd());
+  });
   cudaEventDestroy(track(op, stream));
   return output;
 }
@@ -361,9 +325,11 @@ at::Tensor NcclCommunicator::all_gather(const at::Tensor& input_) {
   sizes[0] *= size_;
   at::Tensor output = at::empty(sizes, input.options());
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  check(ncclAllGather(input.data_ptr(), output.data_ptr(), static_cast<size_t>(input.numel()),
-                      nccl_type(input.scalar_type(), op), comm_, stream),
-        op);
+  const ncclDataType_t type = nccl_type(input.scalar_type(), op);
+  enqueue(op, [&](NcclStatus& status) {
+    status(ncclAllGather(input.data_ptr(), output.data_ptr(), static_cast<size_t>(input.numel()),
+                         type, comm_, stream));
+  });
   cudaEventDestroy(track(op, stream));
   return output;
 }
@@ -374,9 +340,11 @@ void NcclCommunicator::all_reduce_sum(at::Tensor& tensor) {
   check_tensor(tensor, op);
   if (tensor.scalar_type() == at::kBool) throw CommError(op + ": cannot sum bool tensors");
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  check(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
-                      nccl_type(tensor.scalar_type(), op), ncclSum, comm_, stream),
-        op);
+  const ncclDataType_t type = nccl_type(tensor.scalar_type(), op);
+  enqueue(op, [&](NcclStatus& status) {
+    status(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                         type, ncclSum, comm_, stream));
+  });
   cudaEventDestroy(track(op, stream));
 }
 
@@ -386,9 +354,10 @@ void NcclCommunicator::send(const at::Tensor& tensor_, int dst) {
   at::Tensor tensor = tensor_.contiguous();
   check_tensor(tensor, op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  check(ncclSend(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
-                 ncclUint8, dst, comm_, stream),
-        op);
+  enqueue(op, [&](NcclStatus& status) {
+    status(ncclSend(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
+                    ncclUint8, dst, comm_, stream));
+  });
   cudaEventDestroy(track(op, stream));
 }
 
@@ -397,9 +366,10 @@ void NcclCommunicator::recv(at::Tensor& tensor, int src) {
   check_usable(op);
   check_tensor(tensor, op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  check(ncclRecv(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
-                 ncclUint8, src, comm_, stream),
-        op);
+  enqueue(op, [&](NcclStatus& status) {
+    status(ncclRecv(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
+                    ncclUint8, src, comm_, stream));
+  });
   cudaEventDestroy(track(op, stream));
 }
 
@@ -449,14 +419,16 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
   // Both buffers are used on the side stream: keep the allocator from reusing them too early.
   c10::cuda::CUDACachingAllocator::recordStream(to_send.storage().data_ptr(), *side_stream_);
   c10::cuda::CUDACachingAllocator::recordStream(to_recv.storage().data_ptr(), *side_stream_);
-  check(ncclGroupStart(), op);
-  check(ncclSend(to_send.data_ptr(), static_cast<size_t>(to_send.numel() * to_send.element_size()),
-                 ncclUint8, dst, comm_, side),
-        op);
-  check(ncclRecv(to_recv.data_ptr(), static_cast<size_t>(to_recv.numel() * to_recv.element_size()),
-                 ncclUint8, src, comm_, side),
-        op);
-  check(ncclGroupEnd(), op);
+  enqueue(op, [&](NcclStatus& status) {
+    status(ncclGroupStart());
+    status(ncclSend(to_send.data_ptr(),
+                    static_cast<size_t>(to_send.numel() * to_send.element_size()), ncclUint8, dst,
+                    comm_, side));
+    status(ncclRecv(to_recv.data_ptr(),
+                    static_cast<size_t>(to_recv.numel() * to_recv.element_size()), ncclUint8, src,
+                    comm_, side));
+    status(ncclGroupEnd());
+  });
   return std::make_unique<NcclStreamWork>(track(op, side), device_);
 }
 
@@ -492,7 +464,8 @@ std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {
   ncclConfig_t config = nonblocking_config();
   // A nonblocking split reports its progress on the parent; the child handle is set once the
   // parent is ready again.
-  check(ncclCommSplit(comm_, color, key, &child, &config), op);
+  enqueue(op,
+          [&](NcclStatus& status) { status(ncclCommSplit(comm_, color, key, &child, &config)); });
   wait_ready(op);
   if (!child)
     throw CommError("rank " + std::to_string(global_rank_) + ": " + op +

@@ -11,6 +11,7 @@ namespace ditbench {
 
 struct CommTimeCounter::Span {
   std::chrono::steady_clock::time_point host_start;
+  int step = -1;
   bool ended = false;
 #ifdef DITBENCH_HAS_CUDA
   // Both recorded on the device's current stream: the span covers the work enqueued between.
@@ -32,6 +33,7 @@ size_t CommTimeCounter::begin(const at::Device& device) {
 #else
   (void)device;
 #endif
+  span->step = step_;
   span->host_start = std::chrono::steady_clock::now();
   spans_.push_back(std::move(span));
   return spans_.size() - 1;
@@ -43,25 +45,33 @@ void CommTimeCounter::end(size_t index) {
 #ifdef DITBENCH_HAS_CUDA
   if (span.stop) {
     span.stop->record(c10::cuda::getCurrentCUDAStream(span.start->device_index()));
-    return;  // its time is read in take_seconds, once the GPU got there
+    return;  // its time is read in take(), once the GPU got there
   }
 #endif
-  host_seconds_ +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - span.host_start).count();
+  add(span.step,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - span.host_start).count(),
+      host_);
 }
 
-double CommTimeCounter::take_seconds() {
-  double total = host_seconds_;
+void CommTimeCounter::add(int step, double seconds, CommTimes& into) const {
+  into.total_s += seconds;
+  if (step < 0) return;
+  if (into.steps_s.size() <= static_cast<size_t>(step)) into.steps_s.resize(step + 1, 0.0);
+  into.steps_s[static_cast<size_t>(step)] += seconds;
+}
+
+CommTimes CommTimeCounter::take() {
+  CommTimes times = std::move(host_);
 #ifdef DITBENCH_HAS_CUDA
   for (auto& span : spans_) {
     if (!span->ended || !span->stop) continue;
     span->stop->synchronize();
-    total += span->start->elapsed_time(*span->stop) / 1000.0;
+    add(span->step, span->start->elapsed_time(*span->stop) / 1000.0, times);
   }
 #endif
-  host_seconds_ = 0;
+  host_ = CommTimes{};
   spans_.clear();
-  return total;
+  return times;
 }
 
 namespace {

@@ -12,6 +12,13 @@
 
 namespace ditbench {
 
+// Communication seconds of one generation: in all, and per denoising step (steps_s[i] for step
+// i; spans outside the steps, e.g. before the first, count only in total_s).
+struct CommTimes {
+  double total_s = 0;
+  std::vector<double> steps_s;
+};
+
 // Sums communication spans of one rank thread (shared by a communicator and its subgroups).
 class CommTimeCounter {
  public:
@@ -23,13 +30,17 @@ class CommTimeCounter {
   // Opens a span on `device` (its current stream on a GPU) and returns its id for end().
   size_t begin(const at::Device& device);
   void end(size_t span);
-  // Seconds spent in the spans ended since the last take (waits for GPU spans to complete).
-  double take_seconds();
+  // Spans that begin from now on belong to denoising step `step` (-1: outside the steps).
+  void set_step(int step) { step_ = step; }
+  // The spans ended since the last take (waits for GPU spans to complete).
+  CommTimes take();
 
  private:
   struct Span;
+  void add(int step, double seconds, CommTimes& into) const;
   std::vector<std::unique_ptr<Span>> spans_;
-  double host_seconds_ = 0;
+  CommTimes host_;  // spans timed by the host clock
+  int step_ = -1;
 };
 
 class TimedCommunicator : public Communicator {

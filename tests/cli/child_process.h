@@ -39,8 +39,9 @@ inline std::vector<std::string> lines_of(const std::string& text) {
 class ChildProcess {
  public:
   // Starts `ditbench args...` in `work_dir`, stdout to work_dir/stdout.txt, stderr to
-  // work_dir/stderr.txt.
-  ChildProcess(const std::vector<std::string>& args, const std::filesystem::path& work_dir)
+  // work_dir/stderr.txt; `env` ("NAME=value") adds to or replaces this process's environment.
+  ChildProcess(const std::vector<std::string>& args, const std::filesystem::path& work_dir,
+               const std::vector<std::string>& env = {})
       : work_dir_(work_dir) {
     std::vector<std::string> argv_strings = {ditbench_binary()};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
@@ -49,6 +50,17 @@ class ChildProcess {
     std::vector<char*> argv;
     for (auto& a : argv_strings) argv.push_back(a.data());
     argv.push_back(nullptr);
+    std::vector<std::string> env_strings = env;
+    for (char** e = environ; *e; ++e) {
+      const std::string entry = *e;
+      const std::string name = entry.substr(0, entry.find('=') + 1);
+      bool replaced = false;
+      for (const auto& mine : env) replaced |= mine.rfind(name, 0) == 0;
+      if (!replaced) env_strings.push_back(entry);
+    }
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
     const std::string dir = work_dir.string(), out = (work_dir / "stdout.txt").string(),
                       err = (work_dir / "stderr.txt").string();
     pid_ = ::fork();
@@ -59,7 +71,7 @@ class ChildProcess {
       if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0 ||
           ::chdir(dir.c_str()) != 0)
         ::_exit(127);
-      ::execv(argv[0], argv.data());
+      ::execve(argv[0], argv.data(), envp.data());
       ::_exit(127);
     }
   }

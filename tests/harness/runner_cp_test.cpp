@@ -6,8 +6,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -15,6 +17,7 @@
 #include "harness/runner.h"
 #include "harness/suite.h"
 #include "metrics/frames.h"
+#include "parallel/tiny_cp_suite.h"
 #include "test_util.h"
 
 namespace ditbench {
@@ -32,24 +35,8 @@ class RunnerCpTest : public ::testing::Test {
   }
   void TearDown() override { std::system(("rm -rf '" + dir_.string() + "'").c_str()); }
 
-  // The tiny preset (2 heads) at 48 x 48 x 5: a 2 x 3 x 3 patch grid, so 18 image tokens, and 6
-  // text tokens of which 4 are valid; over 4 ranks both sequences need padding.
   Suite suite(nlohmann::json axes, int steps = 4) {
-    nlohmann::json doc = {{"name", "cp"},
-                          {"model", "hunyuan-video"},
-                          {"preset", "hunyuan-video-tiny"},
-                          {"weights", "random"},
-                          {"dtype", "float32"},
-                          {"device", "cpu"},
-                          {"height", 48},
-                          {"width", 48},
-                          {"frames", 5},
-                          {"steps", steps},
-                          {"warmup", 0},
-                          {"repeats", 1},
-                          {"prompt", {{"tokens", 6}, {"valid", 4}}},
-                          {"axes", axes}};
-    return parse_suite(doc, dir_ / "suite.json");
+    return parse_suite(testing::tiny_cp_suite("cp", axes, steps), dir_ / "suite.json");
   }
   RunOptions options() {
     RunOptions o;
@@ -182,6 +169,43 @@ TEST_F(RunnerCpTest, AFailingRankIsAFailedRecordNamingItAndTheNextConfigRuns) {
   EXPECT_EQ(ulysses->status, RunStatus::kFailed);
   EXPECT_EQ(ulysses->reason, "rank 1: injected fault");
   EXPECT_EQ(ring->status, RunStatus::kOk) << ring->reason;
+}
+
+TEST_F(RunnerCpTest, CommunicationTimeIsRecordedPerStepUnderCpAndAbsentOnOneRank) {
+  nlohmann::json axes = {{"gpus", {1, 2}}, {"cp_mode", {"none", "ring"}}};
+  Suite s = suite(axes, 3);
+  s.settings.repeats = 2;
+  run_suite(s, options());
+  auto all = records();
+  const ResultRecord* one = find(all, 1, "none");
+  const ResultRecord* ring = find(all, 2, "ring");
+  ASSERT_TRUE(one && ring);
+  ASSERT_EQ(ring->status, RunStatus::kOk) << ring->reason;
+  ASSERT_TRUE(one->timings && ring->timings);
+  EXPECT_TRUE(one->timings->comm_steps_s.empty());
+  EXPECT_FALSE(one->timings->stages.count("comm"));
+  // Two repeats of three steps, each step's ring passes K/V: every step communicated, and the
+  // steps' sum stays within the generation's total (which adds what ran outside the steps).
+  const auto& per_step = ring->timings->comm_steps_s;
+  ASSERT_EQ(per_step.size(), 2u);
+  const auto& totals = ring->timings->stages.at("comm").samples_s;
+  ASSERT_EQ(totals.size(), 2u);
+  for (size_t r = 0; r < per_step.size(); ++r) {
+    ASSERT_EQ(per_step[r].size(), ring->timings->steps_s.at(r).size());
+    ASSERT_EQ(per_step[r].size(), 3u);
+    double sum = 0;
+    for (size_t i = 0; i < per_step[r].size(); ++i) {
+      EXPECT_GT(per_step[r][i], 0) << "repeat " << r << " step " << i;
+      EXPECT_LE(per_step[r][i], ring->timings->steps_s[r][i]) << "repeat " << r << " step " << i;
+      sum += per_step[r][i];
+    }
+    EXPECT_LE(sum, totals[r] * (1 + 1e-9)) << "repeat " << r;
+  }
+  // The report's stage table shows the median per step.
+  std::ifstream report(dir_ / "out" / "report.md");
+  std::stringstream text;
+  text << report.rdbuf();
+  EXPECT_NE(text.str().find("| comm | comm/step |"), std::string::npos) << text.str();
 }
 
 TEST_F(RunnerCpTest, GpusOptionReplacesTheMultiGpuValuesAndKeepsTheBaseline) {

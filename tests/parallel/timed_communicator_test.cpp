@@ -1,8 +1,9 @@
 // TimedCommunicator forwards every operation unchanged and sums its time, subgroups included,
-// into one counter per rank; take_seconds() starts a new sum.
+// into one counter per rank, in all and per step; take() starts a new sum.
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/timed_communicator.h"
@@ -27,8 +28,8 @@ TEST(TimedCommunicator, ForwardsResultsAndCountsTimeOfItsSubgroups) {
     auto received = at::empty({2});
     sub->send_recv(to_send, 1 - rank, received, 1 - rank)->wait();
     EXPECT_TRUE(at::equal(received, at::full({2}, static_cast<float>(1 - rank))));
-    const double measured = counter->take_seconds();
-    const double after_take = counter->take_seconds();
+    const double measured = counter->take().total_s;
+    const double after_take = counter->take().total_s;
     std::lock_guard<std::mutex> lock(mutex);
     first[static_cast<size_t>(rank)] = measured;
     second[static_cast<size_t>(rank)] = after_take;
@@ -37,6 +38,37 @@ TEST(TimedCommunicator, ForwardsResultsAndCountsTimeOfItsSubgroups) {
     EXPECT_GT(first[r], 0) << "rank " << r;
     EXPECT_EQ(second[r], 0) << "rank " << r;
   }
+}
+
+TEST(TimedCommunicator, AttributesSpansToTheStepTheyBeganIn) {
+  std::mutex mutex;
+  std::vector<CommTimes> taken(2);
+  launch_ranks(2, [&](int rank, Communicator& comm) {
+    auto counter = std::make_shared<CommTimeCounter>();
+    TimedCommunicator timed(comm, counter);
+    auto t = at::ones({4});
+    timed.all_reduce_sum(t);  // before the steps: total only
+    counter->set_step(0);
+    timed.all_reduce_sum(t);
+    counter->set_step(-1);
+    counter->set_step(2);  // step 1 had no communication
+    // The peer sleeps before it joins, so this rank's wait in step 2 is at least 50 ms.
+    if (rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    timed.all_reduce_sum(t);
+    timed.barrier();
+    counter->set_step(-1);
+    std::lock_guard<std::mutex> lock(mutex);
+    taken[static_cast<size_t>(rank)] = counter->take();
+  });
+  for (int r = 0; r < 2; ++r) {
+    const CommTimes& t = taken[static_cast<size_t>(r)];
+    ASSERT_EQ(t.steps_s.size(), 3u) << "rank " << r;
+    EXPECT_GT(t.steps_s[0], 0) << "rank " << r;
+    EXPECT_EQ(t.steps_s[1], 0) << "rank " << r;
+    EXPECT_GT(t.steps_s[2], 0) << "rank " << r;
+    EXPECT_GT(t.total_s, t.steps_s[0] + t.steps_s[2]) << "rank " << r;
+  }
+  EXPECT_GE(taken[0].steps_s[2], 0.05);
 }
 
 TEST(ParallelScope, InstallsTheGroupsForThisThreadOnly) {
