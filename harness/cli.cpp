@@ -92,12 +92,38 @@ int cmd_run(const std::string& suite_file, RunOptions options) {
   return summary.failed > 0 ? 1 : 0;
 }
 
-int cmd_parity(const std::string& dir, double tol, const std::string& checkpoint) {
-  if (!checkpoint.empty()) {
-    auto report = run_e2e_parity(dir, checkpoint);
-    std::cout << report.json.dump() << "\n";
-    return report.pass ? 0 : 1;
+// End-to-end replay options of `ditbench parity REFDIR --checkpoint CKPT`.
+struct E2eParityOptions {
+  std::string device = "cpu", dtype = "float32", attention = "sdpa", out;
+};
+
+// Float32 on the CPU checks the pass criteria: one JSON line, exit 0 or 1. Any other device or
+// dtype measures how far the replay moves from the references: the Markdown table, exit 0 once
+// everything ran. --out receives the Markdown table in both cases.
+int cmd_e2e_parity(const std::string& dir, const std::string& checkpoint,
+                   const E2eParityOptions& options) {
+  E2eReplay replay;
+  replay.device = resolve_device(options.device);
+  replay.dtype = options.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  replay.attention = options.attention;
+  const auto report = run_e2e_parity(dir, checkpoint, replay);
+  const auto markdown = e2e_parity_markdown(report);
+  if (!options.out.empty()) {
+    std::ofstream out(options.out, std::ios::trunc);
+    out << markdown;
+    if (!out.flush()) throw InputError(options.out + ": cannot write the report");
   }
+  if (!report.reference_precision) {
+    std::cout << markdown;
+    return 0;
+  }
+  std::cout << report.json.dump() << "\n";
+  return report.pass ? 0 : 1;
+}
+
+int cmd_parity(const std::string& dir, double tol, const std::string& checkpoint,
+               const E2eParityOptions& e2e) {
+  if (!checkpoint.empty()) return cmd_e2e_parity(dir, checkpoint, e2e);
   auto r = run_fixture_parity(dir);
   bool pass = r.rel_error <= tol;
   for (double e : r.first_block_errors) pass = pass && e <= tol;
@@ -260,13 +286,33 @@ int cli_main(int argc, char** argv) {
 
   std::string parity_dir, checkpoint;
   double tol = 1e-4;
-  auto* parity = app.add_subcommand("parity", "check a model against a reference fixture folder");
+  auto* parity = app.add_subcommand(
+      "parity",
+      "check a model against a reference fixture folder, or replay end-to-end references "
+      "(--checkpoint)");
   parity
       ->add_option("dir", parity_dir,
                    "fixture folder (model/ + io.safetensors) or e2e reference folder")
       ->required();
   parity->add_option("--tol", tol, "relative error tolerance (fixture folders)");
-  parity->add_option("--checkpoint", checkpoint, "checkpoint folder: replay end-to-end references");
+  auto* parity_checkpoint = parity->add_option(
+      "--checkpoint", checkpoint,
+      "checkpoint folder: replay end-to-end references; float32 on the CPU checks the pass "
+      "criteria (JSON line, exit 0 or 1), any other device or dtype reports decisions, PSNR/SSIM "
+      "and latent errors against the references (Markdown table, exit 0 once everything ran)");
+  E2eParityOptions e2e_options;
+  parity->add_option("--device", e2e_options.device, "end-to-end replay device (default cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->needs(parity_checkpoint);
+  parity->add_option("--dtype", e2e_options.dtype, "end-to-end replay dtype (default float32)")
+      ->check(CLI::IsMember({"float32", "bfloat16"}))
+      ->needs(parity_checkpoint);
+  parity
+      ->add_option("--attention", e2e_options.attention,
+                   "attention backend of the end-to-end replay (default sdpa)")
+      ->needs(parity_checkpoint);
+  parity->add_option("--out", e2e_options.out, "also write the end-to-end Markdown table here")
+      ->needs(parity_checkpoint);
 
   std::string ref, test;
   auto* metrics = app.add_subcommand("metrics", "PSNR and SSIM of two frame sources");
@@ -362,7 +408,7 @@ int cli_main(int argc, char** argv) {
       run_options.out_dir = out_dir;
       return cmd_run(suite_file, run_options);
     }
-    if (*parity) return cmd_parity(parity_dir, tol, checkpoint);
+    if (*parity) return cmd_parity(parity_dir, tol, checkpoint, e2e_options);
     if (*metrics) return cmd_metrics(ref, test);
     if (*compare)
       return cmd_compare(compare_base, compare_new, max_slowdown, compare_options, compare_summary);

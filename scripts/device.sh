@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds, tests and benchmarks ditbench on a GPU machine in one go (LibTorch from the system's
-# torch, CUDA for sm_90a). Usage: scripts/device.sh [build|test|bench|all] [extra ditbench suites...]
-# Results and logs go to $OUT (default ./out/device).
+# torch, CUDA for sm_90a). Usage: scripts/device.sh [build|test|bench|all|e2e] [extra suites...]
+# Results and logs go to $OUT (default ./out/device). `e2e` (optional, not part of `all`) replays
+# the tiny-shapes end-to-end references on the GPU in bf16 (and float32) against their float32 CPU
+# results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"; shift || true
@@ -45,12 +47,22 @@ bench() {
   done
 }
 
+e2e() {
+  for dtype in bfloat16 float32; do
+    log "end-to-end replay, cuda $dtype"
+    "$BUILD/ditbench" parity "$DITBENCH_FIXTURES/e2e" --checkpoint assets/tiny-shapes \
+      --device cuda --dtype "$dtype" --out "$OUT/e2e-cuda-$dtype.md" >/dev/null || return 1
+    cat "$OUT/e2e-cuda-$dtype.md"
+  done
+}
+
 rc=0
 case "$mode" in
   build) build || rc=$? ;;
   test) build && test_all || rc=$? ;;
   bench) build && bench "$@" || rc=$? ;;
   all) build || exit 1; test_all || rc=$?; bench "$@" ;;
-  *) echo "usage: $0 [build|test|bench|all] [suites...]"; exit 2 ;;
+  e2e) build && e2e || rc=$? ;;
+  *) echo "usage: $0 [build|test|bench|all|e2e] [suites...]"; exit 2 ;;
 esac
 exit $rc
