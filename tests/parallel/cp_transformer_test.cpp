@@ -9,13 +9,13 @@
 
 #include <mutex>
 
+#include "cp_agreement.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/common/error.h"
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/transformer.h"
 #include "optimizations/parallel/context_parallel.h"
 #include "optimizations/parallel/parallel_context.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -55,31 +55,10 @@ Case make_case() {
 // must be the single-rank signal.
 void expect_matches_single_rank(int ranks, int ulysses, int ring) {
   static Case c = make_case();
-  std::mutex mutex;
-  std::vector<at::Tensor> outputs(static_cast<size_t>(ranks)), signals(static_cast<size_t>(ranks));
-  launch_ranks(ranks, [&](int rank, Communicator& world) {
-    c10::InferenceMode inference;
-    ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ring);
-    auto cp = make_context_parallel_attention(groups, c.config.num_attention_heads);
-    AttentionSettings attn;
-    attn.backend = "math";
-    attn.context_parallel = cp.get();
-    AttentionScope attention_scope(attn);
-    ParallelScope parallel_scope(&groups);
-    auto out = c.model->forward(c.in);
-    BlockState s = c.model->prepare(c.in);
-    auto signal = c.model->teacache_signal(s);
-    std::lock_guard<std::mutex> lock(mutex);
-    outputs[static_cast<size_t>(rank)] = out;
-    signals[static_cast<size_t>(groups.sequence_rank())] = signal;
-  });
-  for (int r = 0; r < ranks; ++r) {
-    ASSERT_EQ(outputs[r].sizes(), c.expected.sizes()) << "rank " << r;
-    EXPECT_LT(rel_error(outputs[r], c.expected), 1e-5) << "rank " << r;
-  }
-  auto joined = at::cat(signals, 1);  // [B, N, D]: real rows of every shard, in shard order
-  ASSERT_EQ(joined.sizes(), c.expected_signal.sizes());
-  EXPECT_LT(rel_error(joined, c.expected_signal), 1e-5);
+  const auto r =
+      testing::run_on_ranks(*c.model, c.in, c.config.num_attention_heads, ranks, ulysses, ring);
+  testing::expect_outputs_match(r, c.expected);
+  testing::expect_signals_join(r, c.expected_signal);
 }
 
 TEST(ContextParallelTransformer, UlyssesMatchesSingleRankOn2And4Ranks) {
@@ -115,6 +94,44 @@ TEST(ContextParallelTransformer, ShardsCarryPaddingRowsThatTheStateMarks) {
   // One rank: no layout, every row real.
   c10::InferenceMode inference;
   EXPECT_EQ(c.model->prepare(c.in).hidden_valid_rows, -1);
+}
+
+TEST(ContextParallelTransformer, EvenShardsOfValidTextNeedNoKeyMaskAndStillMatch) {
+  // 2 x 4 x 4 = 32 image tokens and 4 valid of 5 text tokens (the padded one is dropped) divide
+  // by 2 and 4: no rank holds padding, so attention runs unmasked, and the output is unchanged.
+  static Case c = make_case();
+  TransformerInputs in = c.in;
+  at::manual_seed(5);
+  in.latents = at::randn({2, c.config.in_channels, 2, 8, 8});
+  in.prompt.attention_mask = at::tensor({1, 1, 1, 1, 0, 1, 1, 1, 1, 0}).reshape({2, 5});
+  at::Tensor expected;
+  {
+    c10::InferenceMode inference;
+    expected = c.model->forward(in);
+  }
+  for (int ranks : {2, 4}) {
+    std::mutex mutex;
+    std::vector<int> masked(static_cast<size_t>(ranks), -1);
+    launch_ranks(ranks, [&](int rank, Communicator& world) {
+      c10::InferenceMode inference;
+      ParallelGroups groups = make_parallel_groups(world, 1, ranks, 1);
+      ParallelScope parallel_scope(&groups);
+      BlockState s = c.model->prepare(in);
+      std::lock_guard<std::mutex> lock(mutex);
+      masked[static_cast<size_t>(rank)] = hunyuan_video_state(s).key_mask.defined();
+    });
+    EXPECT_EQ(masked, std::vector<int>(static_cast<size_t>(ranks), 0)) << ranks << " ranks";
+    const auto r =
+        testing::run_on_ranks(*c.model, in, c.config.num_attention_heads, ranks, ranks, 1);
+    testing::expect_outputs_match(r, expected);
+  }
+  // The case above (27 image tokens) keeps a mask: its shards carry padding rows.
+  launch_ranks(2, [&](int, Communicator& world) {
+    c10::InferenceMode inference;
+    ParallelGroups groups = make_parallel_groups(world, 1, 2, 1);
+    ParallelScope parallel_scope(&groups);
+    EXPECT_TRUE(hunyuan_video_state(c.model->prepare(c.in)).key_mask.defined());
+  });
 }
 
 }  // namespace
