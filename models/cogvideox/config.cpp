@@ -6,28 +6,13 @@
 #include "models/common/json_config.h"
 
 namespace ditbench {
-namespace {
-
-// An integer key that diffusers writes as null when unused: null reads as 0.
-void read_optional_int(const nlohmann::json& j, const std::string& source, const char* key,
-                       int64_t& out) {
-  if (j.contains(key) && j.at(key).is_null()) {
-    out = 0;
-    return;
-  }
-  read_config_int(j, source, key, out);
-}
-
-}  // namespace
 
 CogVideoXConfig CogVideoXConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   CogVideoXConfig c;
   read_config_int(j, source, "in_channels", c.in_channels);
   c.out_channels = c.in_channels;  // null means "same as in_channels"
-  if (j.contains("out_channels") && !j.at("out_channels").is_null()) {
-    read_config_int(j, source, "out_channels", c.out_channels);
-  }
+  read_config_nullable_int(j, source, "out_channels", c.out_channels);
   read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
   read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
   read_config_int(j, source, "num_layers", c.num_layers);
@@ -42,7 +27,7 @@ CogVideoXConfig CogVideoXConfig::from_json(const nlohmann::json& j, const std::s
   read_config_int(j, source, "sample_height", c.sample_height);
   read_config_int(j, source, "sample_frames", c.sample_frames);
   read_config_int(j, source, "patch_size", c.patch_size);
-  read_optional_int(j, source, "patch_size_t", c.patch_size_t);
+  read_config_nullable_int(j, source, "patch_size_t", c.patch_size_t);  // null: 0
   read_config_int(j, source, "temporal_compression_ratio", c.temporal_compression_ratio);
   read_config_string(j, source, "activation_fn", c.activation_fn);
   read_config_string(j, source, "timestep_activation_fn", c.timestep_activation_fn);
@@ -54,7 +39,7 @@ CogVideoXConfig CogVideoXConfig::from_json(const nlohmann::json& j, const std::s
                    c.use_rotary_positional_embeddings);
   read_config_bool(j, source, "use_learned_positional_embeddings",
                    c.use_learned_positional_embeddings);
-  read_optional_int(j, source, "ofs_embed_dim", c.ofs_embed_dim);
+  read_config_nullable_int(j, source, "ofs_embed_dim", c.ofs_embed_dim);  // null: 0
   double dropout = 0;
   read_config_double(j, source, "dropout", dropout);  // identity at inference
   c.validate(source);
@@ -62,8 +47,7 @@ CogVideoXConfig CogVideoXConfig::from_json(const nlohmann::json& j, const std::s
 }
 
 CogVideoXConfig CogVideoXConfig::from_file(const std::string& path) {
-  const auto j = read_config_file(path);
-  return from_json(j, path);
+  return config_from_file<CogVideoXConfig>(path);
 }
 
 void CogVideoXConfig::validate(const std::string& source) const {
@@ -151,14 +135,12 @@ CogVideoXConfig cogvideox_preset(const std::string& name) {
     c.sample_frames = 9;
     return c;
   }
-  std::string known;
-  for (const auto& n : cogvideox_preset_names()) known += (known.empty() ? "" : ", ") + n;
-  throw InputError("unknown CogVideoX preset '" + name + "' (known: " + known + ")");
+  unknown_preset("CogVideoX", name, cogvideox_preset_names());
 }
 
 CogVideoXVAEConfig CogVideoXVAEConfig::from_json(const nlohmann::json& j,
                                                  const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   CogVideoXVAEConfig c;
   read_config_int(j, source, "in_channels", c.in_channels);
   read_config_int(j, source, "out_channels", c.out_channels);

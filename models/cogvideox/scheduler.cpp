@@ -19,7 +19,7 @@ CogVideoXSchedulerConfig CogVideoXSchedulerConfig::cogvideox_5b() {
 
 CogVideoXSchedulerConfig CogVideoXSchedulerConfig::from_json(const nlohmann::json& j,
                                                              const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   CogVideoXSchedulerConfig c;
   read_config_int(j, source, "num_train_timesteps", c.num_train_timesteps);
   read_config_double(j, source, "beta_start", c.beta_start);

@@ -38,6 +38,16 @@ void read_config_bool(const nlohmann::json& j, const std::string& source, const 
   out = v.get<bool>();
 }
 
+void read_config_nullable_int(const nlohmann::json& j, const std::string& source, const char* key,
+                              int64_t& out) {
+  if (j.contains(key) && !j.at(key).is_null()) read_config_int(j, source, key, out);
+}
+
+void read_config_nullable_double(const nlohmann::json& j, const std::string& source,
+                                 const char* key, double& out) {
+  if (j.contains(key) && !j.at(key).is_null()) read_config_double(j, source, key, out);
+}
+
 void read_config_string(const nlohmann::json& j, const std::string& source, const char* key,
                         std::string& out) {
   if (!j.contains(key)) return;
@@ -89,17 +99,31 @@ void require_non_negative(const std::string& source, const char* key, int64_t va
   }
 }
 
-nlohmann::json read_config_file(const std::string& path) {
+void require_config_object(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+}
+
+std::string config_file_path(const std::string& path) {
   namespace fs = std::filesystem;
-  fs::path file = path;
-  if (fs::is_directory(file)) file /= "config.json";
+  return fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
+}
+
+nlohmann::json read_config_file(const std::string& path) {
+  const std::string file = config_file_path(path);
   std::ifstream in(file);
-  if (!in) throw InputError(file.string() + ": cannot read the config file");
+  if (!in) throw InputError(file + ": cannot read the config file");
   try {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(file.string() + ": invalid JSON: " + e.what());
+    throw InputError(file + ": invalid JSON: " + e.what());
   }
+}
+
+void unknown_preset(const std::string& family, const std::string& name,
+                    const std::vector<std::string>& known) {
+  std::string list;
+  for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
+  throw InputError("unknown " + family + " preset '" + name + "' (known: " + list + ")");
 }
 
 }  // namespace ditbench

@@ -19,6 +19,11 @@ void read_config_double(const nlohmann::json& j, const std::string& source, cons
                         double& out);
 void read_config_bool(const nlohmann::json& j, const std::string& source, const char* key,
                       bool& out);
+// Keys diffusers writes as null when unused: null (like absence) leaves `out` as it is.
+void read_config_nullable_int(const nlohmann::json& j, const std::string& source, const char* key,
+                              int64_t& out);
+void read_config_nullable_double(const nlohmann::json& j, const std::string& source,
+                                 const char* key, double& out);
 // null reads as "" (diffusers writes None as null).
 void read_config_string(const nlohmann::json& j, const std::string& source, const char* key,
                         std::string& out);
@@ -31,7 +36,21 @@ void read_config_list(const nlohmann::json& j, const std::string& source, const 
 void require_positive(const std::string& source, const char* key, int64_t value);
 void require_non_negative(const std::string& source, const char* key, int64_t value);
 
+// InputError naming `source` unless the config is a JSON object.
+void require_config_object(const nlohmann::json& j, const std::string& source);
+
 // Parses a config.json file, or the config.json inside a folder; InputError names the file.
 nlohmann::json read_config_file(const std::string& path);
+// The file read_config_file(path) reads: `path`, or the config.json inside it.
+std::string config_file_path(const std::string& path);
+// Config::from_json of the file read_config_file(path) reads, errors naming that file.
+template <typename Config>
+Config config_from_file(const std::string& path) {
+  return Config::from_json(read_config_file(path), config_file_path(path));
+}
+
+// The InputError of a preset name that `family` does not have, listing the ones it has.
+[[noreturn]] void unknown_preset(const std::string& family, const std::string& name,
+                                 const std::vector<std::string>& known);
 
 }  // namespace ditbench

@@ -9,14 +9,12 @@
 namespace ditbench {
 
 FluxConfig FluxConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   FluxConfig c;
   read_config_int(j, source, "patch_size", c.patch_size);
   read_config_int(j, source, "in_channels", c.in_channels);
   c.out_channels = c.in_channels;  // null (or absent) means "same as in_channels"
-  if (j.contains("out_channels") && !j.at("out_channels").is_null()) {
-    read_config_int(j, source, "out_channels", c.out_channels);
-  }
+  read_config_nullable_int(j, source, "out_channels", c.out_channels);
   read_config_int(j, source, "num_layers", c.num_layers);
   read_config_int(j, source, "num_single_layers", c.num_single_layers);
   read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
@@ -32,9 +30,7 @@ FluxConfig FluxConfig::from_json(const nlohmann::json& j, const std::string& sou
 }
 
 FluxConfig FluxConfig::from_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path file = fs::is_directory(path) ? fs::path(path) / "config.json" : fs::path(path);
-  return from_json(read_config_file(path), file.string());
+  return config_from_file<FluxConfig>(path);
 }
 
 void FluxConfig::validate(const std::string& source) const {
@@ -86,9 +82,7 @@ FluxConfig flux_preset(const std::string& name) {
     c.axes_dims_rope = {4, 6, 6};
     return c;
   }
-  std::string known;
-  for (const auto& n : flux_preset_names()) known += (known.empty() ? "" : ", ") + n;
-  throw InputError("unknown FLUX preset '" + name + "' (known: " + known + ")");
+  unknown_preset("FLUX", name, flux_preset_names());
 }
 
 }  // namespace ditbench

@@ -19,7 +19,7 @@ constexpr double kEps = 1e-6;
 
 AutoencoderKLConfig AutoencoderKLConfig::from_json(const nlohmann::json& j,
                                                    const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   AutoencoderKLConfig c;
   read_config_int(j, source, "in_channels", c.in_channels);
   read_config_int(j, source, "out_channels", c.out_channels);
@@ -30,9 +30,7 @@ AutoencoderKLConfig AutoencoderKLConfig::from_json(const nlohmann::json& j,
   read_config_int(j, source, "sample_size", c.sample_size);
   read_config_double(j, source, "scaling_factor", c.scaling_factor);
   c.shift_factor = 0.0;  // null or absent: no shift (diffusers' class default)
-  if (j.contains("shift_factor") && !j.at("shift_factor").is_null()) {
-    read_config_double(j, source, "shift_factor", c.shift_factor);
-  }
+  read_config_nullable_double(j, source, "shift_factor", c.shift_factor);
   c.use_post_quant_conv = true;  // diffusers' class default
   read_config_bool(j, source, "use_post_quant_conv", c.use_post_quant_conv);
   read_config_bool(j, source, "mid_block_add_attention", c.mid_block_add_attention);
@@ -61,9 +59,7 @@ AutoencoderKLConfig AutoencoderKLConfig::from_json(const nlohmann::json& j,
 }
 
 AutoencoderKLConfig AutoencoderKLConfig::from_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path file = fs::is_directory(path) ? fs::path(path) / "config.json" : fs::path(path);
-  return from_json(read_config_file(path), file.string());
+  return config_from_file<AutoencoderKLConfig>(path);
 }
 
 void AutoencoderKLConfig::validate(const std::string& source) const {

@@ -10,14 +10,12 @@ namespace ditbench {
 
 HunyuanVideoConfig HunyuanVideoConfig::from_json(const nlohmann::json& j,
                                                  const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   HunyuanVideoConfig c;
   read_config_int(j, source, "in_channels", c.in_channels);
   // out_channels: null means "same as in_channels".
   c.out_channels = c.in_channels;
-  if (j.contains("out_channels") && !j.at("out_channels").is_null()) {
-    read_config_int(j, source, "out_channels", c.out_channels);
-  }
+  read_config_nullable_int(j, source, "out_channels", c.out_channels);
   read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
   read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
   read_config_int(j, source, "num_layers", c.num_layers);
@@ -41,9 +39,7 @@ HunyuanVideoConfig HunyuanVideoConfig::from_json(const nlohmann::json& j,
 }
 
 HunyuanVideoConfig HunyuanVideoConfig::from_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path file = fs::is_directory(path) ? fs::path(path) / "config.json" : fs::path(path);
-  return from_json(read_config_file(path), file.string());
+  return config_from_file<HunyuanVideoConfig>(path);
 }
 
 void HunyuanVideoConfig::validate(const std::string& source) const {
@@ -105,9 +101,7 @@ HunyuanVideoConfig hunyuan_video_preset(const std::string& name) {
     c.rope_axes_dim = {4, 6, 6};
     return c;
   }
-  std::string known;
-  for (const auto& n : hunyuan_video_preset_names()) known += (known.empty() ? "" : ", ") + n;
-  throw InputError("unknown HunyuanVideo preset '" + name + "' (known: " + known + ")");
+  unknown_preset("HunyuanVideo", name, hunyuan_video_preset_names());
 }
 
 }  // namespace ditbench

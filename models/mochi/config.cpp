@@ -15,7 +15,7 @@ int64_t product(const std::vector<int64_t>& v) {
 }  // namespace
 
 MochiConfig MochiConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   MochiConfig c;
   read_config_int(j, source, "patch_size", c.patch_size);
   read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
@@ -24,9 +24,7 @@ MochiConfig MochiConfig::from_json(const nlohmann::json& j, const std::string& s
   read_config_int(j, source, "pooled_projection_dim", c.pooled_projection_dim);
   read_config_int(j, source, "in_channels", c.in_channels);
   c.out_channels = c.in_channels;
-  if (j.contains("out_channels") && !j.at("out_channels").is_null()) {
-    read_config_int(j, source, "out_channels", c.out_channels);
-  }
+  read_config_nullable_int(j, source, "out_channels", c.out_channels);
   read_config_string(j, source, "qk_norm", c.qk_norm);
   read_config_int(j, source, "text_embed_dim", c.text_embed_dim);
   read_config_int(j, source, "time_embed_dim", c.time_embed_dim);
@@ -37,7 +35,7 @@ MochiConfig MochiConfig::from_json(const nlohmann::json& j, const std::string& s
 }
 
 MochiConfig MochiConfig::from_file(const std::string& path) {
-  return from_json(read_config_file(path), path);
+  return config_from_file<MochiConfig>(path);
 }
 
 void MochiConfig::validate(const std::string& source) const {
@@ -84,9 +82,7 @@ MochiConfig mochi_preset(const std::string& name) {
     c.max_sequence_length = 16;
     return c;
   }
-  std::string known;
-  for (const auto& n : mochi_preset_names()) known += (known.empty() ? "" : ", ") + n;
-  throw InputError("unknown Mochi preset '" + name + "' (known: " + known + ")");
+  unknown_preset("Mochi", name, mochi_preset_names());
 }
 
 // ---- VAE ----
@@ -95,7 +91,7 @@ int64_t MochiVAEConfig::spatial_compression_ratio() const { return product(spati
 int64_t MochiVAEConfig::temporal_compression_ratio() const { return product(temporal_expansions); }
 
 MochiVAEConfig MochiVAEConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   MochiVAEConfig c;
   read_config_int(j, source, "out_channels", c.out_channels);
   read_config_int(j, source, "latent_channels", c.latent_channels);
@@ -119,7 +115,7 @@ MochiVAEConfig MochiVAEConfig::from_json(const nlohmann::json& j, const std::str
 }
 
 MochiVAEConfig MochiVAEConfig::from_file(const std::string& path) {
-  return from_json(read_config_file(path), path);
+  return config_from_file<MochiVAEConfig>(path);
 }
 
 void MochiVAEConfig::validate(const std::string& source) const {

@@ -14,7 +14,7 @@ std::vector<int64_t> WanConfig::rope_axes_dim() const {
 }
 
 WanConfig WanConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   WanConfig c;
   std::vector<int64_t> patch(c.patch_size.begin(), c.patch_size.end());
   read_config_list(j, source, "patch_size", patch);
@@ -26,9 +26,7 @@ WanConfig WanConfig::from_json(const nlohmann::json& j, const std::string& sourc
   read_config_int(j, source, "in_channels", c.in_channels);
   // out_channels: null means "same as in_channels".
   c.out_channels = c.in_channels;
-  if (j.contains("out_channels") && !j.at("out_channels").is_null()) {
-    read_config_int(j, source, "out_channels", c.out_channels);
-  }
+  read_config_nullable_int(j, source, "out_channels", c.out_channels);
   read_config_int(j, source, "text_dim", c.text_dim);
   read_config_int(j, source, "freq_dim", c.freq_dim);
   read_config_int(j, source, "ffn_dim", c.ffn_dim);
@@ -38,20 +36,15 @@ WanConfig WanConfig::from_json(const nlohmann::json& j, const std::string& sourc
   read_config_double(j, source, "eps", c.eps);
   read_config_int(j, source, "rope_max_seq_len", c.rope_max_seq_len);
   // Nullable integers: null (text-to-video) reads as 0.
-  auto nullable = [&](const char* key, int64_t& out) {
-    if (j.contains(key) && !j.at(key).is_null()) read_config_int(j, source, key, out);
-  };
-  nullable("image_dim", c.image_dim);
-  nullable("added_kv_proj_dim", c.added_kv_proj_dim);
-  nullable("pos_embed_seq_len", c.pos_embed_seq_len);
+  read_config_nullable_int(j, source, "image_dim", c.image_dim);
+  read_config_nullable_int(j, source, "added_kv_proj_dim", c.added_kv_proj_dim);
+  read_config_nullable_int(j, source, "pos_embed_seq_len", c.pos_embed_seq_len);
   c.validate(source);
   return c;
 }
 
 WanConfig WanConfig::from_file(const std::string& path) {
-  const auto j = read_config_file(path);
-  const bool folder = std::filesystem::is_directory(path);
-  return from_json(j, folder ? (std::filesystem::path(path) / "config.json").string() : path);
+  return config_from_file<WanConfig>(path);
 }
 
 void WanConfig::validate(const std::string& source) const {
@@ -107,9 +100,7 @@ WanConfig wan_preset(const std::string& name) {
     c.num_layers = 2;
     return c;
   }
-  std::string known;
-  for (const auto& n : wan_preset_names()) known += (known.empty() ? "" : ", ") + n;
-  throw InputError("unknown Wan preset '" + name + "' (known: " + known + ")");
+  unknown_preset("Wan", name, wan_preset_names());
 }
 
 }  // namespace ditbench

@@ -41,12 +41,10 @@ at::Tensor frames_to_cache(const at::Tensor& x, const at::Tensor& previous) {
 // ---- config ----
 
 WanVAEConfig WanVAEConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": config must be a JSON object");
+  require_config_object(j, source);
   WanVAEConfig c;
   read_config_int(j, source, "base_dim", c.base_dim);
-  if (j.contains("decoder_base_dim") && !j.at("decoder_base_dim").is_null()) {
-    read_config_int(j, source, "decoder_base_dim", c.decoder_base_dim);
-  }
+  read_config_nullable_int(j, source, "decoder_base_dim", c.decoder_base_dim);
   read_config_int(j, source, "z_dim", c.z_dim);
   read_config_list(j, source, "dim_mult", c.dim_mult);
   read_config_int(j, source, "num_res_blocks", c.num_res_blocks);
@@ -57,11 +55,13 @@ WanVAEConfig WanVAEConfig::from_json(const nlohmann::json& j, const std::string&
   read_config_int(j, source, "scale_factor_temporal", c.scale_factor_temporal);
   read_config_int(j, source, "scale_factor_spatial", c.scale_factor_spatial);
   read_config_bool(j, source, "is_residual", c.is_residual);
-  if (j.contains("patch_size") && !j.at("patch_size").is_null()) {
-    read_config_int(j, source, "patch_size", c.patch_size);
-  }
+  read_config_nullable_int(j, source, "patch_size", c.patch_size);
   c.validate(source);
   return c;
+}
+
+WanVAEConfig WanVAEConfig::from_file(const std::string& path) {
+  return config_from_file<WanVAEConfig>(path);
 }
 
 void WanVAEConfig::validate(const std::string& source) const {

@@ -41,6 +41,8 @@ struct WanVAEConfig {
   // Reads a diffusers vae/config.json; missing keys keep the defaults. InputError names `source`
   // and the key; Wan 2.2's residual / patchified VAE is Unsupported.
   static WanVAEConfig from_json(const nlohmann::json& j, const std::string& source);
+  // A config.json file or a folder holding one.
+  static WanVAEConfig from_file(const std::string& path);
   void validate(const std::string& source) const;
 };
 
