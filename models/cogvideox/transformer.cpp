@@ -5,6 +5,7 @@
 #include <string>
 
 #include "models/common/error.h"
+#include "models/common/tensor_io.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
@@ -13,13 +14,6 @@ namespace ditbench {
 namespace {
 
 constexpr double kQkNormEps = 1e-6;
-
-std::string shape_str(const at::Tensor& t) {
-  if (!t.defined()) return "none";
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
 
 // diffusers get_1d_sincos_pos_embed_from_grid: [sin | cos] of positions times f64 frequencies.
 // pos: [M] float32 -> [M, dim] float64
@@ -35,15 +29,6 @@ at::Tensor sincos_1d(int64_t dim, const at::Tensor& pos) {
 int64_t round_half_even(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
 
 }  // namespace
-
-CogVideoXState& cogvideox_state(BlockState& s) {
-  TORCH_CHECK(s.extra, "BlockState has no CogVideoX state; call prepare() first");
-  return *static_cast<CogVideoXState*>(s.extra.get());
-}
-const CogVideoXState& cogvideox_state(const BlockState& s) {
-  TORCH_CHECK(s.extra, "BlockState has no CogVideoX state; call prepare() first");
-  return *static_cast<const CogVideoXState*>(s.extra.get());
-}
 
 // ---- layers ----
 
@@ -277,22 +262,22 @@ BlockState CogVideoXTransformer3DModelImpl::prepare(const TransformerInputs& in)
   const auto& latents = in.latents;
   if (!latents.defined() || latents.dim() != 5 || latents.size(2) != c.in_channels) {
     throw InputError("latents: expected [B, F, " + std::to_string(c.in_channels) +
-                     ", H, W] (frames before channels), got " + shape_str(latents));
+                     ", H, W] (frames before channels), got " + describe_shape(latents));
   }
   const int64_t batch = latents.size(0), p = c.patch_size;
   if (latents.size(3) % p || latents.size(4) % p) {
-    throw InputError("latents: H, W of " + shape_str(latents) + " not divisible by the patch " +
+    throw InputError("latents: H, W of " + describe_shape(latents) + " not divisible by the patch " +
                      std::to_string(p));
   }
   const auto& text = in.prompt.embeds;
   if (!text.defined() || text.dim() != 3 || text.size(0) != batch ||
       text.size(2) != c.text_embed_dim) {
     throw InputError("prompt.embeds: expected [" + std::to_string(batch) + ", L, " +
-                     std::to_string(c.text_embed_dim) + "], got " + shape_str(text));
+                     std::to_string(c.text_embed_dim) + "], got " + describe_shape(text));
   }
   const auto& t = in.timestep;
   if (!t.defined() || t.dim() > 1 || (t.dim() == 1 && t.size(0) != batch && t.size(0) != 1)) {
-    throw InputError("timestep: expected [" + std::to_string(batch) + "], got " + shape_str(t));
+    throw InputError("timestep: expected [" + std::to_string(batch) + "], got " + describe_shape(t));
   }
   const auto dtype = opts.dtype().toScalarType();
   auto timestep = t.reshape({-1}).expand({batch}).to(opts.device());
@@ -327,18 +312,13 @@ BlockState CogVideoXTransformer3DModelImpl::prepare(const TransformerInputs& in)
   // its keys, and the key mask leaves the zero padding rows of the last ranks out.
   const int world = group->size(), rank = group->rank();
   const auto device = opts.device();
-  state->sequence_group = group;
-  s.hidden = shard_sequence(s.hidden, 1, rank, world).local;  // [B, N/P, D]
-  if (state->rope_cos.defined()) {
-    state->rope_cos = shard_sequence(state->rope_cos, 0, rank, world).local;  // [N/P, head_dim]
-    state->rope_sin = shard_sequence(state->rope_sin, 0, rank, world).local;
-  }
+  // [B, N/P, D] and the RoPE rows [N/P, head_dim]
+  const auto image_keys = state->shard_image(s, state->rope_cos, state->rope_sin, *group);
   s.context = shard_sequence(s.context, 1, rank, world).local;  // [B, L/P, D]
   const int64_t n_local = s.hidden.size(1), l_local = s.context.size(1);
   state->key_mask = concat_key_masks(shard_key_mask({}, batch, text_len, rank, world, device),
-                                     l_local, shard_key_mask({}, batch, n, rank, world, device),
-                                     n_local, batch, device);  // [B, L/P + N/P] or undefined
-  s.hidden_valid_rows = std::clamp<int64_t>(n - rank * n_local, 0, n_local);
+                                     l_local, image_keys, n_local, batch,
+                                     device);  // [B, L/P + N/P] or undefined
   s.extra = state;
   return s;
 }
@@ -356,7 +336,7 @@ at::Tensor CogVideoXTransformer3DModelImpl::finish(BlockState& s) {
   const auto& st = cogvideox_state(s);
   // Per-token norms: the image rows alone give what diffusers' joint norm_final gives them.
   auto x = proj_out(norm_out(norm_final(s.hidden), s.temb));  // [B, N, p*p*C]
-  if (st.sequence_group) x = gather_sequence(x, 1, st.num_image_tokens, *st.sequence_group);
+  x = st.gather_image(x);
   const auto [f, h, w] = st.grid;
   const int64_t p = config_.patch_size;
   // Features are (C, ph, pw): [B, F, H', W', C, p, p] -> [B, F, C, H'p, W'p]

@@ -15,6 +15,7 @@
 
 #include "models/cogvideox/config.h"
 #include "models/common/embeddings.h"
+#include "models/common/image_tokens.h"
 #include "models/common/layers.h"
 #include "models/common/norms.h"
 #include "models/model.h"
@@ -26,15 +27,17 @@ namespace ditbench {
 // BlockState::extra of this model. Under context parallelism (a sequence group installed by
 // ParallelScope) prepare() shards hidden, context, the RoPE rows and the key mask: blocks see
 // this rank's N/P image and L/P text rows.
-struct CogVideoXState {
+struct CogVideoXState : ImageTokenState {
   at::Tensor rope_cos, rope_sin;  // [N, head_dim] float32 (5b; undefined for 2b), local rows
   at::Tensor key_mask;  // [B, L + N] bool over [text, image], false on CP padding; undefined = all
-  std::array<int64_t, 3> grid{};           // patch grid (F, H', W'), N = F * H' * W'
-  int64_t num_image_tokens = 0;            // N of the whole sequence
-  Communicator* sequence_group = nullptr;  // the group the sequence is sharded over, or null
+  std::array<int64_t, 3> grid{};  // patch grid (F, H', W'), N = F * H' * W'
 };
-CogVideoXState& cogvideox_state(BlockState& s);
-const CogVideoXState& cogvideox_state(const BlockState& s);
+inline CogVideoXState& cogvideox_state(BlockState& s) {
+  return extra_state<CogVideoXState>(s, "CogVideoX");
+}
+inline const CogVideoXState& cogvideox_state(const BlockState& s) {
+  return extra_state<CogVideoXState>(s, "CogVideoX");
+}
 
 // nn.Conv2d parameters (`weight` [out, in, k, k], `bias` [out]) applied to [N, C, H, W].
 class CogVideoXConv2dImpl : public torch::nn::Module {

@@ -11,6 +11,10 @@ at::Tensor require_tensor(const std::map<std::string, at::Tensor>& tensors, cons
   return it->second;
 }
 
+std::string describe_shape(const at::Tensor& t) {
+  return t.defined() ? c10::str(t.sizes()) : std::string("none");
+}
+
 double relative_error(const at::Tensor& out, const at::Tensor& ref) {
   auto o = out.to(at::kDouble), r = ref.to(at::kDouble);
   return (o - r).norm().item<double>() / r.norm().item<double>();

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "models/common/error.h"
+#include "models/common/tensor_io.h"
 #include "models/common/joint_sequence.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
@@ -23,30 +24,17 @@ at::Tensor clip_fp16(const at::Tensor& x) {
   return x.scalar_type() == at::kHalf ? x.clip(-65504, 65504) : x;
 }
 
-std::string shape_or_none(const at::Tensor& t) {
-  return t.defined() ? c10::str(t.sizes()) : std::string("none");
-}
-
 // Position ids [S, 3] (or the deprecated [1, S, 3]) of `name`; `rows` > 0 requires that many.
 at::Tensor position_ids(const at::Tensor& ids, int64_t rows, const char* name) {
   at::Tensor t = ids.defined() && ids.dim() == 3 && ids.size(0) == 1 ? ids[0] : ids;
   if (!t.defined() || t.dim() != 2 || t.size(1) != 3 || (rows > 0 && t.size(0) != rows)) {
     throw InputError(std::string(name) + ": expected [" + (rows > 0 ? std::to_string(rows) : "S") +
-                     ", 3], got " + shape_or_none(ids));
+                     ", 3], got " + describe_shape(ids));
   }
   return t;
 }
 
 }  // namespace
-
-FluxState& flux_state(BlockState& s) {
-  TORCH_CHECK(s.extra, "BlockState has no FLUX state; call prepare() first");
-  return *static_cast<FluxState*>(s.extra.get());
-}
-const FluxState& flux_state(const BlockState& s) {
-  TORCH_CHECK(s.extra, "BlockState has no FLUX state; call prepare() first");
-  return *static_cast<const FluxState*>(s.extra.get());
-}
 
 std::pair<at::Tensor, at::Tensor> flux_rope(const at::Tensor& ids,
                                             const std::vector<int64_t>& axes_dim, double theta) {
@@ -208,26 +196,26 @@ BlockState FluxTransformer2DModelImpl::prepare(const TransformerInputs& in) {
   const auto& latents = in.latents;
   if (!latents.defined() || latents.dim() != 3 || latents.size(2) != c.in_channels) {
     throw InputError("latents: expected packed [B, N, " + std::to_string(c.in_channels) +
-                     "], got " + shape_or_none(latents));
+                     "], got " + describe_shape(latents));
   }
   const int64_t batch = latents.size(0), n = latents.size(1);
   const auto& text = in.prompt.embeds;
   if (!text.defined() || text.dim() != 3 || text.size(0) != batch ||
       text.size(2) != c.joint_attention_dim) {
     throw InputError("prompt.embeds: expected [" + std::to_string(batch) + ", L, " +
-                     std::to_string(c.joint_attention_dim) + "], got " + shape_or_none(text));
+                     std::to_string(c.joint_attention_dim) + "], got " + describe_shape(text));
   }
   const int64_t text_len = text.size(1);
   const auto& pooled = in.prompt.pooled;
   if (!pooled.defined() || pooled.dim() != 2 || pooled.size(0) != batch ||
       pooled.size(1) != c.pooled_projection_dim) {
     throw InputError("prompt.pooled: expected [" + std::to_string(batch) + ", " +
-                     std::to_string(c.pooled_projection_dim) + "], got " + shape_or_none(pooled));
+                     std::to_string(c.pooled_projection_dim) + "], got " + describe_shape(pooled));
   }
   auto per_batch = [&](const at::Tensor& t, const char* name) {
     if (!t.defined() || t.dim() > 1 || (t.dim() == 1 && t.size(0) != batch && t.size(0) != 1)) {
       throw InputError(std::string(name) + ": expected [" + std::to_string(batch) + "], got " +
-                       shape_or_none(t));
+                       describe_shape(t));
     }
     return t.reshape({-1}).expand({batch}).to(device);  // [B]
   };
@@ -257,20 +245,17 @@ BlockState FluxTransformer2DModelImpl::prepare(const TransformerInputs& in) {
     // shard]. Attention does not depend on the order of its keys; padding rows (zeros at the end
     // of the last shards) are masked keys. No FLUX text is ever masked otherwise.
     const int world = group->size(), rank = group->rank();
-    state->sequence_group = group;
+    const auto image_keys = state->shard_image(s, image_cos, image_sin, *group);  // [B, N/P, D]
     auto shard = [&](const at::Tensor& t, int64_t dim) {
       return shard_sequence(t, dim, rank, world).local;
     };
-    s.hidden = shard(s.hidden, 1);    // [B, N/P, D]
     s.context = shard(s.context, 1);  // [B, L/P, D]
     text_cos = shard(text_cos, 0), text_sin = shard(text_sin, 0);
-    image_cos = shard(image_cos, 0), image_sin = shard(image_sin, 0);
     const int64_t n_local = s.hidden.size(1), l_local = s.context.size(1);
     state->key_mask =
         concat_key_masks(shard_key_mask({}, batch, text_len, rank, world, device), l_local,
-                         shard_key_mask({}, batch, n, rank, world, device), n_local, batch,
+                         image_keys, n_local, batch,
                          device);  // [B, L/P + N/P] bool, or undefined when nothing is padded
-    s.hidden_valid_rows = std::clamp<int64_t>(n - rank * n_local, 0, n_local);
   }
   state->rope_cos = at::cat({text_cos, image_cos}, 0);  // [L + N, head_dim]
   state->rope_sin = at::cat({text_sin, image_sin}, 0);
@@ -301,7 +286,7 @@ at::Tensor FluxTransformer2DModelImpl::finish(BlockState& s) {
   const auto& st = flux_state(s);
   auto x = proj_out(norm_out(s.hidden, s.temb));  // [B, N, out_channels]
   // Under context parallelism: the local rows of every rank, in rank order, without the padding.
-  if (st.sequence_group) x = gather_sequence(x, 1, st.num_image_tokens, *st.sequence_group);
+  x = st.gather_image(x);
   return x;
 }
 

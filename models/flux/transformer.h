@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "models/common/embeddings.h"
+#include "models/common/image_tokens.h"
 #include "models/common/layers.h"
 #include "models/common/norms.h"
 #include "models/flux/config.h"
@@ -23,18 +24,18 @@ namespace ditbench {
 // BlockState::extra of this model. Under context parallelism (a sequence group installed by
 // ParallelScope) prepare() shards context, hidden, their RoPE rows and the key mask: each rank's
 // joint sequence is [text shard, image shard].
-struct FluxState {
+struct FluxState : ImageTokenState {
   at::Tensor rope_cos,
-      rope_sin;                  // [L + N, head_dim] float32, text rows first (local rows under CP)
-  at::Tensor key_mask;           // [B, L + N] bool (CP padding false) or undefined: no mask
-  int64_t num_image_tokens = 0;  // N of the whole sequence (finish() gathers back to it)
-  Communicator* sequence_group = nullptr;  // the group the sequence is sharded over, or null
+      rope_sin;         // [L + N, head_dim] float32, text rows first (local rows under CP)
+  at::Tensor key_mask;  // [B, L + N] bool (CP padding false) or undefined: no mask
   // Single-stream blocks keep [text, image] as one tensor and expose context/hidden as views of
   // it; rebuilt from them whenever something replaced a stream.
   at::Tensor joint;  // [B, L + N, D] or undefined
 };
-FluxState& flux_state(BlockState& s);
-const FluxState& flux_state(const BlockState& s);
+inline FluxState& flux_state(BlockState& s) { return extra_state<FluxState>(s, "FLUX"); }
+inline const FluxState& flux_state(const BlockState& s) {
+  return extra_state<FluxState>(s, "FLUX");
+}
 
 // diffusers FluxAttention + FluxAttnProcessor: QK norm (torch.nn.RMSNorm), text first in the joint
 // sequence, RoPE on every row. Dual stream: the text has its own projections and both streams an

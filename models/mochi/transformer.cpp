@@ -7,6 +7,7 @@
 #include <string>
 
 #include "models/common/error.h"
+#include "models/common/joint_sequence.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
@@ -25,15 +26,6 @@ at::Tensor split_heads(const at::Tensor& x, int64_t heads) { return x.unflatten(
 at::Tensor one_plus(const at::Tensor& scale) { return scale.unsqueeze(1).to(at::kFloat) + 1; }
 
 }  // namespace
-
-MochiState& mochi_state(BlockState& s) {
-  TORCH_CHECK(s.extra, "BlockState has no Mochi state; call prepare() first");
-  return *static_cast<MochiState*>(s.extra.get());
-}
-const MochiState& mochi_state(const BlockState& s) {
-  TORCH_CHECK(s.extra, "BlockState has no Mochi state; call prepare() first");
-  return *static_cast<const MochiState*>(s.extra.get());
-}
 
 at::Tensor mochi_modulated_rms_norm(const at::Tensor& x, const at::Tensor& scale, double eps) {
   auto x32 = x.to(at::kFloat);
@@ -347,17 +339,14 @@ BlockState MochiTransformer3DModelImpl::prepare(const TransformerInputs& in) {
   // the whole prompt); padding rows and padded text are never attended to, and the text rows
   // that diffusers drops come out of the attention as zeros on every rank.
   const int world = group->size(), rank = group->rank();
-  state->sequence_group = group;
-  s.hidden = shard_sequence(s.hidden, 1, rank, world).local;                // [B, N/P, D]
-  state->rope_cos = shard_sequence(state->rope_cos, 0, rank, world).local;  // [N/P, H, Dh/2]
-  state->rope_sin = shard_sequence(state->rope_sin, 0, rank, world).local;
+  // [B, N/P, D] and the RoPE rows [N/P, H, Dh/2]
+  const auto image_keys = state->shard_image(s, state->rope_cos, state->rope_sin, *group);
   s.context = shard_sequence(s.context, 1, rank, world).local;  // [B, L/P, Dc]
   const int64_t n_local = s.hidden.size(1), l_local = s.context.size(1);
   auto text_keys = shard_key_mask(text_mask, batch, text_len, rank, world, device);  // [B, L/P]
-  state->key_mask = concat_key_masks(shard_key_mask({}, batch, n, rank, world, device), n_local,
-                                     text_keys, l_local, batch, device);  // [B, N/P + L/P]
-  state->text_padding = text_keys.logical_not().unsqueeze(-1);            // [B, L/P, 1]
-  s.hidden_valid_rows = std::clamp<int64_t>(n - rank * n_local, 0, n_local);
+  state->key_mask = concat_key_masks(image_keys, n_local, text_keys, l_local, batch,
+                                     device);                   // [B, N/P + L/P]
+  state->text_padding = text_keys.logical_not().unsqueeze(-1);  // [B, L/P, 1]
   s.extra = state;
   return s;
 }
@@ -372,7 +361,7 @@ void MochiTransformer3DModelImpl::run_block(int64_t i, BlockState& s) {
 at::Tensor MochiTransformer3DModelImpl::finish(BlockState& s) {
   const auto& st = mochi_state(s);
   auto x = proj_out(norm_out(s.hidden, s.temb));  // [B, N, p*p*C], features (ph, pw, C)
-  if (st.sequence_group) x = gather_sequence(x, 1, st.num_image_tokens, *st.sequence_group);
+  x = st.gather_image(x);
   const int64_t batch = x.size(0), p = config_.patch_size;
   const auto [f, h, w] = st.grid;
   return x.reshape({batch, f, h, w, p, p, config_.out_channels})
@@ -382,9 +371,9 @@ at::Tensor MochiTransformer3DModelImpl::finish(BlockState& s) {
 
 at::Tensor MochiTransformer3DModelImpl::teacache_signal(const BlockState& s) {
   // Context-parallel padding rows are left out: the signal's means are over real tokens only.
-  const at::Tensor hidden =
-      s.hidden_valid_rows >= 0 ? s.hidden.narrow(1, 0, s.hidden_valid_rows) : s.hidden;
-  return transformer_blocks[0]->norm1(hidden, s.temb).x;  // [B, N, D]
+  return transformer_blocks[0]
+      ->norm1(real_rows(s.hidden, s.hidden_valid_rows), s.temb)
+      .x;  // [B, N, D]
 }
 
 }  // namespace ditbench

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "models/common/embeddings.h"
+#include "models/common/image_tokens.h"
 #include "models/common/layers.h"
 #include "models/common/norms.h"
 #include "models/mochi/config.h"
@@ -23,18 +24,18 @@ namespace ditbench {
 
 // BlockState::extra of this model. Under context parallelism prepare() shards hidden, context,
 // the RoPE rows and the key mask; blocks see this rank's rows only.
-struct MochiState {
+struct MochiState : ImageTokenState {
   at::Tensor rope_cos, rope_sin;  // [N, heads, head_dim / 2] float32 (local rows under CP)
   // [B, N + L] bool over the joint [image, text] keys: padded text and CP padding rows false.
   // Undefined when every key is valid.
   at::Tensor key_mask;
   at::Tensor text_padding;        // [B, L, 1] bool, true on padded text rows (and CP padding rows)
   std::array<int64_t, 3> grid{};  // (F, H / p, W / p)
-  int64_t num_image_tokens = 0;   // N of the whole sequence
-  Communicator* sequence_group = nullptr;  // the group the sequence is sharded over, or null
 };
-MochiState& mochi_state(BlockState& s);
-const MochiState& mochi_state(const BlockState& s);
+inline MochiState& mochi_state(BlockState& s) { return extra_state<MochiState>(s, "Mochi"); }
+inline const MochiState& mochi_state(const BlockState& s) {
+  return extra_state<MochiState>(s, "Mochi");
+}
 
 // x * rsqrt(mean(x²) + eps) computed in f32, times `scale` in f32, cast back to x's dtype
 // (diffusers MochiModulatedRMSNorm; no scale: plain RMS norm). x: [B, S, D], scale: [B, 1, D].

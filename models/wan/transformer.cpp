@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "models/common/error.h"
+#include "models/common/tensor_io.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
@@ -12,25 +13,12 @@
 namespace ditbench {
 namespace {
 
-std::string shape_str(const at::Tensor& t) {
-  return t.defined() ? c10::str(t.sizes()) : std::string("none");
-}
-
 // FP32LayerNorm without affine parameters: LayerNorm of x in float32 (the result stays float32).
 at::Tensor fp32_layer_norm(const at::Tensor& x, double eps) {
   return at::layer_norm(x.to(at::kFloat), {x.size(-1)}, {}, {}, eps);
 }
 
 }  // namespace
-
-WanState& wan_state(BlockState& s) {
-  TORCH_CHECK(s.extra, "BlockState has no Wan state; call prepare() first");
-  return *static_cast<WanState*>(s.extra.get());
-}
-const WanState& wan_state(const BlockState& s) {
-  TORCH_CHECK(s.extra, "BlockState has no Wan state; call prepare() first");
-  return *static_cast<const WanState*>(s.extra.get());
-}
 
 // ---- attention ----
 
@@ -148,12 +136,12 @@ BlockState WanTransformer3DModelImpl::prepare(const TransformerInputs& in) {
   const auto& latents = in.latents;
   if (!latents.defined() || latents.dim() != 5 || latents.size(1) != c.in_channels) {
     throw InputError("latents: expected [B, " + std::to_string(c.in_channels) + ", F, H, W], got " +
-                     shape_str(latents));
+                     describe_shape(latents));
   }
   const int64_t batch = latents.size(0);
   const auto& p = c.patch_size;
   if (latents.size(2) % p[0] || latents.size(3) % p[1] || latents.size(4) % p[2]) {
-    throw InputError("latents: F, H, W " + shape_str(latents) + " not divisible by the patch (" +
+    throw InputError("latents: F, H, W " + describe_shape(latents) + " not divisible by the patch (" +
                      std::to_string(p[0]) + ", " + std::to_string(p[1]) + ", " +
                      std::to_string(p[2]) + ")");
   }
@@ -166,11 +154,11 @@ BlockState WanTransformer3DModelImpl::prepare(const TransformerInputs& in) {
   const auto& text = in.prompt.embeds;
   if (!text.defined() || text.dim() != 3 || text.size(0) != batch || text.size(2) != c.text_dim) {
     throw InputError("prompt.embeds: expected [" + std::to_string(batch) + ", L, " +
-                     std::to_string(c.text_dim) + "], got " + shape_str(text));
+                     std::to_string(c.text_dim) + "], got " + describe_shape(text));
   }
   const auto& t = in.timestep;
   if (!t.defined() || t.dim() > 1 || (t.dim() == 1 && t.size(0) != batch && t.size(0) != 1)) {
-    throw InputError("timestep: expected [" + std::to_string(batch) + "], got " + shape_str(t));
+    throw InputError("timestep: expected [" + std::to_string(batch) + "], got " + describe_shape(t));
   }
   auto timestep = t.reshape({-1}).expand({batch}).to(opts.device());  // [B]
 
@@ -196,14 +184,8 @@ BlockState WanTransformer3DModelImpl::prepare(const TransformerInputs& in) {
     // Context parallelism: rank r of P keeps image rows [r, r + 1) * ceil(N / P) and their RoPE
     // rows; the last ranks' shards end in zero padding, masked as self-attention keys. The text
     // is not sharded: only cross-attention reads it, which needs no exchange between ranks.
-    const int world = group->size(), rank = group->rank();
-    state->sequence_group = group;
-    s.hidden = shard_sequence(s.hidden, 1, rank, world).local;                // [B, N/P, D]
-    state->rope_cos = shard_sequence(state->rope_cos, 0, rank, world).local;  // [N/P, head_dim]
-    state->rope_sin = shard_sequence(state->rope_sin, 0, rank, world).local;
-    state->key_mask = shard_key_mask({}, batch, n, rank, world, opts.device());  // [B, N/P]
-    const int64_t n_local = s.hidden.size(1);
-    s.hidden_valid_rows = std::clamp<int64_t>(n - rank * n_local, 0, n_local);
+    // [B, N/P, D], the RoPE rows [N/P, head_dim] and the key mask [B, N/P]
+    state->key_mask = state->shard_image(s, state->rope_cos, state->rope_sin, *group);
   }
   s.extra = state;
   return s;
@@ -224,7 +206,7 @@ at::Tensor WanTransformer3DModelImpl::finish(BlockState& s) {
   auto x = (fp32_layer_norm(s.hidden, config_.eps) * (1 + mod[1]) + mod[0]).to(dtype);
   x = proj_out(x);  // [B, N, pt*ph*pw*C]
   // Under context parallelism: the local rows of every rank, in rank order, without the padding.
-  if (st.sequence_group) x = gather_sequence(x, 1, st.num_image_tokens, *st.sequence_group);
+  x = st.gather_image(x);
   // Features ordered (pt, ph, pw, C), C fastest: [B, F', H', W', pt, ph, pw, C]
   const auto& g = st.grid;
   const auto& p = config_.patch_size;

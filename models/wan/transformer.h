@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "models/common/embeddings.h"
+#include "models/common/image_tokens.h"
 #include "models/common/layers.h"
 #include "models/common/norms.h"
 #include "models/model.h"
@@ -24,16 +25,14 @@ namespace ditbench {
 // projected text [B, L, D] (read by every block's cross-attention, never written), `temb` the time
 // embedding [B, D]. Under context parallelism prepare() shards the image tokens and their RoPE
 // rows; the text stays whole on every rank (cross-attention needs all of it for each query).
-struct WanState {
+struct WanState : ImageTokenState {
   at::Tensor rope_cos, rope_sin;  // [N, head_dim] float32, interleaved pairs (local rows under CP)
   at::Tensor timestep_proj;       // [B, 6, D] the blocks' modulation input, model dtype
   at::Tensor key_mask;  // [B, N/P] bool: self-attention keys under CP (padding false), else none
-  std::array<int64_t, 3> grid{};           // patch grid (F', H', W'), N = F' * H' * W'
-  int64_t num_image_tokens = 0;            // N of the whole sequence (finish() gathers back to it)
-  Communicator* sequence_group = nullptr;  // the group the sequence is sharded over, or null
+  std::array<int64_t, 3> grid{};  // patch grid (F', H', W'), N = F' * H' * W'
 };
-WanState& wan_state(BlockState& s);
-const WanState& wan_state(const BlockState& s);
+inline WanState& wan_state(BlockState& s) { return extra_state<WanState>(s, "Wan"); }
+inline const WanState& wan_state(const BlockState& s) { return extra_state<WanState>(s, "Wan"); }
 
 // diffusers WanAttention + WanAttnProcessor: QK RMSNorm over the full inner dim (across heads)
 // before the head split. Self-attention (attn1) takes RoPE and goes through `attend` (sharded
