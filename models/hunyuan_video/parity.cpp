@@ -1,66 +1,30 @@
 #include "models/hunyuan_video/parity.h"
 
-#include <c10/core/InferenceMode.h>
-
-#include <filesystem>
-#include <fstream>
-
-#include "models/checkpoint/checkpoint.h"
-#include "models/checkpoint/safetensors.h"
-#include "models/common/error.h"
-#include "models/common/tensor_io.h"
+#include "models/common/fixture_parity.h"
 #include "models/hunyuan_video/transformer.h"
 #include "models/hunyuan_video/vae.h"
 
 namespace ditbench {
-namespace fs = std::filesystem;
 
 FixtureParity hunyuan_video_transformer_parity(const std::string& dir) {
-  c10::InferenceMode guard;
-  const auto model_dir = (fs::path(dir) / "model").string();
-  const auto io_file = (fs::path(dir) / "io.safetensors").string();
-  auto config = HunyuanVideoConfig::from_file(model_dir);
-  HunyuanVideoTransformer3DModel model(config, at::TensorOptions().dtype(at::kFloat));
-  load_module(*model, Checkpoint::open(model_dir));
-  auto io = load_safetensors(io_file);
-
-  TransformerInputs in;
-  in.latents = require_tensor(io, "input.hidden_states", io_file);
-  in.timestep = require_tensor(io, "input.timestep", io_file);
-  in.prompt.embeds = require_tensor(io, "input.encoder_hidden_states", io_file);
-  in.prompt.attention_mask = require_tensor(io, "input.encoder_attention_mask", io_file);
-  in.prompt.pooled = require_tensor(io, "input.pooled_projections", io_file);
-  if (io.count("input.guidance")) in.guidance = io.at("input.guidance");
-
-  FixtureParity result;
-  result.model_class = "HunyuanVideoTransformer3DModel";
-  BlockState s = model->prepare(in);
-  model->run_block(0, s);
-  result.first_block_errors.push_back(
-      relative_error(s.hidden, require_tensor(io, "output.first_block_out0", io_file)));
-  result.first_block_errors.push_back(
-      relative_error(s.context, require_tensor(io, "output.first_block_out1", io_file)));
-  for (int64_t i = 1; i < model->num_blocks(); ++i) model->run_block(i, s);
-  result.rel_error = relative_error(model->finish(s), require_tensor(io, "output.sample", io_file));
-  return result;
+  const ParityFixture fixture(dir);
+  auto model = fixture.load<HunyuanVideoTransformer3DModel>(
+      HunyuanVideoConfig::from_file(fixture.model_dir()));
+  auto in = fixture.transformer_inputs();
+  in.prompt.attention_mask = fixture.tensor("input.encoder_attention_mask");
+  in.prompt.pooled = fixture.tensor("input.pooled_projections");
+  in.guidance = fixture.optional("input.guidance");
+  return transformer_fixture_parity(*model, "HunyuanVideoTransformer3DModel", in, fixture,
+                                    {BlockStream::kHidden, BlockStream::kContext});
 }
 
 FixtureParity hunyuan_video_vae_parity(const std::string& dir) {
-  c10::InferenceMode guard;
-  const auto model_dir = fs::path(dir) / "model";
-  const auto io_file = (fs::path(dir) / "io.safetensors").string();
-  const auto config_file = (model_dir / "config.json").string();
-  std::ifstream config_stream(config_file);
-  auto config = HunyuanVideoVAEConfig::from_json(nlohmann::json::parse(config_stream), config_file);
-  AutoencoderKLHunyuanVideoDecoder vae(config, at::TensorOptions().dtype(at::kFloat));
-  load_module(*vae, Checkpoint::open(model_dir.string()), {"encoder.", "quant_conv."});
+  const ParityFixture fixture(dir);
+  auto vae =
+      load_hunyuan_video_vae_decoder(fixture.model_dir(), at::TensorOptions().dtype(at::kFloat));
   vae->set_tiling(false);
-  auto io = load_safetensors(io_file);
-  FixtureParity result;
-  result.model_class = "AutoencoderKLHunyuanVideo";
-  result.rel_error = relative_error(vae->decode(require_tensor(io, "input.latents", io_file)),
-                                    require_tensor(io, "output.frames", io_file));
-  return result;
+  return decoder_fixture_parity("AutoencoderKLHunyuanVideo", fixture,
+                                [&](const at::Tensor& z) { return vae->decode(z); });
 }
 
 }  // namespace ditbench
