@@ -11,24 +11,21 @@
 #include "models/cogvideox/scheduler.h"
 #include "models/cogvideox/transformer.h"
 #include "models/cogvideox/vae.h"
+#include "models/common/family_pipeline.h"
 #include "models/pipeline.h"
 
 namespace ditbench {
 
-class CogVideoXPipeline : public DiffusionPipeline {
+class CogVideoXPipeline : public FamilyPipeline<CogVideoXConfig, CogVideoXTransformer3DModel,
+                                                CogVideoXVAEConfig, AutoencoderKLCogVideoXDecoder> {
  public:
   explicit CogVideoXPipeline(const PipelineSpec& spec);
 
-  BlockTransformer& transformer() override { return *transformer_; }
-  torch::nn::Module& transformer_module() override { return *transformer_; }
   std::vector<std::string> quant_include() const override;
-  std::vector<std::string> quant_exclude() const override;
   // "cogvideox-5b" for the rotary (5b) models, else "cogvideox-2b".
   std::string teacache_coefficients() const override;
   // diffusers' do_classifier_free_guidance: guidance_scale > 1.
   bool uses_cfg() const override { return spec_.guidance > 1.0; }
-  int64_t num_heads() const override { return config_.num_attention_heads; }
-  int64_t head_dim() const override { return config_.attention_head_dim; }
 
   // With CFG the embeddings are the batch [negative; positive]. A prompt file holds
   // prompt_embeds [B, L, 4096] (and negative_prompt_embeds of the same shape with CFG); T5 runs
@@ -43,30 +40,17 @@ class CogVideoXPipeline : public DiffusionPipeline {
   at::Tensor scheduler_step(const std::vector<at::Tensor>& outputs, int step,
                             const at::Tensor& latents) override;
   at::Tensor decode(const at::Tensor& latents) override;
-  at::Tensor postprocess(const at::Tensor& decoded) override;
   // diffusers' CogVideoX examples export at 8 fps.
   double fps() const override { return 8.0; }
 
-  int64_t num_parameters() override;
-  std::string weights_note() const override { return weights_note_; }
-
   // [1, (F - 1) / 4 + 1, C, H / 8, W / 8] (frames before channels)
   std::vector<int64_t> latent_shape() const;
-  const CogVideoXConfig& config() const { return config_; }
-  const CogVideoXVAEConfig& vae_config() const { return vae_config_; }
   Scheduler& scheduler();
   bool uses_dpm() const { return dpm_ != nullptr; }
-  AutoencoderKLCogVideoXDecoder& vae() { return vae_; }
 
  private:
-  PipelineSpec spec_;
-  CogVideoXConfig config_;
-  CogVideoXVAEConfig vae_config_;
-  CogVideoXTransformer3DModel transformer_{nullptr};
-  AutoencoderKLCogVideoXDecoder vae_{nullptr};
   std::unique_ptr<CogVideoXDDIMScheduler> ddim_;
   std::unique_ptr<CogVideoXDPMScheduler> dpm_;
-  std::string weights_note_;
 };
 
 // The VAE configuration that goes with a transformer preset when no checkpoint gives one: the

@@ -1,12 +1,10 @@
 #include "models/flux/pipeline.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <filesystem>
 
-#include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
+#include "models/common/initial_noise.h"
 #include "models/common/json_config.h"
 #include "models/common/tensor_io.h"
 
@@ -78,20 +76,12 @@ AutoencoderKLConfig flux_vae_preset(const std::string& preset, const FluxConfig&
   return vae;
 }
 
-FluxPipeline::FluxPipeline(const PipelineSpec& spec) : spec_(spec) {
-  const auto options = at::TensorOptions().dtype(spec.dtype).device(spec.device);
-  std::string transformer_dir, vae_dir;
+FluxPipeline::FluxPipeline(const PipelineSpec& spec) : FamilyPipeline(spec) {
+  // The VAE's factor sets the latent size even when nothing is decoded.
+  const auto dirs = checkpoint_folders(spec.checkpoint, /*need_vae=*/true);
   if (!spec.checkpoint.empty()) {
-    transformer_dir = (fs::path(spec.checkpoint) / "transformer").string();
-    vae_dir = (fs::path(spec.checkpoint) / "vae").string();
-    if (!fs::exists(transformer_dir)) {
-      throw InputError(spec.checkpoint + ": not a diffusers checkpoint folder (no transformer/)");
-    }
-    config_ = FluxConfig::from_file(transformer_dir);
-    if (!fs::exists(fs::path(vae_dir) / "config.json")) {
-      throw InputError(spec.checkpoint + ": no vae/config.json");
-    }
-    vae_config_ = AutoencoderKLConfig::from_file(vae_dir);
+    config_ = FluxConfig::from_file(dirs.transformer);
+    vae_config_ = AutoencoderKLConfig::from_file(dirs.vae);
   } else {
     config_ = flux_preset(spec.preset);
     vae_config_ = flux_vae_preset(spec.preset, config_);
@@ -114,14 +104,9 @@ FluxPipeline::FluxPipeline(const PipelineSpec& spec) : spec_(spec) {
   scheduler_ =
       FlowMatchEulerScheduler(flux_scheduler_config(spec.checkpoint, config_.guidance_embeds));
 
-  transformer_ = FluxTransformer2DModel(config_, options);
-  init_or_load_weights(*transformer_, spec.random_weights, kTransformerInitSeed, transformer_dir);
-  if (spec.random_weights) weights_note_ = random_weights_note();
-
+  build_transformer(dirs.transformer, kTransformerInitSeed);
   if (spec.decode) {
-    vae_ = AutoencoderKLDecoder(vae_config_, options);
-    init_or_load_weights(*vae_, spec.random_weights, kVaeInitSeed, vae_dir,
-                         {"encoder.", "quant_conv."});
+    build_vae(dirs.vae, kVaeInitSeed, {"encoder.", "quant_conv."}, spec.dtype);
     // Tiled decoding as diffusers' enable_tiling(): only latents larger than one tile (128 x 128
     // for the released VAE, i.e. above 1024 x 1024 pixels) are tiled.
     vae_->set_tiling(true);
@@ -132,11 +117,6 @@ std::vector<std::string> FluxPipeline::quant_include() const {
   // Attention projections and MLPs of the dual- and single-stream blocks.
   return {"^transformer_blocks\\.\\d+\\.(attn|ff|ff_context)\\.",
           "^single_transformer_blocks\\.\\d+\\.(attn\\.|proj_mlp|proj_out)"};
-}
-
-std::vector<std::string> FluxPipeline::quant_exclude() const {
-  // Embedders, modulation (norm*.linear) and the output projection stay in the model dtype.
-  return {"norm", "embed", "^proj_out"};
 }
 
 std::pair<int64_t, int64_t> FluxPipeline::latent_size() const {
@@ -154,12 +134,8 @@ PromptEmbeds FluxPipeline::encode_prompt(int64_t seed) {
   if (!spec_.prompt_file.empty()) {
     const auto& file = spec_.prompt_file;
     auto tensors = load_safetensors(file);
-    p.embeds = require_tensor(tensors, "prompt_embeds", file);
+    p.embeds = require_prompt_embeds(tensors, file, "prompt_embeds", config_.joint_attention_dim);
     p.pooled = require_tensor(tensors, "pooled_prompt_embeds", file);
-    if (p.embeds.dim() != 3 || p.embeds.size(2) != config_.joint_attention_dim) {
-      throw InputError(file + ": tensor 'prompt_embeds' must be [B, L, " +
-                       std::to_string(config_.joint_attention_dim) + "]");
-    }
     if (p.pooled.dim() != 2 || p.pooled.size(0) != p.embeds.size(0) ||
         p.pooled.size(1) != config_.pooled_projection_dim) {
       throw InputError(file + ": tensor 'pooled_prompt_embeds' must be [B, " +
@@ -169,37 +145,19 @@ PromptEmbeds FluxPipeline::encode_prompt(int64_t seed) {
   } else {
     // Seeded stand-ins with the text encoders' shapes. FLUX attends to every T5 position (there
     // is no mask), so "valid" only decides where the stand-in embeddings are zero.
-    const int64_t tokens = spec_.synthetic_tokens > 0 ? spec_.synthetic_tokens : kTextTokens;
-    const int64_t valid =
-        spec_.synthetic_valid > 0 ? std::min(spec_.synthetic_valid, tokens) : tokens;
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 1);
-    const auto keep = at::arange(tokens).lt(valid).to(at::kFloat).view({1, tokens, 1});
-    p.embeds = at::randn({1, tokens, config_.joint_attention_dim}, gen) * keep;  // [1, L, T5]
-    p.pooled = at::randn({1, config_.pooled_projection_dim}, gen);               // [1, P]
-    p.source = "synthetic:" + std::to_string(tokens) + "/" + std::to_string(valid);
+    SyntheticPrompt synthetic(spec_, seed, kTextTokens);
+    p.embeds = synthetic.embeds(config_.joint_attention_dim, synthetic.valid());  // [1, L, T5]
+    p.pooled = synthetic.randn_pooled(config_.pooled_projection_dim);             // [1, P]
+    p.source = synthetic.source();
   }
-  p.embeds = p.embeds.to(spec_.device, spec_.dtype);
-  p.pooled = p.pooled.to(spec_.device, spec_.dtype);
-  return p;
+  return prompt_on_device(p, spec_);
 }
 
 at::Tensor FluxPipeline::prepare_latents(int64_t seed) {
   const auto [h, w] = latent_size();
-  const std::vector<int64_t> shape = {1, vae_config_.latent_channels, h, w};
-  at::Tensor latents;
-  if (!spec_.noise_file.empty()) {
-    auto tensors = load_safetensors(spec_.noise_file);
-    latents = require_tensor(tensors, "noise", spec_.noise_file).to(spec_.dtype);
-    if (latents.sizes() != at::IntArrayRef(shape)) {
-      throw InputError(spec_.noise_file + ": tensor 'noise' has shape " +
-                       c10::str(latents.sizes()) + ", the suite's size needs " +
-                       c10::str(at::IntArrayRef(shape)));
-    }
-  } else {
-    // randn_tensor with a CPU torch.Generator, drawn in the prompt dtype as FluxPipeline does.
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
-    latents = at::randn(shape, gen, at::TensorOptions().dtype(spec_.dtype));
-  }
+  // randn_tensor with a CPU torch.Generator, drawn in the prompt dtype as FluxPipeline does.
+  auto latents =
+      initial_noise({1, vae_config_.latent_channels, h, w}, seed, spec_.noise_file, spec_.dtype);
   return pack_flux_latents(latents).to(spec_.device);  // [1, (h/2)(w/2), 4C]
 }
 
@@ -235,23 +193,16 @@ at::Tensor FluxPipeline::scheduler_step(const std::vector<at::Tensor>& outputs, 
 }
 
 at::Tensor FluxPipeline::decode(const at::Tensor& latents) {
-  if (!vae_) throw std::logic_error("decode called on a pipeline built without its VAE");
   const auto [h, w] = latent_size();
   auto z = unpack_flux_latents(latents, h, w);  // [1, C, h, w]
   z = z / vae_config_.scaling_factor + vae_config_.shift_factor;
-  return vae_->decode(z);  // [1, 3, H, W]
+  return decoder()->decode(z);  // [1, 3, H, W]
 }
 
 at::Tensor FluxPipeline::postprocess(const at::Tensor& decoded) {
   // VaeImageProcessor: denormalize in the VAE's dtype, then float32 images [1, H, W, 3].
   auto image = (decoded / 2 + 0.5).clamp(0, 1);
   return image.permute({0, 2, 3, 1}).to(at::kCPU, at::kFloat).contiguous();
-}
-
-int64_t FluxPipeline::num_parameters() {
-  int64_t n = 0;
-  for (const auto& p : transformer_->parameters()) n += p.numel();
-  return n;
 }
 
 }  // namespace ditbench

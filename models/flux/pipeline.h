@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/common/family_pipeline.h"
 #include "models/flux/config.h"
 #include "models/flux/transformer.h"
 #include "models/flux/vae.h"
@@ -20,17 +21,13 @@
 
 namespace ditbench {
 
-class FluxPipeline : public DiffusionPipeline {
+class FluxPipeline : public FamilyPipeline<FluxConfig, FluxTransformer2DModel, AutoencoderKLConfig,
+                                           AutoencoderKLDecoder> {
  public:
   explicit FluxPipeline(const PipelineSpec& spec);
 
-  BlockTransformer& transformer() override { return *transformer_; }
-  torch::nn::Module& transformer_module() override { return *transformer_; }
   std::vector<std::string> quant_include() const override;
-  std::vector<std::string> quant_exclude() const override;
   std::string teacache_coefficients() const override { return "flux"; }
-  int64_t num_heads() const override { return config_.num_attention_heads; }
-  int64_t head_dim() const override { return config_.attention_head_dim; }
 
   PromptEmbeds encode_prompt(int64_t seed) override;
   at::Tensor prepare_latents(int64_t seed) override;
@@ -40,27 +37,17 @@ class FluxPipeline : public DiffusionPipeline {
   at::Tensor scheduler_step(const std::vector<at::Tensor>& outputs, int step,
                             const at::Tensor& latents) override;
   at::Tensor decode(const at::Tensor& latents) override;
+  // Images [1, H, W, 3].
   at::Tensor postprocess(const at::Tensor& decoded) override;
-
-  int64_t num_parameters() override;
-  std::string weights_note() const override { return weights_note_; }
 
   // Unpacked latent size (h, w) = 2 * (H / (2 s)), 2 * (W / (2 s)) with s the VAE's factor.
   std::pair<int64_t, int64_t> latent_size() const;
   // The mu of the current size: FLUX's calculate_shift of (h/2)(w/2) image tokens.
   double mu() const;
-  const FluxConfig& config() const { return config_; }
-  const AutoencoderKLConfig& vae_config() const { return vae_config_; }
   const FlowMatchEulerScheduler& scheduler() const { return scheduler_; }
 
  private:
-  PipelineSpec spec_;
-  FluxConfig config_;
-  AutoencoderKLConfig vae_config_;
-  FluxTransformer2DModel transformer_{nullptr};
-  AutoencoderKLDecoder vae_{nullptr};
   FlowMatchEulerScheduler scheduler_;
-  std::string weights_note_;
 };
 
 // FluxPipeline's 2x2 packing of latents: [B, C, h, w] -> [B, (h/2)(w/2), 4C], features (c, ph,

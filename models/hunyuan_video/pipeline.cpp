@@ -1,13 +1,11 @@
 #include "models/hunyuan_video/pipeline.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <filesystem>
 #include <fstream>
 
-#include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
+#include "models/common/initial_noise.h"
 #include "models/common/tensor_io.h"
 
 namespace ditbench {
@@ -36,16 +34,10 @@ HunyuanVideoVAEConfig hunyuan_video_vae_preset(const std::string& preset,
 }
 
 HunyuanVideoPipeline::HunyuanVideoPipeline(const PipelineSpec& spec)
-    : spec_(spec), scheduler_(FlowMatchEulerConfig::hunyuan_video()) {
-  const auto options = at::TensorOptions().dtype(spec.dtype).device(spec.device);
-  std::string transformer_dir, vae_dir;
+    : FamilyPipeline(spec), scheduler_(FlowMatchEulerConfig::hunyuan_video()) {
+  const auto dirs = checkpoint_folders(spec.checkpoint, spec.decode);
   if (!spec.checkpoint.empty()) {
-    transformer_dir = (fs::path(spec.checkpoint) / "transformer").string();
-    vae_dir = (fs::path(spec.checkpoint) / "vae").string();
-    if (!fs::exists(transformer_dir)) {
-      throw InputError(spec.checkpoint + ": not a diffusers checkpoint folder (no transformer/)");
-    }
-    config_ = HunyuanVideoConfig::from_file(transformer_dir);
+    config_ = HunyuanVideoConfig::from_file(dirs.transformer);
     // A trained checkpoint may say at which rate its training videos ran (tiny-shapes: 8 fps).
     const fs::path model_index = fs::path(spec.checkpoint) / "model_index.json";
     if (fs::exists(model_index)) {
@@ -57,10 +49,7 @@ HunyuanVideoPipeline::HunyuanVideoPipeline(const PipelineSpec& spec)
       }
     }
     if (spec.decode) {
-      if (!fs::exists(fs::path(vae_dir) / "config.json")) {
-        throw InputError(spec.checkpoint + ": no vae/config.json");
-      }
-      const std::string vae_config_file = (fs::path(vae_dir) / "config.json").string();
+      const std::string vae_config_file = dirs.vae_config_file();
       const auto vae_json = nlohmann::json::parse(std::ifstream(vae_config_file), nullptr,
                                                   /*allow_exceptions=*/false);
       if (vae_json.is_discarded()) throw InputError(vae_config_file + ": not valid JSON");
@@ -71,14 +60,9 @@ HunyuanVideoPipeline::HunyuanVideoPipeline(const PipelineSpec& spec)
     vae_config_ = hunyuan_video_vae_preset(spec.preset, config_);
   }
 
-  transformer_ = HunyuanVideoTransformer3DModel(config_, options);
-  init_or_load_weights(*transformer_, spec.random_weights, kTransformerInitSeed, transformer_dir);
-  if (spec.random_weights) weights_note_ = random_weights_note();
-
+  build_transformer(dirs.transformer, kTransformerInitSeed);
   if (spec.decode) {
-    vae_ = AutoencoderKLHunyuanVideoDecoder(vae_config_, options);
-    init_or_load_weights(*vae_, spec.random_weights, kVaeInitSeed, vae_dir,
-                         {"encoder.", "quant_conv."});
+    build_vae(dirs.vae, kVaeInitSeed, {"encoder.", "quant_conv."}, spec.dtype);
     // Tiled decoding as diffusers' enable_tiling(): tiles only where the frame is larger than a
     // tile, so small videos decode exactly as untiled.
     vae_->set_tiling(true);
@@ -91,11 +75,6 @@ std::vector<std::string> HunyuanVideoPipeline::quant_include() const {
           "^single_transformer_blocks\\.\\d+\\.(attn\\.|proj_mlp|proj_out)"};
 }
 
-std::vector<std::string> HunyuanVideoPipeline::quant_exclude() const {
-  // Embedders, modulation (norm*.linear) and the output projection stay in the model dtype.
-  return {"norm", "embed", "^proj_out"};
-}
-
 std::vector<int64_t> HunyuanVideoPipeline::latent_shape() const {
   const int64_t t = vae_config_.temporal_compression_ratio;
   const int64_t s = vae_config_.spatial_compression_ratio;
@@ -104,17 +83,12 @@ std::vector<int64_t> HunyuanVideoPipeline::latent_shape() const {
 
 PromptEmbeds HunyuanVideoPipeline::encode_prompt(int64_t seed) {
   PromptEmbeds p;
-  const auto dtype = spec_.dtype;
   if (!spec_.prompt_file.empty()) {
     const auto& file = spec_.prompt_file;
     auto tensors = load_safetensors(file);
-    p.embeds = require_tensor(tensors, "prompt_embeds", file);
+    p.embeds = require_prompt_embeds(tensors, file, "prompt_embeds", config_.text_embed_dim);
     p.attention_mask = require_tensor(tensors, "prompt_attention_mask", file).to(at::kBool);
     p.pooled = require_tensor(tensors, "pooled_prompt_embeds", file);
-    if (p.embeds.dim() != 3 || p.embeds.size(2) != config_.text_embed_dim) {
-      throw InputError(file + ": tensor 'prompt_embeds' must be [B, L, " +
-                       std::to_string(config_.text_embed_dim) + "]");
-    }
     if (p.attention_mask.sizes() != p.embeds.sizes().slice(0, 2)) {
       throw InputError(file + ": tensor 'prompt_attention_mask' must be [B, L] like prompt_embeds");
     }
@@ -125,39 +99,18 @@ PromptEmbeds HunyuanVideoPipeline::encode_prompt(int64_t seed) {
     p.source = "file:" + file;
   } else {
     // Seeded stand-ins with the text encoders' shapes: embeddings zero past the valid length.
-    const int64_t tokens = spec_.synthetic_tokens > 0 ? spec_.synthetic_tokens : 256;
-    const int64_t valid =
-        spec_.synthetic_valid > 0 ? std::min(spec_.synthetic_valid, tokens) : tokens;
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 1);
-    p.attention_mask = at::arange(tokens).lt(valid).unsqueeze(0);  // [1, L]
-    p.embeds = at::randn({1, tokens, config_.text_embed_dim}, gen) *
-               p.attention_mask.unsqueeze(-1).to(at::kFloat);       // [1, L, T]
-    p.pooled = at::randn({1, config_.pooled_projection_dim}, gen);  // [1, P]
-    p.source = "synthetic:" + std::to_string(tokens) + "/" + std::to_string(valid);
+    SyntheticPrompt synthetic(spec_, seed, 256);
+    p.attention_mask = synthetic.mask(synthetic.valid());                    // [1, L]
+    p.embeds = synthetic.embeds(config_.text_embed_dim, synthetic.valid());  // [1, L, T]
+    p.pooled = synthetic.randn_pooled(config_.pooled_projection_dim);        // [1, P]
+    p.source = synthetic.source();
   }
-  p.embeds = p.embeds.to(spec_.device, dtype);
-  p.pooled = p.pooled.to(spec_.device, dtype);
-  p.attention_mask = p.attention_mask.to(spec_.device);
-  return p;
+  return prompt_on_device(p, spec_);
 }
 
 at::Tensor HunyuanVideoPipeline::prepare_latents(int64_t seed) {
-  const auto shape = latent_shape();
-  at::Tensor latents;
-  if (!spec_.noise_file.empty()) {
-    auto tensors = load_safetensors(spec_.noise_file);
-    latents = require_tensor(tensors, "noise", spec_.noise_file).to(at::kFloat);
-    if (latents.sizes() != at::IntArrayRef(shape)) {
-      throw InputError(spec_.noise_file + ": tensor 'noise' has shape " +
-                       c10::str(latents.sizes()) + ", the suite's size needs " +
-                       c10::str(at::IntArrayRef(shape)));
-    }
-  } else {
-    // As randn_tensor with a CPU torch.Generator: the same numbers as the Python pipeline.
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
-    latents = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
-  }
-  return latents.to(spec_.device);
+  // As randn_tensor with a CPU torch.Generator: the same numbers as the Python pipeline.
+  return initial_noise(latent_shape(), seed, spec_.noise_file, at::kFloat).to(spec_.device);
 }
 
 int HunyuanVideoPipeline::set_timesteps(int steps) {
@@ -185,21 +138,8 @@ at::Tensor HunyuanVideoPipeline::scheduler_step(const std::vector<at::Tensor>& o
 }
 
 at::Tensor HunyuanVideoPipeline::decode(const at::Tensor& latents) {
-  if (!vae_) throw std::logic_error("decode called on a pipeline built without its VAE");
   auto z = latents.to(spec_.dtype) / vae_config_.scaling_factor;
-  return vae_->decode(z);  // [B, 3, F, H, W]
-}
-
-at::Tensor HunyuanVideoPipeline::postprocess(const at::Tensor& decoded) {
-  // VideoProcessor: denormalize in the VAE's dtype, then float32 frames [F, H, W, 3].
-  auto video = (decoded / 2 + 0.5).clamp(0, 1);
-  return video[0].permute({1, 2, 3, 0}).to(at::kCPU, at::kFloat).contiguous();
-}
-
-int64_t HunyuanVideoPipeline::num_parameters() {
-  int64_t n = 0;
-  for (const auto& p : transformer_->parameters()) n += p.numel();
-  return n;
+  return decoder()->decode(z);  // [B, 3, F, H, W]
 }
 
 }  // namespace ditbench

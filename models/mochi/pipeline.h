@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "models/common/family_pipeline.h"
 #include "models/mochi/config.h"
 #include "models/mochi/transformer.h"
 #include "models/mochi/vae.h"
@@ -16,19 +17,15 @@
 
 namespace ditbench {
 
-class MochiPipeline : public DiffusionPipeline {
+class MochiPipeline : public FamilyPipeline<MochiConfig, MochiTransformer3DModel, MochiVAEConfig,
+                                            AutoencoderKLMochiDecoder> {
  public:
   explicit MochiPipeline(const PipelineSpec& spec);
 
-  BlockTransformer& transformer() override { return *transformer_; }
-  torch::nn::Module& transformer_module() override { return *transformer_; }
   std::vector<std::string> quant_include() const override;
-  std::vector<std::string> quant_exclude() const override;
   std::string teacache_coefficients() const override { return "mochi"; }
   // diffusers' do_classifier_free_guidance: guidance_scale > 1.
   bool uses_cfg() const override { return spec_.guidance > 1.0; }
-  int64_t num_heads() const override { return config_.num_attention_heads; }
-  int64_t head_dim() const override { return config_.attention_head_dim; }
 
   // With CFG the embeddings are the batch [negative; positive] (diffusers' order), each part
   // padded to the same length. A prompt file holds prompt_embeds and prompt_attention_mask, and
@@ -43,27 +40,15 @@ class MochiPipeline : public DiffusionPipeline {
   at::Tensor scheduler_step(const std::vector<at::Tensor>& outputs, int step,
                             const at::Tensor& latents) override;
   at::Tensor decode(const at::Tensor& latents) override;
-  at::Tensor postprocess(const at::Tensor& decoded) override;
   // diffusers' Mochi examples export at 30 fps.
   double fps() const override { return 30.0; }
 
-  int64_t num_parameters() override;
-  std::string weights_note() const override { return weights_note_; }
-
   // [1, C, (F - 1) / 6 + 1, H / 8, W / 8]
   std::vector<int64_t> latent_shape() const;
-  const MochiConfig& config() const { return config_; }
   const FlowMatchEulerScheduler& scheduler() const { return scheduler_; }
-  AutoencoderKLMochiDecoder& vae() { return vae_; }
 
  private:
-  PipelineSpec spec_;
-  MochiConfig config_;
-  MochiVAEConfig vae_config_;
-  MochiTransformer3DModel transformer_{nullptr};
-  AutoencoderKLMochiDecoder vae_{nullptr};
   FlowMatchEulerScheduler scheduler_;
-  std::string weights_note_;
 };
 
 // The VAE configuration that goes with a transformer preset when no checkpoint gives one: the

@@ -1,7 +1,5 @@
 #include "models/wan/pipeline.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <filesystem>
 
 #include "models/checkpoint/safetensors.h"
@@ -41,21 +39,11 @@ WanVAEConfig wan_vae_preset(const std::string& preset, const WanConfig& transfor
   return vae;
 }
 
-WanPipeline::WanPipeline(const PipelineSpec& spec) : spec_(spec) {
-  const auto options = at::TensorOptions().dtype(spec.dtype).device(spec.device);
-  std::string transformer_dir, vae_dir;
+WanPipeline::WanPipeline(const PipelineSpec& spec) : FamilyPipeline(spec) {
+  const auto dirs = checkpoint_folders(spec.checkpoint, spec.decode);
   if (!spec.checkpoint.empty()) {
-    transformer_dir = (fs::path(spec.checkpoint) / "transformer").string();
-    vae_dir = (fs::path(spec.checkpoint) / "vae").string();
-    if (!fs::exists(transformer_dir)) {
-      throw InputError(spec.checkpoint + ": not a diffusers checkpoint folder (no transformer/)");
-    }
-    config_ = WanConfig::from_file(transformer_dir);
-    if (spec.decode) {
-      const auto file = (fs::path(vae_dir) / "config.json").string();
-      if (!fs::exists(file)) throw InputError(spec.checkpoint + ": no vae/config.json");
-      vae_config_ = WanVAEConfig::from_json(read_config_file(file), file);
-    }
+    config_ = WanConfig::from_file(dirs.transformer);
+    if (spec.decode) vae_config_ = WanVAEConfig::from_file(dirs.vae);
     // The scheduler the checkpoint ships: UniPC (flow_shift) or FlowMatchEuler (shift).
     const auto scheduler_file = fs::path(spec.checkpoint) / "scheduler" / "scheduler_config.json";
     if (fs::exists(scheduler_file)) {
@@ -80,15 +68,9 @@ WanPipeline::WanPipeline(const PipelineSpec& spec) : spec_(spec) {
     config_ = wan_preset(spec.preset);
     vae_config_ = wan_vae_preset(spec.preset, config_);
   }
-  if (spec.decode && vae_config_.z_dim != config_.in_channels) {
-    throw InputError("Wan: the VAE's z_dim " + std::to_string(vae_config_.z_dim) +
-                     " differs from the transformer's in_channels " +
-                     std::to_string(config_.in_channels));
-  }
+  if (spec.decode) require_latent_channels(spec.checkpoint, vae_config_.z_dim, config_.in_channels);
 
-  transformer_ = WanTransformer3DModel(config_, options);
-  init_or_load_weights(*transformer_, spec.random_weights, kTransformerInitSeed, transformer_dir);
-  if (spec.random_weights) weights_note_ = random_weights_note();
+  build_transformer(dirs.transformer, kTransformerInitSeed);
   // TeaCache4Wan2.1's ret-steps coefficient sets were fitted on the projected modulation.
   const std::string& tea = spec.teacache_coefficients;
   transformer_->set_teacache_uses_timestep_proj(tea.size() > 4 &&
@@ -97,20 +79,13 @@ WanPipeline::WanPipeline(const PipelineSpec& spec) : spec_(spec) {
   if (spec.decode) {
     // The Wan model cards load the VAE in float32 whatever the transformer's dtype; diffusers'
     // pipeline then decodes in the VAE's dtype. Untiled, as the pipeline runs it.
-    vae_ = AutoencoderKLWanDecoder(vae_config_, options.dtype(at::kFloat));
-    init_or_load_weights(*vae_, spec.random_weights, kVaeInitSeed, vae_dir,
-                         {"encoder.", "quant_conv."});
+    build_vae(dirs.vae, kVaeInitSeed, {"encoder.", "quant_conv."}, at::kFloat);
   }
 }
 
 std::vector<std::string> WanPipeline::quant_include() const {
   // Attention projections (self and cross) and the FFN of every block.
   return {"^blocks\\.\\d+\\.(attn1|attn2|ffn)\\."};
-}
-
-std::vector<std::string> WanPipeline::quant_exclude() const {
-  // Embedders (patch, time, text), modulation and the output projection stay in the model dtype.
-  return {"norm", "embed", "^proj_out"};
 }
 
 std::string WanPipeline::teacache_coefficients() const {
@@ -156,17 +131,14 @@ PromptEmbeds WanPipeline::encode_prompt(int64_t seed) {
   } else {
     // Seeded stand-ins with UMT5's shapes: the prompt's states, and the empty negative prompt's
     // single token (its end-of-sequence state), zero-padded to the sequence length.
-    const int64_t tokens = spec_.synthetic_tokens > 0 ? spec_.synthetic_tokens : kMaxSequenceLength;
-    const int64_t valid =
-        spec_.synthetic_valid > 0 ? std::min(spec_.synthetic_valid, tokens) : tokens;
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 1);
-    cond = at::randn({1, tokens, config_.text_dim}, gen);
-    cond_mask = at::arange(tokens).lt(valid).unsqueeze(0);
+    SyntheticPrompt synthetic(spec_, seed, kMaxSequenceLength);
+    cond = synthetic.randn(config_.text_dim);
+    cond_mask = synthetic.mask(synthetic.valid());
     if (uses_cfg()) {
-      uncond = at::randn({1, tokens, config_.text_dim}, gen);
-      uncond_mask = at::arange(tokens).lt(1).unsqueeze(0);
+      uncond = synthetic.randn(config_.text_dim);
+      uncond_mask = synthetic.mask(1);
     }
-    p.source = "synthetic:" + std::to_string(tokens) + "/" + std::to_string(valid);
+    p.source = synthetic.source();
   }
   p.embeds = zero_padded(cond, cond_mask);
   p.attention_mask = cond_mask;
@@ -174,9 +146,7 @@ PromptEmbeds WanPipeline::encode_prompt(int64_t seed) {
     p.embeds = at::cat({p.embeds, zero_padded(uncond, uncond_mask)}, 0);  // [2, L, T]
     p.attention_mask = at::cat({cond_mask, uncond_mask}, 0);
   }
-  p.embeds = p.embeds.to(spec_.device, spec_.dtype);
-  p.attention_mask = p.attention_mask.to(spec_.device);
-  return p;
+  return prompt_on_device(p, spec_);
 }
 
 at::Tensor WanPipeline::prepare_latents(int64_t seed) {
@@ -225,25 +195,13 @@ at::Tensor WanPipeline::scheduler_step(const std::vector<at::Tensor>& outputs, i
 }
 
 at::Tensor WanPipeline::decode(const at::Tensor& latents) {
-  if (!vae_) throw std::logic_error("decode called on a pipeline built without its VAE");
   const auto f32 = at::TensorOptions().dtype(at::kFloat).device(latents.device());
   const int64_t z = vae_config_.z_dim;
   const auto mean = at::tensor(vae_config_.latents_mean, at::kDouble).to(f32).view({1, z, 1, 1, 1});
   const auto inv_std =
       1.0 / at::tensor(vae_config_.latents_std, at::kDouble).to(f32).view({1, z, 1, 1, 1});
   // latents / (1 / std) + mean, in the VAE's float32, as the pipeline writes it.
-  return vae_->decode(latents.to(at::kFloat) / inv_std + mean);  // [B, 3, F, H, W]
-}
-
-at::Tensor WanPipeline::postprocess(const at::Tensor& decoded) {
-  auto video = (decoded / 2 + 0.5).clamp(0, 1);
-  return video[0].permute({1, 2, 3, 0}).to(at::kCPU, at::kFloat).contiguous();  // [F, H, W, 3]
-}
-
-int64_t WanPipeline::num_parameters() {
-  int64_t n = 0;
-  for (const auto& p : transformer_->parameters()) n += p.numel();
-  return n;
+  return decoder()->decode(latents.to(at::kFloat) / inv_std + mean);  // [B, 3, F, H, W]
 }
 
 }  // namespace ditbench

@@ -7,7 +7,7 @@
 #include <memory>
 #include <optional>
 
-#include "models/pipeline.h"
+#include "models/common/family_pipeline.h"
 #include "models/schedulers/flow_match_euler.h"
 #include "models/schedulers/unipc_multistep.h"
 #include "models/wan/config.h"
@@ -16,20 +16,16 @@
 
 namespace ditbench {
 
-class WanPipeline : public DiffusionPipeline {
+class WanPipeline : public FamilyPipeline<WanConfig, WanTransformer3DModel, WanVAEConfig,
+                                          AutoencoderKLWanDecoder> {
  public:
   explicit WanPipeline(const PipelineSpec& spec);
 
-  BlockTransformer& transformer() override { return *transformer_; }
-  torch::nn::Module& transformer_module() override { return *transformer_; }
   std::vector<std::string> quant_include() const override;
-  std::vector<std::string> quant_exclude() const override;
   // "wan2.1-t2v-1.3b" for the 1.3B width (and the tiny preset), else "wan2.1-t2v-14b".
   std::string teacache_coefficients() const override;
   // CFG as diffusers decides it: guidance > 1.
   bool uses_cfg() const override { return spec_.guidance > 1.0; }
-  int64_t num_heads() const override { return config_.num_attention_heads; }
-  int64_t head_dim() const override { return config_.attention_head_dim; }
 
   // Prompt embeddings [B, L, text_dim] (zero past each prompt's length) with, under CFG, the
   // negative prompt's stacked behind: embeds [2, L, text_dim] = [cond; uncond].
@@ -42,27 +38,15 @@ class WanPipeline : public DiffusionPipeline {
   at::Tensor scheduler_step(const std::vector<at::Tensor>& outputs, int step,
                             const at::Tensor& latents) override;
   at::Tensor decode(const at::Tensor& latents) override;
-  at::Tensor postprocess(const at::Tensor& decoded) override;
   // Wan's examples export at 16 fps.
   double fps() const override { return 16.0; }
 
-  int64_t num_parameters() override;
-  std::string weights_note() const override { return weights_note_; }
-
   // [1, C, (F - 1) / 4 + 1, H / 8, W / 8]
   std::vector<int64_t> latent_shape() const;
-  const WanConfig& config() const { return config_; }
-  const WanVAEConfig& vae_config() const { return vae_config_; }
 
  private:
-  PipelineSpec spec_;
-  WanConfig config_;
-  WanVAEConfig vae_config_;
-  WanTransformer3DModel transformer_{nullptr};
-  AutoencoderKLWanDecoder vae_{nullptr};
   UniPCMultistepScheduler unipc_;
   std::optional<FlowMatchEulerScheduler> euler_;  // set when the checkpoint asks for it
-  std::string weights_note_;
 };
 
 // The VAE configuration that goes with a transformer preset when no checkpoint gives one: the
