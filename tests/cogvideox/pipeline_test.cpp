@@ -10,6 +10,8 @@
 #include <fstream>
 #include <mutex>
 
+#include "cp_agreement.h"
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/cogvideox/pipeline.h"
@@ -22,7 +24,6 @@
 #include "optimizations/parallel/sequence_shard.h"
 #include "optimizations/quant/quant.h"
 #include "pipeline_loop.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -34,24 +35,11 @@ std::string refs_file() {
 }
 
 PipelineSpec tiny_spec() {
-  PipelineSpec spec;
-  spec.model = "cogvideox";
-  spec.preset = "cogvideox-tiny";
-  spec.random_weights = true;
-  spec.dtype = at::kFloat;
-  spec.height = 32;
-  spec.width = 48;
-  spec.frames = 9;
+  auto spec = testing::tiny_cpu_spec("cogvideox", "cogvideox-tiny", 32, 48, 9);
   spec.guidance = 6.0;
   spec.synthetic_tokens = 7;
   spec.synthetic_valid = 5;
-  spec.decode = false;
   return spec;
-}
-
-at::Tensor run_loop(CogVideoXPipeline& pipeline, int steps,
-                    std::vector<std::unique_ptr<CachePolicy>>* caches = nullptr) {
-  return testing::run_denoise_loop(pipeline, steps, caches);
 }
 
 // A diffusers-style checkpoint folder of the fixture transformer and VAE (and a scheduler config).
@@ -88,7 +76,7 @@ void expect_generation_matches(const std::string& scheduler_class, const std::st
   EXPECT_EQ(cog.uses_dpm(), scheduler_class == "CogVideoXDPMScheduler");
   EXPECT_TRUE(cog.uses_cfg());
   auto refs = load_safetensors(refs_file());
-  auto latents = run_loop(cog, 3);
+  auto latents = testing::run_denoise_loop(cog, 3);
   ASSERT_EQ(latents.sizes(), refs.at(prefix + ".latents").sizes());  // [1, 3, 4, 8, 8]
   EXPECT_LT(rel_error(latents, refs.at(prefix + ".latents")), 1e-4);
   cog.vae()->set_tiling(false);  // the reference decodes untiled
@@ -135,7 +123,7 @@ TEST(CogVideoXPipeline, TinyPresetShapesFramesAndTimesteps) {
   ASSERT_EQ(inputs.size(), 2u);
   EXPECT_EQ(inputs[0].timestep.scalar_type(), at::kLong);
   EXPECT_EQ(inputs[0].timestep.item<int64_t>(), 499);
-  auto frames = pipeline.postprocess(pipeline.decode(run_loop(pipeline, 2)));
+  auto frames = pipeline.postprocess(pipeline.decode(testing::run_denoise_loop(pipeline, 2)));
   EXPECT_EQ(frames.sizes(), (std::vector<int64_t>{9, 32, 48, 3}));
   EXPECT_GE(frames.min().item<float>(), 0.0f);
   EXPECT_LE(frames.max().item<float>(), 1.0f);
@@ -172,14 +160,14 @@ TEST(CogVideoXPipeline, PromptFileNeedsTheNegativePromptUnderCfg) {
 TEST(CogVideoXPipeline, CachesWithThresholdZeroChangeNothingAndTeaCacheReuses) {
   c10::InferenceMode guard;
   CogVideoXPipeline pipeline(tiny_spec());
-  const auto baseline = run_loop(pipeline, 6);
+  const auto baseline = testing::run_denoise_loop(pipeline, 6);
   for (const char* name : {"fbcache", "teacache"}) {
     SCOPED_TRACE(name);
     CacheOptions options;
     options.teacache_coefficients = pipeline.teacache_coefficients();
     std::vector<std::unique_ptr<CachePolicy>> caches;
     for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy(name, options));
-    EXPECT_TRUE(at::equal(run_loop(pipeline, 6, &caches), baseline));
+    EXPECT_TRUE(at::equal(testing::run_denoise_loop(pipeline, 6, &caches), baseline));
     EXPECT_EQ(caches[0]->reused_steps(), 0);
     EXPECT_EQ(caches[1]->records().size(), 6u);
     // Both branches see the same timestep embedding: TeaCache's signals agree.
@@ -194,7 +182,7 @@ TEST(CogVideoXPipeline, CachesWithThresholdZeroChangeNothingAndTeaCacheReuses) {
     options.threshold = 1e9;
     std::vector<std::unique_ptr<CachePolicy>> caches;
     for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy(name, options));
-    auto cached = run_loop(pipeline, 6, &caches);
+    auto cached = testing::run_denoise_loop(pipeline, 6, &caches);
     EXPECT_EQ(caches[0]->reused_steps(), std::string(name) == "teacache" ? 4 : 5);
     EXPECT_GT(rel_error(cached, baseline), 0);
   }
@@ -212,7 +200,9 @@ TEST(CogVideoXPipeline, Fp8QuantizesAttentionProjectionsAndMlpsOnly) {
     EXPECT_EQ(name.find("norm"), std::string::npos) << name;
   }
   CogVideoXPipeline reference(tiny_spec());
-  EXPECT_LT(rel_error(run_loop(pipeline, 2), run_loop(reference, 2)), 0.1);
+  EXPECT_LT(
+      rel_error(testing::run_denoise_loop(pipeline, 2), testing::run_denoise_loop(reference, 2)),
+      0.1);
 }
 
 // The tiny transformer (2b sin-cos or 5b rotary positions) on `ranks` in-process ranks against
@@ -231,33 +221,11 @@ void expect_context_parallel_matches_single_rank(bool rotary, int ranks, int uly
   in.timestep = at::tensor({999, 412});
   in.prompt.embeds = at::randn({2, 5, config.text_embed_dim});
   const auto expected = model->forward(in);
-  std::mutex mutex;
-  std::vector<at::Tensor> outputs(ranks), hidden(ranks);
-  std::vector<int64_t> valid(ranks);
-  launch_ranks(ranks, [&](int rank, Communicator& world) {
-    c10::InferenceMode inference;
-    ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ring);
-    auto cp = make_context_parallel_attention(groups, config.num_attention_heads);
-    AttentionSettings attn;
-    attn.backend = "math";
-    attn.context_parallel = cp.get();
-    AttentionScope attention_scope(attn);
-    ParallelScope parallel_scope(&groups);
-    auto out = model->forward(in);
-    BlockState s = model->prepare(in);
-    std::lock_guard<std::mutex> lock(mutex);
-    outputs[rank] = out;
-    valid[groups.sequence_rank()] = s.hidden_valid_rows;
-    hidden[groups.sequence_rank()] = s.hidden;
-  });
-  for (int r = 0; r < ranks; ++r) {
-    ASSERT_EQ(outputs[r].sizes(), expected.sizes()) << "rank " << r;
-    EXPECT_LT(rel_error(outputs[r], expected), 1e-5) << "rank " << r;
-  }
+  const auto r =
+      testing::run_on_ranks(*model, in, config.num_attention_heads, ranks, ulysses, ring);
+  testing::expect_outputs_match(r, expected);
   // The shards' real rows, in shard order, are the embedded image tokens.
-  std::vector<at::Tensor> real;
-  for (int r = 0; r < ranks; ++r) real.push_back(hidden[r].narrow(1, 0, valid[r]));
-  EXPECT_LT(rel_error(at::cat(real, 1), model->prepare(in).hidden), 1e-6);
+  EXPECT_LT(rel_error(testing::joined_real_rows(r), model->prepare(in).hidden), 1e-6);
 }
 
 TEST(CogVideoXContextParallel, UlyssesAndRingOn2RanksMatchOneRank) {
@@ -276,7 +244,7 @@ TEST(CogVideoXContextParallel, CfgParallelPairMatchesOneRank) {
   // Each rank of a CFG pair runs one branch and the pair exchanges outputs before the step.
   c10::InferenceMode guard;
   CogVideoXPipeline reference(tiny_spec());
-  const auto expected = run_loop(reference, 3);
+  const auto expected = testing::run_denoise_loop(reference, 3);
   std::vector<at::Tensor> results(2);
   std::mutex mutex;
   launch_ranks(2, [&](int rank, Communicator& world) {

@@ -4,10 +4,10 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "model_test_util.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/cogvideox/scheduler.h"
 #include "models/common/error.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -17,11 +17,7 @@ using ditbench::testing::input_error_of;
 using ditbench::testing::rel_error;
 using ditbench::testing::source_dir;
 
-const std::map<std::string, at::Tensor>& refs() {
-  static const auto r =
-      load_safetensors(source_dir() + "/tests/data/cogvideox/schedulers.safetensors");
-  return r;
-}
+const testing::TensorMap& refs() { return testing::test_data("cogvideox/schedulers.safetensors"); }
 
 CogVideoXSchedulerConfig config_of(const std::string& name) {
   return name == "2b" ? CogVideoXSchedulerConfig::cogvideox_2b()

@@ -5,11 +5,11 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include "model_test_util.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/cogvideox/parity.h"
 #include "models/cogvideox/vae.h"
 #include "models/common/error.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -21,11 +21,7 @@ using ditbench::testing::source_dir;
 
 std::string vae_dir() { return fixtures_dir() + "/diffusers/vae_cogvideox/model"; }
 
-const std::map<std::string, at::Tensor>& refs() {
-  static const auto r =
-      load_safetensors(source_dir() + "/tests/data/cogvideox/vae_decode.safetensors");
-  return r;
-}
+const testing::TensorMap& refs() { return testing::test_data("cogvideox/vae_decode.safetensors"); }
 
 TEST(CogVideoXVAE, FixtureParity) {
   auto r = cogvideox_vae_parity(fixtures_dir() + "/diffusers/vae_cogvideox");

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <mutex>
 
+#include "cp_agreement.h"
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/flux/config.h"
 #include "models/flux/pipeline.h"
@@ -18,7 +20,6 @@
 #include "optimizations/parallel/context_parallel.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/quant/quant.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -63,31 +64,10 @@ Case& shared_case() {
 
 void expect_matches_single_rank(int ranks, int ulysses, int ring) {
   Case& c = shared_case();
-  std::mutex mutex;
-  std::vector<at::Tensor> outputs(static_cast<size_t>(ranks)), signals(static_cast<size_t>(ranks));
-  launch_ranks(ranks, [&](int rank, Communicator& world) {
-    c10::InferenceMode inference;
-    ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ring);
-    auto cp = make_context_parallel_attention(groups, c.config.num_attention_heads);
-    AttentionSettings attn;
-    attn.backend = "math";
-    attn.context_parallel = cp.get();
-    AttentionScope attention_scope(attn);
-    ParallelScope parallel_scope(&groups);
-    auto out = c.model->forward(c.in);
-    BlockState s = c.model->prepare(c.in);
-    auto signal = c.model->teacache_signal(s);
-    std::lock_guard<std::mutex> lock(mutex);
-    outputs[static_cast<size_t>(rank)] = out;
-    signals[static_cast<size_t>(groups.sequence_rank())] = signal;
-  });
-  for (int r = 0; r < ranks; ++r) {
-    ASSERT_EQ(outputs[r].sizes(), c.expected.sizes()) << "rank " << r;
-    EXPECT_LT(rel_error(outputs[r], c.expected), 1e-5) << "rank " << r;
-  }
-  auto joined = at::cat(signals, 1);  // real rows of every shard, in shard order
-  ASSERT_EQ(joined.sizes(), c.expected_signal.sizes());
-  EXPECT_LT(rel_error(joined, c.expected_signal), 1e-5);
+  const auto r =
+      testing::run_on_ranks(*c.model, c.in, c.config.num_attention_heads, ranks, ulysses, ring);
+  testing::expect_outputs_match(r, c.expected);
+  testing::expect_signals_join(r, c.expected_signal);
 }
 
 TEST(FluxContextParallel, UlyssesOn2RanksMatchesSingleRank) { expect_matches_single_rank(2, 2, 1); }
@@ -98,21 +78,11 @@ TEST(FluxContextParallel, UspOn2x2RanksMatchesSingleRank) { expect_matches_singl
 
 TEST(FluxContextParallel, ShardsMarkTheirPaddingRows) {
   Case& c = shared_case();
-  std::mutex mutex;
-  std::vector<int64_t> valid(2), local(2), text(2);
-  launch_ranks(2, [&](int rank, Communicator& world) {
-    c10::InferenceMode inference;
-    ParallelGroups groups = make_parallel_groups(world, 1, 2, 1);
-    ParallelScope parallel_scope(&groups);
-    BlockState s = c.model->prepare(c.in);
-    std::lock_guard<std::mutex> lock(mutex);
-    valid[static_cast<size_t>(rank)] = s.hidden_valid_rows;
-    local[static_cast<size_t>(rank)] = s.hidden.size(1);
-    text[static_cast<size_t>(rank)] = s.context.size(1);
-  });
-  EXPECT_EQ(local, (std::vector<int64_t>{8, 8}));
-  EXPECT_EQ(valid, (std::vector<int64_t>{8, 7}));
-  EXPECT_EQ(text, (std::vector<int64_t>{3, 3}));
+  const auto rows = testing::shard_rows(
+      testing::run_on_ranks(*c.model, c.in, c.config.num_attention_heads, 2, 2, 1));
+  EXPECT_EQ(rows.local, (std::vector<int64_t>{8, 8}));
+  EXPECT_EQ(rows.valid, (std::vector<int64_t>{8, 7}));
+  EXPECT_EQ(rows.text, (std::vector<int64_t>{3, 3}));
 }
 
 TEST(FluxCaches, UncachedPoliciesGiveTheForwardPass) {
@@ -163,14 +133,7 @@ TEST(FluxCaches, TeaCacheSignalIsBlockZerosModulatedImageInput) {
 }
 
 TEST(FluxQuant, Fp8SelectsAttentionAndMlpLinearsOnly) {
-  auto spec = PipelineSpec();
-  spec.model = "flux";
-  spec.preset = "flux-tiny";
-  spec.random_weights = true;
-  spec.dtype = at::kFloat;
-  spec.height = spec.width = 32;
-  spec.frames = 1;
-  spec.decode = false;
+  const auto spec = testing::tiny_cpu_spec("flux", "flux-tiny", 32, 32, 1);
   FluxPipeline pipe(spec);
   auto names = apply_quantization(pipe.transformer_module(), QuantMode::fp8_weight_only,
                                   pipe.quant_include(), pipe.quant_exclude());

@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "model_test_util.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/flux/pipeline.h"
 #include "models/pipeline.h"
 #include "optimizations/cache/cache_policy.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -47,14 +47,8 @@ std::map<std::string, at::Tensor> refs() {
 }
 
 PipelineSpec tiny_spec() {
-  PipelineSpec spec;
-  spec.model = "flux";
-  spec.preset = "flux-tiny";
-  spec.random_weights = true;
-  spec.dtype = at::kFloat;
-  spec.height = 32;
-  spec.width = 48;
-  spec.frames = 1;
+  auto spec = testing::tiny_cpu_spec("flux", "flux-tiny", 32, 48, 1);
+  spec.decode = true;
   spec.steps = 3;
   spec.guidance = 3.5;
   spec.synthetic_tokens = 8;

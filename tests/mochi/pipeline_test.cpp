@@ -12,6 +12,8 @@
 #include <mutex>
 #include <string>
 
+#include "cp_agreement.h"
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
@@ -21,17 +23,15 @@
 #include "optimizations/parallel/context_parallel.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/quant/quant.h"
-#include "test_util.h"
+#include "pipeline_loop.h"
 
 namespace ditbench {
 namespace {
 
 using testing::rel_error;
 
-const std::map<std::string, at::Tensor>& scheduler_refs() {
-  static const auto refs =
-      load_safetensors(testing::source_dir() + "/tests/data/mochi/scheduler_refs.safetensors");
-  return refs;
+const testing::TensorMap& scheduler_refs() {
+  return testing::test_data("mochi/scheduler_refs.safetensors");
 }
 
 std::string pipeline_refs_file() {
@@ -39,37 +39,11 @@ std::string pipeline_refs_file() {
 }
 
 PipelineSpec tiny_spec() {
-  PipelineSpec spec;
-  spec.model = "mochi";
-  spec.preset = "mochi-tiny";
-  spec.random_weights = true;
-  spec.dtype = at::kFloat;
-  spec.height = 32;
-  spec.width = 48;
-  spec.frames = 7;
+  auto spec = testing::tiny_cpu_spec("mochi", "mochi-tiny", 32, 48, 7);
   spec.guidance = 4.5;
   spec.synthetic_tokens = 8;
   spec.synthetic_valid = 5;
-  spec.decode = false;
   return spec;
-}
-
-// The denoising loop of harness/generate.cpp, one cache policy per branch (none by default).
-at::Tensor run_loop(MochiPipeline& pipeline, int steps,
-                    std::vector<std::unique_ptr<CachePolicy>>* caches = nullptr) {
-  auto prompt = pipeline.encode_prompt(0);
-  auto latents = pipeline.prepare_latents(0);
-  const int n = pipeline.set_timesteps(steps);
-  for (int i = 0; i < n; ++i) {
-    std::vector<at::Tensor> outputs;
-    auto inputs = pipeline.step_inputs(latents, i, prompt);
-    for (size_t b = 0; b < inputs.size(); ++b) {
-      outputs.push_back(caches ? (*caches)[b]->forward(pipeline.transformer(), inputs[b], i, n)
-                               : pipeline.transformer().forward(inputs[b]));
-    }
-    latents = pipeline.scheduler_step(outputs, i, latents);
-  }
-  return latents;
 }
 
 TEST(MochiPipeline, ScheduleAndModelTimestepsMatchDiffusers) {
@@ -149,7 +123,7 @@ TEST(MochiPipeline, GenerationWithFixtureWeightsMatchesDiffusers) {
   MochiPipeline pipeline(spec);
   EXPECT_TRUE(pipeline.uses_cfg());
   auto refs = load_safetensors(pipeline_refs_file());
-  auto latents = run_loop(pipeline, 3);
+  auto latents = testing::run_denoise_loop(pipeline, 3);
   ASSERT_EQ(latents.sizes(), refs.at("latents").sizes());
   EXPECT_LT(rel_error(latents, refs.at("latents")), 1e-4);
   auto frames = pipeline.postprocess(pipeline.decode(latents));
@@ -182,7 +156,7 @@ TEST(MochiPipeline, TinyPresetShapesAndFrames) {
   spec.decode = true;
   MochiPipeline pipeline(spec);
   EXPECT_EQ(pipeline.latent_shape(), (std::vector<int64_t>{1, 12, 2, 4, 6}));
-  auto latents = run_loop(pipeline, 2);
+  auto latents = testing::run_denoise_loop(pipeline, 2);
   auto frames = pipeline.postprocess(pipeline.decode(latents));
   EXPECT_EQ(frames.sizes(), (std::vector<int64_t>{7, 32, 48, 3}));
   EXPECT_GE(frames.min().item<float>(), 0.0f);
@@ -192,14 +166,14 @@ TEST(MochiPipeline, TinyPresetShapesAndFrames) {
 TEST(MochiPipeline, CachesWithThresholdZeroChangeNothingAndTeaCacheReuses) {
   c10::InferenceMode guard;
   MochiPipeline pipeline(tiny_spec());
-  const auto baseline = run_loop(pipeline, 8);
+  const auto baseline = testing::run_denoise_loop(pipeline, 8);
   for (const char* name : {"fbcache", "teacache"}) {
     SCOPED_TRACE(name);
     CacheOptions options;
     options.teacache_coefficients = pipeline.teacache_coefficients();
     std::vector<std::unique_ptr<CachePolicy>> caches;
     for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy(name, options));
-    EXPECT_TRUE(at::equal(run_loop(pipeline, 8, &caches), baseline));
+    EXPECT_TRUE(at::equal(testing::run_denoise_loop(pipeline, 8, &caches), baseline));
     EXPECT_EQ(caches[0]->reused_steps(), 0);
     EXPECT_EQ(caches[1]->records().size(), 8u);
   }
@@ -209,7 +183,7 @@ TEST(MochiPipeline, CachesWithThresholdZeroChangeNothingAndTeaCacheReuses) {
   options.threshold = 1e9;
   std::vector<std::unique_ptr<CachePolicy>> caches;
   for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy("teacache", options));
-  auto cached = run_loop(pipeline, 8, &caches);
+  auto cached = testing::run_denoise_loop(pipeline, 8, &caches);
   EXPECT_EQ(caches[0]->reused_steps(), 6);
   EXPECT_GT(rel_error(cached, baseline), 0);
 }
@@ -228,8 +202,8 @@ TEST(MochiPipeline, Fp8QuantizesAttentionProjectionsAndMlpsOnly) {
   }
   // The quantized model still runs (CPU emulation) and stays close to the unquantized one.
   MochiPipeline reference(tiny_spec());
-  auto quantized = run_loop(pipeline, 2);
-  EXPECT_LT(rel_error(quantized, run_loop(reference, 2)), 0.1);
+  auto quantized = testing::run_denoise_loop(pipeline, 2);
+  EXPECT_LT(rel_error(quantized, testing::run_denoise_loop(reference, 2)), 0.1);
 }
 
 // Runs the tiny transformer on `ranks` in-process ranks (Ulysses degree `ulysses`, ring degree
@@ -250,29 +224,10 @@ void expect_context_parallel_matches_single_rank(int ranks, int ulysses, int rin
   const auto expected = model->forward(in);
   BlockState single = model->prepare(in);
   const auto expected_signal = model->teacache_signal(single);
-  std::mutex mutex;
-  std::vector<at::Tensor> outputs(ranks), signals(ranks);
-  launch_ranks(ranks, [&](int rank, Communicator& world) {
-    c10::InferenceMode inference;
-    ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ring);
-    auto cp = make_context_parallel_attention(groups, config.num_attention_heads);
-    AttentionSettings attn;
-    attn.backend = "math";
-    attn.context_parallel = cp.get();
-    AttentionScope attention_scope(attn);
-    ParallelScope parallel_scope(&groups);
-    auto out = model->forward(in);
-    BlockState s = model->prepare(in);
-    auto signal = model->teacache_signal(s);
-    std::lock_guard<std::mutex> lock(mutex);
-    outputs[rank] = out;
-    signals[groups.sequence_rank()] = signal;
-  });
-  for (int r = 0; r < ranks; ++r) {
-    ASSERT_EQ(outputs[r].sizes(), expected.sizes()) << "rank " << r;
-    EXPECT_LT(rel_error(outputs[r], expected), 1e-5) << "rank " << r;
-  }
-  EXPECT_LT(rel_error(at::cat(signals, 1), expected_signal), 1e-5);
+  const auto r =
+      testing::run_on_ranks(*model, in, config.num_attention_heads, ranks, ulysses, ring);
+  testing::expect_outputs_match(r, expected);
+  testing::expect_signals_join(r, expected_signal);
 }
 
 TEST(MochiContextParallel, UlyssesOn2RanksMatchesOneRank) {

@@ -7,21 +7,17 @@
 #include <map>
 #include <string>
 
+#include "model_test_util.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/schedulers/flow_match_euler.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
 
 using testing::rel_error;
 
-const std::map<std::string, at::Tensor>& refs() {
-  static const auto tensors =
-      load_safetensors(testing::source_dir() + "/tests/data/mochi/scheduler_refs.safetensors");
-  return tensors;
-}
+const testing::TensorMap& refs() { return testing::test_data("mochi/scheduler_refs.safetensors"); }
 
 TEST(MochiSchedule, SigmasAndTimestepsMatchDiffusersForEveryStepCount) {
   for (int n : {2, 3, 8, 64}) {

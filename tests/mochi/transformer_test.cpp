@@ -9,46 +9,31 @@
 #include <map>
 #include <string>
 
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/mochi/config.h"
 #include "models/mochi/transformer.h"
 #include "models/pipeline.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
 
+using testing::inputs_from;
 using testing::rel_error;
+using testing::TensorMap;
 
-std::string fixture_dir() { return testing::fixtures_dir() + "/diffusers/mochi"; }
+std::string fixture_dir() { return testing::diffusers_fixture("mochi"); }
 
-const std::map<std::string, at::Tensor>& fixture_io() {
-  static const auto io = load_safetensors(fixture_dir() + "/io.safetensors");
-  return io;
-}
-const std::map<std::string, at::Tensor>& generated_refs() {
-  static const auto refs =
-      load_safetensors(testing::source_dir() + "/tests/data/mochi/transformer_refs.safetensors");
-  return refs;
-}
-
-TransformerInputs inputs_from(const std::map<std::string, at::Tensor>& io,
-                              const std::string& prefix) {
-  TransformerInputs in;
-  in.latents = io.at(prefix + "hidden_states");
-  in.timestep = io.at(prefix + "timestep");
-  in.prompt.embeds = io.at(prefix + "encoder_hidden_states");
-  in.prompt.attention_mask = io.at(prefix + "encoder_attention_mask");
-  return in;
+const TensorMap& fixture_io() { return testing::fixture_io("mochi"); }
+const TensorMap& generated_refs() {
+  return testing::test_data("mochi/transformer_refs.safetensors");
 }
 
 MochiTransformer3DModel load_fixture_model(at::ScalarType dtype) {
-  MochiTransformer3DModel model(MochiConfig::from_file(fixture_dir() + "/model"),
-                                at::TensorOptions().dtype(dtype));
-  load_module(*model, Checkpoint::open(fixture_dir() + "/model"));
-  return model;
+  return testing::load_fixture_model<MochiTransformer3DModel>(
+      fixture_dir(), MochiConfig::from_file(fixture_dir() + "/model"), dtype);
 }
 
 TEST(MochiTransformer, FixtureOutputAndFirstBlockMatchDiffusers) {

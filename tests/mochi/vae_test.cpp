@@ -8,12 +8,12 @@
 #include <map>
 #include <string>
 
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/mochi/vae.h"
 #include "models/pipeline.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -23,16 +23,12 @@ using testing::rel_error;
 std::string fixture_dir() { return testing::fixtures_dir() + "/diffusers/vae_mochi"; }
 
 AutoencoderKLMochiDecoder load_fixture_vae(at::ScalarType dtype) {
-  AutoencoderKLMochiDecoder vae(MochiVAEConfig::from_file(fixture_dir() + "/model"),
-                                at::TensorOptions().dtype(dtype));
-  load_module(*vae, Checkpoint::open(fixture_dir() + "/model"), {"encoder."});
-  return vae;
+  return testing::load_fixture_model<AutoencoderKLMochiDecoder>(
+      fixture_dir(), MochiVAEConfig::from_file(fixture_dir() + "/model"), dtype, {"encoder."});
 }
 
-const std::map<std::string, at::Tensor>& generated_refs() {
-  static const auto refs =
-      load_safetensors(testing::source_dir() + "/tests/data/mochi/vae_refs.safetensors");
-  return refs;
+const testing::TensorMap& generated_refs() {
+  return testing::test_data("mochi/vae_refs.safetensors");
 }
 
 TEST(MochiVAE, FixtureDecodeMatchesDiffusers) {

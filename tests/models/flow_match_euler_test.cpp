@@ -6,20 +6,19 @@
 #include <string>
 #include <vector>
 
+#include "model_test_util.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/schedulers/flow_match_euler.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
 
 using testing::rel_error;
 
-const std::map<std::string, at::Tensor>& scheduler_fixtures() {
-  static const auto tensors =
-      load_safetensors(testing::fixtures_dir() + "/diffusers/schedulers/schedulers.safetensors");
-  return tensors;
+const testing::TensorMap& scheduler_fixtures() {
+  return testing::cached_tensors(testing::fixtures_dir() +
+                                 "/diffusers/schedulers/schedulers.safetensors");
 }
 
 const at::Tensor& fixture(const std::string& name) {

@@ -8,54 +8,30 @@
 #include <set>
 #include <string>
 
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/transformer.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
 
+using testing::checkpoint_shapes;
+using testing::inputs_from;
+using testing::parameter_shapes;
 using testing::rel_error;
+using testing::TensorMap;
 
-std::string fixture_dir() { return testing::fixtures_dir() + "/diffusers/hunyuan_video"; }
+std::string fixture_dir() { return testing::diffusers_fixture("hunyuan_video"); }
 
-const std::map<std::string, at::Tensor>& fixture_io() {
-  static const auto io = load_safetensors(fixture_dir() + "/io.safetensors");
-  return io;
-}
-const std::map<std::string, at::Tensor>& generated_refs() {
-  static const auto refs =
-      load_safetensors(testing::source_dir() + "/tests/data/hunyuan_video_refs.safetensors");
-  return refs;
-}
-
-// Inputs named by diffusers' forward arguments under `prefix` ("input.", "b2.input.").
-TransformerInputs inputs_from(const std::map<std::string, at::Tensor>& io,
-                              const std::string& prefix) {
-  TransformerInputs in;
-  in.latents = io.at(prefix + "hidden_states");
-  in.timestep = io.at(prefix + "timestep");
-  in.guidance = io.at(prefix + "guidance");
-  in.prompt.embeds = io.at(prefix + "encoder_hidden_states");
-  in.prompt.attention_mask = io.at(prefix + "encoder_attention_mask");
-  in.prompt.pooled = io.at(prefix + "pooled_projections");
-  return in;
-}
+const TensorMap& fixture_io() { return testing::fixture_io("hunyuan_video"); }
+const TensorMap& generated_refs() { return testing::test_data("hunyuan_video_refs.safetensors"); }
 
 HunyuanVideoTransformer3DModel load_fixture_model(at::ScalarType dtype) {
-  auto config = HunyuanVideoConfig::from_file(fixture_dir() + "/model/config.json");
-  HunyuanVideoTransformer3DModel model(config, at::TensorOptions().dtype(dtype));
-  load_module(*model, Checkpoint::open(fixture_dir() + "/model"));
-  return model;
-}
-
-std::map<std::string, std::vector<int64_t>> parameter_shapes(const torch::nn::Module& m) {
-  std::map<std::string, std::vector<int64_t>> shapes;
-  for (const auto& p : m.named_parameters()) shapes[p.key()] = p.value().sizes().vec();
-  return shapes;
+  return testing::load_fixture_model<HunyuanVideoTransformer3DModel>(
+      fixture_dir(), HunyuanVideoConfig::from_file(fixture_dir() + "/model/config.json"), dtype);
 }
 
 // The text rows of a reference block output that ditbench keeps: padded text tokens are dropped
@@ -69,10 +45,8 @@ at::Tensor valid_text_rows(const at::Tensor& ref, const at::Tensor& mask) {
 TEST(HunyuanTransformer, ParameterKeysAndShapesEqualTheFixtureCheckpoint) {
   auto config = HunyuanVideoConfig::from_file(fixture_dir() + "/model");
   HunyuanVideoTransformer3DModel model(config, at::TensorOptions().device(at::kMeta));
-  auto ckpt = Checkpoint::open(fixture_dir() + "/model");
-  std::map<std::string, std::vector<int64_t>> expected;
-  for (const auto& key : ckpt.keys()) expected[key] = ckpt.shape(key);
-  EXPECT_EQ(parameter_shapes(*model), expected);
+  EXPECT_EQ(parameter_shapes(*model),
+            checkpoint_shapes(Checkpoint::open(fixture_dir() + "/model")));
   EXPECT_TRUE(model->named_buffers().is_empty());
 }
 

@@ -7,21 +7,17 @@
 #include <map>
 #include <string>
 
+#include "model_test_util.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/schedulers/unipc_multistep.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
 
 using testing::rel_error;
 
-const std::map<std::string, at::Tensor>& refs() {
-  static const auto r =
-      load_safetensors(testing::source_dir() + "/tests/data/wan/unipc.safetensors");
-  return r;
-}
+const testing::TensorMap& refs() { return testing::test_data("wan/unipc.safetensors"); }
 
 TEST(UniPC, SigmaAndTimestepTablesMatchDiffusers) {
   for (int shift : {3, 5}) {

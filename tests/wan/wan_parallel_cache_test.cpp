@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "cp_agreement.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/wan/config.h"
 #include "models/wan/pipeline.h"
@@ -57,25 +58,9 @@ Case& shared_case() {
 
 void expect_matches_single_rank(int ranks, int ulysses, int ring) {
   Case& c = shared_case();
-  std::mutex mutex;
-  std::vector<at::Tensor> outputs(static_cast<size_t>(ranks));
-  launch_ranks(ranks, [&](int rank, Communicator& world) {
-    c10::InferenceMode inference;
-    ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ring);
-    auto cp = make_context_parallel_attention(groups, c.config.num_attention_heads);
-    AttentionSettings attn;
-    attn.backend = "math";
-    attn.context_parallel = cp.get();
-    AttentionScope attention_scope(attn);
-    ParallelScope parallel_scope(&groups);
-    auto out = c.model->forward(c.in);
-    std::lock_guard<std::mutex> lock(mutex);
-    outputs[static_cast<size_t>(rank)] = out;
-  });
-  for (int r = 0; r < ranks; ++r) {
-    ASSERT_EQ(outputs[r].sizes(), c.expected.sizes()) << "rank " << r;
-    EXPECT_LT(rel_error(outputs[r], c.expected), 1e-5) << "rank " << r;
-  }
+  testing::expect_outputs_match(
+      testing::run_on_ranks(*c.model, c.in, c.config.num_attention_heads, ranks, ulysses, ring),
+      c.expected);
 }
 
 TEST(WanContextParallel, UlyssesRingAndUspMatchSingleRank) {
@@ -87,20 +72,11 @@ TEST(WanContextParallel, UlyssesRingAndUspMatchSingleRank) {
 
 TEST(WanContextParallel, ShardsCarryPaddingRowsThatTheStateMarks) {
   Case& c = shared_case();
-  std::mutex mutex;
-  std::vector<int64_t> valid(4), local(4);
-  launch_ranks(4, [&](int rank, Communicator& world) {
-    c10::InferenceMode inference;
-    ParallelGroups groups = make_parallel_groups(world, 1, 1, 4);
-    ParallelScope parallel_scope(&groups);
-    BlockState s = c.model->prepare(c.in);
-    std::lock_guard<std::mutex> lock(mutex);
-    valid[static_cast<size_t>(rank)] = s.hidden_valid_rows;
-    local[static_cast<size_t>(rank)] = s.hidden.size(1);
-    EXPECT_EQ(s.context.size(1), 5);  // the text is whole on every rank
-  });
-  EXPECT_EQ(local, (std::vector<int64_t>{7, 7, 7, 7}));
-  EXPECT_EQ(valid, (std::vector<int64_t>{7, 7, 7, 6}));
+  const auto rows = testing::shard_rows(
+      testing::run_on_ranks(*c.model, c.in, c.config.num_attention_heads, 4, 1, 4));
+  EXPECT_EQ(rows.local, (std::vector<int64_t>{7, 7, 7, 7}));
+  EXPECT_EQ(rows.valid, (std::vector<int64_t>{7, 7, 7, 6}));
+  EXPECT_EQ(rows.text, (std::vector<int64_t>{5, 5, 5, 5}));  // the text is whole on every rank
 }
 
 CacheOptions options(double threshold, const std::string& coefficients = "wan2.1-t2v-1.3b") {

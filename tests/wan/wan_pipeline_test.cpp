@@ -11,11 +11,11 @@
 #include <memory>
 #include <string>
 
+#include "model_test_util.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/wan/pipeline.h"
 #include "optimizations/cache/cache_policy.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -83,14 +83,8 @@ TEST(WanPipeline, MatchesDiffusersEndToEnd) {
 }
 
 TEST(WanPipeline, TinyPresetRunsWithEveryCachePolicy) {
-  PipelineSpec spec;
-  spec.model = "wan";
-  spec.preset = "wan-tiny";
-  spec.random_weights = true;
-  spec.dtype = at::kFloat;
-  spec.height = 32;
-  spec.width = 48;
-  spec.frames = 5;
+  auto spec = testing::tiny_cpu_spec("wan", "wan-tiny", 32, 48, 5);
+  spec.decode = true;
   spec.guidance = 5.0;
   spec.synthetic_tokens = 16;
   spec.synthetic_valid = 7;
@@ -118,15 +112,8 @@ TEST(WanPipeline, TinyPresetRunsWithEveryCachePolicy) {
 }
 
 TEST(WanPipeline, NoGuidanceMeansOneBranch) {
-  PipelineSpec spec;
-  spec.model = "wan";
-  spec.preset = "wan-tiny";
-  spec.random_weights = true;
-  spec.dtype = at::kFloat;
-  spec.height = spec.width = 32;
-  spec.frames = 1;
+  auto spec = testing::tiny_cpu_spec("wan", "wan-tiny", 32, 32, 1);
   spec.guidance = 1.0;
-  spec.decode = false;
   WanPipeline pipeline(spec);
   EXPECT_FALSE(pipeline.uses_cfg());
   c10::InferenceMode inference;
@@ -137,14 +124,9 @@ TEST(WanPipeline, NoGuidanceMeansOneBranch) {
 
 TEST(WanPipeline, PromptFileWithoutNegativeEmbedsUnderCfgNamesTheTensor) {
   testing::TempDir dir("wan_prompt");
-  PipelineSpec spec;
-  spec.model = "wan";
-  spec.preset = "wan-tiny";
-  spec.random_weights = true;
-  spec.height = spec.width = 32;
-  spec.frames = 1;
+  auto spec = testing::tiny_cpu_spec("wan", "wan-tiny", 32, 32, 1);
+  spec.dtype = at::kBFloat16;
   spec.guidance = 5.0;
-  spec.decode = false;
   spec.prompt_file = testing::source_dir() + "/tests/data/wan/transformer_refs.safetensors";
   WanPipeline pipeline(spec);
   const auto msg = testing::input_error_of([&] { pipeline.encode_prompt(0); });
@@ -160,13 +142,8 @@ namespace {
 
 TEST(WanPipeline, RetStepsCoefficientSetsSwitchTheTeaCacheSignal) {
   for (const std::string set : {"", "wan2.1-t2v-1.3b", "wan2.1-t2v-1.3b-ret"}) {
-    PipelineSpec spec;
-    spec.model = "wan";
-    spec.preset = "wan-tiny";
-    spec.random_weights = true;
-    spec.height = spec.width = 32;
-    spec.frames = 1;
-    spec.decode = false;
+    auto spec = testing::tiny_cpu_spec("wan", "wan-tiny", 32, 32, 1);
+    spec.dtype = at::kBFloat16;
     spec.teacache_coefficients = set;
     WanPipeline pipeline(spec);
     c10::InferenceMode inference;

@@ -8,54 +8,35 @@
 #include <map>
 #include <string>
 
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/wan/config.h"
 #include "models/wan/transformer.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
 
+using testing::inputs_from;
 using testing::rel_error;
+using testing::TensorMap;
 
-std::string fixture_dir() { return testing::fixtures_dir() + "/diffusers/wan"; }
+std::string fixture_dir() { return testing::diffusers_fixture("wan"); }
 
-const std::map<std::string, at::Tensor>& fixture_io() {
-  static const auto io = load_safetensors(fixture_dir() + "/io.safetensors");
-  return io;
-}
-const std::map<std::string, at::Tensor>& generated_refs() {
-  static const auto refs =
-      load_safetensors(testing::source_dir() + "/tests/data/wan/transformer_refs.safetensors");
-  return refs;
-}
-
-TransformerInputs inputs_from(const std::map<std::string, at::Tensor>& io,
-                              const std::string& prefix) {
-  TransformerInputs in;
-  in.latents = io.at(prefix + "hidden_states");
-  in.timestep = io.at(prefix + "timestep");
-  in.prompt.embeds = io.at(prefix + "encoder_hidden_states");
-  return in;
-}
+const TensorMap& fixture_io() { return testing::fixture_io("wan"); }
+const TensorMap& generated_refs() { return testing::test_data("wan/transformer_refs.safetensors"); }
 
 WanTransformer3DModel load_fixture_model(at::ScalarType dtype) {
-  WanTransformer3DModel model(WanConfig::from_file(fixture_dir() + "/model"),
-                              at::TensorOptions().dtype(dtype));
-  load_module(*model, Checkpoint::open(fixture_dir() + "/model"));
-  return model;
+  return testing::load_fixture_model<WanTransformer3DModel>(
+      fixture_dir(), WanConfig::from_file(fixture_dir() + "/model"), dtype);
 }
 
 TEST(WanTransformer, ParameterKeysAndShapesEqualTheFixtureCheckpoint) {
   WanTransformer3DModel model(WanConfig::from_file(fixture_dir() + "/model/config.json"),
                               at::TensorOptions().device(at::kMeta));
-  auto ckpt = Checkpoint::open(fixture_dir() + "/model");
-  std::map<std::string, std::vector<int64_t>> expected, actual;
-  for (const auto& key : ckpt.keys()) expected[key] = ckpt.shape(key);
-  for (const auto& p : model->named_parameters()) actual[p.key()] = p.value().sizes().vec();
-  EXPECT_EQ(actual, expected);
+  EXPECT_EQ(testing::parameter_shapes(*model),
+            testing::checkpoint_shapes(Checkpoint::open(fixture_dir() + "/model")));
   EXPECT_TRUE(model->named_buffers().is_empty());  // RoPE tables are computed, not loaded
 }
 

@@ -8,13 +8,13 @@
 #include <map>
 #include <string>
 
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/common/json_config.h"
 #include "models/wan/parity.h"
 #include "models/wan/vae.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
@@ -24,18 +24,12 @@ using testing::rel_error;
 std::string fixture_dir() { return testing::fixtures_dir() + "/diffusers/vae_wan"; }
 
 AutoencoderKLWanDecoder load_fixture_vae(at::ScalarType dtype) {
-  const auto file = fixture_dir() + "/model/config.json";
-  AutoencoderKLWanDecoder vae(WanVAEConfig::from_json(read_config_file(file), file),
-                              at::TensorOptions().dtype(dtype));
-  load_module(*vae, Checkpoint::open(fixture_dir() + "/model"), {"encoder.", "quant_conv."});
-  return vae;
+  return testing::load_fixture_model<AutoencoderKLWanDecoder>(
+      fixture_dir(), WanVAEConfig::from_file(fixture_dir() + "/model"), dtype,
+      {"encoder.", "quant_conv."});
 }
 
-const std::map<std::string, at::Tensor>& refs() {
-  static const auto r =
-      load_safetensors(testing::source_dir() + "/tests/data/wan/vae_refs.safetensors");
-  return r;
-}
+const testing::TensorMap& refs() { return testing::test_data("wan/vae_refs.safetensors"); }
 
 TEST(WanVae, Fp32DecodeMatchesTheDiffusersFixture) {
   c10::InferenceMode inference;
