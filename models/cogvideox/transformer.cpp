@@ -5,6 +5,7 @@
 #include <string>
 
 #include "models/common/error.h"
+#include "models/common/register_modules.h"
 #include "models/common/tensor_io.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
@@ -78,11 +79,10 @@ CogVideoXAttentionImpl::CogVideoXAttentionImpl(int64_t heads, int64_t head_dim,
                                                const at::TensorOptions& options)
     : heads_(heads) {
   const int64_t dim = heads * head_dim;
-  norm_q = register_module("norm_q", LayerNorm(head_dim, kQkNormEps, options));
-  norm_k = register_module("norm_k", LayerNorm(head_dim, kQkNormEps, options));
-  to_q = register_module("to_q", Linear(dim, dim, true, options));
-  to_k = register_module("to_k", Linear(dim, dim, true, options));
-  to_v = register_module("to_v", Linear(dim, dim, true, options));
+  register_modules<LayerNorm>(*this, {{"norm_q", &norm_q}, {"norm_k", &norm_k}}, head_dim,
+                              kQkNormEps, options);
+  register_modules<Linear>(*this, {{"to_q", &to_q}, {"to_k", &to_k}, {"to_v", &to_v}}, dim, dim,
+                           true, options);
   to_out = register_module("to_out", OutProjection(dim, dim, true, options));
 }
 
@@ -266,8 +266,8 @@ BlockState CogVideoXTransformer3DModelImpl::prepare(const TransformerInputs& in)
   }
   const int64_t batch = latents.size(0), p = c.patch_size;
   if (latents.size(3) % p || latents.size(4) % p) {
-    throw InputError("latents: H, W of " + describe_shape(latents) + " not divisible by the patch " +
-                     std::to_string(p));
+    throw InputError("latents: H, W of " + describe_shape(latents) +
+                     " not divisible by the patch " + std::to_string(p));
   }
   const auto& text = in.prompt.embeds;
   if (!text.defined() || text.dim() != 3 || text.size(0) != batch ||
@@ -277,7 +277,8 @@ BlockState CogVideoXTransformer3DModelImpl::prepare(const TransformerInputs& in)
   }
   const auto& t = in.timestep;
   if (!t.defined() || t.dim() > 1 || (t.dim() == 1 && t.size(0) != batch && t.size(0) != 1)) {
-    throw InputError("timestep: expected [" + std::to_string(batch) + "], got " + describe_shape(t));
+    throw InputError("timestep: expected [" + std::to_string(batch) + "], got " +
+                     describe_shape(t));
   }
   const auto dtype = opts.dtype().toScalarType();
   auto timestep = t.reshape({-1}).expand({batch}).to(opts.device());

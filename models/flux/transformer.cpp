@@ -5,8 +5,9 @@
 #include <tuple>
 
 #include "models/common/error.h"
-#include "models/common/tensor_io.h"
 #include "models/common/joint_sequence.h"
+#include "models/common/register_modules.h"
+#include "models/common/tensor_io.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
@@ -55,19 +56,21 @@ FluxAttentionImpl::FluxAttentionImpl(int64_t heads, int64_t head_dim, bool dual_
                                      const at::TensorOptions& options)
     : heads_(heads) {
   const int64_t dim = heads * head_dim;
-  norm_q = register_module("norm_q", TorchRMSNorm(head_dim, kNormEps, options));
-  norm_k = register_module("norm_k", TorchRMSNorm(head_dim, kNormEps, options));
-  to_q = register_module("to_q", Linear(dim, dim, true, options));
-  to_k = register_module("to_k", Linear(dim, dim, true, options));
-  to_v = register_module("to_v", Linear(dim, dim, true, options));
+  register_modules<TorchRMSNorm>(*this, {{"norm_q", &norm_q}, {"norm_k", &norm_k}}, head_dim,
+                                 kNormEps, options);
+  register_modules<Linear>(*this, {{"to_q", &to_q}, {"to_k", &to_k}, {"to_v", &to_v}}, dim, dim,
+                           true, options);
   if (dual_stream) {
     to_out = register_module("to_out", OutProjection(dim, dim, true, options));
-    norm_added_q = register_module("norm_added_q", TorchRMSNorm(head_dim, kNormEps, options));
-    norm_added_k = register_module("norm_added_k", TorchRMSNorm(head_dim, kNormEps, options));
-    add_q_proj = register_module("add_q_proj", Linear(dim, dim, true, options));
-    add_k_proj = register_module("add_k_proj", Linear(dim, dim, true, options));
-    add_v_proj = register_module("add_v_proj", Linear(dim, dim, true, options));
-    to_add_out = register_module("to_add_out", Linear(dim, dim, true, options));
+    register_modules<TorchRMSNorm>(
+        *this, {{"norm_added_q", &norm_added_q}, {"norm_added_k", &norm_added_k}}, head_dim,
+        kNormEps, options);
+    register_modules<Linear>(*this,
+                             {{"add_q_proj", &add_q_proj},
+                              {"add_k_proj", &add_k_proj},
+                              {"add_v_proj", &add_v_proj},
+                              {"to_add_out", &to_add_out}},
+                             dim, dim, true, options);
   }
 }
 

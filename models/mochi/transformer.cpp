@@ -8,6 +8,7 @@
 
 #include "models/common/error.h"
 #include "models/common/joint_sequence.h"
+#include "models/common/register_modules.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
@@ -169,16 +170,18 @@ MochiAttentionImpl::MochiAttentionImpl(int64_t heads, int64_t head_dim, int64_t 
                                        bool context_pre_only, const at::TensorOptions& options)
     : heads_(heads) {
   const int64_t dim = heads * head_dim;
-  norm_q = register_module("norm_q", MochiRMSNorm(head_dim, kQkNormEps, options));
-  norm_k = register_module("norm_k", MochiRMSNorm(head_dim, kQkNormEps, options));
-  norm_added_q = register_module("norm_added_q", MochiRMSNorm(head_dim, kQkNormEps, options));
-  norm_added_k = register_module("norm_added_k", MochiRMSNorm(head_dim, kQkNormEps, options));
-  to_q = register_module("to_q", Linear(dim, dim, false, options));
-  to_k = register_module("to_k", Linear(dim, dim, false, options));
-  to_v = register_module("to_v", Linear(dim, dim, false, options));
-  add_k_proj = register_module("add_k_proj", Linear(context_dim, dim, false, options));
-  add_v_proj = register_module("add_v_proj", Linear(context_dim, dim, false, options));
-  add_q_proj = register_module("add_q_proj", Linear(context_dim, dim, false, options));
+  register_modules<MochiRMSNorm>(*this,
+                                 {{"norm_q", &norm_q},
+                                  {"norm_k", &norm_k},
+                                  {"norm_added_q", &norm_added_q},
+                                  {"norm_added_k", &norm_added_k}},
+                                 head_dim, kQkNormEps, options);
+  register_modules<Linear>(*this, {{"to_q", &to_q}, {"to_k", &to_k}, {"to_v", &to_v}}, dim, dim,
+                           false, options);
+  register_modules<Linear>(
+      *this,
+      {{"add_k_proj", &add_k_proj}, {"add_v_proj", &add_v_proj}, {"add_q_proj", &add_q_proj}},
+      context_dim, dim, false, options);
   to_out = register_module("to_out", OutProjection(dim, dim, true, options));
   if (!context_pre_only) {
     to_add_out = register_module("to_add_out", Linear(dim, context_dim, true, options));

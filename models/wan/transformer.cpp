@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "models/common/error.h"
+#include "models/common/register_modules.h"
 #include "models/common/tensor_io.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/parallel_context.h"
@@ -26,12 +27,11 @@ WanAttentionImpl::WanAttentionImpl(int64_t heads, int64_t head_dim, double eps,
                                    const at::TensorOptions& options)
     : heads_(heads) {
   const int64_t dim = heads * head_dim;
-  to_q = register_module("to_q", Linear(dim, dim, true, options));
-  to_k = register_module("to_k", Linear(dim, dim, true, options));
-  to_v = register_module("to_v", Linear(dim, dim, true, options));
+  register_modules<Linear>(*this, {{"to_q", &to_q}, {"to_k", &to_k}, {"to_v", &to_v}}, dim, dim,
+                           true, options);
   to_out = register_module("to_out", OutProjection(dim, dim, true, options));
-  norm_q = register_module("norm_q", TorchRMSNorm(dim, eps, options));
-  norm_k = register_module("norm_k", TorchRMSNorm(dim, eps, options));
+  register_modules<TorchRMSNorm>(*this, {{"norm_q", &norm_q}, {"norm_k", &norm_k}}, dim, eps,
+                                 options);
 }
 
 at::Tensor WanAttentionImpl::heads_first(const at::Tensor& x) const {
@@ -141,9 +141,9 @@ BlockState WanTransformer3DModelImpl::prepare(const TransformerInputs& in) {
   const int64_t batch = latents.size(0);
   const auto& p = c.patch_size;
   if (latents.size(2) % p[0] || latents.size(3) % p[1] || latents.size(4) % p[2]) {
-    throw InputError("latents: F, H, W " + describe_shape(latents) + " not divisible by the patch (" +
-                     std::to_string(p[0]) + ", " + std::to_string(p[1]) + ", " +
-                     std::to_string(p[2]) + ")");
+    throw InputError("latents: F, H, W " + describe_shape(latents) +
+                     " not divisible by the patch (" + std::to_string(p[0]) + ", " +
+                     std::to_string(p[1]) + ", " + std::to_string(p[2]) + ")");
   }
   const std::array<int64_t, 3> grid = {latents.size(2) / p[0], latents.size(3) / p[1],
                                        latents.size(4) / p[2]};
@@ -158,7 +158,8 @@ BlockState WanTransformer3DModelImpl::prepare(const TransformerInputs& in) {
   }
   const auto& t = in.timestep;
   if (!t.defined() || t.dim() > 1 || (t.dim() == 1 && t.size(0) != batch && t.size(0) != 1)) {
-    throw InputError("timestep: expected [" + std::to_string(batch) + "], got " + describe_shape(t));
+    throw InputError("timestep: expected [" + std::to_string(batch) + "], got " +
+                     describe_shape(t));
   }
   auto timestep = t.reshape({-1}).expand({batch}).to(opts.device());  // [B]
 
