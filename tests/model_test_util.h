@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -90,6 +91,24 @@ inline PipelineSpec tiny_cpu_spec(const std::string& model, const std::string& p
   spec.width = width;
   spec.frames = frames;
   spec.decode = false;
+  return spec;
+}
+
+// A diffusers-style checkpoint folder in `dir`: transformer/ and vae/ linked to the model folders
+// of the diffusers fixtures `transformer` and `vae`; a float32 CPU spec of it that reads its
+// prompt embeddings from `prompt_file`.
+inline PipelineSpec fixture_checkpoint_spec(const TempDir& dir, const std::string& model,
+                                            const std::string& transformer, const std::string& vae,
+                                            const std::string& prompt_file) {
+  namespace fs = std::filesystem;
+  fs::create_directory_symlink(diffusers_fixture(transformer) + "/model",
+                               dir.path() / "transformer");
+  fs::create_directory_symlink(diffusers_fixture(vae) + "/model", dir.path() / "vae");
+  PipelineSpec spec;
+  spec.model = model;
+  spec.checkpoint = dir.path().string();
+  spec.dtype = at::kFloat;
+  spec.prompt_file = prompt_file;
   return spec;
 }
 

@@ -4,7 +4,11 @@
 // pipeline's scheduler step. Returns the final latents.
 #include <c10/core/InferenceMode.h>
 
+#include <gtest/gtest.h>
+
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "models/pipeline.h"
@@ -29,6 +33,36 @@ inline at::Tensor run_denoise_loop(DiffusionPipeline& pipeline, int steps,
     latents = pipeline.scheduler_step(outputs, i, latents);
   }
   return latents;
+}
+
+using BranchCaches = std::vector<std::unique_ptr<CachePolicy>>;
+
+// One policy `name` per CFG branch [uncond, cond].
+inline BranchCaches cfg_branch_caches(const std::string& name, const CacheOptions& options) {
+  BranchCaches caches;
+  for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy(name, options));
+  return caches;
+}
+
+// FBCache and TeaCache (with the pipeline's coefficient set) at threshold 0 change nothing over
+// `steps` steps of a CFG pipeline: the latents are those of the uncached loop, no step is reused
+// and every step is recorded; `check` (when given) sees each policy's caches afterwards. Returns
+// the uncached latents.
+inline at::Tensor expect_zero_threshold_caches_change_nothing(
+    DiffusionPipeline& pipeline, int steps,
+    const std::function<void(const std::string&, const BranchCaches&)>& check = nullptr) {
+  const auto baseline = run_denoise_loop(pipeline, steps);
+  for (const char* name : {"fbcache", "teacache"}) {
+    SCOPED_TRACE(name);
+    CacheOptions options;
+    options.teacache_coefficients = pipeline.teacache_coefficients();
+    auto caches = cfg_branch_caches(name, options);
+    EXPECT_TRUE(at::equal(run_denoise_loop(pipeline, steps, &caches), baseline));
+    EXPECT_EQ(caches[0]->reused_steps(), 0);
+    EXPECT_EQ(caches[1]->records().size(), static_cast<size_t>(steps));
+    if (check) check(name, caches);
+  }
+  return baseline;
 }
 
 }  // namespace ditbench::testing

@@ -42,13 +42,11 @@ PipelineSpec tiny_spec() {
   return spec;
 }
 
-// A diffusers-style checkpoint folder of the fixture transformer and VAE (and a scheduler config).
-void make_checkpoint(const testing::TempDir& dir, const std::string& scheduler_class) {
+// A diffusers-style checkpoint folder of the fixture transformer and VAE and a scheduler config.
+PipelineSpec make_checkpoint(const testing::TempDir& dir, const std::string& scheduler_class) {
   namespace fs = std::filesystem;
-  fs::create_directory_symlink(testing::fixtures_dir() + "/diffusers/cogvideox/model",
-                               dir.path() / "transformer");
-  fs::create_directory_symlink(testing::fixtures_dir() + "/diffusers/vae_cogvideox/model",
-                               dir.path() / "vae");
+  auto spec =
+      testing::fixture_checkpoint_spec(dir, "cogvideox", "cogvideox", "vae_cogvideox", refs_file());
   fs::create_directory(dir.path() / "scheduler");
   std::ofstream(dir.path() / "scheduler" / "scheduler_config.json")
       << R"({"_class_name": ")" << scheduler_class
@@ -56,21 +54,17 @@ void make_checkpoint(const testing::TempDir& dir, const std::string& scheduler_c
           "clip_sample": false, "num_train_timesteps": 1000, "prediction_type": "v_prediction",
           "rescale_betas_zero_snr": true, "set_alpha_to_one": true, "snr_shift_scale": 3.0,
           "steps_offset": 0, "timestep_spacing": "trailing", "trained_betas": null})";
+  return spec;
 }
 
 void expect_generation_matches(const std::string& scheduler_class, const std::string& prefix) {
   c10::InferenceMode guard;
   testing::TempDir dir("cogvideox_ckpt");
-  make_checkpoint(dir, scheduler_class);
-  PipelineSpec spec;
-  spec.model = "cogvideox";
-  spec.checkpoint = dir.path().string();
-  spec.dtype = at::kFloat;
+  auto spec = make_checkpoint(dir, scheduler_class);
   spec.height = 64;
   spec.width = 64;
   spec.frames = 9;
   spec.guidance = 6.0;
-  spec.prompt_file = refs_file();
   auto pipeline = create_pipeline(spec);
   auto& cog = dynamic_cast<CogVideoXPipeline&>(*pipeline);
   EXPECT_EQ(cog.uses_dpm(), scheduler_class == "CogVideoXDPMScheduler");
@@ -160,28 +154,19 @@ TEST(CogVideoXPipeline, PromptFileNeedsTheNegativePromptUnderCfg) {
 TEST(CogVideoXPipeline, CachesWithThresholdZeroChangeNothingAndTeaCacheReuses) {
   c10::InferenceMode guard;
   CogVideoXPipeline pipeline(tiny_spec());
-  const auto baseline = testing::run_denoise_loop(pipeline, 6);
-  for (const char* name : {"fbcache", "teacache"}) {
-    SCOPED_TRACE(name);
-    CacheOptions options;
-    options.teacache_coefficients = pipeline.teacache_coefficients();
-    std::vector<std::unique_ptr<CachePolicy>> caches;
-    for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy(name, options));
-    EXPECT_TRUE(at::equal(testing::run_denoise_loop(pipeline, 6, &caches), baseline));
-    EXPECT_EQ(caches[0]->reused_steps(), 0);
-    EXPECT_EQ(caches[1]->records().size(), 6u);
-    // Both branches see the same timestep embedding: TeaCache's signals agree.
-    if (std::string(name) == "teacache") {
-      EXPECT_EQ(caches[0]->records()[2].signal, caches[1]->records()[2].signal);
-    }
-  }
+  const auto baseline = testing::expect_zero_threshold_caches_change_nothing(
+      pipeline, 6, [](const std::string& name, const testing::BranchCaches& caches) {
+        // Both branches see the same timestep embedding: TeaCache's signals agree.
+        if (name == "teacache") {
+          EXPECT_EQ(caches[0]->records()[2].signal, caches[1]->records()[2].signal);
+        }
+      });
   for (const char* name : {"fbcache", "teacache"}) {
     SCOPED_TRACE(name);
     CacheOptions options;
     options.teacache_coefficients = "cogvideox-2b";
     options.threshold = 1e9;
-    std::vector<std::unique_ptr<CachePolicy>> caches;
-    for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy(name, options));
+    auto caches = testing::cfg_branch_caches(name, options);
     auto cached = testing::run_denoise_loop(pipeline, 6, &caches);
     EXPECT_EQ(caches[0]->reused_steps(), std::string(name) == "teacache" ? 4 : 5);
     EXPECT_GT(rel_error(cached, baseline), 0);

@@ -12,10 +12,8 @@
 namespace ditbench {
 namespace {
 
-using ditbench::testing::fixtures_dir;
 using ditbench::testing::input_error_of;
 using ditbench::testing::rel_error;
-using ditbench::testing::source_dir;
 
 const testing::TensorMap& refs() { return testing::test_data("cogvideox/schedulers.safetensors"); }
 
@@ -25,7 +23,8 @@ CogVideoXSchedulerConfig config_of(const std::string& name) {
 }
 
 TEST(CogVideoXScheduler, FixtureTablesMatch) {
-  auto fixture = load_safetensors(fixtures_dir() + "/diffusers/schedulers/schedulers.safetensors");
+  const auto& fixture =
+      testing::cached_tensors(testing::diffusers_fixture("schedulers") + "/schedulers.safetensors");
   CogVideoXDDIMScheduler ddim;  // snr_shift_scale 3.0
   ddim.set_timesteps(50);
   EXPECT_LT(rel_error(ddim.alphas_cumprod(), fixture.at("cogvideox_ddim.alphas_cumprod")), 1e-6);

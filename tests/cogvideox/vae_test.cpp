@@ -14,17 +14,15 @@
 namespace ditbench {
 namespace {
 
-using ditbench::testing::fixtures_dir;
 using ditbench::testing::input_error_of;
 using ditbench::testing::rel_error;
-using ditbench::testing::source_dir;
 
-std::string vae_dir() { return fixtures_dir() + "/diffusers/vae_cogvideox/model"; }
+std::string vae_dir() { return testing::diffusers_fixture("vae_cogvideox") + "/model"; }
 
 const testing::TensorMap& refs() { return testing::test_data("cogvideox/vae_decode.safetensors"); }
 
 TEST(CogVideoXVAE, FixtureParity) {
-  auto r = cogvideox_vae_parity(fixtures_dir() + "/diffusers/vae_cogvideox");
+  auto r = cogvideox_vae_parity(testing::diffusers_fixture("vae_cogvideox"));
   EXPECT_LT(r.rel_error, 1e-4);
 }
 

@@ -5,21 +5,19 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include "model_test_util.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/checkpoint/safetensors.h"
 #include "models/flux/parity.h"
 #include "models/flux/vae.h"
-#include "test_util.h"
 
 namespace ditbench {
 namespace {
 
-using ditbench::testing::fixtures_dir;
 using ditbench::testing::input_error_of;
 using ditbench::testing::rel_error;
-using ditbench::testing::source_dir;
 
-std::string fixture() { return fixtures_dir() + "/diffusers/vae_flux"; }
+std::string fixture() { return testing::diffusers_fixture("vae_flux"); }
 
 TEST(FluxVae, MatchesDiffusersFixture) {
   const auto result = flux_vae_parity(fixture());
@@ -30,7 +28,7 @@ TEST(FluxVae, MatchesDiffusersFixture) {
 
 TEST(FluxVae, TiledDecodeMatchesDiffusers) {
   c10::InferenceMode guard;
-  auto refs = load_safetensors(source_dir() + "/tests/data/flux/flux_refs.safetensors");
+  const auto& refs = testing::test_data("flux/flux_refs.safetensors");
   auto vae =
       load_autoencoder_kl_decoder(fixture() + "/model", at::TensorOptions().dtype(at::kFloat));
   vae->set_tiling(true);

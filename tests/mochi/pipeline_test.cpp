@@ -105,21 +105,13 @@ TEST(MochiPipeline, CfgLoopInBf16MatchesDiffusers) {
 
 TEST(MochiPipeline, GenerationWithFixtureWeightsMatchesDiffusers) {
   c10::InferenceMode guard;
-  namespace fs = std::filesystem;
   testing::TempDir dir("mochi_ckpt");
-  fs::create_directory_symlink(testing::fixtures_dir() + "/diffusers/mochi/model",
-                               dir.path() / "transformer");
-  fs::create_directory_symlink(testing::fixtures_dir() + "/diffusers/vae_mochi/model",
-                               dir.path() / "vae");
-  PipelineSpec spec;
-  spec.model = "mochi";
-  spec.checkpoint = dir.path().string();
-  spec.dtype = at::kFloat;
+  auto spec =
+      testing::fixture_checkpoint_spec(dir, "mochi", "mochi", "vae_mochi", pipeline_refs_file());
   spec.height = 64;
   spec.width = 48;
   spec.frames = 13;
   spec.guidance = 4.5;
-  spec.prompt_file = pipeline_refs_file();
   MochiPipeline pipeline(spec);
   EXPECT_TRUE(pipeline.uses_cfg());
   auto refs = load_safetensors(pipeline_refs_file());
@@ -166,23 +158,12 @@ TEST(MochiPipeline, TinyPresetShapesAndFrames) {
 TEST(MochiPipeline, CachesWithThresholdZeroChangeNothingAndTeaCacheReuses) {
   c10::InferenceMode guard;
   MochiPipeline pipeline(tiny_spec());
-  const auto baseline = testing::run_denoise_loop(pipeline, 8);
-  for (const char* name : {"fbcache", "teacache"}) {
-    SCOPED_TRACE(name);
-    CacheOptions options;
-    options.teacache_coefficients = pipeline.teacache_coefficients();
-    std::vector<std::unique_ptr<CachePolicy>> caches;
-    for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy(name, options));
-    EXPECT_TRUE(at::equal(testing::run_denoise_loop(pipeline, 8, &caches), baseline));
-    EXPECT_EQ(caches[0]->reused_steps(), 0);
-    EXPECT_EQ(caches[1]->records().size(), 8u);
-  }
+  const auto baseline = testing::expect_zero_threshold_caches_change_nothing(pipeline, 8);
   // A large TeaCache threshold reuses every step but the first and the last.
   CacheOptions options;
   options.teacache_coefficients = "mochi";
   options.threshold = 1e9;
-  std::vector<std::unique_ptr<CachePolicy>> caches;
-  for (int b = 0; b < 2; ++b) caches.push_back(make_cache_policy("teacache", options));
+  auto caches = testing::cfg_branch_caches("teacache", options);
   auto cached = testing::run_denoise_loop(pipeline, 8, &caches);
   EXPECT_EQ(caches[0]->reused_steps(), 6);
   EXPECT_GT(rel_error(cached, baseline), 0);

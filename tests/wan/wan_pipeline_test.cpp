@@ -60,18 +60,11 @@ Generation run(WanPipeline& pipeline, int steps, const std::string& cache = "non
 
 TEST(WanPipeline, MatchesDiffusersEndToEnd) {
   testing::TempDir dir("wan_ckpt");
-  const std::string fixtures = testing::fixtures_dir() + "/diffusers";
-  fs::create_directory_symlink(fixtures + "/wan/model", dir.path() / "transformer");
-  fs::create_directory_symlink(fixtures + "/vae_wan/model", dir.path() / "vae");
-  PipelineSpec spec;
-  spec.model = "wan";
-  spec.checkpoint = dir.path().string();
-  spec.dtype = at::kFloat;
+  auto spec = testing::fixture_checkpoint_spec(dir, "wan", "wan", "vae_wan", ref_file());
   spec.height = 32;
   spec.width = 32;
   spec.frames = 9;
   spec.guidance = 5.0;
-  spec.prompt_file = ref_file();
   spec.noise_file = ref_file();
   WanPipeline pipeline(spec);
   EXPECT_TRUE(pipeline.uses_cfg());
