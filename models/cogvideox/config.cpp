@@ -13,20 +13,22 @@ CogVideoXConfig CogVideoXConfig::from_json(const nlohmann::json& j, const std::s
   read_config_int(j, source, "in_channels", c.in_channels);
   c.out_channels = c.in_channels;  // null means "same as in_channels"
   read_config_nullable_int(j, source, "out_channels", c.out_channels);
-  read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
-  read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
-  read_config_int(j, source, "num_layers", c.num_layers);
-  read_config_int(j, source, "time_embed_dim", c.time_embed_dim);
-  read_config_int(j, source, "text_embed_dim", c.text_embed_dim);
-  read_config_int(j, source, "max_text_seq_length", c.max_text_seq_length);
+  read_config_ints(j, source,
+                   {{"num_attention_heads", &c.num_attention_heads},
+                    {"attention_head_dim", &c.attention_head_dim},
+                    {"num_layers", &c.num_layers},
+                    {"time_embed_dim", &c.time_embed_dim},
+                    {"text_embed_dim", &c.text_embed_dim},
+                    {"max_text_seq_length", &c.max_text_seq_length}});
   read_config_bool(j, source, "flip_sin_to_cos", c.flip_sin_to_cos);
   read_config_int(j, source, "freq_shift", c.freq_shift);
   read_config_bool(j, source, "attention_bias", c.attention_bias);
   read_config_bool(j, source, "patch_bias", c.patch_bias);
-  read_config_int(j, source, "sample_width", c.sample_width);
-  read_config_int(j, source, "sample_height", c.sample_height);
-  read_config_int(j, source, "sample_frames", c.sample_frames);
-  read_config_int(j, source, "patch_size", c.patch_size);
+  read_config_ints(j, source,
+                   {{"sample_width", &c.sample_width},
+                    {"sample_height", &c.sample_height},
+                    {"sample_frames", &c.sample_frames},
+                    {"patch_size", &c.patch_size}});
   read_config_nullable_int(j, source, "patch_size_t", c.patch_size_t);  // null: 0
   read_config_int(j, source, "temporal_compression_ratio", c.temporal_compression_ratio);
   read_config_string(j, source, "activation_fn", c.activation_fn);
@@ -51,18 +53,18 @@ CogVideoXConfig CogVideoXConfig::from_file(const std::string& path) {
 }
 
 void CogVideoXConfig::validate(const std::string& source) const {
-  require_positive(source, "in_channels", in_channels);
-  require_positive(source, "out_channels", out_channels);
-  require_positive(source, "num_attention_heads", num_attention_heads);
-  require_positive(source, "attention_head_dim", attention_head_dim);
-  require_positive(source, "time_embed_dim", time_embed_dim);
-  require_positive(source, "text_embed_dim", text_embed_dim);
-  require_positive(source, "max_text_seq_length", max_text_seq_length);
-  require_positive(source, "sample_width", sample_width);
-  require_positive(source, "sample_height", sample_height);
-  require_positive(source, "sample_frames", sample_frames);
-  require_positive(source, "patch_size", patch_size);
-  require_positive(source, "temporal_compression_ratio", temporal_compression_ratio);
+  require_positive(source, {{"in_channels", in_channels},
+                            {"out_channels", out_channels},
+                            {"num_attention_heads", num_attention_heads},
+                            {"attention_head_dim", attention_head_dim},
+                            {"time_embed_dim", time_embed_dim},
+                            {"text_embed_dim", text_embed_dim},
+                            {"max_text_seq_length", max_text_seq_length},
+                            {"sample_width", sample_width},
+                            {"sample_height", sample_height},
+                            {"sample_frames", sample_frames},
+                            {"patch_size", patch_size},
+                            {"temporal_compression_ratio", temporal_compression_ratio}});
   if (num_layers < 0) {
     throw InputError(source + ": key 'num_layers' must be >= 0, got " + std::to_string(num_layers));
   }
@@ -142,12 +144,14 @@ CogVideoXVAEConfig CogVideoXVAEConfig::from_json(const nlohmann::json& j,
                                                  const std::string& source) {
   require_config_object(j, source);
   CogVideoXVAEConfig c;
-  read_config_int(j, source, "in_channels", c.in_channels);
-  read_config_int(j, source, "out_channels", c.out_channels);
-  read_config_int(j, source, "latent_channels", c.latent_channels);
+  read_config_ints(j, source,
+                   {{"in_channels", &c.in_channels},
+                    {"out_channels", &c.out_channels},
+                    {"latent_channels", &c.latent_channels}});
   read_config_list(j, source, "block_out_channels", c.block_out_channels);
-  read_config_int(j, source, "layers_per_block", c.layers_per_block);
-  read_config_int(j, source, "norm_num_groups", c.norm_num_groups);
+  read_config_ints(
+      j, source,
+      {{"layers_per_block", &c.layers_per_block}, {"norm_num_groups", &c.norm_num_groups}});
   read_config_double(j, source, "norm_eps", c.norm_eps);
   read_config_string(j, source, "act_fn", c.act_fn);
   // diffusers types it as a float; released configs write 4 or 4.0.
@@ -158,8 +162,8 @@ CogVideoXVAEConfig CogVideoXVAEConfig::from_json(const nlohmann::json& j,
     bad_config_key(source, "temporal_compression_ratio", "a power of two",
                    j.at("temporal_compression_ratio"));
   }
-  read_config_int(j, source, "sample_height", c.sample_height);
-  read_config_int(j, source, "sample_width", c.sample_width);
+  read_config_ints(j, source,
+                   {{"sample_height", &c.sample_height}, {"sample_width", &c.sample_width}});
   read_config_double(j, source, "scaling_factor", c.scaling_factor);
   read_config_bool(j, source, "use_post_quant_conv", c.use_post_quant_conv);
   read_config_bool(j, source, "invert_scale_latents", c.invert_scale_latents);
@@ -181,12 +185,12 @@ CogVideoXVAEConfig CogVideoXVAEConfig::from_json(const nlohmann::json& j,
 }
 
 void CogVideoXVAEConfig::validate(const std::string& source) const {
-  require_positive(source, "out_channels", out_channels);
-  require_positive(source, "latent_channels", latent_channels);
-  require_positive(source, "layers_per_block", layers_per_block);
-  require_positive(source, "norm_num_groups", norm_num_groups);
-  require_positive(source, "sample_height", sample_height);
-  require_positive(source, "sample_width", sample_width);
+  require_positive(source, {{"out_channels", out_channels},
+                            {"latent_channels", latent_channels},
+                            {"layers_per_block", layers_per_block},
+                            {"norm_num_groups", norm_num_groups},
+                            {"sample_height", sample_height},
+                            {"sample_width", sample_width}});
   if (block_out_channels.empty()) {
     throw InputError(source + ": key 'block_out_channels' must not be empty");
   }

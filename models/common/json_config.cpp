@@ -22,6 +22,11 @@ void read_config_int(const nlohmann::json& j, const std::string& source, const c
   out = v.get<int64_t>();
 }
 
+void read_config_ints(const nlohmann::json& j, const std::string& source,
+                      std::initializer_list<std::pair<const char*, int64_t*>> keys) {
+  for (const auto& [key, out] : keys) read_config_int(j, source, key, *out);
+}
+
 void read_config_double(const nlohmann::json& j, const std::string& source, const char* key,
                         double& out) {
   if (!j.contains(key)) return;
@@ -91,6 +96,11 @@ void require_positive(const std::string& source, const char* key, int64_t value)
   if (value <= 0) {
     throw InputError(source + ": key '" + key + "' must be positive, got " + std::to_string(value));
   }
+}
+
+void require_positive(const std::string& source,
+                      std::initializer_list<std::pair<const char*, int64_t>> values) {
+  for (const auto& [key, value] : values) require_positive(source, key, value);
 }
 
 void require_non_negative(const std::string& source, const char* key, int64_t value) {

@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ditbench {
@@ -15,6 +17,9 @@ namespace ditbench {
 
 void read_config_int(const nlohmann::json& j, const std::string& source, const char* key,
                      int64_t& out);
+// read_config_int of each (key, member), in order.
+void read_config_ints(const nlohmann::json& j, const std::string& source,
+                      std::initializer_list<std::pair<const char*, int64_t*>> keys);
 void read_config_double(const nlohmann::json& j, const std::string& source, const char* key,
                         double& out);
 void read_config_bool(const nlohmann::json& j, const std::string& source, const char* key,
@@ -34,6 +39,9 @@ void read_config_list(const nlohmann::json& j, const std::string& source, const 
 
 // Range checks of config values: InputError naming `source`, the key and the value.
 void require_positive(const std::string& source, const char* key, int64_t value);
+// require_positive of each (key, value), in order.
+void require_positive(const std::string& source,
+                      std::initializer_list<std::pair<const char*, int64_t>> values);
 void require_non_negative(const std::string& source, const char* key, int64_t value);
 
 // InputError naming `source` unless the config is a JSON object.

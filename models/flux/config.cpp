@@ -11,16 +11,16 @@ namespace ditbench {
 FluxConfig FluxConfig::from_json(const nlohmann::json& j, const std::string& source) {
   require_config_object(j, source);
   FluxConfig c;
-  read_config_int(j, source, "patch_size", c.patch_size);
-  read_config_int(j, source, "in_channels", c.in_channels);
+  read_config_ints(j, source, {{"patch_size", &c.patch_size}, {"in_channels", &c.in_channels}});
   c.out_channels = c.in_channels;  // null (or absent) means "same as in_channels"
   read_config_nullable_int(j, source, "out_channels", c.out_channels);
-  read_config_int(j, source, "num_layers", c.num_layers);
-  read_config_int(j, source, "num_single_layers", c.num_single_layers);
-  read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
-  read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
-  read_config_int(j, source, "joint_attention_dim", c.joint_attention_dim);
-  read_config_int(j, source, "pooled_projection_dim", c.pooled_projection_dim);
+  read_config_ints(j, source,
+                   {{"num_layers", &c.num_layers},
+                    {"num_single_layers", &c.num_single_layers},
+                    {"attention_head_dim", &c.attention_head_dim},
+                    {"num_attention_heads", &c.num_attention_heads},
+                    {"joint_attention_dim", &c.joint_attention_dim},
+                    {"pooled_projection_dim", &c.pooled_projection_dim}});
   // diffusers' class default is false; FLUX.1-dev's config says true.
   c.guidance_embeds = false;
   read_config_bool(j, source, "guidance_embeds", c.guidance_embeds);
@@ -34,16 +34,15 @@ FluxConfig FluxConfig::from_file(const std::string& path) {
 }
 
 void FluxConfig::validate(const std::string& source) const {
-  auto positive = [&](const char* key, int64_t v) { require_positive(source, key, v); };
-  positive("patch_size", patch_size);
-  positive("in_channels", in_channels);
-  positive("out_channels", out_channels);
+  require_positive(
+      source,
+      {{"patch_size", patch_size}, {"in_channels", in_channels}, {"out_channels", out_channels}});
   require_non_negative(source, "num_layers", num_layers);
   require_non_negative(source, "num_single_layers", num_single_layers);
-  positive("attention_head_dim", attention_head_dim);
-  positive("num_attention_heads", num_attention_heads);
-  positive("joint_attention_dim", joint_attention_dim);
-  positive("pooled_projection_dim", pooled_projection_dim);
+  require_positive(source, {{"attention_head_dim", attention_head_dim},
+                            {"num_attention_heads", num_attention_heads},
+                            {"joint_attention_dim", joint_attention_dim},
+                            {"pooled_projection_dim", pooled_projection_dim}});
   const int64_t rope_sum =
       std::accumulate(axes_dims_rope.begin(), axes_dims_rope.end(), int64_t{0});
   bool rope_even = true;

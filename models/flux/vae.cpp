@@ -21,13 +21,15 @@ AutoencoderKLConfig AutoencoderKLConfig::from_json(const nlohmann::json& j,
                                                    const std::string& source) {
   require_config_object(j, source);
   AutoencoderKLConfig c;
-  read_config_int(j, source, "in_channels", c.in_channels);
-  read_config_int(j, source, "out_channels", c.out_channels);
-  read_config_int(j, source, "latent_channels", c.latent_channels);
+  read_config_ints(j, source,
+                   {{"in_channels", &c.in_channels},
+                    {"out_channels", &c.out_channels},
+                    {"latent_channels", &c.latent_channels}});
   read_config_list(j, source, "block_out_channels", c.block_out_channels);
-  read_config_int(j, source, "layers_per_block", c.layers_per_block);
-  read_config_int(j, source, "norm_num_groups", c.norm_num_groups);
-  read_config_int(j, source, "sample_size", c.sample_size);
+  read_config_ints(j, source,
+                   {{"layers_per_block", &c.layers_per_block},
+                    {"norm_num_groups", &c.norm_num_groups},
+                    {"sample_size", &c.sample_size}});
   read_config_double(j, source, "scaling_factor", c.scaling_factor);
   c.shift_factor = 0.0;  // null or absent: no shift (diffusers' class default)
   read_config_nullable_double(j, source, "shift_factor", c.shift_factor);
@@ -63,12 +65,11 @@ AutoencoderKLConfig AutoencoderKLConfig::from_file(const std::string& path) {
 }
 
 void AutoencoderKLConfig::validate(const std::string& source) const {
-  auto positive = [&](const char* key, int64_t v) { require_positive(source, key, v); };
-  positive("out_channels", out_channels);
-  positive("latent_channels", latent_channels);
-  positive("layers_per_block", layers_per_block);
-  positive("norm_num_groups", norm_num_groups);
-  positive("sample_size", sample_size);
+  require_positive(source, {{"out_channels", out_channels},
+                            {"latent_channels", latent_channels},
+                            {"layers_per_block", layers_per_block},
+                            {"norm_num_groups", norm_num_groups},
+                            {"sample_size", sample_size}});
   if (block_out_channels.empty()) {
     throw InputError(source + ": key 'block_out_channels' must not be empty");
   }

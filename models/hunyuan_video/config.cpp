@@ -16,18 +16,19 @@ HunyuanVideoConfig HunyuanVideoConfig::from_json(const nlohmann::json& j,
   // out_channels: null means "same as in_channels".
   c.out_channels = c.in_channels;
   read_config_nullable_int(j, source, "out_channels", c.out_channels);
-  read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
-  read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
-  read_config_int(j, source, "num_layers", c.num_layers);
-  read_config_int(j, source, "num_single_layers", c.num_single_layers);
-  read_config_int(j, source, "num_refiner_layers", c.num_refiner_layers);
+  read_config_ints(j, source,
+                   {{"num_attention_heads", &c.num_attention_heads},
+                    {"attention_head_dim", &c.attention_head_dim},
+                    {"num_layers", &c.num_layers},
+                    {"num_single_layers", &c.num_single_layers},
+                    {"num_refiner_layers", &c.num_refiner_layers}});
   read_config_double(j, source, "mlp_ratio", c.mlp_ratio);
-  read_config_int(j, source, "patch_size", c.patch_size);
-  read_config_int(j, source, "patch_size_t", c.patch_size_t);
+  read_config_ints(j, source, {{"patch_size", &c.patch_size}, {"patch_size_t", &c.patch_size_t}});
   read_config_string(j, source, "qk_norm", c.qk_norm);
   read_config_bool(j, source, "guidance_embeds", c.guidance_embeds);
-  read_config_int(j, source, "text_embed_dim", c.text_embed_dim);
-  read_config_int(j, source, "pooled_projection_dim", c.pooled_projection_dim);
+  read_config_ints(
+      j, source,
+      {{"text_embed_dim", &c.text_embed_dim}, {"pooled_projection_dim", &c.pooled_projection_dim}});
   read_config_double(j, source, "rope_theta", c.rope_theta);
   read_config_string(j, source, "image_condition_type", c.image_condition_type);
   read_config_list(j, source, "rope_axes_dim", c.rope_axes_dim);
@@ -43,19 +44,18 @@ HunyuanVideoConfig HunyuanVideoConfig::from_file(const std::string& path) {
 }
 
 void HunyuanVideoConfig::validate(const std::string& source) const {
-  auto positive = [&](const char* key, int64_t v) { require_positive(source, key, v); };
   auto non_negative = [&](const char* key, int64_t v) { require_non_negative(source, key, v); };
-  positive("in_channels", in_channels);
-  positive("out_channels", out_channels);
-  positive("num_attention_heads", num_attention_heads);
-  positive("attention_head_dim", attention_head_dim);
+  require_positive(source, {{"in_channels", in_channels},
+                            {"out_channels", out_channels},
+                            {"num_attention_heads", num_attention_heads},
+                            {"attention_head_dim", attention_head_dim}});
   non_negative("num_layers", num_layers);
   non_negative("num_single_layers", num_single_layers);
   non_negative("num_refiner_layers", num_refiner_layers);
-  positive("patch_size", patch_size);
-  positive("patch_size_t", patch_size_t);
-  positive("text_embed_dim", text_embed_dim);
-  positive("pooled_projection_dim", pooled_projection_dim);
+  require_positive(source, {{"patch_size", patch_size},
+                            {"patch_size_t", patch_size_t},
+                            {"text_embed_dim", text_embed_dim},
+                            {"pooled_projection_dim", pooled_projection_dim}});
   if (!(mlp_ratio > 0)) {
     throw InputError(source + ": key 'mlp_ratio' must be positive, got " +
                      std::to_string(mlp_ratio));

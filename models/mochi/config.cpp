@@ -17,17 +17,18 @@ int64_t product(const std::vector<int64_t>& v) {
 MochiConfig MochiConfig::from_json(const nlohmann::json& j, const std::string& source) {
   require_config_object(j, source);
   MochiConfig c;
-  read_config_int(j, source, "patch_size", c.patch_size);
-  read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
-  read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
-  read_config_int(j, source, "num_layers", c.num_layers);
-  read_config_int(j, source, "pooled_projection_dim", c.pooled_projection_dim);
-  read_config_int(j, source, "in_channels", c.in_channels);
+  read_config_ints(j, source,
+                   {{"patch_size", &c.patch_size},
+                    {"num_attention_heads", &c.num_attention_heads},
+                    {"attention_head_dim", &c.attention_head_dim},
+                    {"num_layers", &c.num_layers},
+                    {"pooled_projection_dim", &c.pooled_projection_dim},
+                    {"in_channels", &c.in_channels}});
   c.out_channels = c.in_channels;
   read_config_nullable_int(j, source, "out_channels", c.out_channels);
   read_config_string(j, source, "qk_norm", c.qk_norm);
-  read_config_int(j, source, "text_embed_dim", c.text_embed_dim);
-  read_config_int(j, source, "time_embed_dim", c.time_embed_dim);
+  read_config_ints(j, source,
+                   {{"text_embed_dim", &c.text_embed_dim}, {"time_embed_dim", &c.time_embed_dim}});
   read_config_string(j, source, "activation_fn", c.activation_fn);
   read_config_int(j, source, "max_sequence_length", c.max_sequence_length);
   c.validate(source);
@@ -39,16 +40,16 @@ MochiConfig MochiConfig::from_file(const std::string& path) {
 }
 
 void MochiConfig::validate(const std::string& source) const {
-  require_positive(source, "patch_size", patch_size);
-  require_positive(source, "num_attention_heads", num_attention_heads);
-  require_positive(source, "attention_head_dim", attention_head_dim);
-  require_positive(source, "num_layers", num_layers);
-  require_positive(source, "pooled_projection_dim", pooled_projection_dim);
-  require_positive(source, "in_channels", in_channels);
-  require_positive(source, "out_channels", out_channels);
-  require_positive(source, "text_embed_dim", text_embed_dim);
-  require_positive(source, "time_embed_dim", time_embed_dim);
-  require_positive(source, "max_sequence_length", max_sequence_length);
+  require_positive(source, {{"patch_size", patch_size},
+                            {"num_attention_heads", num_attention_heads},
+                            {"attention_head_dim", attention_head_dim},
+                            {"num_layers", num_layers},
+                            {"pooled_projection_dim", pooled_projection_dim},
+                            {"in_channels", in_channels},
+                            {"out_channels", out_channels},
+                            {"text_embed_dim", text_embed_dim},
+                            {"time_embed_dim", time_embed_dim},
+                            {"max_sequence_length", max_sequence_length}});
   if (attention_head_dim % 2) {
     throw InputError(source + ": key 'attention_head_dim' must be even (RoPE pairs), got " +
                      std::to_string(attention_head_dim));
@@ -93,8 +94,8 @@ int64_t MochiVAEConfig::temporal_compression_ratio() const { return product(temp
 MochiVAEConfig MochiVAEConfig::from_json(const nlohmann::json& j, const std::string& source) {
   require_config_object(j, source);
   MochiVAEConfig c;
-  read_config_int(j, source, "out_channels", c.out_channels);
-  read_config_int(j, source, "latent_channels", c.latent_channels);
+  read_config_ints(j, source,
+                   {{"out_channels", &c.out_channels}, {"latent_channels", &c.latent_channels}});
   read_config_list(j, source, "decoder_block_out_channels", c.decoder_block_out_channels);
   read_config_list(j, source, "layers_per_block", c.layers_per_block);
   read_config_list(j, source, "temporal_expansions", c.temporal_expansions);
@@ -119,8 +120,7 @@ MochiVAEConfig MochiVAEConfig::from_file(const std::string& path) {
 }
 
 void MochiVAEConfig::validate(const std::string& source) const {
-  require_positive(source, "out_channels", out_channels);
-  require_positive(source, "latent_channels", latent_channels);
+  require_positive(source, {{"out_channels", out_channels}, {"latent_channels", latent_channels}});
   const size_t blocks = decoder_block_out_channels.size();
   if (blocks < 1) throw InputError(source + ": key 'decoder_block_out_channels' is empty");
   for (int64_t ch : decoder_block_out_channels) {

@@ -21,16 +21,18 @@ WanConfig WanConfig::from_json(const nlohmann::json& j, const std::string& sourc
   if (patch.size() != 3)
     bad_config_key(source, "patch_size", "a list of 3 integers", j.at("patch_size"));
   std::copy(patch.begin(), patch.end(), c.patch_size.begin());
-  read_config_int(j, source, "num_attention_heads", c.num_attention_heads);
-  read_config_int(j, source, "attention_head_dim", c.attention_head_dim);
-  read_config_int(j, source, "in_channels", c.in_channels);
+  read_config_ints(j, source,
+                   {{"num_attention_heads", &c.num_attention_heads},
+                    {"attention_head_dim", &c.attention_head_dim},
+                    {"in_channels", &c.in_channels}});
   // out_channels: null means "same as in_channels".
   c.out_channels = c.in_channels;
   read_config_nullable_int(j, source, "out_channels", c.out_channels);
-  read_config_int(j, source, "text_dim", c.text_dim);
-  read_config_int(j, source, "freq_dim", c.freq_dim);
-  read_config_int(j, source, "ffn_dim", c.ffn_dim);
-  read_config_int(j, source, "num_layers", c.num_layers);
+  read_config_ints(j, source,
+                   {{"text_dim", &c.text_dim},
+                    {"freq_dim", &c.freq_dim},
+                    {"ffn_dim", &c.ffn_dim},
+                    {"num_layers", &c.num_layers}});
   read_config_bool(j, source, "cross_attn_norm", c.cross_attn_norm);
   read_config_string(j, source, "qk_norm", c.qk_norm);
   read_config_double(j, source, "eps", c.eps);
@@ -49,14 +51,14 @@ WanConfig WanConfig::from_file(const std::string& path) {
 
 void WanConfig::validate(const std::string& source) const {
   for (int64_t p : patch_size) require_positive(source, "patch_size", p);
-  require_positive(source, "num_attention_heads", num_attention_heads);
-  require_positive(source, "attention_head_dim", attention_head_dim);
-  require_positive(source, "in_channels", in_channels);
-  require_positive(source, "out_channels", out_channels);
-  require_positive(source, "text_dim", text_dim);
-  require_positive(source, "freq_dim", freq_dim);
-  require_positive(source, "ffn_dim", ffn_dim);
-  require_positive(source, "rope_max_seq_len", rope_max_seq_len);
+  require_positive(source, {{"num_attention_heads", num_attention_heads},
+                            {"attention_head_dim", attention_head_dim},
+                            {"in_channels", in_channels},
+                            {"out_channels", out_channels},
+                            {"text_dim", text_dim},
+                            {"freq_dim", freq_dim},
+                            {"ffn_dim", ffn_dim},
+                            {"rope_max_seq_len", rope_max_seq_len}});
   require_non_negative(source, "num_layers", num_layers);
   if (!(eps > 0)) throw InputError(source + ": key 'eps' must be positive");
   const auto axes = rope_axes_dim();

@@ -51,9 +51,10 @@ WanVAEConfig WanVAEConfig::from_json(const nlohmann::json& j, const std::string&
   read_config_list(j, source, "temperal_downsample", c.temperal_downsample);
   read_config_list(j, source, "latents_mean", c.latents_mean);
   read_config_list(j, source, "latents_std", c.latents_std);
-  read_config_int(j, source, "out_channels", c.out_channels);
-  read_config_int(j, source, "scale_factor_temporal", c.scale_factor_temporal);
-  read_config_int(j, source, "scale_factor_spatial", c.scale_factor_spatial);
+  read_config_ints(j, source,
+                   {{"out_channels", &c.out_channels},
+                    {"scale_factor_temporal", &c.scale_factor_temporal},
+                    {"scale_factor_spatial", &c.scale_factor_spatial}});
   read_config_bool(j, source, "is_residual", c.is_residual);
   read_config_nullable_int(j, source, "patch_size", c.patch_size);
   c.validate(source);
@@ -65,8 +66,7 @@ WanVAEConfig WanVAEConfig::from_file(const std::string& path) {
 }
 
 void WanVAEConfig::validate(const std::string& source) const {
-  require_positive(source, "base_dim", decoder_dim());
-  require_positive(source, "z_dim", z_dim);
+  require_positive(source, {{"base_dim", decoder_dim()}, {"z_dim", z_dim}});
   require_non_negative(source, "num_res_blocks", num_res_blocks);
   require_positive(source, "out_channels", out_channels);
   if (dim_mult.size() < 2) throw InputError(source + ": key 'dim_mult' needs at least 2 values");
