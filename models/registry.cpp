@@ -10,10 +10,10 @@
 #include "models/hunyuan_video/pipeline.h"
 #include "models/mochi/config.h"
 #include "models/mochi/parity.h"
+#include "models/mochi/pipeline.h"
 #include "models/wan/config.h"
 #include "models/wan/parity.h"
 #include "models/wan/pipeline.h"
-#include "models/mochi/pipeline.h"
 
 #include <filesystem>
 #include <fstream>
@@ -26,9 +26,9 @@ const std::vector<FamilyInfo>& model_families() {
       // VAE 8x spatial x patch 2; VAE 4x temporal.
       {"hunyuan-video", hunyuan_video_preset_names(), 16, 4, false},
       // VAE 8x spatial x patch 2; VAE 4x temporal; CFG.
-      {"wan", wan_preset_names(), 16, 4, true},
-      // VAE 8x spatial x patch 2; VAE 4x temporal; CFG.
       {"cogvideox", cogvideox_preset_names(), 16, 4, true},
+      // VAE 8x spatial x patch 2; VAE 4x temporal; CFG.
+      {"wan", wan_preset_names(), 16, 4, true},
       // VAE 8x spatial x patch 2; VAE 6x temporal; CFG.
       {"mochi", mochi_preset_names(), 16, 6, true},
       // VAE 8x spatial x 2x2 latent packing; images (one frame).
@@ -39,8 +39,8 @@ const std::vector<FamilyInfo>& model_families() {
 
 std::unique_ptr<DiffusionPipeline> create_pipeline(const PipelineSpec& spec) {
   if (spec.model == "hunyuan-video") return std::make_unique<HunyuanVideoPipeline>(spec);
-  if (spec.model == "wan") return std::make_unique<WanPipeline>(spec);
   if (spec.model == "cogvideox") return std::make_unique<CogVideoXPipeline>(spec);
+  if (spec.model == "wan") return std::make_unique<WanPipeline>(spec);
   if (spec.model == "mochi") return std::make_unique<MochiPipeline>(spec);
   if (spec.model == "flux") return std::make_unique<FluxPipeline>(spec);
   std::string known;
@@ -62,10 +62,10 @@ FixtureParity run_fixture_parity(const std::string& dir) {
   const std::string cls = config.value("_class_name", "");
   if (cls == "HunyuanVideoTransformer3DModel") return hunyuan_video_transformer_parity(dir);
   if (cls == "AutoencoderKLHunyuanVideo") return hunyuan_video_vae_parity(dir);
-  if (cls == "WanTransformer3DModel") return wan_transformer_parity(dir);
-  if (cls == "AutoencoderKLWan") return wan_vae_parity(dir);
   if (cls == "CogVideoXTransformer3DModel") return cogvideox_transformer_parity(dir);
   if (cls == "AutoencoderKLCogVideoX") return cogvideox_vae_parity(dir);
+  if (cls == "WanTransformer3DModel") return wan_transformer_parity(dir);
+  if (cls == "AutoencoderKLWan") return wan_vae_parity(dir);
   if (cls == "MochiTransformer3DModel") return mochi_transformer_parity(dir);
   if (cls == "AutoencoderKLMochi") return mochi_vae_parity(dir);
   if (cls == "FluxTransformer2DModel") return flux_transformer_parity(dir);
