@@ -13,6 +13,8 @@ TeaCache::TeaCache(CacheOptions options) : CachePolicy(std::move(options)) {
         "five comma-separated numbers)");
   }
   coefficients_ = parse_teacache_coefficients(options_.teacache_coefficients);
+  const std::string& name = options_.teacache_coefficients;
+  ret_steps_ = name.size() > 4 && name.compare(name.size() - 4, 4, "-ret") == 0;
 }
 
 void TeaCache::reset() {
@@ -41,9 +43,11 @@ at::Tensor TeaCache::forward(BlockTransformer& model, const TransformerInputs& i
   }
   previous_signal_ = std::move(signal);  // updated on every step, reused or not
 
-  // The first step (or the first warmup_steps, TeaCache's ret_steps) and the last always compute.
-  const int first_cacheable = std::max(1, options_.warmup_steps);
-  if (step < first_cacheable || step == num_steps - 1 || !rec.signal) {
+  // The first step (or the first warmup_steps) and the last always compute; a `-ret` coefficient
+  // set (TeaCache4Wan2.1's use_ret_steps) computes the first 5 steps and may reuse the last.
+  const int first_cacheable = std::max(ret_steps_ ? kRetSteps : 1, options_.warmup_steps);
+  const bool last_computes = !ret_steps_ && step == num_steps - 1;
+  if (step < first_cacheable || last_computes || !rec.signal) {
     accumulated_ = 0;
   } else {
     accumulated_ += rescale(*rec.signal);

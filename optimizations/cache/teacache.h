@@ -23,9 +23,11 @@ class TeaCache : public CachePolicy {
   double rescale(double rel) const;
 
  private:
+  static constexpr int kRetSteps = 5;  // steps a `-ret` set always computes first
   std::array<double, 5> coefficients_;
-  at::Tensor previous_signal_;            // m_{t-1}
-  double accumulated_ = 0;                // rescaled distance since the last computed step
+  bool ret_steps_ = false;      // a `-ret` set: the first kRetSteps compute, the last may reuse
+  at::Tensor previous_signal_;  // m_{t-1}
+  double accumulated_ = 0;      // rescaled distance since the last computed step
   cache_detail::StreamResiduals stored_;  // all blocks' residuals at the last computed step
 };
 

@@ -475,6 +475,27 @@ TEST(TeaCache, FirstLastAndWarmupStepsCompute) {
   }
 }
 
+TEST(TeaCache, RetStepSetsComputeTheFirstFiveAndMayReuseTheLast) {
+  // A constant signal: every relative distance is 0, so each step adds poly4(0) = c4. The 1.3B
+  // set's c4 = 0.1379 stays below threshold 1 for 7 steps; the ret set's c4 < 0 always does.
+  ToyConfig c;
+  c.signal = std::vector<double>(8, 1.0);
+  {
+    ToyModel model(c);
+    auto policy = make_cache_policy("teacache", tea_options(1.0, "wan2.1-t2v-1.3b"));
+    generate(*policy, model, 8);
+    EXPECT_EQ(reuse_pattern(*policy),
+              (std::vector<bool>{false, true, true, true, true, true, true, false}));
+  }
+  {
+    ToyModel model(c);
+    auto policy = make_cache_policy("teacache", tea_options(1.0, "wan2.1-t2v-1.3b-ret"));
+    generate(*policy, model, 8);
+    EXPECT_EQ(reuse_pattern(*policy),
+              (std::vector<bool>{false, false, false, false, false, true, true, true}));
+  }
+}
+
 TEST(TeaCache, ReusedOutputIsInputPlusStoredResidual) {
   ToyConfig c;
   c.dtype = at::kFloat;
