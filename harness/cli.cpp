@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -70,13 +71,52 @@ int cmd_list() {
 }
 
 int cmd_plan(const std::string& suite_file) {
+  if (auto collection = load_suite_collection(suite_file)) {
+    for (const auto& sub : collection->suites) {
+      std::cout << "# " << sub.string() << "\n";
+      std::cout << plan_text(expand_matrix(load_suite(sub)));
+    }
+    return 0;
+  }
   auto suite = load_suite(suite_file);
   auto configs = expand_matrix(suite);
   std::cout << plan_text(configs);
   return 0;
 }
 
+int cmd_run(const std::string& suite_file, RunOptions options);
+
+// A suite collection: each suite into OUT/<its name>/, then OUT/report.md joining their reports.
+// Every suite is validated before the first one runs; the exit status is the worst one.
+int cmd_run_collection(const SuiteCollection& collection, RunOptions options) {
+  const auto out = options.out_dir.empty() ? std::filesystem::path("results") / collection.name
+                                           : options.out_dir;
+  std::vector<Suite> suites;
+  for (const auto& sub : collection.suites) suites.push_back(load_suite(sub));
+  std::filesystem::create_directories(out);
+  std::string joined = "# ditbench report: " + collection.name + "\n\n";
+  int rc = 0;
+  for (size_t i = 0; i < suites.size(); ++i) {
+    RunOptions sub_options = options;
+    sub_options.out_dir = out / suites[i].name;
+    std::cerr << "ditbench: suite " << suites[i].name << " (" << (i + 1) << "/" << suites.size()
+              << ")\n";
+    const int sub_rc = cmd_run(collection.suites[i].string(), sub_options);
+    rc = std::max(rc, sub_rc);
+    std::ifstream report(sub_options.out_dir / "report.md");
+    std::string line;
+    while (std::getline(report, line)) joined += (line.rfind('#', 0) == 0 ? "#" : "") + line + "\n";
+    joined += "\n";
+    if (sub_rc == 130) break;  // interrupted: the suites after it do not start
+  }
+  std::ofstream(out / "report.md") << joined;
+  std::cerr << "ditbench: report of the collection in " << (out / "report.md").string() << "\n";
+  return rc;
+}
+
 int cmd_run(const std::string& suite_file, RunOptions options) {
+  if (auto collection = load_suite_collection(suite_file))
+    return cmd_run_collection(*collection, std::move(options));
   auto suite = load_suite(suite_file);
   if (options.out_dir.empty()) options.out_dir = std::filesystem::path("results") / suite.name;
   auto summary = run_suite(suite, options);

@@ -696,6 +696,43 @@ Suite load_suite(const fs::path& file) {
   return parse_suite(doc, file);
 }
 
+std::optional<SuiteCollection> load_suite_collection(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw InputError(file.string() + ": cannot open the suite file");
+  json doc;
+  try {
+    doc = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw InputError(file.string() + ": not valid JSON: " + e.what());
+  }
+  if (!doc.is_object() || !doc.contains("suites")) return std::nullopt;
+  for (const auto& [key, value] : doc.items()) {
+    if (key != "name" && key != "description" && key != "suites")
+      throw InputError(file.string() + ": /" + key +
+                       ": unknown key in a suite collection (allowed: name, description, suites)");
+  }
+  SuiteCollection collection;
+  collection.name = file.stem().string();
+  if (doc.contains("name")) {
+    if (!doc["name"].is_string() || doc["name"].get<std::string>().empty())
+      throw InputError(file.string() + ": /name: expected a non-empty string");
+    collection.name = doc["name"].get<std::string>();
+  }
+  const auto& list = doc["suites"];
+  if (!list.is_array() || list.empty())
+    throw InputError(file.string() + ": /suites: expected a non-empty array of suite files");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string where = file.string() + ": /suites/" + std::to_string(i);
+    if (!list[i].is_string()) throw InputError(where + ": expected a suite file name");
+    const fs::path sub = file.parent_path() / list[i].get<std::string>();
+    if (!fs::exists(sub)) throw InputError(where + ": " + sub.string() + " does not exist");
+    if (load_suite_collection(sub))
+      throw InputError(where + ": " + sub.string() + " is itself a collection");
+    collection.suites.push_back(sub);
+  }
+  return collection;
+}
+
 std::vector<RunConfig> expand_matrix(const Suite& suite) {
   std::vector<RunConfig> configs;
   std::set<std::string> seen;

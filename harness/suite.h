@@ -144,6 +144,16 @@ struct RunConfig {
 Suite parse_suite(const nlohmann::json& doc, const std::filesystem::path& file);
 Suite load_suite(const std::filesystem::path& file);
 
+// A suite collection: {"name", "description", "suites": [paths relative to the file]} runs each
+// listed suite in turn (e.g. suites/models-cpu.json: every model family's tiny suite). Returns the
+// resolved suite files, or nothing when `file` is an ordinary suite. InputError names the file and
+// the JSON path of a bad entry (not a string, missing file, a collection inside a collection).
+struct SuiteCollection {
+  std::string name;
+  std::vector<std::filesystem::path> suites;
+};
+std::optional<SuiteCollection> load_suite_collection(const std::filesystem::path& file);
+
 // The cartesian product of the axes, duplicates removed, invalid combinations kept with a skip
 // reason, exactly one config marked baseline. Throws InputError when the suite's baseline names
 // no config of the matrix or a skipped one.
