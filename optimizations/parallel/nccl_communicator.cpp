@@ -70,16 +70,11 @@ NcclCommunicator::NcclCommunicator(const ncclUniqueId& id, int size, int rank, C
                                    std::shared_ptr<NcclAbortSignal> signal)
     : rank_(rank), size_(size), global_rank_(rank), options_(options), signal_(std::move(signal)) {
   check_cuda(cudaGetDevice(&device_), "rank " + std::to_string(rank) + ": cudaGetDevice");
-  // Nonblocking from the start: a blocking communicator's calls wait inside NCCL (the lazy
-  // connection of point-to-point channels included), where neither a peer's failure nor the
-  // timeout can reach them, and an abort from another thread can deadlock against them.
-  ncclConfig_t config = nonblocking_config();
-  ncclResult_t r = ncclCommInitRankConfig(&comm_, size, id, rank, &config);
-  if (r != ncclSuccess && r != ncclInProgress) {
+  ncclResult_t r = ncclCommInitRank(&comm_, size, id, rank);
+  if (r != ncclSuccess) {
     throw CommError("rank " + std::to_string(rank) +
-                    ": ncclCommInitRankConfig: " + ncclGetErrorString(r));
+                    ": ncclCommInitRank: " + ncclGetErrorString(r));
   }
-  wait_ready("ncclCommInitRank");
   start_watchdog();
 }
 
@@ -228,41 +223,14 @@ void NcclCommunicator::check(ncclResult_t result, const std::string& op) {
   if (result == ncclInProgress) return wait_ready(op);
   std::string msg =
       "rank " + std::to_string(global_rank_) + ": " + op + ": " + ncclGetErrorString(result);
+  if (const char* last = ncclGetLastError(comm_)) {
+    if (*last) msg += std::string(" (") + last + ")";
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!aborted_) {
-      if (const char* last = ncclGetLastError(comm_)) {
-        if (*last) msg += std::string(" (") + last + ")";
-      }
-    }
     abort_locked(global_rank_, msg);
   }
   throw CommError(msg);
-}
-
-namespace {
-
-// The outcome of a sequence of NCCL calls: the first error, else ncclInProgress when any call
-// left work pending on the nonblocking communicator, else ncclSuccess.
-struct NcclStatus {
-  ncclResult_t result = ncclSuccess;
-  void operator()(ncclResult_t r) {
-    if (r == ncclSuccess) return;
-    if (result == ncclSuccess || (result == ncclInProgress && r != ncclInProgress)) result = r;
-  }
-};
-
-}  // namespace
-
-template <typename Calls>
-void NcclCommunicator::enqueue(const std::string& op, Calls calls) {
-  NcclStatus status;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!aborted_) calls(status);
-  }
-  check_usable(op);  // throws when the communicator was aborted before the calls
-  check(status.result, op);
 }
 
 void NcclCommunicator::check_tensor(const at::Tensor& t, const std::string& op) const {
@@ -303,14 +271,12 @@ at::Tensor NcclCommunicator::all_to_all(const at::Tensor& input_) {
   const size_t chunk_bytes = count * input.element_size();
   const ncclDataType_t type = nccl_type(input.scalar_type(), op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  enqueue(op, [&](NcclStatus& status) {
-    status(ncclGroupStart());
-    for (int peer = 0; peer < size_; ++peer) {
-      status(ncclSend(bytes_of(input) + peer * chunk_bytes, count, type, peer, comm_, stream));
-      status(ncclRecv(bytes_of(output) + peer * chunk_bytes, count, type, peer, comm_, stream));
-    }
-    status(ncclGroupEnd());
-  });
+  check(ncclGroupStart(), op);
+  for (int peer = 0; peer < size_; ++peer) {
+    check(ncclSend(bytes_of(input) + peer * chunk_bytes, count, type, peer, comm_, stream), op);
+    check(ncclRecv(bytes_of(output) + peer * chunk_bytes, count, type, peer, comm_, stream), op);
+  }
+  check(ncclGroupEnd(), op);
   cudaEventDestroy(track(op, stream));
   return output;
 }
@@ -325,11 +291,9 @@ at::Tensor NcclCommunicator::all_gather(const at::Tensor& input_) {
   sizes[0] *= size_;
   at::Tensor output = at::empty(sizes, input.options());
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  const ncclDataType_t type = nccl_type(input.scalar_type(), op);
-  enqueue(op, [&](NcclStatus& status) {
-    status(ncclAllGather(input.data_ptr(), output.data_ptr(), static_cast<size_t>(input.numel()),
-                         type, comm_, stream));
-  });
+  check(ncclAllGather(input.data_ptr(), output.data_ptr(), static_cast<size_t>(input.numel()),
+                      nccl_type(input.scalar_type(), op), comm_, stream),
+        op);
   cudaEventDestroy(track(op, stream));
   return output;
 }
@@ -340,11 +304,9 @@ void NcclCommunicator::all_reduce_sum(at::Tensor& tensor) {
   check_tensor(tensor, op);
   if (tensor.scalar_type() == at::kBool) throw CommError(op + ": cannot sum bool tensors");
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  const ncclDataType_t type = nccl_type(tensor.scalar_type(), op);
-  enqueue(op, [&](NcclStatus& status) {
-    status(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
-                         type, ncclSum, comm_, stream));
-  });
+  check(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                      nccl_type(tensor.scalar_type(), op), ncclSum, comm_, stream),
+        op);
   cudaEventDestroy(track(op, stream));
 }
 
@@ -354,10 +316,9 @@ void NcclCommunicator::send(const at::Tensor& tensor_, int dst) {
   at::Tensor tensor = tensor_.contiguous();
   check_tensor(tensor, op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  enqueue(op, [&](NcclStatus& status) {
-    status(ncclSend(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
-                    ncclUint8, dst, comm_, stream));
-  });
+  check(ncclSend(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
+                 ncclUint8, dst, comm_, stream),
+        op);
   cudaEventDestroy(track(op, stream));
 }
 
@@ -366,10 +327,9 @@ void NcclCommunicator::recv(at::Tensor& tensor, int src) {
   check_usable(op);
   check_tensor(tensor, op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
-  enqueue(op, [&](NcclStatus& status) {
-    status(ncclRecv(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
-                    ncclUint8, src, comm_, stream));
-  });
+  check(ncclRecv(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
+                 ncclUint8, src, comm_, stream),
+        op);
   cudaEventDestroy(track(op, stream));
 }
 
@@ -419,16 +379,14 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
   // Both buffers are used on the side stream: keep the allocator from reusing them too early.
   c10::cuda::CUDACachingAllocator::recordStream(to_send.storage().data_ptr(), *side_stream_);
   c10::cuda::CUDACachingAllocator::recordStream(to_recv.storage().data_ptr(), *side_stream_);
-  enqueue(op, [&](NcclStatus& status) {
-    status(ncclGroupStart());
-    status(ncclSend(to_send.data_ptr(),
-                    static_cast<size_t>(to_send.numel() * to_send.element_size()), ncclUint8, dst,
-                    comm_, side));
-    status(ncclRecv(to_recv.data_ptr(),
-                    static_cast<size_t>(to_recv.numel() * to_recv.element_size()), ncclUint8, src,
-                    comm_, side));
-    status(ncclGroupEnd());
-  });
+  check(ncclGroupStart(), op);
+  check(ncclSend(to_send.data_ptr(), static_cast<size_t>(to_send.numel() * to_send.element_size()),
+                 ncclUint8, dst, comm_, side),
+        op);
+  check(ncclRecv(to_recv.data_ptr(), static_cast<size_t>(to_recv.numel() * to_recv.element_size()),
+                 ncclUint8, src, comm_, side),
+        op);
+  check(ncclGroupEnd(), op);
   return std::make_unique<NcclStreamWork>(track(op, side), device_);
 }
 
@@ -464,8 +422,7 @@ std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {
   ncclConfig_t config = nonblocking_config();
   // A nonblocking split reports its progress on the parent; the child handle is set once the
   // parent is ready again.
-  enqueue(op,
-          [&](NcclStatus& status) { status(ncclCommSplit(comm_, color, key, &child, &config)); });
+  check(ncclCommSplit(comm_, color, key, &child, &config), op);
   wait_ready(op);
   if (!child)
     throw CommError("rank " + std::to_string(global_rank_) + ": " + op +

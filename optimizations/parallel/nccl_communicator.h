@@ -32,8 +32,8 @@ class NcclCommunicator : public Communicator {
 
   // Joins communicator `id` as `rank` of `size` on the current CUDA device (collective: all ranks
   // call it concurrently). `signal` links the ranks of one process (or, through ProcessLaunch,
-  // of one multi-process launch) so that one failure aborts all. The communicator is nonblocking:
-  // every call that must wait for peers is polled, so a failed peer or the timeout ends it.
+  // of one multi-process launch) so that one failure aborts all. The world communicator is
+  // blocking (a nonblocking one hung on 4 H100s); its subgroups are nonblocking and polled.
   NcclCommunicator(const ncclUniqueId& id, int size, int rank, CommOptions options,
                    std::shared_ptr<NcclAbortSignal> signal = nullptr);
   ~NcclCommunicator() override;
@@ -65,11 +65,6 @@ class NcclCommunicator : public Communicator {
   void wait_ready(const std::string& op);
   void check(ncclResult_t result, const std::string& op);
   void check_tensor(const at::Tensor& t, const std::string& op) const;
-  // Runs the NCCL calls of one operation (calls(status) feeds each result to status) under the
-  // lock, so that the watchdog cannot abort and free the communicator between them, then waits
-  // for the nonblocking calls outside it.
-  template <typename Calls>
-  void enqueue(const std::string& op, Calls calls);
   // Hands the work just enqueued on `stream` to the watchdog; returns its completion event.
   cudaEvent_t track(const std::string& op, cudaStream_t stream);
   void abort_locked(int failed_rank, const std::string& reason);
