@@ -684,27 +684,24 @@ json RunConfig::to_json() const {
 
 Suite parse_suite(const json& doc, const fs::path& file) { return SuiteReader(doc, file).read(); }
 
-Suite load_suite(const fs::path& file) {
+namespace {
+
+json read_suite_json(const fs::path& file) {
   std::ifstream in(file);
   if (!in) throw InputError(file.string() + ": cannot open the suite file");
-  json doc;
   try {
-    doc = json::parse(in);
+    return json::parse(in);
   } catch (const json::parse_error& e) {
     throw InputError(file.string() + ": not valid JSON: " + e.what());
   }
-  return parse_suite(doc, file);
 }
 
+}  // namespace
+
+Suite load_suite(const fs::path& file) { return parse_suite(read_suite_json(file), file); }
+
 std::optional<SuiteCollection> load_suite_collection(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw InputError(file.string() + ": cannot open the suite file");
-  json doc;
-  try {
-    doc = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw InputError(file.string() + ": not valid JSON: " + e.what());
-  }
+  const json doc = read_suite_json(file);
   if (!doc.is_object() || !doc.contains("suites")) return std::nullopt;
   for (const auto& [key, value] : doc.items()) {
     if (key != "name" && key != "description" && key != "suites")

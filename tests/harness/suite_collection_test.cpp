@@ -11,6 +11,7 @@
 #include "cli_test_util.h"
 #include "harness/record.h"
 #include "harness/suite.h"
+#include "parallel/tiny_cp_suite.h"
 #include "test_util.h"
 
 namespace ditbench {
@@ -19,23 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 
 void write_json(const fs::path& file, const nlohmann::json& doc) { std::ofstream(file) << doc; }
-
-nlohmann::json tiny_suite(const std::string& name, nlohmann::json axes) {
-  return {{"name", name},
-          {"model", "hunyuan-video"},
-          {"preset", "hunyuan-video-tiny"},
-          {"weights", "random"},
-          {"dtype", "float32"},
-          {"device", "cpu"},
-          {"height", 32},
-          {"width", 32},
-          {"frames", 5},
-          {"steps", 3},
-          {"warmup", 0},
-          {"repeats", 1},
-          {"prompt", {{"tokens", 6}, {"valid", 4}}},
-          {"axes", axes}};
-}
 
 std::string read_text(const fs::path& file) {
   std::ifstream in(file);
@@ -47,9 +31,11 @@ std::string read_text(const fs::path& file) {
 TEST(SuiteCollection, RunsEverySuiteIntoItsFolderAndJoinsTheReports) {
   testing::TempDir dir("ditbench_collection");
   fs::create_directories(dir.path() / "sub");
-  write_json(dir.path() / "sub" / "a.json", tiny_suite("alpha", {{"cache", {"none"}}}));
+  write_json(dir.path() / "sub" / "a.json",
+             testing::tiny_cp_suite("alpha", {{"cache", {"none"}}}, 3));
   write_json(dir.path() / "sub" / "b.json",
-             tiny_suite("beta", {{"cache", {"none", "fbcache"}}, {"cache_threshold", {0.5}}}));
+             testing::tiny_cp_suite(
+                 "beta", {{"cache", {"none", "fbcache"}}, {"cache_threshold", {0.5}}}, 3));
   write_json(dir.path() / "all.json", {{"name", "both"}, {"suites", {"sub/a.json", "sub/b.json"}}});
 
   std::string plan;
@@ -71,7 +57,7 @@ TEST(SuiteCollection, RunsEverySuiteIntoItsFolderAndJoinsTheReports) {
 
 TEST(SuiteCollection, BadEntriesAreExit2NamingTheJsonPath) {
   testing::TempDir dir("ditbench_collection_bad");
-  write_json(dir.path() / "ok.json", tiny_suite("ok", {{"cache", {"none"}}}));
+  write_json(dir.path() / "ok.json", testing::tiny_cp_suite("ok", {{"cache", {"none"}}}, 3));
   const std::vector<std::pair<nlohmann::json, std::string>> cases = {
       {{{"suites", {"ok.json", 3}}}, "/suites/1: expected a suite file name"},
       {{{"suites", {"missing.json"}}}, "/suites/0: "},

@@ -91,10 +91,12 @@ const BadSuite kBadSuites[] = {
      {"both \"preset\" and \"checkpoint\"", "exactly one"}},
     {"unknown_preset",
      {{"preset", "hunyuan-tiny"}},
-     {"/preset: unknown preset \"hunyuan-tiny\" (allowed: hunyuan-video, hunyuan-video-tiny)"}},
+     // No "model" key: every family's presets are allowed, each family's in its own order.
+     {"/preset: unknown preset \"hunyuan-tiny\" (allowed: hunyuan-video, hunyuan-video-tiny, ",
+      "flux-dev, flux-schnell, flux-tiny", "wan2.1-t2v-14b, wan2.1-t2v-1.3b, wan-tiny"}},
     {"unknown_model",
      {{"model", "flux-dev"}},
-     {"/model: unknown model \"flux-dev\" (allowed: hunyuan-video)"}},
+     {"/model: unknown model \"flux-dev\" (allowed: hunyuan-video, cogvideox, wan, mochi, flux)"}},
     {"unknown_attention",
      {{"axes", {{"attention", {"flash2"}}}}},
      {"/axes/attention/0: unknown attention backend \"flash2\" (allowed: math, sdpa, flash, "
