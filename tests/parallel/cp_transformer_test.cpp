@@ -30,10 +30,10 @@ struct Case {
   at::Tensor expected_signal;  // single-rank TeaCache signal: [B, N, D]
 };
 
-Case make_case() {
+Case make_case(int64_t heads = 4) {
   Case c;
   c.config = hunyuan_video_preset("hunyuan-video-tiny");
-  c.config.num_attention_heads = 4;  // so that Ulysses over 4 ranks divides the heads
+  c.config.num_attention_heads = heads;  // so that Ulysses over `heads` ranks divides them
   c.model = HunyuanVideoTransformer3DModel(c.config, at::TensorOptions().dtype(at::kFloat));
   random_init(*c.model, 11);
   at::manual_seed(3);
@@ -132,6 +132,17 @@ TEST(ContextParallelTransformer, EvenShardsOfValidTextNeedNoKeyMaskAndStillMatch
     ParallelScope parallel_scope(&groups);
     EXPECT_TRUE(hunyuan_video_state(c.model->prepare(c.in)).key_mask.defined());
   });
+}
+
+TEST(ContextParallelTransformer, EightRanksInEveryLayoutMatchSingleRank) {
+  // The 8-GPU layouts on 8 in-process ranks: 27 image and 5 text tokens leave 5 padding rows.
+  static Case c = make_case(8);
+  for (auto [ulysses, ring] : std::vector<std::pair<int, int>>{{8, 1}, {1, 8}, {4, 2}, {2, 4}}) {
+    SCOPED_TRACE("ulysses " + std::to_string(ulysses) + " x ring " + std::to_string(ring));
+    const auto r = testing::run_on_ranks(*c.model, c.in, 8, 8, ulysses, ring);
+    testing::expect_outputs_match(r, c.expected);
+    testing::expect_signals_join(r, c.expected_signal);
+  }
 }
 
 }  // namespace
