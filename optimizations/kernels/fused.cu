@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "optimizations/kernels/fused_cuda.h"
+#include "optimizations/kernels/vec_dispatch.h"
 
 namespace ditbench {
 namespace {
@@ -350,30 +351,6 @@ bool launch_qk(const void* q, const void* k, void* q_out, void* k_out, QkStrides
   return true;
 }
 
-// Calls launch(std::integral_constant<int, N>{}) for the N in 1..kMaxRowVecs equal to `vecs`.
-template <typename Launch>
-bool with_row_vecs(int vecs, Launch&& launch) {
-  switch (vecs) {
-    case 1:
-      return launch(std::integral_constant<int, 1>{});
-    case 2:
-      return launch(std::integral_constant<int, 2>{});
-    case 3:
-      return launch(std::integral_constant<int, 3>{});
-    case 4:
-      return launch(std::integral_constant<int, 4>{});
-    case 5:
-      return launch(std::integral_constant<int, 5>{});
-    case 6:
-      return launch(std::integral_constant<int, 6>{});
-    case 7:
-      return launch(std::integral_constant<int, 7>{});
-    case 8:
-      return launch(std::integral_constant<int, 8>{});
-  }
-  return false;
-}
-
 }  // namespace
 
 bool layer_norm_modulate_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, void* out, int64_t batch,
@@ -382,7 +359,7 @@ bool layer_norm_modulate_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, void* 
   if (!row_shape_ok(dim) || !aligned(x) || !aligned(shift) || !aligned(scale) || !aligned(out)) {
     return false;
   }
-  return with_row_vecs(vecs_per_thread(dim), [&](auto vecs) {
+  return with_vecs<1, kMaxRowVecs>(vecs_per_thread(dim), [&](auto vecs) {
     return launch_layer_norm_modulate<decltype(vecs)::value>(x, shift, scale, out, batch, seq, dim,
                                                              eps, stream);
   });
@@ -394,7 +371,7 @@ bool gate_residual_cuda(RowsBf16 x, RowsBf16 y, RowsBf16 gate, void* out, int64_
   if (!row_shape_ok(dim) || !aligned(x) || !aligned(y) || !aligned(gate) || !aligned(out)) {
     return false;
   }
-  return with_row_vecs(vecs_per_thread(dim), [&](auto vecs) {
+  return with_vecs<1, kMaxRowVecs>(vecs_per_thread(dim), [&](auto vecs) {
     return launch_gate_residual<decltype(vecs)::value>(x, y, gate, out, batch, seq, dim, stream);
   });
 }

@@ -1,6 +1,7 @@
 #include <type_traits>
 
 #include "optimizations/kernels/fused_fp8_cuda.h"
+#include "optimizations/kernels/vec_dispatch.h"
 #include "optimizations/quant/fp8_rows.cuh"
 
 namespace ditbench {
@@ -196,29 +197,6 @@ bool launch_layer_norm_modulate_fp8(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, 
   return true;
 }
 
-template <typename Launch>
-bool with_ln_vecs(int vecs, Launch&& launch) {
-  switch (vecs) {
-    case 1:
-      return launch(std::integral_constant<int, 1>{});
-    case 2:
-      return launch(std::integral_constant<int, 2>{});
-    case 3:
-      return launch(std::integral_constant<int, 3>{});
-    case 4:
-      return launch(std::integral_constant<int, 4>{});
-    case 5:
-      return launch(std::integral_constant<int, 5>{});
-    case 6:
-      return launch(std::integral_constant<int, 6>{});
-    case 7:
-      return launch(std::integral_constant<int, 7>{});
-    case 8:
-      return launch(std::integral_constant<int, 8>{});
-  }
-  return false;
-}
-
 }  // namespace
 
 bool layer_norm_modulate_fp8_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, void* full,
@@ -231,7 +209,7 @@ bool layer_norm_modulate_fp8_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, vo
     return false;
   }
   const int vecs_per_thread = static_cast<int>((dim / kVec + kLnThreads - 1) / kLnThreads);
-  return with_ln_vecs(vecs_per_thread, [&](auto n) {
+  return with_vecs(vecs_per_thread, [&](auto n) {
     return launch_layer_norm_modulate_fp8<decltype(n)::value>(
         x, shift, scale, full, values, row_scale, batch, seq, dim, eps, stream);
   });
