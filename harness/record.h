@@ -87,8 +87,8 @@ struct AttentionRecord {
 // Its kernel categories in report order (the order of harness/profile.h's KernelCategory).
 inline const std::vector<std::string>& profile_categories() {
   static const std::vector<std::string> names = {
-      "gemm", "attention", "communication", "norm_modulation", "rope", "elementwise", "copy",
-      "other"};
+      "gemm", "attention",   "communication", "norm_modulation",
+      "rope", "elementwise", "copy",          "other"};
   return names;
 }
 

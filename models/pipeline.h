@@ -28,11 +28,11 @@ struct PipelineSpec {
   int64_t height = 0, width = 0, frames = 0;
   int steps = 0;
   double guidance = 6.0;
-  std::string prompt_file;       // safetensors with prompt_embeds/...; empty = synthetic
-  int64_t synthetic_tokens = 0;  // synthetic prompt length (0 = the family's default)
-  int64_t synthetic_valid = 0;   // valid tokens of a synthetic prompt (0 = all)
-  std::string noise_file;        // safetensors with a `noise` tensor; empty = seeded
-  bool decode = true;            // build and run the VAE
+  std::string prompt_file;            // safetensors with prompt_embeds/...; empty = synthetic
+  int64_t synthetic_tokens = 0;       // synthetic prompt length (0 = the family's default)
+  int64_t synthetic_valid = 0;        // valid tokens of a synthetic prompt (0 = all)
+  std::string noise_file;             // safetensors with a `noise` tensor; empty = seeded
+  bool decode = true;                 // build and run the VAE
   std::string teacache_coefficients;  // the suite's TeaCache set when it names one, else empty
 };
 
