@@ -429,7 +429,7 @@ BlockState HunyuanVideoTransformer3DModelImpl::prepare(const TransformerInputs& 
   // fastest kernels serve. Samples with different valid counts keep the key mask.
   int64_t joint_text_len = text_len;
   text_mask = text_mask.to(at::kBool);
-  const auto valid_counts = text_mask.sum(1);  // [B]
+  const auto valid_counts = text_mask.sum(1).cpu();  // [B], one device sync
   const int64_t valid_text = valid_counts.min().item<int64_t>();
   const bool text_all_valid = valid_text == text_len;
   if (!text_all_valid && valid_text > 0 && valid_counts.max().item<int64_t>() == valid_text) {
