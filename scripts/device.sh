@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Builds, tests and benchmarks ditbench on a GPU machine in one go (LibTorch from the system's
-# torch, CUDA for sm_90a). Usage: scripts/device.sh [build|test|bench|all|e2e] [extra suites...]
+# torch, CUDA for sm_90a). Usage: scripts/device.sh [build|test|bench|all|e2e|cp|seed] [suites...]
 # Results and logs go to $OUT (default ./out/device). `e2e` (optional, not part of `all`) replays
 # the tiny-shapes end-to-end references on the GPU in bf16 (and float32) against their float32 CPU
-# results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md.
+# results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `cp` (2 or 4 GPUs) runs the NCCL
+# tests under a timeout, then the 720p context-parallel table (1 GPU, Ulysses, ring, USP 2x2);
+# `seed` the 720p table of 1 GPU, FBCache and FBCache + Ulysses 2/4 with the VAE decode (the
+# suite's Ulysses-alone configs are left to a plain run).
+# DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
+# same machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"; shift || true
@@ -13,6 +18,9 @@ export DITBENCH_FIXTURES="${DITBENCH_FIXTURES:-$PWD/.fixtures}"
 log() { echo "[device $(date +%H:%M:%S)] $*"; }
 
 build() {
+  if [ "${DITBENCH_REUSE_BUILD:-0}" = 1 ] && [ -x "$BUILD/ditbench" ]; then
+    log "reusing $BUILD"; return 0
+  fi
   local py; py=$(command -v python3)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDITBENCH_PYTHON="$py" \
     -DCMAKE_CUDA_ARCHITECTURES=90a -DDITBENCH_FIXTURES_DIR="$DITBENCH_FIXTURES" >"$OUT/cmake.log" 2>&1 \
@@ -56,6 +64,33 @@ e2e() {
   done
 }
 
+# Runs SUITE into $OUT/NAME once per filter (--resume: one results file), each pass under a timeout
+# so a hung rank cannot take the remaining passes with it, then copies the report to $OUT/NAME.md.
+suite_passes() {
+  local suite=$1 limit=$2; shift 2
+  local name; name=$(basename "$suite" .json)
+  for filter in "$@"; do
+    log "suite $name, filter $filter"
+    timeout "$limit" "$BUILD/ditbench" run "$suite" --out "$OUT/$name" --resume --filter "$filter" \
+      --comm-timeout 120 2>&1 | tail -6
+  done
+  "$BUILD/ditbench" report "$OUT/$name/results.jsonl" --out "$OUT/$name.md" >/dev/null 2>&1 ||
+    cp "$OUT/$name/report.md" "$OUT/$name.md" 2>/dev/null
+  cat "$OUT/$name.md" 2>/dev/null | head -60
+}
+
+cp_table() {
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  log "NCCL tests"
+  timeout 180 "$BUILD/tests/test_parallel" --gtest_filter='Nccl*' >"$OUT/nccl-tests.log" 2>&1
+  echo "NCCL tests exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]|OK \]" "$OUT/nccl-tests.log" | tail -12
+  suite_passes suites/gpu-hv-720p-cp.json 200 gpus=1 cp=ulysses cp=ring u=2/r=2
+}
+
+seed_table() {
+  suite_passes suites/gpu-hv-720p-seed.json 330 gpus=1 cache=fbcache,gpus=4 cache=fbcache,gpus=2
+}
+
 rc=0
 case "$mode" in
   build) build || rc=$? ;;
@@ -63,6 +98,8 @@ case "$mode" in
   bench) build && bench "$@" || rc=$? ;;
   all) build || exit 1; test_all || rc=$?; bench "$@" ;;
   e2e) build && e2e || rc=$? ;;
-  *) echo "usage: $0 [build|test|bench|all|e2e] [suites...]"; exit 2 ;;
+  cp) build && cp_table || rc=$? ;;
+  seed) build && seed_table || rc=$? ;;
+  *) echo "usage: $0 [build|test|bench|all|e2e|cp|seed] [suites...]"; exit 2 ;;
 esac
 exit $rc

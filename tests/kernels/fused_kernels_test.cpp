@@ -5,6 +5,7 @@
 // CUDA the kernels must decline, so the model keeps its ATen path.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <tuple>
@@ -309,7 +310,16 @@ TEST_F(FusedKernelsGpu, HunyuanVideoBatchOfTwoAndFp8MatchTheirAtenPaths) {
   auto fp8_aten = model->forward(in);
   set_fused_kernels_enabled(true);
   auto fp8_fused = model->forward(in);
-  EXPECT_LT(rel_error(f32_cpu(fp8_fused), f32_cpu(fp8_aten)), 2e-2);
+  // The fused kernels round their bf16 outputs once where the chain rounds after every op; an
+  // e4m3 activation (3 mantissa bits) turns a last-bit bf16 difference into a whole e4m3 step
+  // now and then, so the two FP8 paths may differ by up to FP8's own effect, not by bf16's.
+  // Broken fused FP8 inputs would put the output ~100% off.
+  const double fp8_effect = rel_error(f32_cpu(fp8_aten), f32_cpu(aten));
+  const double fused_vs_aten = rel_error(f32_cpu(fp8_fused), f32_cpu(fp8_aten));
+  EXPECT_LT(fused_vs_aten, std::max(2e-2, 1.5 * fp8_effect))
+      << "fp8 fused vs fp8 ATen " << fused_vs_aten << ", fp8 vs bf16 " << fp8_effect;
+  EXPECT_LT(rel_error(f32_cpu(fp8_fused), f32_cpu(aten)), 2 * fp8_effect + 2e-2)
+      << "fp8 fused vs bf16 " << rel_error(f32_cpu(fp8_fused), f32_cpu(aten));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <sstream>
 #include <string>
 
 #include "optimizations/quant/quant.h"
@@ -13,10 +14,30 @@
 namespace ditbench {
 namespace {
 
-bool bitwise_equal(const Fp8Rows& a, const Fp8Rows& b) {
-  return a.values.sizes() == b.values.sizes() && a.scale.sizes() == b.scale.sizes() &&
-         at::equal(a.values.cpu().view(at::kByte), b.values.cpu().view(at::kByte)) &&
-         at::equal(a.scale.cpu().view(at::kInt), b.scale.cpu().view(at::kInt));
+// "" when a and b are equal bit for bit; otherwise where they first differ: the row's scales, or
+// the element with its input value and both e4m3 values, and how many elements differ.
+std::string first_difference(const Fp8Rows& a, const Fp8Rows& b, const at::Tensor& input) {
+  if (a.values.sizes() != b.values.sizes() || a.scale.sizes() != b.scale.sizes()) {
+    return "shapes differ";
+  }
+  auto sa = a.scale.cpu().reshape({-1}), sb = b.scale.cpu().reshape({-1});
+  auto scale_diff = sa.view(at::kInt).ne(sb.view(at::kInt)).nonzero();
+  std::ostringstream os;
+  os.precision(9);
+  if (scale_diff.size(0) > 0) {
+    const int64_t r = scale_diff[0][0].item<int64_t>();
+    os << scale_diff.size(0) << " scales differ, first row " << r << ": " << sa[r].item<float>()
+       << " vs " << sb[r].item<float>() << "; ";
+  }
+  auto va = a.values.cpu(), vb = b.values.cpu();
+  auto diff = va.view(at::kByte).ne(vb.view(at::kByte)).nonzero();  // [n, 2]
+  if (diff.size(0) > 0) {
+    const int64_t r = diff[0][0].item<int64_t>(), c = diff[0][1].item<int64_t>();
+    os << diff.size(0) << " values differ, first [" << r << ", " << c << "]: input "
+       << input.cpu()[r][c].item<float>() << ", scale " << sa[r].item<float>() << ", "
+       << va[r][c].to(at::kFloat).item<float>() << " vs " << vb[r][c].to(at::kFloat).item<float>();
+  }
+  return os.str();
 }
 
 // Rows exercising the rounding: random magnitudes over many binades, one all-zero row, one row
@@ -53,8 +74,10 @@ class Fp8RowsCuda : public ::testing::Test {
   static void expect_matches_aten(const at::Tensor& rows, const std::string& what) {
     SCOPED_TRACE(what);
     auto kernel = quantize_rows_fp8(rows);
-    EXPECT_TRUE(bitwise_equal(kernel, quantize_rows_fp8_aten(rows))) << "vs ATen on the GPU";
-    EXPECT_TRUE(bitwise_equal(kernel, quantize_rows_fp8_aten(rows.cpu()))) << "vs ATen on the CPU";
+    EXPECT_EQ(first_difference(kernel, quantize_rows_fp8_aten(rows), rows), "")
+        << "vs ATen on the GPU";
+    EXPECT_EQ(first_difference(kernel, quantize_rows_fp8_aten(rows.cpu()), rows), "")
+        << "vs ATen on the CPU";
   }
 };
 
