@@ -35,6 +35,7 @@
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/process_launch.h"
 #include "optimizations/parallel/timed_communicator.h"
+#include "optimizations/parallel/trace.h"
 #include "optimizations/quant/quant.h"
 #include "reports/markdown.h"
 #include "reports/trace.h"
@@ -280,6 +281,7 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   gen.check_interrupt = check_interrupt;
   const std::optional<InjectedFault> fault = groups ? injected_fault() : std::nullopt;
   gen.on_step_begin = [&](int step) {
+    if (trace_enabled()) trace("rank " + std::to_string(rank) + ": step " + std::to_string(step));
     if (comm) comm->set_step(step);
     if (fault && fault->rank == rank && fault->step == step) {
       throw std::runtime_error("injected fault at denoising step " + std::to_string(step) +
@@ -382,12 +384,18 @@ RankOutcome run_rank(const RunConfig& c, PipelineHolder& holder, const at::Devic
                      Communicator& comm, const RunOptions& options) {
   auto counter = std::make_shared<CommTimeCounter>();
   TimedCommunicator timed(comm, counter);
+  const std::string me = "rank " + std::to_string(comm.rank()) + ": ";
+  trace(me + c.id + ": making the groups");
   ParallelGroups groups = make_parallel_groups(timed, c.axes.cfg_parallel ? 2 : 1,
                                                c.axes.ulysses_degree, c.axes.ring_degree);
+  trace(me + "groups made, getting the pipeline");
   DiffusionPipeline& pipeline = holder.get(c, device);
+  trace(me + "pipeline ready");
   if (options.rank_hook) options.rank_hook(c, comm.rank());
   RankOutcome outcome = run_generations(c, pipeline, device, &groups, counter.get(), comm.rank());
+  trace(me + "generations done");
   check_cache_decisions(comm, outcome.reused, device);
+  trace(me + "cache decisions checked");
   return outcome;
 }
 

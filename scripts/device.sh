@@ -3,9 +3,10 @@
 # torch, CUDA for sm_90a). Usage: scripts/device.sh [build|test|bench|all|e2e|cp|seed] [suites...]
 # Results and logs go to $OUT (default ./out/device). `e2e` (optional, not part of `all`) replays
 # the tiny-shapes end-to-end references on the GPU in bf16 (and float32) against their float32 CPU
-# results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `cp` (2 or 4 GPUs) runs the NCCL
-# tests under a timeout, then the 720p context-parallel table (1 GPU, Ulysses, ring, USP 2x2);
-# `seed` the 720p table of 1 GPU, FBCache and FBCache + Ulysses 2/4 with the VAE decode (the
+# results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `cp` (4 GPUs) runs the NCCL
+# tests, the tiny model on 1, 2 and 4 GPUs in every mode (suites/gpu-cp-tiny.json), then the 720p
+# table (1 GPU, Ulysses, ring, USP 2x2), each under a time limit with a rank trace in its log.
+# `seed` runs the 720p table of 1 GPU, FBCache and FBCache + Ulysses 2/4 with the VAE decode (the
 # suite's Ulysses-alone configs are left to a plain run).
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
@@ -64,27 +65,45 @@ e2e() {
   done
 }
 
-# Runs SUITE into $OUT/NAME once per filter (--resume: one results file), each pass under a timeout
-# so a hung rank cannot take the remaining passes with it, then copies the report to $OUT/NAME.md.
+# Runs a command with its output in LOG; past LIMIT seconds it dumps every thread's stack into
+# LOG.stacks (where gdb is installed), then stops the command (SIGTERM, SIGKILL 10 s later).
+run_limited() {
+  local limit=$1 log=$2; shift 2
+  "$@" >"$log" 2>&1 &
+  local pid=$! waited=0
+  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$limit" ]; do sleep 1; waited=$((waited + 1)); done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "still running after ${limit}s: stacks in $log.stacks, stopping it"
+    command -v gdb >/dev/null && timeout 60 gdb -p "$pid" -batch -ex "thread apply all bt 25" >"$log.stacks" 2>&1
+    kill -TERM "$pid"; sleep 10; kill -KILL "$pid" 2>/dev/null
+  fi
+  wait "$pid"
+}
+
+# Runs SUITE into $OUT/NAME once per filter (--resume: one results file), each pass limited in
+# time (DITBENCH_TRACE on, its log in $OUT/NAME-N.log), then writes the report to $OUT/NAME.md.
 suite_passes() {
   local suite=$1 limit=$2; shift 2
-  local name; name=$(basename "$suite" .json)
+  local name n=0; name=$(basename "$suite" .json)
   for filter in "$@"; do
+    n=$((n + 1))
     log "suite $name, filter $filter"
-    timeout "$limit" "$BUILD/ditbench" run "$suite" --out "$OUT/$name" --resume --filter "$filter" \
-      --comm-timeout 120 2>&1 | tail -6
+    DITBENCH_TRACE=1 run_limited "$limit" "$OUT/$name-$n.log" "$BUILD/ditbench" run "$suite" \
+      --out "$OUT/$name" --resume --filter "$filter" --comm-timeout 90 --no-progress
+    log "exit $?"; grep -v "^\[trace" "$OUT/$name-$n.log" | tail -3
   done
-  "$BUILD/ditbench" report "$OUT/$name/results.jsonl" --out "$OUT/$name.md" >/dev/null 2>&1 ||
-    cp "$OUT/$name/report.md" "$OUT/$name.md" 2>/dev/null
-  cat "$OUT/$name.md" 2>/dev/null | head -60
+  "$BUILD/ditbench" report "$OUT/$name/results.jsonl" --out "$OUT/$name.md" >/dev/null 2>&1
+  grep -E "^\| .(cache|config)" "$OUT/$name.md" | head -30
 }
 
 cp_table() {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  env | grep -E "^(SLURM|WORLD_SIZE|RANK|LOCAL_RANK|MASTER_|TORCHELASTIC)" || true
   log "NCCL tests"
-  timeout 180 "$BUILD/tests/test_parallel" --gtest_filter='Nccl*' >"$OUT/nccl-tests.log" 2>&1
-  echo "NCCL tests exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]|OK \]" "$OUT/nccl-tests.log" | tail -12
-  suite_passes suites/gpu-hv-720p-cp.json 200 gpus=1 cp=ulysses cp=ring u=2/r=2
+  run_limited 180 "$OUT/nccl-tests.log" "$BUILD/tests/test_parallel" --gtest_filter='Nccl*'
+  echo "NCCL tests exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$OUT/nccl-tests.log" | tail -6
+  suite_passes suites/gpu-cp-tiny.json 90 gpus=1 gpus=2 gpus=4
+  suite_passes suites/gpu-hv-720p-cp.json 170 gpus=1 cp=ulysses cp=ring u=2/r=2
 }
 
 seed_table() {

@@ -13,6 +13,7 @@
 #include "models/common/error.h"
 #include "optimizations/parallel/exchange_communicator.h"
 #include "optimizations/parallel/rank_threads.h"
+#include "optimizations/parallel/trace.h"
 
 namespace ditbench {
 
@@ -55,6 +56,10 @@ ncclConfig_t nonblocking_config() {
   return config;
 }
 
+void trace_rank(int rank, const std::string& event) {
+  if (trace_enabled()) trace("rank " + std::to_string(rank) + ": " + event);
+}
+
 char* bytes_of(const at::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
 
 }  // namespace
@@ -70,7 +75,9 @@ NcclCommunicator::NcclCommunicator(const ncclUniqueId& id, int size, int rank, C
                                    std::shared_ptr<NcclAbortSignal> signal)
     : rank_(rank), size_(size), global_rank_(rank), options_(options), signal_(std::move(signal)) {
   check_cuda(cudaGetDevice(&device_), "rank " + std::to_string(rank) + ": cudaGetDevice");
+  trace_rank(rank, "ncclCommInitRank on cuda:" + std::to_string(device_));
   ncclResult_t r = ncclCommInitRank(&comm_, size, id, rank);
+  trace_rank(rank, "ncclCommInitRank done");
   if (r != ncclSuccess) {
     throw CommError("rank " + std::to_string(rank) +
                     ": ncclCommInitRank: " + ncclGetErrorString(r));
@@ -254,12 +261,14 @@ cudaEvent_t NcclCommunicator::track(const std::string& op, cudaStream_t stream) 
   check_cuda(cudaEventRecord(for_caller, stream), op + ": cudaEventRecord");
   std::lock_guard<std::mutex> lock(mutex_);
   pending_.push_back({op, done, std::chrono::steady_clock::now()});
+  trace_rank(global_rank_, op + " enqueued");
   return for_caller;
 }
 
 at::Tensor NcclCommunicator::all_to_all(const at::Tensor& input_) {
   const std::string op = "all_to_all";
   check_usable(op);
+  trace_rank(global_rank_, op + " begins");
   at::Tensor input = input_.contiguous();
   check_tensor(input, op);
   if (input.dim() == 0 || input.size(0) % size_ != 0) {
@@ -284,6 +293,7 @@ at::Tensor NcclCommunicator::all_to_all(const at::Tensor& input_) {
 at::Tensor NcclCommunicator::all_gather(const at::Tensor& input_) {
   const std::string op = "all_gather";
   check_usable(op);
+  trace_rank(global_rank_, op + " begins");
   at::Tensor input = input_.contiguous();
   check_tensor(input, op);
   auto sizes = input.sizes().vec();
@@ -301,6 +311,7 @@ at::Tensor NcclCommunicator::all_gather(const at::Tensor& input_) {
 void NcclCommunicator::all_reduce_sum(at::Tensor& tensor) {
   const std::string op = "all_reduce_sum";
   check_usable(op);
+  trace_rank(global_rank_, op + " begins");
   check_tensor(tensor, op);
   if (tensor.scalar_type() == at::kBool) throw CommError(op + ": cannot sum bool tensors");
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
@@ -313,6 +324,7 @@ void NcclCommunicator::all_reduce_sum(at::Tensor& tensor) {
 void NcclCommunicator::send(const at::Tensor& tensor_, int dst) {
   const std::string op = "send to rank " + std::to_string(dst);
   check_usable(op);
+  trace_rank(global_rank_, op + " begins");
   at::Tensor tensor = tensor_.contiguous();
   check_tensor(tensor, op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
@@ -325,6 +337,7 @@ void NcclCommunicator::send(const at::Tensor& tensor_, int dst) {
 void NcclCommunicator::recv(at::Tensor& tensor, int src) {
   const std::string op = "recv from rank " + std::to_string(src);
   check_usable(op);
+  trace_rank(global_rank_, op + " begins");
   check_tensor(tensor, op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
   check(ncclRecv(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
@@ -365,6 +378,7 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
   const std::string op =
       "send_recv (to rank " + std::to_string(dst) + ", from rank " + std::to_string(src) + ")";
   check_usable(op);
+  trace_rank(global_rank_, op + " begins");
   at::Tensor to_send = to_send_.contiguous();
   check_tensor(to_send, op);
   check_tensor(to_recv, op);
@@ -418,12 +432,15 @@ void NcclCommunicator::barrier() {
 std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {
   const std::string op = "subgroup";
   check_usable(op);
+  trace_rank(global_rank_, op + " begins");
   ncclComm_t child = nullptr;
   ncclConfig_t config = nonblocking_config();
   // A nonblocking split reports its progress on the parent; the child handle is set once the
   // parent is ready again.
+  trace_rank(global_rank_, "split, color " + std::to_string(color));
   check(ncclCommSplit(comm_, color, key, &child, &config), op);
   wait_ready(op);
+  trace_rank(global_rank_, "split done");
   if (!child)
     throw CommError("rank " + std::to_string(global_rank_) + ": " + op +
                     ": NCCL returned no communicator");
