@@ -448,6 +448,39 @@ std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {
       new NcclCommunicator(child, global_rank_, device_, options_, signal_));
 }
 
+namespace {
+
+// The closing barrier of an in-process launch, on the host. An NCCL barrier would leave a kernel
+// spinning on the GPU of every rank that arrived while a late rank still tears down its subgroup
+// communicators, and that teardown waits for the peers' GPUs: ranks 1..3 sat in the barrier's
+// all-reduce while rank 0, last after checking the cache decisions, never left the teardown.
+// Ends with CommAborted when another rank fails, CommError past the timeout.
+void wait_for_all_ranks(NcclAbortSignal& signal, int n, Communicator& comm,
+                        const CommOptions& options) {
+  const int me = comm.global_rank();
+  trace_rank(me, "host barrier");
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  std::unique_lock<std::mutex> lock(signal.mutex);
+  ++signal.finished;
+  signal.finished_cv.notify_all();
+  while (signal.finished < n) {
+    if (signal.failed_rank >= 0) {
+      throw CommAborted(signal.failed_rank,
+                        "rank " + std::to_string(me) + ": closing barrier aborted because rank " +
+                            std::to_string(signal.failed_rank) + " failed: " + signal.reason);
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw CommError("rank " + std::to_string(me) + " timed out in the closing barrier after " +
+                      describe_seconds(options.timeout) + " (" + std::to_string(signal.finished) +
+                      " of " + std::to_string(n) + " ranks arrived)");
+    }
+    signal.finished_cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  trace_rank(me, "host barrier passed");
+}
+
+}  // namespace
+
 void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& comm)>& fn,
                        const CommOptions& options) {
   int devices = 0;
@@ -468,7 +501,7 @@ void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& c
             c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(rank)));
         return std::make_unique<NcclCommunicator>(id, n, rank, options, signal);
       },
-      fn, [](Communicator& comm) { comm.barrier(); });
+      fn, [&](Communicator& comm) { wait_for_all_ranks(*signal, n, comm, options); });
 }
 
 }  // namespace ditbench

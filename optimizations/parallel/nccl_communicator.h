@@ -24,6 +24,10 @@ struct NcclAbortSignal {
   std::mutex mutex;
   int failed_rank = -1;
   std::string reason;
+  // The launch's closing barrier, on the host: ranks that finished wait here without a kernel in
+  // flight (see launch_nccl_ranks).
+  std::condition_variable finished_cv;
+  int finished = 0;
 };
 
 class NcclCommunicator : public Communicator {
