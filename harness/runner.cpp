@@ -643,8 +643,9 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
   at::Tensor baseline_frames;
   std::string baseline_frames_path;
 
-  // On --resume the baseline's frames come back from its artifact.
-  for (const auto& c : configs) {
+  // On --resume the baseline's frames come back from its artifact, also for a pass whose
+  // --filter leaves the baseline out (the configs it runs are still scored against it).
+  for (const auto& c : expand_matrix(suite)) {
     if (writes && c.baseline && done.count(c.id)) {
       baseline_frames_path = (frames_dir / (safe_name(c.id) + ".safetensors")).string();
       if (fs::exists(baseline_frames_path)) baseline_frames = load_frames(baseline_frames_path);

@@ -129,6 +129,31 @@ TEST_F(RunnerTest, ResumeRunsOnlyWhatIsMissing) {
   ASSERT_TRUE(records[1].quality);
 }
 
+TEST_F(RunnerTest, FilteredResumePassesAreScoredAgainstTheStoredBaseline) {
+  // One run of the whole matrix, and the same matrix in two passes: the baseline alone, then
+  // --resume with a filter that leaves the baseline out. The second pass's configs get the same
+  // quality numbers as in the whole run.
+  auto s = suite({{"cache", {"none", "teacache"}}, {"cache_threshold", {0.2}}});
+  auto whole = options();
+  whole.out_dir = dir_ / "whole";
+  run_suite(s, whole);
+  auto passes = options();
+  passes.filter = "cache=none";
+  run_suite(s, passes);
+  passes.filter = "cache=teacache";
+  passes.resume = true;
+  EXPECT_EQ(run_suite(s, passes).ok, 1);
+  auto expected = read_results(whole.out_dir / "results.jsonl");
+  auto got = read_results(passes.out_dir / "results.jsonl");
+  ASSERT_EQ(expected.size(), 2u);
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_TRUE(expected[1].quality);
+  ASSERT_TRUE(got[1].quality) << "the filtered pass was not scored";
+  EXPECT_EQ(got[1].quality->identical, expected[1].quality->identical);
+  EXPECT_EQ(got[1].quality->psnr_mean, expected[1].quality->psnr_mean);
+  EXPECT_EQ(got[1].quality->ssim_mean, expected[1].quality->ssim_mean);
+}
+
 TEST_F(RunnerTest, UnservableBackendIsARecordedSkipWithItsReason) {
   auto s = suite({{"attention", {"sdpa", "flash"}}});
   auto summary = run_suite(s, options());
