@@ -4,6 +4,9 @@
 #include <utility>
 #include <vector>
 
+#include "optimizations/parallel/parallel_context.h"
+#include "optimizations/parallel/shared_work.h"
+
 namespace ditbench {
 
 void blend_into(const at::Tensor& a, const at::Tensor& b, int64_t dim, int64_t extent) {
@@ -40,16 +43,29 @@ at::Tensor spatial_tiled_decode(const at::Tensor& z, const SpatialTiles& tiles,
   const int64_t blend_height = tiles.min_height - tiles.stride_height;
   const int64_t blend_width = tiles.min_width - tiles.stride_width;
 
-  // Overlapping latent tiles, each decoded on its own. decoded[i][j]: [B, C_out, F, h, w]
-  std::vector<std::vector<at::Tensor>> decoded;
+  // Overlapping latent tiles, each decoded on its own (in raster order).
+  std::vector<at::Tensor> latent_tiles;
+  int64_t columns = 0;
   for (int64_t i = 0; i < latent_height; i += stride_latent_height) {
-    std::vector<at::Tensor> row;
-    for (int64_t j = 0; j < latent_width; j += stride_latent_width) {
-      at::Tensor tile =
-          slice_clipped(slice_clipped(z, 3, i, tile_latent_height), 4, j, tile_latent_width);
-      row.push_back(decode_tile(tile));
+    columns = 0;
+    for (int64_t j = 0; j < latent_width; j += stride_latent_width, ++columns) {
+      latent_tiles.push_back(
+          slice_clipped(slice_clipped(z, 3, i, tile_latent_height), 4, j, tile_latent_width));
     }
-    decoded.push_back(std::move(row));
+  }
+  // Under context parallelism every rank of the sequence group holds the same latents: each
+  // decodes its share of the tiles and the group shares them, so the frames are those of one rank.
+  std::vector<at::Tensor> flat;
+  const auto n = static_cast<int64_t>(latent_tiles.size());
+  auto decode_one = [&](int64_t k) { return decode_tile(latent_tiles[static_cast<size_t>(k)]); };
+  if (Communicator* group = current_sequence_group(); group && n > 1) {
+    flat = compute_shared(*group, n, z.device(), decode_one);
+  } else {
+    for (int64_t k = 0; k < n; ++k) flat.push_back(decode_one(k));
+  }
+  std::vector<std::vector<at::Tensor>> decoded;  // decoded[i][j]: [B, C_out, F, h, w]
+  for (int64_t k = 0; k < n; k += columns) {
+    decoded.emplace_back(flat.begin() + k, flat.begin() + k + columns);
   }
 
   // Blend in raster order and in place, as diffusers does: a tile blends with the tile above and

@@ -27,7 +27,10 @@ at::Tensor slice_clipped(const at::Tensor& x, int64_t dim, int64_t start, int64_
 bool needs_spatial_tiles(const at::Tensor& z, const SpatialTiles& tiles, int64_t spatial_ratio);
 
 // z: [B, C, F', H', W'] latents; decode_tile maps a latent tile to its decoded [B, C_out, F, h, w]
-// (h = ratio * tile height). Returns [B, C_out, F, ratio H', ratio W'], contiguous.
+// (h = ratio * tile height). Returns [B, C_out, F, ratio H', ratio W'], contiguous. Under context
+// parallelism (a sequence group of several ranks in this thread's ParallelScope) the call is
+// collective over that group: each rank decodes every W-th tile and the ranks share the decoded
+// tiles, so every rank gets the single-rank frames in about 1/W of the decoding time.
 at::Tensor spatial_tiled_decode(const at::Tensor& z, const SpatialTiles& tiles,
                                 int64_t spatial_ratio,
                                 const std::function<at::Tensor(const at::Tensor&)>& decode_tile);
