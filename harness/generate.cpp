@@ -39,6 +39,8 @@ Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<Cac
     {
       auto denoise = timer.scope("denoise");
       const int n = pipeline.set_timesteps(settings.steps);
+      BlockTransformer& model =
+          settings.transformer ? *settings.transformer : pipeline.transformer();
       for (int i = 0; i < n; ++i) {
         if (settings.check_interrupt) settings.check_interrupt();
         if (settings.deadline && std::chrono::steady_clock::now() > *settings.deadline) {
@@ -58,12 +60,12 @@ Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<Cac
             // CFG parallelism: this rank runs its own branch (cfg rank 0 uncond, 1 cond) and the
             // pair exchanges outputs, so both hold [uncond; cond] for the scheduler.
             const auto branch = static_cast<size_t>(cfg->rank());
-            auto mine = caches[branch]->forward(pipeline.transformer(), inputs[branch], i, n);
+            auto mine = caches[branch]->forward(model, inputs[branch], i, n);
             auto both = cfg_gather(mine, *cfg).chunk(2, 0);  // [2b, ...] -> 2 x [b, ...]
             outputs.assign(both.begin(), both.end());
           } else {
             for (size_t b = 0; b < inputs.size(); ++b) {
-              outputs.push_back(caches[b]->forward(pipeline.transformer(), inputs[b], i, n));
+              outputs.push_back(caches[b]->forward(model, inputs[b], i, n));
             }
           }
         }

@@ -24,6 +24,9 @@ struct GenerationSettings {
   // Called as denoising step i starts and once it has ended (the runner attributes
   // communication time to steps with them).
   std::function<void(int step)> on_step_begin, on_step_end;
+  // The transformer the caches run, when not the pipeline's own (a wrapper of it, e.g. the
+  // graph-captured one of the suite axis `graphs`). Not owned.
+  BlockTransformer* transformer = nullptr;
 };
 
 struct Generation {

@@ -31,6 +31,7 @@
 #include "optimizations/attention/attention.h"
 #include "optimizations/attention/backends.h"
 #include "optimizations/cache/cache_policy.h"
+#include "optimizations/graphs/graphed_transformer.h"
 #include "optimizations/parallel/context_parallel.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/process_launch.h"
@@ -223,6 +224,7 @@ struct RankOutcome {
   TimingResult last_timing;  // the last repeat's spans, for the Chrome trace
   double fps = 24.0;         // the pipeline's video frame rate
   std::optional<ProfiledRun> profile;  // suite "profile": the extra generation's kernel breakdown
+  nlohmann::json graphs;  // suite axis graphs: graphs captured and replays over the generations
 };
 
 CacheOptions cache_options_for(const RunConfig& c, const DiffusionPipeline& pipeline) {
@@ -291,6 +293,13 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   gen.on_step_end = [&](int) {
     if (comm) comm->set_step(-1);
   };
+  // Axis graphs: the caches run a wrapper that captures their block segments once and replays
+  // them, for every generation of the config.
+  std::unique_ptr<GraphedTransformer> graphed;
+  if (c.axes.graphs) {
+    graphed = std::make_unique<GraphedTransformer>(pipeline.transformer());
+    gen.transformer = graphed.get();
+  }
   if (c.settings.timeout_s) {
     gen.deadline = std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(*c.settings.timeout_s * 1000));
@@ -320,6 +329,7 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
     out.timings.stages["comm"] = summarize(totals);
   }
   out.peak_bytes = peak_memory(device);
+  if (graphed) out.graphs = {{"captures", graphed->captures()}, {"replays", graphed->replays()}};
   // Under CFG parallelism the record's rank (cfg rank 0) runs branch 0.
   out.cache = cache_record_from(*caches.at(0));
   for (const auto& step : caches.at(0)->records()) out.reused.push_back(step.reused);
@@ -690,8 +700,17 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
       continue;
     }
     if (c.axes.graphs) {
-      finish(RunStatus::kSkipped, "CUDA graph capture is not available in this build yet");
-      continue;
+      const GraphCheck graphs = check_graphs(device);
+      std::string reason = graphs.reason;
+      if (graphs.ok && c.axes.gpus > 1) {
+        reason =
+            "graphs with context parallelism (gpus > 1) are not supported yet: the NCCL "
+            "communicator's completion events and the ring's side stream are not capture-safe";
+      }
+      if (!reason.empty()) {
+        finish(RunStatus::kSkipped, reason);
+        continue;
+      }
     }
 
     try {
@@ -710,6 +729,7 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
       }
       if (writes && outcome) {
         if (!note.is_null()) rec.extra["parallel"] = note;
+        if (!outcome->graphs.is_null()) rec.extra["graphs"] = outcome->graphs;
         rec.weights_note = outcome->weights_note;
         rec.timings = outcome->timings;
         rec.peak_bytes = outcome->peak_bytes;

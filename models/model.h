@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "models/common/error.h"
+
 namespace ditbench {
 
 // Text conditioning as the pipelines hand it to the transformer.
@@ -58,10 +60,30 @@ class BlockTransformer {
   // TeaCache's per-model signal, computed from the prepared state before block 0.
   virtual at::Tensor teacache_signal(const BlockState& s) = 0;
 
+  // Runs blocks [first, last) in order on the state: the unit the caches run and graph capture
+  // records (optimizations/graphs).
+  virtual void run_blocks(int64_t first, int64_t last, BlockState& s) {
+    for (int64_t i = first; i < last; ++i) run_block(i, s);
+  }
+
+  // For graph capture. fork_state: a state holding the same tensors whose model-private part is
+  // a copy of s's, so that blocks run on the fork leave s's own fields as they were.
+  // state_tensors: every tensor the blocks read from a state, in a fixed order (undefined ones
+  // included), so that a captured graph's inputs can be refilled from another step's state. A
+  // model whose private state cannot be listed says so (Unsupported) and cannot be captured.
+  virtual BlockState fork_state(const BlockState& s) const {
+    if (s.extra) throw Unsupported("graph capture: this model cannot copy its block state");
+    return s;
+  }
+  virtual std::vector<at::Tensor> state_tensors(const BlockState& s) const {
+    if (s.extra) throw Unsupported("graph capture: this model cannot list its block state");
+    return {s.hidden, s.context, s.temb};
+  }
+
   // The whole forward pass: prepare, every block, finish.
   at::Tensor forward(const TransformerInputs& in) {
     BlockState s = prepare(in);
-    for (int64_t i = 0; i < num_blocks(); ++i) run_block(i, s);
+    run_blocks(0, num_blocks(), s);
     return finish(s);
   }
 };

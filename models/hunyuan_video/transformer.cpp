@@ -511,6 +511,18 @@ at::Tensor HunyuanVideoTransformer3DModelImpl::finish(BlockState& s) {
                                    config_.out_channels);  // [B, C, F, H, W]
 }
 
+BlockState HunyuanVideoTransformer3DModelImpl::fork_state(const BlockState& s) const {
+  BlockState fork = s;
+  fork.extra = std::make_shared<HunyuanVideoState>(hunyuan_video_state(s));
+  return fork;
+}
+
+std::vector<at::Tensor> HunyuanVideoTransformer3DModelImpl::state_tensors(
+    const BlockState& s) const {
+  const auto& st = hunyuan_video_state(s);
+  return {s.hidden, s.context, s.temb, st.rope_cos, st.rope_sin, st.key_mask, st.joint};
+}
+
 at::Tensor HunyuanVideoTransformer3DModelImpl::teacache_signal(const BlockState& s) {
   if (transformer_blocks.empty()) {
     throw Unsupported("TeaCache signal needs a dual-stream block 0 (num_layers is 0)");

@@ -43,7 +43,7 @@ at::Tensor FirstBlockCache::forward(BlockTransformer& model, const TransformerIn
   } else {
     reference_residual_ = std::move(first_residual);
     const at::Tensor hidden_first = state.hidden, context_first = state.context;
-    for (int64_t i = 1; i < num_blocks; ++i) model.run_block(i, state);
+    model.run_blocks(1, num_blocks, state);
     // Only a positive threshold can ever reuse; without one, keep no residuals (less memory, and
     // the pass is exactly the plain forward).
     if (options_.threshold > 0) {

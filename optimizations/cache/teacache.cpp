@@ -63,7 +63,7 @@ at::Tensor TeaCache::forward(BlockTransformer& model, const TransformerInputs& i
   } else {
     const at::Tensor hidden_in = state.hidden, context_in = state.context;
     const int64_t num_blocks = model.num_blocks();
-    for (int64_t i = 0; i < num_blocks; ++i) model.run_block(i, state);
+    model.run_blocks(0, num_blocks, state);
     if (options_.threshold > 0) {
       stored_ =
           cache_detail::residuals_between(hidden_in, context_in, state, num_blocks, "the blocks");

@@ -154,6 +154,18 @@ TEST_F(RunnerTest, FilteredResumePassesAreScoredAgainstTheStoredBaseline) {
   EXPECT_EQ(got[1].quality->ssim_mean, expected[1].quality->ssim_mean);
 }
 
+TEST_F(RunnerTest, GraphsOnTheCpuAreARecordedSkipWithItsReason) {
+  auto s = suite({{"graphs", {false, true}}});
+  auto summary = run_suite(s, options());
+  EXPECT_EQ(summary.ok, 1);
+  EXPECT_EQ(summary.skipped, 1);
+  auto records = read_results(dir_ / "out" / "results.jsonl");
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1].status, RunStatus::kSkipped);
+  EXPECT_NE(records[1].reason.find("CUDA graph capture needs a CUDA device"), std::string::npos)
+      << records[1].reason;
+}
+
 TEST_F(RunnerTest, UnservableBackendIsARecordedSkipWithItsReason) {
   auto s = suite({{"attention", {"sdpa", "flash"}}});
   auto summary = run_suite(s, options());

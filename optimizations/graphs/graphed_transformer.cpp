@@ -1,0 +1,163 @@
+#include "optimizations/graphs/graphed_transformer.h"
+
+#include <stdexcept>
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace ditbench {
+
+namespace {
+
+// What a captured graph assumes of one input tensor.
+struct Layout {
+  bool defined = false;
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+  std::vector<int64_t> sizes, strides;
+
+  bool operator==(const Layout& o) const {
+    return defined == o.defined && (!defined || (dtype == o.dtype && device == o.device &&
+                                                 sizes == o.sizes && strides == o.strides));
+  }
+};
+
+std::vector<Layout> layouts_of(const std::vector<at::Tensor>& tensors) {
+  std::vector<Layout> out;
+  for (const auto& t : tensors) {
+    Layout l;
+    l.defined = t.defined();
+    if (l.defined) {
+      l.dtype = t.scalar_type();
+      l.device = t.device();
+      l.sizes = t.sizes().vec();
+      l.strides = t.strides().vec();
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::string segment_name(int64_t first, int64_t last) {
+  return "blocks " + std::to_string(first) + ".." + std::to_string(last - 1);
+}
+
+}  // namespace
+
+struct GraphedTransformer::Segment {
+#ifdef DITBENCH_HAS_CUDA
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
+  BlockState input, output;  // the captured graph's input and output tensors
+  std::vector<Layout> layouts;
+  int64_t valid_rows = -1;
+};
+
+struct GraphedTransformer::Pool {
+#ifdef DITBENCH_HAS_CUDA
+  at::cuda::MempoolId_t id = at::cuda::graph_pool_handle();
+#endif
+};
+
+GraphedTransformer::GraphedTransformer(BlockTransformer& inner) : inner_(inner) {}
+
+GraphedTransformer::~GraphedTransformer() = default;
+
+GraphCheck check_graphs(const at::Device& device) {
+#ifdef DITBENCH_HAS_CUDA
+  if (device.is_cuda()) return {true, ""};
+  return {false,
+          "graphs: CUDA graph capture needs a CUDA device (the run is on " + device.str() + ")"};
+#else
+  (void)device;
+  return {false, "graphs: this build has no CUDA"};
+#endif
+}
+
+std::unique_ptr<GraphedTransformer::Segment> GraphedTransformer::capture(int64_t first,
+                                                                         int64_t last,
+                                                                         const BlockState& s) {
+#ifndef DITBENCH_HAS_CUDA
+  (void)first;
+  (void)last;
+  (void)s;
+  throw Unsupported("graphs: this build has no CUDA");
+#else
+  auto seg = std::make_unique<Segment>();
+  seg->layouts = layouts_of(inner_.state_tensors(s));
+  seg->valid_rows = s.hidden_valid_rows;
+  {
+    // One eager run first: cuBLAS workspaces, cuDNN plans and kernel images are set up outside
+    // the capture.
+    BlockState warm = inner_.fork_state(s);
+    inner_.run_blocks(first, last, warm);
+  }
+  seg->input = inner_.fork_state(s);
+  BlockState work = inner_.fork_state(s);
+  if (!pool_) pool_ = std::make_unique<Pool>();
+
+  // Captured on a side stream (never the legacy default stream) that first waits for the work
+  // enqueued so far; the current stream then waits for the side stream.
+  const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream();
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, current.device_index());
+  at::cuda::CUDAEvent ready;
+  ready.record(current);
+  ready.block(side);
+  seg->graph = std::make_unique<at::cuda::CUDAGraph>();
+  {
+    c10::cuda::CUDAStreamGuard guard(side);
+    // Thread-local mode: other rank threads' allocations do not invalidate this capture.
+    seg->graph->capture_begin(pool_->id, cudaStreamCaptureModeThreadLocal);
+    try {
+      inner_.run_blocks(first, last, work);
+    } catch (const std::exception& e) {
+      try {
+        seg->graph->capture_end();
+      } catch (...) {
+        // The capture is invalid either way; the error that caused it is what gets reported.
+      }
+      throw std::runtime_error("graphs: capturing " + segment_name(first, last) +
+                               " failed: " + e.what());
+    }
+    seg->graph->capture_end();
+  }
+  at::cuda::CUDAEvent captured;
+  captured.record(side);
+  captured.block(current);
+  seg->output = work;
+  ++captures_;
+  return seg;
+#endif
+}
+
+void GraphedTransformer::run_blocks(int64_t first, int64_t last, BlockState& s) {
+  if (first >= last) return;
+#ifndef DITBENCH_HAS_CUDA
+  (void)s;
+  throw Unsupported("graphs: this build has no CUDA");
+#else
+  if (!s.hidden.is_cuda()) {
+    throw Unsupported("graphs: CUDA graph capture needs CUDA tensors (the state is on " +
+                      s.hidden.device().str() + ")");
+  }
+  auto& seg = segments_[{first, last}];
+  const std::vector<at::Tensor> tensors = inner_.state_tensors(s);
+  if (!seg || seg->layouts != layouts_of(tensors) || seg->valid_rows != s.hidden_valid_rows) {
+    seg = capture(first, last, s);  // its inputs are s's own tensors
+  } else {
+    const std::vector<at::Tensor> inputs = inner_.state_tensors(seg->input);
+    for (size_t k = 0; k < tensors.size(); ++k) {
+      if (tensors[k].defined() && !tensors[k].is_same(inputs[k])) inputs[k].copy_(tensors[k]);
+    }
+  }
+  seg->graph->replay();
+  ++replays_;
+  s = inner_.fork_state(seg->output);
+#endif
+}
+
+}  // namespace ditbench

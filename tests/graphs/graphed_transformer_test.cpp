@@ -1,0 +1,149 @@
+// Graph capture of the transformer's block segments (optimizations/graphs): on the GPU the
+// replayed segments give the eager outputs step after step, with new inputs copied in, a new shape
+// captured again and the caches deciding as they do eagerly; on the CPU (every build) the
+// HunyuanVideo state forks and lists its tensors, and the wrapper refuses CPU states.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "models/checkpoint/checkpoint.h"
+#include "models/common/error.h"
+#include "models/hunyuan_video/config.h"
+#include "models/hunyuan_video/transformer.h"
+#include "optimizations/cache/cache_policy.h"
+#include "optimizations/graphs/graphed_transformer.h"
+#include "test_util.h"
+
+namespace ditbench {
+namespace {
+
+using testing::rel_error;
+
+// Inputs of the tiny preset: [B, C, F, H, W] latents and 12 text tokens (the last 3 padding).
+TransformerInputs tiny_inputs(const HunyuanVideoConfig& config, const at::TensorOptions& options,
+                              int64_t height, double timestep, uint64_t seed) {
+  at::manual_seed(seed);
+  TransformerInputs in;
+  in.latents = at::randn({1, config.in_channels, 3, height, 8}).to(options);
+  in.timestep = at::full({1}, timestep).to(options);
+  in.guidance = at::full({1}, 6000.0).to(options);
+  in.prompt.embeds = at::randn({1, 12, config.text_embed_dim}).to(options);
+  in.prompt.pooled = at::randn({1, config.pooled_projection_dim}).to(options);
+  auto mask = at::ones({1, 12}, at::kBool);
+  mask.narrow(1, 9, 3).fill_(false);
+  in.prompt.attention_mask = mask.to(options.device());
+  return in;
+}
+
+HunyuanVideoTransformer3DModel tiny_model(const at::TensorOptions& options) {
+  HunyuanVideoTransformer3DModel model(hunyuan_video_preset("hunyuan-video-tiny"), options);
+  random_init(*model, 3);
+  return model;
+}
+
+// ---- every build ----
+
+TEST(HunyuanVideoState, ForkKeepsTheTensorsAndSeparatesTheModelState) {
+  torch::NoGradGuard no_grad;
+  auto model = tiny_model(at::TensorOptions().dtype(at::kFloat));
+  BlockState s = model->prepare(tiny_inputs(model->config(), at::kFloat, 8, 500.0, 1));
+  const auto before = model->state_tensors(s);
+  ASSERT_EQ(before.size(), 7u);  // hidden, context, temb, rope_cos, rope_sin, key_mask, joint
+  BlockState fork = model->fork_state(s);
+  const auto forked = model->state_tensors(fork);
+  for (size_t k = 0; k < before.size(); ++k) {
+    EXPECT_EQ(before[k].defined(), forked[k].defined()) << k;
+    if (before[k].defined()) EXPECT_TRUE(before[k].is_same(forked[k])) << k;
+  }
+  // Blocks on the fork (a single-stream one builds the joint buffer) leave s as it was.
+  model->run_blocks(0, model->num_blocks(), fork);
+  const auto after = model->state_tensors(s);
+  for (size_t k = 0; k < before.size(); ++k) {
+    EXPECT_EQ(before[k].defined(), after[k].defined()) << k;
+    if (before[k].defined()) EXPECT_TRUE(before[k].is_same(after[k])) << k;
+  }
+  EXPECT_TRUE(model->state_tensors(fork)[6].defined()) << "the single-stream blocks' joint buffer";
+}
+
+TEST(GraphedTransformer, RefusesCpuStatesAndSaysWhyOnTheCpu) {
+  torch::NoGradGuard no_grad;
+  auto model = tiny_model(at::TensorOptions().dtype(at::kFloat));
+  GraphedTransformer graphed(*model);
+  BlockState s = graphed.prepare(tiny_inputs(model->config(), at::kFloat, 8, 500.0, 1));
+  EXPECT_THROW(graphed.run_blocks(0, graphed.num_blocks(), s), Unsupported);
+  EXPECT_EQ(graphed.captures(), 0);
+  const GraphCheck cpu = check_graphs(at::kCPU);
+  EXPECT_FALSE(cpu.ok);
+  EXPECT_NE(cpu.reason.find("CUDA"), std::string::npos) << cpu.reason;
+}
+
+// ---- CUDA ----
+
+class GraphedTransformerGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  }
+  static at::TensorOptions gpu_bf16() {
+    return at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  }
+};
+
+TEST_F(GraphedTransformerGpu, ReplaysGiveTheEagerOutputsStepAfterStep) {
+  torch::NoGradGuard no_grad;
+  auto model = tiny_model(gpu_bf16());
+  GraphedTransformer graphed(*model);
+  for (int step = 0; step < 3; ++step) {
+    auto in = tiny_inputs(model->config(), gpu_bf16(), 8, 900.0 - 300 * step, 10 + step);
+    const at::Tensor eager = model->forward(in);
+    const at::Tensor replayed = graphed.forward(in);
+    EXPECT_LT(rel_error(replayed.to(at::kCPU, at::kFloat), eager.to(at::kCPU, at::kFloat)), 1e-2)
+        << "step " << step;
+  }
+  EXPECT_EQ(graphed.captures(), 1);
+  EXPECT_EQ(graphed.replays(), 3);
+  // Another latent size is another graph.
+  auto wide = tiny_inputs(model->config(), gpu_bf16(), 16, 500.0, 20);
+  EXPECT_LT(rel_error(graphed.forward(wide).to(at::kCPU, at::kFloat),
+                      model->forward(wide).to(at::kCPU, at::kFloat)),
+            1e-2);
+  EXPECT_EQ(graphed.captures(), 2);
+}
+
+// FBCache (block 0 eager, blocks 1..N one graph) and TeaCache (all blocks one graph) over a short
+// loop decide as they do on the eager model.
+TEST_F(GraphedTransformerGpu, CachesDecideAsOnTheEagerModel) {
+  torch::NoGradGuard no_grad;
+  auto model = tiny_model(gpu_bf16());
+  for (const char* cache : {"fbcache", "teacache"}) {
+    SCOPED_TRACE(cache);
+    CacheOptions options;
+    options.threshold = 0.3;
+    options.teacache_coefficients = "hunyuan-video";
+    auto eager_policy = make_cache_policy(cache, options);
+    auto graphed_policy = make_cache_policy(cache, options);
+    GraphedTransformer graphed(*model);
+    const int steps = 6;
+    for (int step = 0; step < steps; ++step) {
+      // Slowly changing inputs, as a denoising loop feeds them.
+      auto in = tiny_inputs(model->config(), gpu_bf16(), 8, 1000.0 - 100 * step, 7);
+      in.latents = in.latents * (1.0 - 0.02 * step);
+      const at::Tensor a = eager_policy->forward(*model, in, step, steps);
+      const at::Tensor b = graphed_policy->forward(graphed, in, step, steps);
+      EXPECT_LT(rel_error(b.to(at::kCPU, at::kFloat), a.to(at::kCPU, at::kFloat)), 2e-2)
+          << "step " << step;
+    }
+    const auto& ea = eager_policy->records();
+    const auto& gr = graphed_policy->records();
+    ASSERT_EQ(ea.size(), gr.size());
+    for (size_t i = 0; i < ea.size(); ++i) {
+      EXPECT_EQ(ea[i].reused, gr[i].reused)
+          << "step " << i << ": eager signal " << ea[i].signal.value_or(-1) << ", graphed "
+          << gr[i].signal.value_or(-1);
+    }
+    EXPECT_GE(graphed.captures(), 1);
+  }
+}
+
+}  // namespace
+}  // namespace ditbench
