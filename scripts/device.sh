@@ -8,6 +8,7 @@
 # table (1 GPU, Ulysses, ring, USP 2x2), each under a time limit with a rank trace in its log.
 # `seed` runs the 720p table of 1 GPU, FBCache and FBCache + Ulysses 2/4 with the VAE decode (the
 # suite's Ulysses-alone configs are left to a plain run).
+# Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
 set -uo pipefail
@@ -17,6 +18,16 @@ OUT="${OUT:-$PWD/out/device}"; mkdir -p "$OUT"
 BUILD="${DITBENCH_BUILD_DIR:-build-gpu}"
 export DITBENCH_FIXTURES="${DITBENCH_FIXTURES:-$PWD/.fixtures}"
 log() { echo "[device $(date +%H:%M:%S)] $*"; }
+# DITBENCH_PACK_TO=DIR: on exit (also after a time limit's SIGTERM), everything in $OUT but frames
+# and traces goes into DIR/device-out.tar.gz: one file to bring back instead of many.
+if [ -n "${DITBENCH_PACK_TO:-}" ]; then
+  pack() {
+    tar czf "$DITBENCH_PACK_TO/device-out.tar.gz" -C "$OUT" --exclude='frames' --exclude='traces' \
+      --exclude='*.safetensors' . 2>/dev/null
+  }
+  trap pack EXIT
+  trap 'exit 143' TERM
+fi
 
 build() {
   if [ "${DITBENCH_REUSE_BUILD:-0}" = 1 ] && [ -x "$BUILD/ditbench" ]; then
