@@ -347,6 +347,15 @@ at::Tensor CogVideoXTransformer3DModelImpl::finish(BlockState& s) {
       .flatten(3, 4);
 }
 
+BlockState CogVideoXTransformer3DModelImpl::fork_state(const BlockState& s) const {
+  return fork_with_state<CogVideoXState>(s, "CogVideoX");
+}
+
+std::vector<at::Tensor> CogVideoXTransformer3DModelImpl::state_tensors(const BlockState& s) const {
+  const auto& st = extra_state<CogVideoXState>(s, "CogVideoX");
+  return {s.hidden, s.context, s.temb, st.rope_cos, st.rope_sin, st.key_mask};
+}
+
 at::Tensor CogVideoXTransformer3DModelImpl::teacache_signal(const BlockState& s) {
   return s.temb;  // [B, time_embed_dim], identical on every rank under CP
 }

@@ -149,6 +149,9 @@ class CogVideoXTransformer3DModelImpl : public torch::nn::Module, public BlockTr
   at::Tensor finish(BlockState& s) override;
   // The timestep embedding `emb` [B, time_embed_dim] (TeaCache's CogVideoX signal).
   at::Tensor teacache_signal(const BlockState& s) override;
+  BlockState fork_state(const BlockState& s) const override;
+  // hidden, context, temb, rope_cos, rope_sin, key_mask
+  std::vector<at::Tensor> state_tensors(const BlockState& s) const override;
 
   // 2b: the joint-free image rows of the 3-D sin-cos table for a (F, H', W') patch grid,
   // [F * H' * W', D] float64 (diffusers' _get_positional_embeddings without the text rows).

@@ -3,7 +3,9 @@
 // context parallelism (the shard prepare() keeps, gathered back in finish()) and typed access to
 // the model-private BlockState::extra.
 #include <ATen/ATen.h>
+
 #include <c10/util/Exception.h>
+#include <memory>
 
 #include <cstdint>
 
@@ -39,6 +41,15 @@ template <typename State>
 const State& extra_state(const BlockState& s, const char* family) {
   TORCH_CHECK(s.extra, "BlockState has no ", family, " state; call prepare() first");
   return *static_cast<const State*>(s.extra.get());
+}
+
+// For graph capture (BlockTransformer::fork_state): s holding the same tensors with a copy of its
+// family State, so blocks run on the fork leave s's State as it was.
+template <typename State>
+BlockState fork_with_state(const BlockState& s, const char* family) {
+  BlockState fork = s;
+  fork.extra = std::make_shared<State>(extra_state<State>(s, family));
+  return fork;
 }
 
 }  // namespace ditbench

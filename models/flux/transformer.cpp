@@ -293,6 +293,15 @@ at::Tensor FluxTransformer2DModelImpl::finish(BlockState& s) {
   return x;
 }
 
+BlockState FluxTransformer2DModelImpl::fork_state(const BlockState& s) const {
+  return fork_with_state<FluxState>(s, "FLUX");
+}
+
+std::vector<at::Tensor> FluxTransformer2DModelImpl::state_tensors(const BlockState& s) const {
+  const auto& st = extra_state<FluxState>(s, "FLUX");
+  return {s.hidden, s.context, s.temb, st.rope_cos, st.rope_sin, st.key_mask, st.joint};
+}
+
 at::Tensor FluxTransformer2DModelImpl::teacache_signal(const BlockState& s) {
   if (transformer_blocks.empty()) {
     throw Unsupported("TeaCache signal needs a dual-stream block 0 (num_layers is 0)");

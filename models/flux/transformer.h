@@ -123,6 +123,9 @@ class FluxTransformer2DModelImpl : public torch::nn::Module, public BlockTransfo
   // transformer_blocks[0].norm1's modulated image input x̂ of the real (non-padding) rows:
   // [B, N, D] (TeaCache4FLUX's signal).
   at::Tensor teacache_signal(const BlockState& s) override;
+  BlockState fork_state(const BlockState& s) const override;
+  // hidden, context, temb, rope_cos, rope_sin, key_mask, joint
+  std::vector<at::Tensor> state_tensors(const BlockState& s) const override;
 
   const FluxConfig& config() const { return config_; }
 

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "models/common/error.h"
+#include "models/common/image_tokens.h"
 #include "models/common/joint_sequence.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/kernels/fused.h"
@@ -512,9 +513,7 @@ at::Tensor HunyuanVideoTransformer3DModelImpl::finish(BlockState& s) {
 }
 
 BlockState HunyuanVideoTransformer3DModelImpl::fork_state(const BlockState& s) const {
-  BlockState fork = s;
-  fork.extra = std::make_shared<HunyuanVideoState>(hunyuan_video_state(s));
-  return fork;
+  return fork_with_state<HunyuanVideoState>(s, "HunyuanVideo");
 }
 
 std::vector<at::Tensor> HunyuanVideoTransformer3DModelImpl::state_tensors(

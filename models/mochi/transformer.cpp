@@ -372,6 +372,15 @@ at::Tensor MochiTransformer3DModelImpl::finish(BlockState& s) {
       .reshape({batch, config_.out_channels, f, h * p, w * p});  // [B, C, F, H, W]
 }
 
+BlockState MochiTransformer3DModelImpl::fork_state(const BlockState& s) const {
+  return fork_with_state<MochiState>(s, "Mochi");
+}
+
+std::vector<at::Tensor> MochiTransformer3DModelImpl::state_tensors(const BlockState& s) const {
+  const auto& st = extra_state<MochiState>(s, "Mochi");
+  return {s.hidden, s.context, s.temb, st.rope_cos, st.rope_sin, st.key_mask, st.text_padding};
+}
+
 at::Tensor MochiTransformer3DModelImpl::teacache_signal(const BlockState& s) {
   // Context-parallel padding rows are left out: the signal's means are over real tokens only.
   return transformer_blocks[0]

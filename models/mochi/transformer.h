@@ -197,6 +197,9 @@ class MochiTransformer3DModelImpl : public torch::nn::Module, public BlockTransf
   at::Tensor finish(BlockState& s) override;
   // transformer_blocks[0].norm1's modulated image input of the real rows: [B, N, D]
   at::Tensor teacache_signal(const BlockState& s) override;
+  BlockState fork_state(const BlockState& s) const override;
+  // hidden, context, temb, rope_cos, rope_sin, key_mask, text_padding
+  std::vector<at::Tensor> state_tensors(const BlockState& s) const override;
 
   const MochiConfig& config() const { return config_; }
 

@@ -216,6 +216,15 @@ at::Tensor WanTransformer3DModelImpl::finish(BlockState& s) {
   return x.flatten(6, 7).flatten(4, 5).flatten(2, 3);  // [B, C, F, H, W]
 }
 
+BlockState WanTransformer3DModelImpl::fork_state(const BlockState& s) const {
+  return fork_with_state<WanState>(s, "Wan");
+}
+
+std::vector<at::Tensor> WanTransformer3DModelImpl::state_tensors(const BlockState& s) const {
+  const auto& st = extra_state<WanState>(s, "Wan");
+  return {s.hidden, s.context, s.temb, st.rope_cos, st.rope_sin, st.timestep_proj, st.key_mask};
+}
+
 at::Tensor WanTransformer3DModelImpl::teacache_signal(const BlockState& s) {
   if (teacache_timestep_proj_) return wan_state(s).timestep_proj;  // [B, 6, D]
   return s.temb;                                                   // [B, D]

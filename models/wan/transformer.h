@@ -113,6 +113,9 @@ class WanTransformer3DModelImpl : public torch::nn::Module, public BlockTransfor
   // TeaCache4Wan2.1's signal: the time embedding temb [B, D], or with use_ret_steps the
   // projected modulation timestep_proj [B, 6, D] (set_teacache_uses_timestep_proj).
   at::Tensor teacache_signal(const BlockState& s) override;
+  BlockState fork_state(const BlockState& s) const override;
+  // hidden, context, temb, rope_cos, rope_sin, timestep_proj, key_mask
+  std::vector<at::Tensor> state_tensors(const BlockState& s) const override;
   void set_teacache_uses_timestep_proj(bool on) { teacache_timestep_proj_ = on; }
 
   const WanConfig& config() const { return config_; }

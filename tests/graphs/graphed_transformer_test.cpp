@@ -1,7 +1,7 @@
 // Graph capture of the transformer's block segments (optimizations/graphs): on the GPU the
 // replayed segments give the eager outputs step after step, with new inputs copied in, a new shape
-// captured again and the caches deciding as they do eagerly; on the CPU (every build) the
-// HunyuanVideo state forks and lists its tensors, and the wrapper refuses CPU states.
+// captured again and the caches deciding as they do eagerly; on the CPU (every build) every
+// family's state forks and lists its tensors, and the wrapper refuses CPU states.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -10,6 +10,7 @@
 #include "models/common/error.h"
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/transformer.h"
+#include "models/pipeline.h"
 #include "optimizations/cache/cache_policy.h"
 #include "optimizations/graphs/graphed_transformer.h"
 #include "test_util.h"
@@ -43,26 +44,53 @@ HunyuanVideoTransformer3DModel tiny_model(const at::TensorOptions& options) {
 
 // ---- every build ----
 
-TEST(HunyuanVideoState, ForkKeepsTheTensorsAndSeparatesTheModelState) {
-  torch::NoGradGuard no_grad;
-  auto model = tiny_model(at::TensorOptions().dtype(at::kFloat));
-  BlockState s = model->prepare(tiny_inputs(model->config(), at::kFloat, 8, 500.0, 1));
-  const auto before = model->state_tensors(s);
-  ASSERT_EQ(before.size(), 7u);  // hidden, context, temb, rope_cos, rope_sin, key_mask, joint
-  BlockState fork = model->fork_state(s);
-  const auto forked = model->state_tensors(fork);
-  for (size_t k = 0; k < before.size(); ++k) {
-    EXPECT_EQ(before[k].defined(), forked[k].defined()) << k;
-    if (before[k].defined()) EXPECT_TRUE(before[k].is_same(forked[k])) << k;
+// Every family's tiny preset: its fork holds the same tensors, and blocks run on the fork leave the
+// original state's tensors (and model-private fields) where they were.
+TEST(BlockStateFork, EveryFamilyForksAndListsItsState) {
+  struct Case {
+    const char *model, *preset;
+    int64_t height, width, frames;
+  };
+  for (const Case& c :
+       {Case{"hunyuan-video", "hunyuan-video-tiny", 64, 64, 5},
+        Case{"flux", "flux-tiny", 64, 64, 1}, Case{"cogvideox", "cogvideox-tiny", 32, 48, 9},
+        Case{"mochi", "mochi-tiny", 48, 48, 7}, Case{"wan", "wan-tiny", 64, 64, 9}}) {
+    SCOPED_TRACE(c.model);
+    torch::NoGradGuard no_grad;
+    PipelineSpec spec;
+    spec.model = c.model;
+    spec.preset = c.preset;
+    spec.random_weights = true;
+    spec.dtype = at::kFloat;
+    spec.height = c.height;
+    spec.width = c.width;
+    spec.frames = c.frames;
+    spec.steps = 2;
+    spec.decode = false;
+    auto pipeline = create_pipeline(spec);
+    BlockTransformer& model = pipeline->transformer();
+    auto prompt = pipeline->encode_prompt(0);
+    auto latents = pipeline->prepare_latents(0);
+    pipeline->set_timesteps(2);
+    BlockState s = model.prepare(pipeline->step_inputs(latents, 0, prompt).at(0));
+    const auto before = model.state_tensors(s);
+    ASSERT_GE(before.size(), 3u);
+    BlockState fork = model.fork_state(s);
+    ASSERT_NE(fork.extra.get(), s.extra.get());
+    const auto forked = model.state_tensors(fork);
+    ASSERT_EQ(forked.size(), before.size());
+    for (size_t k = 0; k < before.size(); ++k) {
+      ASSERT_EQ(before[k].defined(), forked[k].defined()) << k;
+      if (before[k].defined()) EXPECT_TRUE(before[k].is_same(forked[k])) << k;
+    }
+    model.run_blocks(0, model.num_blocks(), fork);
+    const auto after = model.state_tensors(s);
+    for (size_t k = 0; k < before.size(); ++k) {
+      ASSERT_EQ(before[k].defined(), after[k].defined()) << k;
+      if (before[k].defined()) EXPECT_TRUE(before[k].is_same(after[k])) << k;
+    }
+    EXPECT_FALSE(model.state_tensors(fork)[0].is_same(before[0])) << "the blocks ran on the fork";
   }
-  // Blocks on the fork (a single-stream one builds the joint buffer) leave s as it was.
-  model->run_blocks(0, model->num_blocks(), fork);
-  const auto after = model->state_tensors(s);
-  for (size_t k = 0; k < before.size(); ++k) {
-    EXPECT_EQ(before[k].defined(), after[k].defined()) << k;
-    if (before[k].defined()) EXPECT_TRUE(before[k].is_same(after[k])) << k;
-  }
-  EXPECT_TRUE(model->state_tensors(fork)[6].defined()) << "the single-stream blocks' joint buffer";
 }
 
 TEST(GraphedTransformer, RefusesCpuStatesAndSaysWhyOnTheCpu) {
