@@ -84,6 +84,30 @@ std::optional<InjectedFault> injected_fault() {
   return fault;
 }
 
+// DITBENCH_INJECT_OOM=FILTER@STEP: every generation of the configs matching FILTER (as --filter
+// takes it) asks, as denoising step STEP starts, for a tensor larger than any device holds: a real
+// allocation failure of the device's allocator (CUDA's caching allocator raises its out-of-memory
+// error) in the middle of a generation, so that tests can check the failure stays in its config.
+struct InjectedOom {
+  std::string filter;
+  int step = 0;
+};
+
+std::optional<InjectedOom> injected_oom() {
+  const char* text = std::getenv("DITBENCH_INJECT_OOM");
+  if (!text || !*text) return std::nullopt;
+  const std::string spec = text;
+  const auto at = spec.rfind('@');
+  InjectedOom oom;
+  char tail = 0;
+  if (at == std::string::npos || at == 0 ||
+      std::sscanf(spec.c_str() + at + 1, "%d%c", &oom.step, &tail) != 1 || oom.step < 0) {
+    throw InputError("environment variable DITBENCH_INJECT_OOM=" + spec + " is not FILTER@STEP");
+  }
+  oom.filter = spec.substr(0, at);
+  return oom;
+}
+
 at::ScalarType parse_dtype(const std::string& name) {
   if (name == "float32") return at::kFloat;
   if (name == "bfloat16") return at::kBFloat16;
@@ -282,7 +306,14 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   gen.decode = c.settings.decode;
   gen.check_interrupt = check_interrupt;
   const std::optional<InjectedFault> fault = groups ? injected_fault() : std::nullopt;
+  std::optional<InjectedOom> oom = injected_oom();
+  if (oom && !matches_filter(c, oom->filter)) oom.reset();
   gen.on_step_begin = [&](int step) {
+    if (oom && oom->step == step) {
+      const at::Tensor too_large =
+          at::empty({int64_t{1} << 50}, at::TensorOptions().dtype(at::kByte).device(device));
+      (void)too_large;  // not reached: 1 PiB is more than any device holds
+    }
     if (trace_enabled()) trace("rank " + std::to_string(rank) + ": step " + std::to_string(step));
     if (comm) comm->set_step(step);
     if (fault && fault->rank == rank && fault->step == step) {

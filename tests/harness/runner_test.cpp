@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "harness/record.h"
 #include "harness/runner.h"
 #include "harness/suite.h"
+#include "models/common/error.h"
 
 namespace ditbench {
 namespace {
@@ -164,6 +166,38 @@ TEST_F(RunnerTest, GraphsOnTheCpuAreARecordedSkipWithItsReason) {
   EXPECT_EQ(records[1].status, RunStatus::kSkipped);
   EXPECT_NE(records[1].reason.find("CUDA graph capture needs a CUDA device"), std::string::npos)
       << records[1].reason;
+}
+
+// A real allocation failure in the middle of one config (DITBENCH_INJECT_OOM asks the device's
+// allocator for 1 PiB at step 1 of the FBCache config): that config is recorded as failed with the
+// allocator's error, and the configs after it run and are scored. On a CUDA machine the same suite
+// runs on the GPU, where the caching allocator raises its out-of-memory error.
+TEST_F(RunnerTest, OutOfMemoryInOneConfigIsRecordedAndTheNextConfigRuns) {
+  const bool cuda = at::hasCUDA();
+  nlohmann::json extra = nlohmann::json::object();
+  if (cuda) extra = {{"device", "cuda"}, {"dtype", "bfloat16"}};
+  auto s = suite({{"cache", {"none", "fbcache", "teacache"}}, {"cache_threshold", {0.1}}}, extra);
+  ::setenv("DITBENCH_INJECT_OOM", "cache=fbcache@1", 1);
+  auto summary = run_suite(s, options());
+  ::unsetenv("DITBENCH_INJECT_OOM");
+  EXPECT_EQ(summary.ok, 2);
+  EXPECT_EQ(summary.failed, 1);
+  auto records = read_results(dir_ / "out" / "results.jsonl");
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[1].status, RunStatus::kFailed);
+  EXPECT_NE(records[1].reason.find(cuda ? "out of memory" : "memory"), std::string::npos)
+      << records[1].reason;
+  ASSERT_EQ(records[2].status, RunStatus::kOk) << records[2].reason;
+  EXPECT_TRUE(records[2].quality) << "the config after the failure is scored";
+  ASSERT_TRUE(records[0].peak_bytes && records[2].peak_bytes);
+  // Nothing of the failed config stays allocated: the next config peaks where the first did.
+  EXPECT_LT(*records[2].peak_bytes, *records[0].peak_bytes * 2) << "memory of the failed config";
+}
+
+TEST_F(RunnerTest, BadOutOfMemoryInjectionIsAnInputError) {
+  ::setenv("DITBENCH_INJECT_OOM", "cache=fbcache", 1);
+  EXPECT_THROW(run_suite(suite({{"cache", {"none"}}}), options()), InputError);
+  ::unsetenv("DITBENCH_INJECT_OOM");
 }
 
 TEST_F(RunnerTest, UnservableBackendIsARecordedSkipWithItsReason) {
