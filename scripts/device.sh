@@ -122,7 +122,7 @@ cp_table() {
 }
 
 seed_table() {
-  suite_passes suites/gpu-hv-720p-seed.json 330 gpus=1 cache=fbcache,gpus=4 cache=fbcache,gpus=2
+  suite_passes suites/gpu-hv-720p-seed.json 400 gpus=1 cache=fbcache,gpus=4 cache=fbcache,gpus=2
 }
 
 rc=0
