@@ -63,7 +63,8 @@ struct GraphedTransformer::Pool {
 #endif
 };
 
-GraphedTransformer::GraphedTransformer(BlockTransformer& inner) : inner_(inner) {}
+GraphedTransformer::GraphedTransformer(BlockTransformer& inner, Replay replay)
+    : inner_(inner), mode_(replay) {}
 
 GraphedTransformer::~GraphedTransformer() = default;
 
@@ -81,6 +82,16 @@ GraphCheck check_graphs(const at::Device& device) {
 std::unique_ptr<GraphedTransformer::Segment> GraphedTransformer::capture(int64_t first,
                                                                          int64_t last,
                                                                          const BlockState& s) {
+  if (mode_ == Replay::emulated) {
+    auto seg = std::make_unique<Segment>();
+    seg->layouts = layouts_of(inner_.state_tensors(s));
+    seg->valid_rows = s.hidden_valid_rows;
+    seg->input = inner_.fork_state(s);
+    seg->output = inner_.fork_state(s);
+    inner_.run_blocks(first, last, seg->output);  // allocates the "captured" outputs
+    ++captures_;
+    return seg;
+  }
 #ifndef DITBENCH_HAS_CUDA
   (void)first;
   (void)last;
@@ -134,15 +145,33 @@ std::unique_ptr<GraphedTransformer::Segment> GraphedTransformer::capture(int64_t
 #endif
 }
 
+void GraphedTransformer::replay(Segment& seg, int64_t first, int64_t last) {
+  if (mode_ == Replay::emulated) {
+    BlockState rerun = inner_.fork_state(seg.input);
+    inner_.run_blocks(first, last, rerun);
+    const std::vector<at::Tensor> results = inner_.state_tensors(rerun);
+    const std::vector<at::Tensor> outputs = inner_.state_tensors(seg.output);
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      if (outputs[k].defined() && !outputs[k].is_same(results[k])) outputs[k].copy_(results[k]);
+    }
+    return;
+  }
+#ifdef DITBENCH_HAS_CUDA
+  seg.graph->replay();
+#endif
+}
+
 void GraphedTransformer::run_blocks(int64_t first, int64_t last, BlockState& s) {
   if (first >= last) return;
+  if (mode_ == Replay::cuda_graph) {
 #ifndef DITBENCH_HAS_CUDA
-  (void)s;
-  throw Unsupported("graphs: this build has no CUDA");
+    throw Unsupported("graphs: this build has no CUDA");
 #else
-  if (!s.hidden.is_cuda()) {
-    throw Unsupported("graphs: CUDA graph capture needs CUDA tensors (the state is on " +
-                      s.hidden.device().str() + ")");
+    if (!s.hidden.is_cuda()) {
+      throw Unsupported("graphs: CUDA graph capture needs CUDA tensors (the state is on " +
+                        s.hidden.device().str() + ")");
+    }
+#endif
   }
   auto& seg = segments_[{first, last}];
   const std::vector<at::Tensor> tensors = inner_.state_tensors(s);
@@ -154,10 +183,9 @@ void GraphedTransformer::run_blocks(int64_t first, int64_t last, BlockState& s) 
       if (tensors[k].defined() && !tensors[k].is_same(inputs[k])) inputs[k].copy_(tensors[k]);
     }
   }
-  seg->graph->replay();
+  replay(*seg, first, last);
   ++replays_;
   s = inner_.fork_state(seg->output);
-#endif
 }
 
 }  // namespace ditbench

@@ -24,9 +24,15 @@ namespace ditbench {
 // state holds the graph's output tensors, which the next replay of the same segment overwrites:
 // what a caller keeps across steps must be computed from them (the caches' residuals are).
 // Models that cannot list their state (fork_state / state_tensors) throw Unsupported.
+//
+// Replay::emulated keeps every rule but the graph: a "replay" reruns the segment eagerly on the
+// captured inputs and copies its results into the captured output tensors, so the copying,
+// recapture and output-ownership logic runs (and is tested) on the CPU.
+enum class Replay { cuda_graph, emulated };
+
 class GraphedTransformer : public BlockTransformer {
  public:
-  explicit GraphedTransformer(BlockTransformer& inner);
+  explicit GraphedTransformer(BlockTransformer& inner, Replay replay = Replay::cuda_graph);
   ~GraphedTransformer() override;
 
   BlockState prepare(const TransformerInputs& in) override { return inner_.prepare(in); }
@@ -48,7 +54,10 @@ class GraphedTransformer : public BlockTransformer {
   struct Segment;
   std::unique_ptr<Segment> capture(int64_t first, int64_t last, const BlockState& s);
 
+  void replay(Segment& seg, int64_t first, int64_t last);
+
   BlockTransformer& inner_;
+  Replay mode_;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Segment>> segments_;
   struct Pool;
   std::unique_ptr<Pool> pool_;  // one memory pool for every graph of this wrapper

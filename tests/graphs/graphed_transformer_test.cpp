@@ -1,9 +1,11 @@
-// Graph capture of the transformer's block segments (optimizations/graphs): on the GPU the
-// replayed segments give the eager outputs step after step, with new inputs copied in, a new shape
-// captured again and the caches deciding as they do eagerly; on the CPU (every build) every
-// family's state forks and lists its tensors, and the wrapper refuses CPU states.
+// Graph capture of the transformer's block segments (optimizations/graphs): replayed segments give
+// the eager outputs step after step, with new inputs copied in, a new shape captured again and the
+// caches deciding as they do eagerly -- with CUDA graphs on a GPU, and with the emulated replay
+// (same copying and output ownership, no graph) on the CPU in every build; every family's state
+// forks and lists its tensors, and the CUDA-graph wrapper refuses CPU states.
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 #include "models/checkpoint/checkpoint.h"
@@ -105,7 +107,81 @@ TEST(GraphedTransformer, RefusesCpuStatesAndSaysWhyOnTheCpu) {
   EXPECT_NE(cpu.reason.find("CUDA"), std::string::npos) << cpu.reason;
 }
 
-// ---- CUDA ----
+// ---- replays: emulated on the CPU (every build), CUDA graphs on a GPU ----
+
+// error(a, b) of two model outputs on the CPU in float32.
+double output_error(const at::Tensor& a, const at::Tensor& b) {
+  return rel_error(a.to(at::kCPU, at::kFloat), b.to(at::kCPU, at::kFloat));
+}
+
+// Three steps of new inputs through one captured segment, then a new latent size (a new capture):
+// every output is the eager one within `tolerance` (0: bit for bit).
+void expect_replays_match_eager(const at::TensorOptions& options, Replay mode, double tolerance) {
+  torch::NoGradGuard no_grad;
+  auto model = tiny_model(options);
+  GraphedTransformer graphed(*model, mode);
+  for (int step = 0; step < 3; ++step) {
+    auto in = tiny_inputs(model->config(), options, 8, 900.0 - 300 * step, 10 + step);
+    const at::Tensor eager = model->forward(in);
+    const at::Tensor replayed = graphed.forward(in);
+    EXPECT_LE(output_error(replayed, eager), tolerance) << "step " << step;
+  }
+  EXPECT_EQ(graphed.captures(), 1);
+  EXPECT_EQ(graphed.replays(), 3);
+  auto wide = tiny_inputs(model->config(), options, 16, 500.0, 20);
+  EXPECT_LE(output_error(graphed.forward(wide), model->forward(wide)), tolerance);
+  EXPECT_EQ(graphed.captures(), 2);
+}
+
+// FBCache (block 0 eager, blocks 1..N one segment) and TeaCache (all blocks one segment) over a
+// short loop decide as on the eager model, and their outputs agree within `tolerance`: a cache
+// that kept a replay's output tensors past the next replay would diverge here.
+void expect_caches_decide_as_eager(const at::TensorOptions& options, Replay mode,
+                                   double tolerance) {
+  torch::NoGradGuard no_grad;
+  auto model = tiny_model(options);
+  for (const char* cache : {"fbcache", "teacache"}) {
+    SCOPED_TRACE(cache);
+    CacheOptions cache_options;
+    // Thresholds inside the tiny model's signal range (FBCache ~0.4-0.75, TeaCache's rescaled
+    // distances ~0.1-0.3 a step), so that some steps reuse.
+    cache_options.threshold = std::string(cache) == "fbcache" ? 0.6 : 0.3;
+    cache_options.teacache_coefficients = "hunyuan-video";
+    auto eager_policy = make_cache_policy(cache, cache_options);
+    auto graphed_policy = make_cache_policy(cache, cache_options);
+    GraphedTransformer graphed(*model, mode);
+    const int steps = 6;
+    for (int step = 0; step < steps; ++step) {
+      // Slowly changing inputs, as a denoising loop feeds them.
+      auto in = tiny_inputs(model->config(), options, 8, 1000.0 - 100 * step, 7);
+      in.latents = in.latents * (1.0 - 0.02 * step);
+      const at::Tensor a = eager_policy->forward(*model, in, step, steps);
+      const at::Tensor b = graphed_policy->forward(graphed, in, step, steps);
+      EXPECT_LE(output_error(b, a), tolerance) << "step " << step;
+    }
+    const auto& ea = eager_policy->records();
+    const auto& gr = graphed_policy->records();
+    ASSERT_EQ(ea.size(), gr.size());
+    int reused = 0;
+    for (size_t i = 0; i < ea.size(); ++i) {
+      EXPECT_EQ(ea[i].reused, gr[i].reused)
+          << "step " << i << ": eager signal " << ea[i].signal.value_or(-1) << ", graphed "
+          << gr[i].signal.value_or(-1);
+      reused += ea[i].reused ? 1 : 0;
+    }
+    EXPECT_GT(reused, 0) << "the loop should exercise the reuse path too";
+    EXPECT_GE(graphed.captures(), 1);
+    EXPECT_EQ(graphed.replays(), steps - reused);
+  }
+}
+
+TEST(GraphedTransformerEmulated, ReplaysGiveTheEagerOutputsStepAfterStep) {
+  expect_replays_match_eager(at::TensorOptions().dtype(at::kFloat), Replay::emulated, 0.0);
+}
+
+TEST(GraphedTransformerEmulated, CachesDecideAsOnTheEagerModel) {
+  expect_caches_decide_as_eager(at::TensorOptions().dtype(at::kFloat), Replay::emulated, 0.0);
+}
 
 class GraphedTransformerGpu : public ::testing::Test {
  protected:
@@ -118,59 +194,11 @@ class GraphedTransformerGpu : public ::testing::Test {
 };
 
 TEST_F(GraphedTransformerGpu, ReplaysGiveTheEagerOutputsStepAfterStep) {
-  torch::NoGradGuard no_grad;
-  auto model = tiny_model(gpu_bf16());
-  GraphedTransformer graphed(*model);
-  for (int step = 0; step < 3; ++step) {
-    auto in = tiny_inputs(model->config(), gpu_bf16(), 8, 900.0 - 300 * step, 10 + step);
-    const at::Tensor eager = model->forward(in);
-    const at::Tensor replayed = graphed.forward(in);
-    EXPECT_LT(rel_error(replayed.to(at::kCPU, at::kFloat), eager.to(at::kCPU, at::kFloat)), 1e-2)
-        << "step " << step;
-  }
-  EXPECT_EQ(graphed.captures(), 1);
-  EXPECT_EQ(graphed.replays(), 3);
-  // Another latent size is another graph.
-  auto wide = tiny_inputs(model->config(), gpu_bf16(), 16, 500.0, 20);
-  EXPECT_LT(rel_error(graphed.forward(wide).to(at::kCPU, at::kFloat),
-                      model->forward(wide).to(at::kCPU, at::kFloat)),
-            1e-2);
-  EXPECT_EQ(graphed.captures(), 2);
+  expect_replays_match_eager(gpu_bf16(), Replay::cuda_graph, 1e-2);
 }
 
-// FBCache (block 0 eager, blocks 1..N one graph) and TeaCache (all blocks one graph) over a short
-// loop decide as they do on the eager model.
 TEST_F(GraphedTransformerGpu, CachesDecideAsOnTheEagerModel) {
-  torch::NoGradGuard no_grad;
-  auto model = tiny_model(gpu_bf16());
-  for (const char* cache : {"fbcache", "teacache"}) {
-    SCOPED_TRACE(cache);
-    CacheOptions options;
-    options.threshold = 0.3;
-    options.teacache_coefficients = "hunyuan-video";
-    auto eager_policy = make_cache_policy(cache, options);
-    auto graphed_policy = make_cache_policy(cache, options);
-    GraphedTransformer graphed(*model);
-    const int steps = 6;
-    for (int step = 0; step < steps; ++step) {
-      // Slowly changing inputs, as a denoising loop feeds them.
-      auto in = tiny_inputs(model->config(), gpu_bf16(), 8, 1000.0 - 100 * step, 7);
-      in.latents = in.latents * (1.0 - 0.02 * step);
-      const at::Tensor a = eager_policy->forward(*model, in, step, steps);
-      const at::Tensor b = graphed_policy->forward(graphed, in, step, steps);
-      EXPECT_LT(rel_error(b.to(at::kCPU, at::kFloat), a.to(at::kCPU, at::kFloat)), 2e-2)
-          << "step " << step;
-    }
-    const auto& ea = eager_policy->records();
-    const auto& gr = graphed_policy->records();
-    ASSERT_EQ(ea.size(), gr.size());
-    for (size_t i = 0; i < ea.size(); ++i) {
-      EXPECT_EQ(ea[i].reused, gr[i].reused)
-          << "step " << i << ": eager signal " << ea[i].signal.value_or(-1) << ", graphed "
-          << gr[i].signal.value_or(-1);
-    }
-    EXPECT_GE(graphed.captures(), 1);
-  }
+  expect_caches_decide_as_eager(gpu_bf16(), Replay::cuda_graph, 2e-2);
 }
 
 }  // namespace
