@@ -8,7 +8,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include "optimizations/kernels/fused_cuda.h"
+#include "optimizations/kernels/rows_operand.h"
 #endif
 
 namespace ditbench {
@@ -23,8 +23,14 @@ std::atomic<bool>& enabled_flag() {
 }
 
 #ifdef DITBENCH_HAS_CUDA
-// A [B, S, D] (or, with rows == false, [B, D]) operand with unit stride over D; strides of size-1
-// dims are 0 so they never spoil alignment. A [1, D] modulation row broadcasts over the batch.
+cudaStream_t current_stream(const at::Tensor& t) {
+  return at::cuda::getCurrentCUDAStream(t.device().index());
+}
+#endif
+
+}  // namespace
+
+#ifdef DITBENCH_HAS_CUDA
 bool as_rows(const at::Tensor& t, const at::Tensor& like, bool rows, RowsBf16& out) {
   const int64_t dims = rows ? 3 : 2;
   if (!t.defined() || t.dim() != dims || t.scalar_type() != at::kBFloat16 ||
@@ -38,13 +44,7 @@ bool as_rows(const at::Tensor& t, const at::Tensor& like, bool rows, RowsBf16& o
   out.row_stride = rows && t.size(1) > 1 ? t.stride(1) : 0;
   return true;
 }
-
-cudaStream_t current_stream(const at::Tensor& t) {
-  return at::cuda::getCurrentCUDAStream(t.device().index());
-}
 #endif
-
-}  // namespace
 
 bool fused_kernels_enabled() { return enabled_flag().load(); }
 void set_fused_kernels_enabled(bool enabled) { enabled_flag().store(enabled); }

@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "optimizations/kernels/fused_fp8_cuda.h"
+#include "optimizations/kernels/rows_operand.h"
 #endif
 
 namespace ditbench {
@@ -30,22 +31,6 @@ int64_t uniform_row_stride(const at::Tensor& t) {
     span = t.stride(d) * t.size(d);
   }
   return stride < 0 ? t.size(-1) : stride;
-}
-
-// A [B, S, D] (rows) or [B, D] operand with unit stride over D, as fused.cpp reads them; a
-// [1, D] modulation row broadcasts over the batch.
-bool as_rows(const at::Tensor& t, const at::Tensor& like, bool rows, RowsBf16& out) {
-  const int64_t dims = rows ? 3 : 2;
-  if (!t.defined() || t.dim() != dims || t.scalar_type() != at::kBFloat16 ||
-      t.device() != like.device() || t.size(dims - 1) != like.size(2) ||
-      (t.size(0) != like.size(0) && t.size(0) != 1) || (rows && t.size(1) != like.size(1)) ||
-      t.stride(dims - 1) != 1) {
-    return false;
-  }
-  out.data = t.data_ptr();
-  out.batch_stride = t.size(0) == 1 ? 0 : t.stride(0);
-  out.row_stride = rows && t.size(1) > 1 ? t.stride(1) : 0;
-  return true;
 }
 
 Fp8Rows empty_rows(int64_t rows, int64_t cols, const at::Tensor& like) {
