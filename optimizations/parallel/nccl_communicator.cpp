@@ -60,6 +60,11 @@ void trace_rank(int rank, const std::string& event) {
   if (trace_enabled()) trace("rank " + std::to_string(rank) + ": " + event);
 }
 
+// The same for an operation of the collectives' hot path: no string is built unless tracing.
+void trace_op(int rank, const std::string& op, const char* what) {
+  if (trace_enabled()) trace("rank " + std::to_string(rank) + ": " + op + " " + what);
+}
+
 char* bytes_of(const at::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
 
 }  // namespace
@@ -261,14 +266,14 @@ cudaEvent_t NcclCommunicator::track(const std::string& op, cudaStream_t stream) 
   check_cuda(cudaEventRecord(for_caller, stream), op + ": cudaEventRecord");
   std::lock_guard<std::mutex> lock(mutex_);
   pending_.push_back({op, done, std::chrono::steady_clock::now()});
-  trace_rank(global_rank_, op + " enqueued");
+  trace_op(global_rank_, op, "enqueued");
   return for_caller;
 }
 
 at::Tensor NcclCommunicator::all_to_all(const at::Tensor& input_) {
   const std::string op = "all_to_all";
   check_usable(op);
-  trace_rank(global_rank_, op + " begins");
+  trace_op(global_rank_, op, "begins");
   at::Tensor input = input_.contiguous();
   check_tensor(input, op);
   if (input.dim() == 0 || input.size(0) % size_ != 0) {
@@ -293,7 +298,7 @@ at::Tensor NcclCommunicator::all_to_all(const at::Tensor& input_) {
 at::Tensor NcclCommunicator::all_gather(const at::Tensor& input_) {
   const std::string op = "all_gather";
   check_usable(op);
-  trace_rank(global_rank_, op + " begins");
+  trace_op(global_rank_, op, "begins");
   at::Tensor input = input_.contiguous();
   check_tensor(input, op);
   auto sizes = input.sizes().vec();
@@ -311,7 +316,7 @@ at::Tensor NcclCommunicator::all_gather(const at::Tensor& input_) {
 void NcclCommunicator::all_reduce_sum(at::Tensor& tensor) {
   const std::string op = "all_reduce_sum";
   check_usable(op);
-  trace_rank(global_rank_, op + " begins");
+  trace_op(global_rank_, op, "begins");
   check_tensor(tensor, op);
   if (tensor.scalar_type() == at::kBool) throw CommError(op + ": cannot sum bool tensors");
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
@@ -324,7 +329,7 @@ void NcclCommunicator::all_reduce_sum(at::Tensor& tensor) {
 void NcclCommunicator::send(const at::Tensor& tensor_, int dst) {
   const std::string op = "send to rank " + std::to_string(dst);
   check_usable(op);
-  trace_rank(global_rank_, op + " begins");
+  trace_op(global_rank_, op, "begins");
   at::Tensor tensor = tensor_.contiguous();
   check_tensor(tensor, op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
@@ -337,7 +342,7 @@ void NcclCommunicator::send(const at::Tensor& tensor_, int dst) {
 void NcclCommunicator::recv(at::Tensor& tensor, int src) {
   const std::string op = "recv from rank " + std::to_string(src);
   check_usable(op);
-  trace_rank(global_rank_, op + " begins");
+  trace_op(global_rank_, op, "begins");
   check_tensor(tensor, op);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream(device_).stream();
   check(ncclRecv(tensor.data_ptr(), static_cast<size_t>(tensor.numel() * tensor.element_size()),
@@ -378,7 +383,7 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
   const std::string op =
       "send_recv (to rank " + std::to_string(dst) + ", from rank " + std::to_string(src) + ")";
   check_usable(op);
-  trace_rank(global_rank_, op + " begins");
+  trace_op(global_rank_, op, "begins");
   at::Tensor to_send = to_send_.contiguous();
   check_tensor(to_send, op);
   check_tensor(to_recv, op);
@@ -432,7 +437,7 @@ void NcclCommunicator::barrier() {
 std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {
   const std::string op = "subgroup";
   check_usable(op);
-  trace_rank(global_rank_, op + " begins");
+  trace_op(global_rank_, op, "begins");
   ncclComm_t child = nullptr;
   ncclConfig_t config = nonblocking_config();
   // A nonblocking split reports its progress on the parent; the child handle is set once the
