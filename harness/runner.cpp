@@ -631,7 +631,8 @@ at::Device resolve_device(const std::string& setting) {
 RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
   RunSummary summary;
   const Suite suite = options.gpus ? with_gpus(given_suite, *options.gpus) : given_suite;
-  auto configs = filter_configs(expand_matrix(suite), options.filter);
+  const std::vector<RunConfig> matrix = expand_matrix(suite);
+  auto configs = filter_configs(matrix, options.filter);
   // The baseline runs first so that every other config is scored against its frames.
   // Then configs that share a quantization mode run together, since each mode rebuilds the model.
   std::stable_sort(configs.begin(), configs.end(), [](const RunConfig& a, const RunConfig& b) {
@@ -686,7 +687,7 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
 
   // On --resume the baseline's frames come back from its artifact, also for a pass whose
   // --filter leaves the baseline out (the configs it runs are still scored against it).
-  for (const auto& c : expand_matrix(suite)) {
+  for (const auto& c : matrix) {
     if (writes && c.baseline && done.count(c.id)) {
       baseline_frames_path = (frames_dir / (safe_name(c.id) + ".safetensors")).string();
       if (fs::exists(baseline_frames_path)) baseline_frames = load_frames(baseline_frames_path);
