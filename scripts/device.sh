@@ -3,11 +3,15 @@
 # torch, CUDA for sm_90a). Usage: scripts/device.sh [build|test|bench|all|e2e|cp|seed] [suites...]
 # Results and logs go to $OUT (default ./out/device). `e2e` (optional, not part of `all`) replays
 # the tiny-shapes end-to-end references on the GPU in bf16 (and float32) against their float32 CPU
-# results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `cp` (4 GPUs) runs the NCCL
-# tests, the tiny model on 1, 2 and 4 GPUs in every mode (suites/gpu-cp-tiny.json), then the 720p
-# table (1 GPU, Ulysses, ring, USP 2x2), each under a time limit with a rank trace in its log.
-# `seed` runs the 720p table of 1 GPU, FBCache and FBCache + Ulysses 2/4 with the VAE decode (the
-# suite's Ulysses-alone configs are left to a plain run).
+# results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `gpu-tests` runs only the tests
+# that use a GPU (CUDA, GPU, out-of-memory), a few seconds instead of the whole ctest. `cp` (4 GPUs)
+# runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs in every mode (suites/gpu-cp-tiny.json),
+# the tiny model under torchrun (4 processes) and a throwing rank on 2 GPUs, then the 720p table
+# passes (`cp720`, default: 1 GPU, Ulysses, ring, USP; other filters as arguments), each under a
+# time limit with a rank trace in its log; while the 1-GPU pass runs on GPU 0, the GPU tests and
+# the end-to-end replay run on GPUs 1 and 2. `seed` runs the 720p table of 1 GPU, FBCache and
+# FBCache + Ulysses 2/4 with the VAE decode (the suite's Ulysses-alone configs are left to a plain
+# run).
 # Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
@@ -47,6 +51,18 @@ test_all() {
   ctest --test-dir "$BUILD" --output-on-failure -j 4 --timeout 600 >"$OUT/ctest.log" 2>&1
   local rc=$?
   tail -30 "$OUT/ctest.log"
+  return $rc
+}
+
+# The tests that use a GPU, from every test binary (the rest run in CI on the CPU).
+gpu_tests() {
+  local rc=0 t
+  for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    "$t" --gtest_filter='*Cuda*:*Gpu*:RunnerTest.OutOfMemory*:-NcclCommunicator*' --gtest_brief=1 \
+      >>"$OUT/gpu-tests.log" 2>&1 || rc=1
+  done
+  grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$OUT/gpu-tests.log" | sort | uniq -c | head -40
   return $rc
 }
 
@@ -118,22 +134,54 @@ cp_table() {
     echo "NCCL tests exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$OUT/nccl-tests.log" | tail -6
   fi
   suite_passes suites/gpu-cp-tiny.json 60 gpus=1 gpus=2 gpus=4
-  suite_passes suites/gpu-hv-720p-cp.json 170 gpus=1 cp=ulysses u=2/r=2 cp=ring
+  # One process per rank, as torchrun starts them (the processes meet through its store).
+  log "tiny model under torchrun, 4 processes"
+  DITBENCH_TRACE=1 run_limited 120 "$OUT/torchrun-tiny.log" python3 -m torch.distributed.run \
+    --nproc-per-node 4 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/torchrun-tiny" \
+    --filter cache=none --comm-timeout 60 --no-progress
+  log "exit $?"; grep -v "^\[trace" "$OUT/torchrun-tiny.log" | tail -4
+  "$BUILD/ditbench" report "$OUT/torchrun-tiny/results.jsonl" --out "$OUT/torchrun-tiny.md" >/dev/null 2>&1
+  # A rank that throws at step 3 of a 2-GPU config: recorded as failed, the next config runs.
+  log "rank 1 throws at step 3 (rank threads, then torchrun)"
+  DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads.log" "$BUILD/ditbench" run \
+    suites/gpu-cp-tiny.json --out "$OUT/fault-threads" --filter 'cache=none,gpus=2' \
+    --comm-timeout 30 --no-progress
+  log "exit $?"; tail -4 "$OUT/fault-threads.log"
+  DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-torchrun.log" python3 -m torch.distributed.run \
+    --nproc-per-node 2 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-torchrun" \
+    --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
+  log "exit $?"; grep -v "^\[trace" "$OUT/fault-torchrun.log" | tail -8
+  # The 1-GPU 720p pass uses GPU 0 only: the GPU tests and the replay use GPUs 1 and 2 meanwhile.
+  (CUDA_VISIBLE_DEVICES=1 gpu_tests >"$OUT/gpu-tests.summary" 2>&1) &
+  local tests_pid=$!
+  (CUDA_VISIBLE_DEVICES=2 e2e >"$OUT/e2e.summary" 2>&1) &
+  local e2e_pid=$!
+  cp720 "$@"
+  wait "$tests_pid" "$e2e_pid"
+  cat "$OUT/gpu-tests.summary"; grep -iE "agree|pass|fail" "$OUT/e2e.summary" | head -10
+}
+
+cp720() {
+  [ $# -gt 0 ] || set -- gpus=1 cp=ulysses cp=ring cp=usp
+  suite_passes suites/gpu-hv-720p-cp.json 170 "$@"
 }
 
 seed_table() {
-  suite_passes suites/gpu-hv-720p-seed.json 400 gpus=1 cache=fbcache,gpus=4 cache=fbcache,gpus=2
+  [ $# -gt 0 ] || set -- gpus=1 cache=fbcache,gpus=4 cache=fbcache,gpus=2
+  suite_passes suites/gpu-hv-720p-seed.json 400 "$@"
 }
 
 rc=0
 case "$mode" in
   build) build || rc=$? ;;
   test) build && test_all || rc=$? ;;
+  gpu-tests) build && gpu_tests || rc=$? ;;
   bench) build && bench "$@" || rc=$? ;;
   all) build || exit 1; test_all || rc=$?; bench "$@" ;;
   e2e) build && e2e || rc=$? ;;
-  cp) build && cp_table || rc=$? ;;
-  seed) build && seed_table || rc=$? ;;
-  *) echo "usage: $0 [build|test|bench|all|e2e|cp|seed] [suites...]"; exit 2 ;;
+  cp) build && cp_table "$@" || rc=$? ;;
+  cp720) build && cp720 "$@" || rc=$? ;;
+  seed) build && seed_table "$@" || rc=$? ;;
+  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed] [suites or filters...]"; exit 2 ;;
 esac
 exit $rc
