@@ -81,6 +81,49 @@ if(CAFFE2_USE_CUDA OR TARGET torch::cudart)
   endif()
 endif()
 
+# The cuDNN frontend (header-only C++ graph API; scripts/fetch-cudnn-frontend.sh unpacks PyPI's
+# nvidia-cudnn-frontend into .deps/) with the cuDNN that LibTorch loads: PyPI's nvidia-cudnn wheel
+# beside torch in site-packages, else a system install. It builds the cudnn_fp8 attention backend;
+# without it that backend says "built without the cuDNN frontend".
+option(DITBENCH_CUDNN_FRONTEND "Build cudnn_fp8 attention when the cuDNN frontend and cuDNN are found" ON)
+set(DITBENCH_HAS_CUDNN_FRONTEND OFF)
+if(DITBENCH_HAS_CUDA AND DITBENCH_CUDNN_FRONTEND)
+  set(_cudnn_hints)
+  if(TORCH_INSTALL_PREFIX)
+    list(APPEND _cudnn_hints ${TORCH_INSTALL_PREFIX}/../nvidia/cudnn)
+  endif()
+  if(DITBENCH_PYTHON)
+    execute_process(
+      COMMAND ${DITBENCH_PYTHON} -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))"
+      OUTPUT_VARIABLE _site OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+    if(_site)
+      list(APPEND _cudnn_hints ${_site}/nvidia/cudnn)
+    endif()
+  endif()
+  find_path(CUDNN_FRONTEND_INCLUDE_DIR cudnn_frontend.h
+            HINTS ${CMAKE_CURRENT_SOURCE_DIR}/.deps/cudnn_frontend/include)
+  find_path(CUDNN_INCLUDE_DIR cudnn.h HINTS ${_cudnn_hints} ${CUDAToolkit_INCLUDE_DIRS}
+            PATH_SUFFIXES include)
+  find_library(CUDNN_LIBRARY NAMES libcudnn.so.9 cudnn NAMES_PER_DIR HINTS ${_cudnn_hints} ${CUDAToolkit_LIBRARY_DIR}
+               PATH_SUFFIXES lib lib64)
+  if(CUDNN_FRONTEND_INCLUDE_DIR AND CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
+    set(DITBENCH_HAS_CUDNN_FRONTEND ON)
+  else()
+    message(STATUS "ditbench: cudnn_fp8 attention not built (cuDNN frontend: "
+                   "${CUDNN_FRONTEND_INCLUDE_DIR}, cudnn.h: ${CUDNN_INCLUDE_DIR}, libcudnn: ${CUDNN_LIBRARY})")
+  endif()
+endif()
+# Compiles `source` of `target` against the cuDNN frontend (only that file sees its headers).
+function(dit_use_cudnn_frontend target source)
+  if(DITBENCH_HAS_CUDNN_FRONTEND)
+    set_source_files_properties(${source} TARGET_DIRECTORY ${target} PROPERTIES
+      INCLUDE_DIRECTORIES "${CUDNN_FRONTEND_INCLUDE_DIR};${CUDNN_INCLUDE_DIR}"
+      COMPILE_DEFINITIONS "DITBENCH_HAS_CUDNN_FRONTEND=1;CUDNN_FRONTEND_SKIP_JSON_LIB=1"
+      SKIP_PRECOMPILE_HEADERS ON)
+    target_link_libraries(${target} PUBLIC ${CUDNN_LIBRARY})
+  endif()
+endfunction()
+
 set(DITBENCH_HAS_NCCL OFF)
 set(DITBENCH_HAS_CUPTI OFF)
 set(DITBENCH_HAS_NVTX OFF)
@@ -181,5 +224,5 @@ function(dit_use_pch target)
 endfunction()
 
 message(STATUS "ditbench: CUDA=${DITBENCH_HAS_CUDA} NCCL=${DITBENCH_HAS_NCCL} CUPTI=${DITBENCH_HAS_CUPTI} "
-               "NVTX=${DITBENCH_HAS_NVTX} OpenCV=${DITBENCH_HAS_OPENCV} FFmpeg=${DITBENCH_HAS_FFMPEG} "
+               "NVTX=${DITBENCH_HAS_NVTX} cuDNN-frontend=${DITBENCH_HAS_CUDNN_FRONTEND} OpenCV=${DITBENCH_HAS_OPENCV} FFmpeg=${DITBENCH_HAS_FFMPEG} "
                "GTest=${GTest_FOUND} benchmark=${benchmark_FOUND}")

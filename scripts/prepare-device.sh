@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Run on a development machine before sending the tree to a GPU machine that has no package
-# registry: unpacks the header-only CLI11 Debian package into .deps/ and copies the reference
-# fixtures into .fixtures/ (both git-ignored; name them in the transfer).
+# registry: unpacks the header-only CLI11 Debian package and the cuDNN frontend's headers
+# (PyPI's nvidia-cudnn-frontend) into .deps/ and copies the reference fixtures into .fixtures/
+# (both git-ignored; name them in the transfer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f .deps/usr/include/CLI/CLI.hpp ]; then
   mkdir -p .deps
   (cd .deps && apt-get download libcli11-dev && for f in *.deb; do dpkg -x "$f" .; done)
 fi
+bash scripts/fetch-cudnn-frontend.sh
 git rev-parse --short=12 HEAD > .deps/git-commit 2>/dev/null || true
 fixtures="${DITBENCH_FIXTURES:-../shared/fixtures}"
 if [ -d "$fixtures" ]; then

@@ -32,5 +32,8 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.__version__.sta
   .venv/bin/pip install --quiet "torch==${TORCH_VERSION}" numpy
 fi
 
+# The cuDNN frontend's headers (cudnn_fp8 attention) from PyPI, into .deps/.
+bash scripts/fetch-cudnn-frontend.sh
+
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDITBENCH_PYTHON="$PWD/.venv/bin/python"
 cmake --build "$BUILD_DIR" -j "$(nproc)"

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "models/common/error.h"
+#include "optimizations/attention/cudnn_fp8.h"
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/native/transformers/cuda/sdp_utils.h>
@@ -16,21 +17,6 @@
 
 namespace ditbench {
 namespace {
-
-std::string dtype_name(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kFloat:
-      return "float32";
-    case at::kHalf:
-      return "fp16";
-    case at::kBFloat16:
-      return "bf16";
-    case at::kDouble:
-      return "float64";
-    default:
-      return c10::toString(dtype);
-  }
-}
 
 BackendCheck refuse(std::string reason) { return {false, std::move(reason)}; }
 
@@ -46,7 +32,7 @@ BackendCheck needs_cuda(const std::string& backend, const at::Device& device) {
 
 BackendCheck needs_half_precision(const std::string& backend, at::ScalarType dtype) {
   if (dtype == at::kHalf || dtype == at::kBFloat16) return {};
-  return refuse(backend + " takes fp16/bf16, not " + dtype_name(dtype));
+  return refuse(backend + " takes fp16/bf16, not " + attention_dtype_name(dtype));
 }
 
 // The mask as an additive bias in q's dtype (0 where a key may be attended, -inf elsewhere),
@@ -110,7 +96,7 @@ class MathBackend : public AttentionBackend {
   const std::string& name() const override { return name_; }
   BackendCheck can_serve(const at::Device&, at::ScalarType dtype, int64_t, bool) const override {
     if (!at::isFloatingType(dtype))
-      return refuse("math takes floating point, not " + dtype_name(dtype));
+      return refuse("math takes floating point, not " + attention_dtype_name(dtype));
     return {};
   }
   LocalAttentionResult run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -165,7 +151,7 @@ class EfficientBackend : public AttentionBackend {
                          bool has_mask) const override {
     if (auto check = needs_cuda(name_, device); !check.ok) return check;
     if (dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kFloat) {
-      return refuse(name_ + " takes fp16/bf16/float32, not " + dtype_name(dtype));
+      return refuse(name_ + " takes fp16/bf16/float32, not " + attention_dtype_name(dtype));
     }
 #ifdef DITBENCH_HAS_CUDA
     return aten_admits(&sdp::can_use_mem_efficient_attention, name_, device, dtype, head_dim,
@@ -227,7 +213,7 @@ class SdpaBackend : public AttentionBackend {
   const std::string& name() const override { return name_; }
   BackendCheck can_serve(const at::Device&, at::ScalarType dtype, int64_t, bool) const override {
     if (!at::isFloatingType(dtype))
-      return refuse("sdpa takes floating point, not " + dtype_name(dtype));
+      return refuse("sdpa takes floating point, not " + attention_dtype_name(dtype));
     return {};
   }
   LocalAttentionResult run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -296,12 +282,28 @@ const Registry& registry() {
     r.add(std::make_unique<FlashBackend>());
     r.add(std::make_unique<EfficientBackend>());
     r.add(std::make_unique<CudnnBackend>());
+    r.add(make_cudnn_fp8_backend());
     return r;
   }();
   return instance;
 }
 
 }  // namespace
+
+std::string attention_dtype_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat:
+      return "float32";
+    case at::kHalf:
+      return "fp16";
+    case at::kBFloat16:
+      return "bf16";
+    case at::kDouble:
+      return "float64";
+    default:
+      return c10::toString(dtype);
+  }
+}
 
 const std::vector<std::string>& attention_backend_names() { return registry().names; }
 

@@ -1,7 +1,8 @@
 #pragma once
-// The attention backend registry: the reference (math), ATen's own choice (sdpa) and ATen's fused
-// kernels called directly (flash, efficient, cudnn). A backend either serves a configuration
-// exactly (masked keys included) or says why it cannot; nothing falls back silently.
+// The attention backend registry: the reference (math), ATen's own choice (sdpa), ATen's fused
+// kernels called directly (flash, efficient, cudnn) and cuDNN's FP8 attention through the cuDNN
+// frontend (cudnn_fp8, optimizations/attention/cudnn_fp8.h). A backend either serves a
+// configuration exactly (masked keys included) or says why it cannot; nothing falls back silently.
 #include <ATen/ATen.h>
 
 #include <string>
@@ -35,7 +36,7 @@ class AttentionBackend {
                                    const at::Tensor& key_mask, bool need_lse) const = 0;
 };
 
-// Registered names, in listing order: math, sdpa, flash, efficient, cudnn.
+// Registered names, in listing order: math, sdpa, flash, efficient, cudnn, cudnn_fp8.
 const std::vector<std::string>& attention_backend_names();
 
 // The backend registered as `name`; throws InputError naming the known backends otherwise.
@@ -44,6 +45,9 @@ const AttentionBackend& attention_backend(const std::string& name);
 // can_serve of the named backend (InputError for an unknown name).
 BackendCheck check_backend(const std::string& name, const at::Device& device, at::ScalarType dtype,
                            int64_t head_dim, bool has_mask);
+
+// "float32", "bf16", "fp16", "float64", else ATen's name: how skip reasons name a dtype.
+std::string attention_dtype_name(at::ScalarType dtype);
 
 // An attention kernel that takes no mask: (q, k, v, need_lse) -> result.
 using UnmaskedAttentionFn = std::function<LocalAttentionResult(
