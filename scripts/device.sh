@@ -6,7 +6,8 @@
 # results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `gpu-tests` runs only the tests
 # that use a GPU (CUDA, GPU, out-of-memory), a few seconds instead of the whole ctest. `cp` (4 GPUs)
 # runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs in every mode (suites/gpu-cp-tiny.json),
-# the tiny model under torchrun (4 processes) and a throwing rank on 2 GPUs, then the 720p table
+# the tiny model under torchrun (4 processes) and a throwing rank on 2 GPUs (DITBENCH_CP_TINY=0
+# leaves the tiny model's 1/2/4-GPU passes out), then the 720p table
 # passes (`cp720`, default: 1 GPU, Ulysses, ring, USP; other filters as arguments), each under a
 # time limit with a rank trace in its log; while the 1-GPU pass runs on GPU 0, the GPU tests and
 # the end-to-end replay run on GPUs 1 and 2. `seed` runs the 720p table of 1 GPU, FBCache and
@@ -92,15 +93,17 @@ e2e() {
   done
 }
 
-# Runs a command with its output in LOG; past LIMIT seconds it dumps every thread's stack into
-# LOG.stacks (where gdb is installed), then stops the command (SIGTERM, SIGKILL 10 s later).
+# Runs a command with its output in LOG; past LIMIT seconds it asks for every thread's stack
+# (SIGQUIT: ditbench with DITBENCH_TRACE on writes them into LOG; gdb, where installed, into
+# LOG.stacks), then stops the command (SIGTERM, SIGKILL 10 s later).
 run_limited() {
   local limit=$1 log=$2; shift 2
   "$@" >"$log" 2>&1 &
   local pid=$! waited=0
   while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$limit" ]; do sleep 1; waited=$((waited + 1)); done
   if kill -0 "$pid" 2>/dev/null; then
-    log "still running after ${limit}s: stacks in $log.stacks, stopping it"
+    log "still running after ${limit}s: call stacks in $log, stopping it"
+    kill -QUIT "$pid"; sleep 3
     command -v gdb >/dev/null && timeout 60 gdb -p "$pid" -batch -ex "thread apply all bt 25" >"$log.stacks" 2>&1
     kill -TERM "$pid"; sleep 10; kill -KILL "$pid" 2>/dev/null
   fi
@@ -129,26 +132,26 @@ cp_table() {
   if [ "${DITBENCH_NCCL_TESTS:-1}" = 1 ]; then
     log "NCCL tests"
     # The disabled ones too (p2p on the world communicator, a throwing rank): they hung once.
-    run_limited 180 "$OUT/nccl-tests.log" "$BUILD/tests/test_parallel" --gtest_filter='Nccl*' \
-      --gtest_also_run_disabled_tests
+    DITBENCH_TRACE=1 run_limited 120 "$OUT/nccl-tests.log" "$BUILD/tests/test_parallel" \
+      --gtest_filter='Nccl*' --gtest_also_run_disabled_tests
     echo "NCCL tests exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$OUT/nccl-tests.log" | tail -6
   fi
-  suite_passes suites/gpu-cp-tiny.json 60 gpus=1 gpus=2 gpus=4
+  [ "${DITBENCH_CP_TINY:-1}" = 1 ] && suite_passes suites/gpu-cp-tiny.json 60 gpus=1 gpus=2 gpus=4
   # One process per rank, as torchrun starts them (the processes meet through its store).
   log "tiny model under torchrun, 4 processes"
   DITBENCH_TRACE=1 run_limited 120 "$OUT/torchrun-tiny.log" python3 -m torch.distributed.run \
-    --nproc-per-node 4 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/torchrun-tiny" \
+    --no-python --nproc-per-node 4 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/torchrun-tiny" \
     --filter cache=none --comm-timeout 60 --no-progress
   log "exit $?"; grep -v "^\[trace" "$OUT/torchrun-tiny.log" | tail -4
   "$BUILD/ditbench" report "$OUT/torchrun-tiny/results.jsonl" --out "$OUT/torchrun-tiny.md" >/dev/null 2>&1
   # A rank that throws at step 3 of a 2-GPU config: recorded as failed, the next config runs.
   log "rank 1 throws at step 3 (rank threads, then torchrun)"
-  DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads.log" "$BUILD/ditbench" run \
+  DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads.log" "$BUILD/ditbench" run \
     suites/gpu-cp-tiny.json --out "$OUT/fault-threads" --filter 'cache=none,gpus=2' \
     --comm-timeout 30 --no-progress
-  log "exit $?"; tail -4 "$OUT/fault-threads.log"
-  DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-torchrun.log" python3 -m torch.distributed.run \
-    --nproc-per-node 2 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-torchrun" \
+  log "exit $?"; grep -v "^\[trace" "$OUT/fault-threads.log" | tail -4
+  DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-torchrun.log" \
+    python3 -m torch.distributed.run --no-python --nproc-per-node 2 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-torchrun" \
     --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
   log "exit $?"; grep -v "^\[trace" "$OUT/fault-torchrun.log" | tail -8
   # The 1-GPU 720p pass uses GPU 0 only: the GPU tests and the replay use GPUs 1 and 2 meanwhile.

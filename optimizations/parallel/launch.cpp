@@ -8,6 +8,7 @@
 #include "optimizations/parallel/in_process_communicator.h"
 #include "optimizations/parallel/nccl_communicator.h"
 #include "optimizations/parallel/rank_threads.h"
+#include "optimizations/parallel/trace.h"
 
 namespace ditbench {
 namespace detail {
@@ -76,6 +77,7 @@ void run_rank_threads(int n,
         } catch (...) {
         }
         if (comm) {
+          trace("rank " + std::to_string(rank) + " failed: " + what_of(failure.error));
           try {
             comm->abort(what_of(failure.error));
           } catch (...) {

@@ -7,7 +7,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <sstream>
 
 #include "models/common/error.h"
@@ -81,12 +83,19 @@ NcclCommunicator::NcclCommunicator(const ncclUniqueId& id, int size, int rank, C
     : rank_(rank), size_(size), global_rank_(rank), options_(options), signal_(std::move(signal)) {
   check_cuda(cudaGetDevice(&device_), "rank " + std::to_string(rank) + ": cudaGetDevice");
   trace_rank(rank, "ncclCommInitRank on cuda:" + std::to_string(device_));
-  ncclResult_t r = ncclCommInitRank(&comm_, size, id, rank);
-  trace_rank(rank, "ncclCommInitRank done");
-  if (r != ncclSuccess) {
+  ncclConfig_t config = nonblocking_config();
+  // DITBENCH_NCCL_BLOCKING=1: a blocking world communicator, to tell a problem of the
+  // nonblocking mode from others (its subgroups stay nonblocking).
+  if (const char* blocking = std::getenv("DITBENCH_NCCL_BLOCKING"); blocking && *blocking == '1')
+    config.blocking = 1;
+  ncclResult_t r = ncclCommInitRankConfig(&comm_, size, id, rank, &config);
+  if (r != ncclSuccess && r != ncclInProgress) {
     throw CommError("rank " + std::to_string(rank) +
                     ": ncclCommInitRank: " + ncclGetErrorString(r));
   }
+  // A peer that never joins (it failed first) ends the wait through the signal or the timeout.
+  wait_ready("ncclCommInitRank");
+  trace_rank(rank, "ncclCommInitRank done");
   start_watchdog();
 }
 
@@ -113,6 +122,14 @@ NcclCommunicator::~NcclCommunicator() {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& p : pending_) cudaEventDestroy(p.done);
   if (!comm_ || aborted_) return;
+  // Torn down by an exception (this rank failed): its peers may never match the work in flight,
+  // so the communicator is aborted rather than flushed; the peers learn of the failure from the
+  // launch's signal once the exception reaches the rank's thread.
+  if (std::uncaught_exceptions() > 0) {
+    trace_rank(global_rank_, "communicator torn down by an exception: abort");
+    ncclCommAbort(comm_);
+    return;
+  }
   // A nonblocking communicator is finalized (its work flushed) before it is destroyed.
   ncclResult_t state = ncclCommFinalize(comm_);
   const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
@@ -205,7 +222,9 @@ void NcclCommunicator::abort_locked(int failed_rank, const std::string& reason) 
   aborted_ = true;
   failed_rank_ = failed_rank;
   abort_reason_ = reason;
+  trace_rank(global_rank_, "ncclCommAbort (rank " + std::to_string(failed_rank) + " failed)");
   ncclCommAbort(comm_);
+  trace_rank(global_rank_, "ncclCommAbort done");
   if (signal_) {
     std::lock_guard<std::mutex> signal_lock(signal_->mutex);
     if (signal_->failed_rank < 0) {

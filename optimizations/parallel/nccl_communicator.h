@@ -36,8 +36,9 @@ class NcclCommunicator : public Communicator {
 
   // Joins communicator `id` as `rank` of `size` on the current CUDA device (collective: all ranks
   // call it concurrently). `signal` links the ranks of one process (or, through ProcessLaunch,
-  // of one multi-process launch) so that one failure aborts all. The world communicator is
-  // blocking (a nonblocking one hung on 4 H100s); its subgroups are nonblocking and polled.
+  // of one multi-process launch) so that one failure aborts all. Every communicator is
+  // nonblocking: a call that waits for peers (initialisation, connecting point-to-point channels)
+  // returns at once and is polled, so a peer's failure or the timeout ends the wait.
   NcclCommunicator(const ncclUniqueId& id, int size, int rank, CommOptions options,
                    std::shared_ptr<NcclAbortSignal> signal = nullptr);
   ~NcclCommunicator() override;

@@ -31,10 +31,8 @@ LaunchOptions nccl(std::chrono::milliseconds timeout = std::chrono::seconds(60))
   if (gpu_count() < (n)) GTEST_SKIP() << "needs " << (n) << " GPUs, found " << gpu_count()
 
 // Point-to-point work on the communicator made by ncclCommInitRank (not only on split ones). It
-// hangs on 4 GPUs while that communicator is blocking (its lazy connection setup waits inside
-// NCCL); a nonblocking world communicator hung the NCCL tests and context-parallel runs on 4 H100s
-// instead, so the world communicator is blocking again and this stays disabled until one works.
-TEST(NcclCommunicator, DISABLED_CollectivesAndSendRecvByHand) {
+// once hung on 4 GPUs; the cause was the launch's closing NCCL barrier (now a host barrier).
+TEST(NcclCommunicator, CollectivesAndSendRecvByHand) {
   REQUIRE_GPUS(2);
   const int n = std::min(gpu_count(), 4);
   launch_ranks(
@@ -117,8 +115,9 @@ TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
 }
 
 // Rank 1 fails before its first call; rank 0's all_to_all on the world communicator must end with
-// the abort instead of waiting for it. It hangs while the world communicator is blocking (see
-// above), so it stays disabled with it.
+// the abort instead of waiting for it. It hung on 4 H100s while the world communicator was
+// blocking (rank 0 waited inside NCCL for rank 1 to connect); it stays disabled until the
+// nonblocking world communicator has passed it on GPUs.
 TEST(NcclCommunicator, DISABLED_ThrowingRankAbortsThePeers) {
   REQUIRE_GPUS(2);
   const auto started = std::chrono::steady_clock::now();
