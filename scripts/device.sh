@@ -154,14 +154,36 @@ cp_table() {
     python3 -m torch.distributed.run --no-python --nproc-per-node 2 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-torchrun" \
     --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
   log "exit $?"; grep -v "^\[trace" "$OUT/fault-torchrun.log" | tail -8
-  # The 1-GPU 720p pass uses GPU 0 only: the GPU tests and the replay use GPUs 1 and 2 meanwhile.
-  (CUDA_VISIBLE_DEVICES=1 gpu_tests >"$OUT/gpu-tests.summary" 2>&1) &
-  local tests_pid=$!
-  (CUDA_VISIBLE_DEVICES=2 e2e >"$OUT/e2e.summary" 2>&1) &
-  local e2e_pid=$!
-  cp720 "$@"
-  wait "$tests_pid" "$e2e_pid"
-  cat "$OUT/gpu-tests.summary"; grep -iE "agree|pass|fail" "$OUT/e2e.summary" | head -10
+  [ $# -gt 0 ] || set -- gpus=1 cp=ulysses cp=ring cp=usp
+  # The 1-GPU 720p pass uses GPU 0 only: single-GPU work (DITBENCH_SIDE_JOBS, default the GPU
+  # tests, the attention benchmark and the 480p step suite) runs on GPUs 1..3 meanwhile, and
+  # the multi-GPU passes start once it is done.
+  local first=$1; shift
+  local pids=() gpu=1 job
+  for job in ${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}; do
+    (CUDA_VISIBLE_DEVICES=$gpu side_job "$job" >"$OUT/side-$job.summary" 2>&1) &
+    pids+=($!); gpu=$((gpu + 1))
+  done
+  cp720 "$first"
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+  for job in ${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}; do
+    log "side job $job"; tail -25 "$OUT/side-$job.summary"
+  done
+  [ $# -eq 0 ] || cp720 "$@"
+}
+
+# Single-GPU jobs that can run beside a 1-GPU pass on another GPU of the machine.
+side_job() {
+  case "$1" in
+    gpu_tests) gpu_tests ;;
+    e2e) e2e ;;
+    bench_attention) "$BUILD/bench/bench_attention" --benchmark_out="$OUT/bench_attention.json" \
+                       --benchmark_out_format=json 2>&1 | tail -25 ;;
+    step480) bench suites/gpu-hv-480p-step.json ;;
+    graphs480) bench suites/gpu-hv-480p-graphs.json ;;
+    fp8quality) bench suites/gpu-hv-480p-fp8-quality.json ;;
+    *) echo "unknown side job $1" ;;
+  esac
 }
 
 cp720() {
