@@ -179,9 +179,9 @@ side_job() {
     e2e) e2e ;;
     bench_attention) "$BUILD/bench/bench_attention" --benchmark_out="$OUT/bench_attention.json" \
                        --benchmark_out_format=json 2>&1 | tail -25 ;;
-    step480) bench suites/gpu-hv-480p-step.json ;;
-    graphs480) bench suites/gpu-hv-480p-graphs.json ;;
-    fp8quality) bench suites/gpu-hv-480p-fp8-quality.json ;;
+    step480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-step.json ;;
+    graphs480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-graphs.json ;;
+    fp8quality) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-fp8-quality.json ;;
     *) echo "unknown side job $1" ;;
   esac
 }
