@@ -37,7 +37,12 @@ at::Tensor dequantize_e4m3(const E4m3PerTensor& x, at::ScalarType dtype) {
 
 namespace {
 
-const std::string kName = "cudnn_fp8";
+// A function-local static: the registry may be built during another file's static
+// initialization (benchmarks register per backend name), before a namespace-scope string would be.
+const std::string& backend_name() {
+  static const std::string name = "cudnn_fp8";
+  return name;
+}
 
 BackendCheck refuse(std::string reason) { return {false, std::move(reason)}; }
 
@@ -297,7 +302,7 @@ BackendCheck probe(const at::Device& device, at::ScalarType dtype, int64_t head_
   const int index = device.has_index() ? device.index() : at::cuda::current_device();
   const auto* props = at::cuda::getDeviceProperties(index);
   if (props->major < 9) {
-    return refuse(kName + " needs compute capability 9.0 or newer (FP8 tensor cores); " +
+    return refuse(backend_name() + " needs compute capability 9.0 or newer (FP8 tensor cores); " +
                   props->name + " is " + std::to_string(props->major) + "." +
                   std::to_string(props->minor));
   }
@@ -311,7 +316,7 @@ BackendCheck probe(const at::Device& device, at::ScalarType dtype, int64_t head_
   Fp8Plan plan;
   const auto why = make_plan(plan, shape, current_handle(), /*build=*/false);
   if (why.empty()) return {};
-  return refuse(kName + ": cuDNN " + cudnn_version_string() +
+  return refuse(backend_name() + ": cuDNN " + cudnn_version_string() +
                 " has no FP8 attention for head dim " + std::to_string(head_dim) + " on " +
                 props->name + ": " + why);
 }
@@ -319,26 +324,27 @@ BackendCheck probe(const at::Device& device, at::ScalarType dtype, int64_t head_
 
 class CudnnFp8Backend : public AttentionBackend {
  public:
-  const std::string& name() const override { return kName; }
+  const std::string& name() const override { return backend_name(); }
   BackendCheck can_serve(const at::Device& device, at::ScalarType dtype, int64_t head_dim,
                          bool has_mask) const override {
     // A key mask is served exactly by running on the selected keys (attend_by_key_selection).
     (void)has_mask;
 #ifndef DITBENCH_HAS_CUDA
     (void)device, (void)dtype, (void)head_dim;
-    return refuse(kName + " needs a CUDA build of ditbench");
+    return refuse(backend_name() + " needs a CUDA build of ditbench");
 #else
-    if (!device.is_cuda()) return refuse(kName + " needs a CUDA device, not " + device.str());
+    if (!device.is_cuda())
+      return refuse(backend_name() + " needs a CUDA device, not " + device.str());
     if (!cudnn_frontend_built()) {
-      return refuse(kName +
+      return refuse(backend_name() +
                     ": built without the cuDNN frontend (run scripts/fetch-cudnn-frontend.sh and "
                     "configure again)");
     }
     if (dtype != at::kHalf && dtype != at::kBFloat16) {
-      return refuse(kName + " takes fp16/bf16, not " + attention_dtype_name(dtype));
+      return refuse(backend_name() + " takes fp16/bf16, not " + attention_dtype_name(dtype));
     }
     if (head_dim % 16 != 0 || head_dim > 256) {
-      return refuse(kName + ": head dim " + std::to_string(head_dim) +
+      return refuse(backend_name() + ": head dim " + std::to_string(head_dim) +
                     " is not a multiple of 16 up to 256 (cuDNN's FP8 attention)");
     }
 #ifdef DITBENCH_CUDNN_FP8
@@ -351,11 +357,11 @@ class CudnnFp8Backend : public AttentionBackend {
   LocalAttentionResult run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& key_mask, bool need_lse) const override {
 #ifdef DITBENCH_CUDNN_FP8
-    note_attention_served(kName, "cudnn_frontend::sdpa_fp8");
+    note_attention_served(backend_name(), "cudnn_frontend::sdpa_fp8");
     return attend_by_key_selection(q, k, v, key_mask, need_lse, &fp8_attention);
 #else
     (void)q, (void)k, (void)v, (void)key_mask, (void)need_lse;
-    throw Unsupported(kName + ": built without the cuDNN frontend");
+    throw Unsupported(backend_name() + ": built without the cuDNN frontend");
 #endif
   }
 };
