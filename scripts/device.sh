@@ -129,6 +129,14 @@ suite_passes() {
 cp_table() {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   env | grep -E "^(SLURM|WORLD_SIZE|RANK|LOCAL_RANK|MASTER_|TORCHELASTIC)" || true
+  # Single-GPU work (DITBENCH_SIDE_JOBS, default the GPU tests, the attention benchmark and the
+  # 480p step suite) runs on GPUs 1..3 (the first job on GPU 3) beside the correctness runs and
+  # the 1-GPU 720p pass (GPU 0); the multi-GPU 720p passes start once it is done.
+  local pids=() gpu=3 job
+  for job in ${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}; do
+    (CUDA_VISIBLE_DEVICES=$gpu side_job "$job" >"$OUT/side-$job.summary" 2>&1) &
+    pids+=($!); gpu=$((gpu - 1))
+  done
   if [ "${DITBENCH_NCCL_TESTS:-1}" = 1 ]; then
     log "NCCL tests"
     # The disabled ones too (p2p on the world communicator, a throwing rank): they hung once.
@@ -138,12 +146,14 @@ cp_table() {
   fi
   [ "${DITBENCH_CP_TINY:-1}" = 1 ] && suite_passes suites/gpu-cp-tiny.json 60 gpus=1 gpus=2 gpus=4
   # One process per rank, as torchrun starts them (the processes meet through its store).
-  log "tiny model under torchrun, 4 processes"
-  DITBENCH_TRACE=1 run_limited 120 "$OUT/torchrun-tiny.log" python3 -m torch.distributed.run \
-    --no-python --nproc-per-node 4 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/torchrun-tiny" \
-    --filter cache=none --comm-timeout 60 --no-progress
-  log "exit $?"; grep -v "^\[trace" "$OUT/torchrun-tiny.log" | tail -4
-  "$BUILD/ditbench" report "$OUT/torchrun-tiny/results.jsonl" --out "$OUT/torchrun-tiny.md" >/dev/null 2>&1
+  if [ "${DITBENCH_CP_TORCHRUN:-1}" = 1 ]; then
+    log "tiny model under torchrun, 4 processes"
+    DITBENCH_TRACE=1 run_limited 120 "$OUT/torchrun-tiny.log" python3 -m torch.distributed.run \
+      --no-python --nproc-per-node 4 "$BUILD/ditbench" run suites/gpu-cp-tiny.json \
+      --out "$OUT/torchrun-tiny" --filter cache=none --comm-timeout 60 --no-progress
+    log "exit $?"; grep -v "^\[trace" "$OUT/torchrun-tiny.log" | tail -4
+    "$BUILD/ditbench" report "$OUT/torchrun-tiny/results.jsonl" --out "$OUT/torchrun-tiny.md" >/dev/null 2>&1
+  fi
   # A rank that throws at step 3 of a 2-GPU config: recorded as failed, the next config runs.
   log "rank 1 throws at step 3 (rank threads, then torchrun)"
   DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads.log" "$BUILD/ditbench" run \
@@ -155,15 +165,7 @@ cp_table() {
     --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
   log "exit $?"; grep -v "^\[trace" "$OUT/fault-torchrun.log" | tail -8
   [ $# -gt 0 ] || set -- gpus=1 cp=ulysses cp=ring cp=usp
-  # The 1-GPU 720p pass uses GPU 0 only: single-GPU work (DITBENCH_SIDE_JOBS, default the GPU
-  # tests, the attention benchmark and the 480p step suite) runs on GPUs 1..3 meanwhile, and
-  # the multi-GPU passes start once it is done.
   local first=$1; shift
-  local pids=() gpu=1 job
-  for job in ${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}; do
-    (CUDA_VISIBLE_DEVICES=$gpu side_job "$job" >"$OUT/side-$job.summary" 2>&1) &
-    pids+=($!); gpu=$((gpu + 1))
-  done
   cp720 "$first"
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
   for job in ${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}; do

@@ -149,14 +149,7 @@ void NcclCommunicator::wait_ready(const std::string& op) {
   while (true) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!aborted_ && signal_) {
-        std::lock_guard<std::mutex> signal_lock(signal_->mutex);
-        if (signal_->failed_rank >= 0 && signal_->failed_rank != global_rank_) {
-          int failed = signal_->failed_rank;
-          std::string reason = signal_->reason;
-          abort_locked(failed, reason);
-        }
-      }
+      if (!aborted_) abort_if_peer_failed();
       if (!aborted_) {
         ncclResult_t state = ncclSuccess;
         ncclCommGetAsyncError(comm_, &state);
@@ -188,15 +181,7 @@ void NcclCommunicator::watchdog_loop() {
   while (!stop_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(50));
     if (stop_ || aborted_) continue;
-    if (signal_) {
-      std::lock_guard<std::mutex> signal_lock(signal_->mutex);
-      if (signal_->failed_rank >= 0 && signal_->failed_rank != global_rank_) {
-        int failed = signal_->failed_rank;
-        std::string reason = signal_->reason;
-        abort_locked(failed, reason);
-        continue;
-      }
-    }
+    if (abort_if_peer_failed()) continue;
     ncclResult_t async_error = ncclSuccess;
     ncclCommGetAsyncError(comm_, &async_error);
     if (async_error != ncclSuccess && async_error != ncclInProgress) {
@@ -215,6 +200,21 @@ void NcclCommunicator::watchdog_loop() {
                                      describe_seconds(options_.timeout));
     }
   }
+}
+
+bool NcclCommunicator::abort_if_peer_failed() {
+  if (!signal_) return false;
+  int failed = -1;
+  std::string reason;
+  {
+    // Read under the signal's lock, released before abort_locked takes it again to publish.
+    std::lock_guard<std::mutex> signal_lock(signal_->mutex);
+    failed = signal_->failed_rank;
+    reason = signal_->reason;
+  }
+  if (failed < 0 || failed == global_rank_) return false;
+  abort_locked(failed, reason);
+  return true;
 }
 
 void NcclCommunicator::abort_locked(int failed_rank, const std::string& reason) {

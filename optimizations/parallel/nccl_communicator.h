@@ -73,6 +73,8 @@ class NcclCommunicator : public Communicator {
   // Hands the work just enqueued on `stream` to the watchdog; returns its completion event.
   cudaEvent_t track(const std::string& op, cudaStream_t stream);
   void abort_locked(int failed_rank, const std::string& reason);
+  // With mutex_ held: aborts when another rank of the launch has failed; true if it did.
+  bool abort_if_peer_failed();
   void watchdog_loop();
 
   ncclComm_t comm_ = nullptr;
