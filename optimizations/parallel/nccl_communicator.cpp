@@ -121,7 +121,24 @@ NcclCommunicator::~NcclCommunicator() {
   if (watchdog_.joinable()) watchdog_.join();
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& p : pending_) cudaEventDestroy(p.done);
-  if (!comm_ || aborted_) return;
+  if (!comm_) return;
+  if (aborted_) {
+    if (!revoked_) return;  // ncclCommAbort freed it
+    // Revoked: freed once its kernels have stopped (nothing on this rank waits for them now).
+    ncclResult_t state = ncclInProgress;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (state == ncclInProgress && std::chrono::steady_clock::now() < deadline) {
+      ncclCommGetAsyncError(comm_, &state);
+      if (state == ncclInProgress) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    trace_rank(global_rank_, "revoked communicator freed");
+    if (state == ncclInProgress) {
+      ncclCommAbort(comm_);
+    } else {
+      ncclCommDestroy(comm_);
+    }
+    return;
+  }
   // Torn down by an exception (this rank failed): its peers may never match the work in flight,
   // so the communicator is aborted rather than flushed; the peers learn of the failure from the
   // launch's signal once the exception reaches the rank's thread.
@@ -222,9 +239,21 @@ void NcclCommunicator::abort_locked(int failed_rank, const std::string& reason) 
   aborted_ = true;
   failed_rank_ = failed_rank;
   abort_reason_ = reason;
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
+  // Revoked, not aborted: ncclCommAbort destroys the communicator's streams, which waits for a
+  // driver lock that a blocking copy on the rank's own thread holds while that copy waits for
+  // the very kernels the abort is meant to free (seen on 4 H200s: a device-to-host copy in the
+  // next step's preparation against cuStreamDestroy in the watchdog's abort, both stuck).
+  // ncclCommRevoke stops the kernels in flight and destroys nothing; the destructor frees the
+  // communicator once they have stopped.
+  trace_rank(global_rank_, "ncclCommRevoke (rank " + std::to_string(failed_rank) + " failed)");
+  ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT);
+  revoked_ = true;
+#else
   trace_rank(global_rank_, "ncclCommAbort (rank " + std::to_string(failed_rank) + " failed)");
   ncclCommAbort(comm_);
-  trace_rank(global_rank_, "ncclCommAbort done");
+#endif
+  trace_rank(global_rank_, "communicator stopped");
   if (signal_) {
     std::lock_guard<std::mutex> signal_lock(signal_->mutex);
     if (signal_->failed_rank < 0) {

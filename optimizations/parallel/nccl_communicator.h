@@ -93,6 +93,7 @@ class NcclCommunicator : public Communicator {
   std::deque<Pending> pending_;
   bool stop_ = false;
   bool aborted_ = false;
+  bool revoked_ = false;  // stopped by ncclCommRevoke, not yet freed
   int failed_rank_ = -1;
   std::string abort_reason_;
   std::thread watchdog_;

@@ -115,10 +115,9 @@ TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
 }
 
 // Rank 1 fails before its first call; rank 0's all_to_all on the world communicator must end with
-// the abort instead of waiting for it. It hung on 4 H100s while the world communicator was
-// blocking (rank 0 waited inside NCCL for rank 1 to connect); it stays disabled until the
-// nonblocking world communicator has passed it on GPUs.
-TEST(NcclCommunicator, DISABLED_ThrowingRankAbortsThePeers) {
+// the stop instead of waiting for rank 1 to connect (it did not while the world communicator was
+// blocking; it passed on 4 H200s once it was nonblocking).
+TEST(NcclCommunicator, ThrowingRankAbortsThePeers) {
   REQUIRE_GPUS(2);
   const auto started = std::chrono::steady_clock::now();
   try {
