@@ -170,8 +170,16 @@ TEST(AttentionBackends, FusedBackendsExplainWhyTheyCannotServe) {
     EXPECT_FALSE(check.ok) << name;
     EXPECT_EQ(check.reason.rfind(name + " needs a CUDA", 0), 0u) << check.reason;
   }
-  // Dtype and head-dim reasons come before any device query, so a CUDA device name is enough.
+  EXPECT_TRUE(check_backend("math", at::kCPU, at::kBFloat16, 128, true).ok);
+  EXPECT_TRUE(check_backend("sdpa", at::kCPU, at::kFloat, 128, true).ok);
   const at::Device cuda(at::kCUDA, 0);
+#ifndef DITBENCH_HAS_CUDA
+  // A build without CUDA gives that reason first, for a CUDA device too.
+  EXPECT_EQ(check_backend("flash", cuda, at::kFloat, 128, false).reason,
+            "flash needs a CUDA build of ditbench");
+  return;
+#endif
+  // Dtype and head-dim reasons come before any device query, so a CUDA device name is enough.
   EXPECT_EQ(check_backend("flash", cuda, at::kFloat, 128, false).reason,
             "flash takes fp16/bf16, not float32");
   EXPECT_EQ(check_backend("cudnn", cuda, at::kFloat, 128, false).reason,
@@ -182,8 +190,6 @@ TEST(AttentionBackends, FusedBackendsExplainWhyTheyCannotServe) {
             "flash: head dim 320 > 256");
   EXPECT_EQ(check_backend("flash", cuda, at::kBFloat16, 100, false).reason,
             "flash: head dim 100 is not a multiple of 8");
-  EXPECT_TRUE(check_backend("math", at::kCPU, at::kBFloat16, 128, true).ok);
-  EXPECT_TRUE(check_backend("sdpa", at::kCPU, at::kFloat, 128, true).ok);
 }
 
 TEST(AttentionBackends, UnservableBackendThrowsUnsupportedWithTheReason) {
