@@ -60,10 +60,10 @@ gpu_tests() {
   local rc=0 t
   for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
-    "$t" --gtest_filter='*Cuda*:*Gpu*:RunnerTest.OutOfMemory*:-NcclCommunicator*' --gtest_brief=1 \
+    "$t" --gtest_filter='*Cuda*:*Gpu*:RunnerTest.OutOfMemory*:-NcclCommunicator*' \
       >>"$OUT/gpu-tests.log" 2>&1 || rc=1
   done
-  grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$OUT/gpu-tests.log" | sort | uniq -c | head -40
+  grep -E "^\[ +(OK|FAILED) +\]" "$OUT/gpu-tests.log" | sed -E "s/ \([0-9]+ ms\)//" | head -80
   return $rc
 }
 
