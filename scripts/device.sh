@@ -5,7 +5,8 @@
 # the tiny-shapes end-to-end references on the GPU in bf16 (and float32) against their float32 CPU
 # results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `gpu-tests` runs only the tests
 # that use a GPU (CUDA, GPU, out-of-memory), a few seconds instead of the whole ctest. `cp` (4 GPUs)
-# runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs in every mode (suites/gpu-cp-tiny.json),
+# runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs in every mode (suites/gpu-cp-tiny.json,
+# and with FP8 attention and GEMMs under Ulysses and ring, suites/gpu-cp-tiny-fp8.json),
 # the tiny model under torchrun (4 processes) and a throwing rank on 2 GPUs (DITBENCH_CP_TINY=0
 # leaves the tiny model's 1/2/4-GPU passes out), then the 720p table
 # passes (`cp720`, default: 1 GPU, Ulysses, ring, USP; other filters as arguments), each under a
@@ -144,7 +145,11 @@ cp_table() {
       --gtest_filter='Nccl*' --gtest_also_run_disabled_tests
     echo "NCCL tests exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$OUT/nccl-tests.log" | tail -6
   fi
-  [ "${DITBENCH_CP_TINY:-1}" = 1 ] && suite_passes suites/gpu-cp-tiny.json 60 gpus=1 gpus=2 gpus=4
+  if [ "${DITBENCH_CP_TINY:-1}" = 1 ]; then
+    suite_passes suites/gpu-cp-tiny.json 60 gpus=1 gpus=2 gpus=4
+    # FP8 attention and FP8 GEMMs under Ulysses and ring.
+    suite_passes suites/gpu-cp-tiny-fp8.json 90 gpus=1 gpus=2 gpus=4
+  fi
   # One process per rank, as torchrun starts them (the processes meet through its store).
   if [ "${DITBENCH_CP_TORCHRUN:-1}" = 1 ]; then
     log "tiny model under torchrun, 4 processes"

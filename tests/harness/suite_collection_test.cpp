@@ -3,6 +3,7 @@
 // JSON path.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -76,6 +77,33 @@ TEST(SuiteCollection, BadEntriesAreExit2NamingTheJsonPath) {
   }
   // An ordinary suite is not a collection.
   EXPECT_FALSE(load_suite_collection(dir.path() / "ok.json").has_value());
+}
+
+// Every suite the project ships (CPU and GPU ones alike) loads and expands: a typo in a suite a
+// user would only run on a GPU is caught here, with the file named.
+TEST(SuiteCollection, EveryShippedSuiteLoadsAndExpands) {
+  int suites = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(DITBENCH_SOURCE_DIR) / "suites")) {
+    if (entry.path().extension() != ".json") continue;
+    SCOPED_TRACE(entry.path().filename().string());
+    try {
+      if (auto collection = load_suite_collection(entry.path())) {
+        EXPECT_FALSE(collection->suites.empty());
+        for (const auto& file : collection->suites)
+          EXPECT_FALSE(expand_matrix(load_suite(file)).empty());
+      } else {
+        const auto configs = expand_matrix(load_suite(entry.path()));
+        EXPECT_FALSE(configs.empty());
+        EXPECT_EQ(std::count_if(configs.begin(), configs.end(),
+                                [](const RunConfig& c) { return c.baseline; }),
+                  1);
+      }
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+    ++suites;
+  }
+  EXPECT_GE(suites, 20);
 }
 
 TEST(SuiteCollection, ShippedModelsCpuListsEveryFamilysTinySuite) {
