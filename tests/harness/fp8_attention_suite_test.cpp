@@ -6,31 +6,17 @@
 #include "harness/runner.h"
 #include "harness/suite.h"
 #include "optimizations/attention/backends.h"
+#include "parallel/tiny_cp_suite.h"
 #include "test_util.h"
 
 namespace ditbench {
 namespace {
 
-nlohmann::json tiny_cpu_suite(const nlohmann::json& attention) {
-  return {{"name", "fp8-attention"},
-          {"model", "hunyuan-video"},
-          {"preset", "hunyuan-video-tiny"},
-          {"weights", "random"},
-          {"dtype", "float32"},
-          {"device", "cpu"},
-          {"height", 32},
-          {"width", 32},
-          {"frames", 5},
-          {"steps", 2},
-          {"warmup", 0},
-          {"repeats", 1},
-          {"prompt", {{"tokens", 6}, {"valid", 4}}},
-          {"axes", {{"attention", attention}}}};
-}
-
 TEST(Fp8AttentionSuite, CpuRunRecordsCudnnFp8AsASkipWithItsReason) {
   testing::TempDir dir("ditbench_fp8_attention");
-  auto suite = parse_suite(tiny_cpu_suite({"sdpa", "cudnn_fp8"}), dir.path() / "suite.json");
+  auto suite = parse_suite(
+      testing::tiny_cp_suite("fp8-attention", {{"attention", {"sdpa", "cudnn_fp8"}}}, 2),
+      dir.path() / "suite.json");
   ASSERT_EQ(suite.axes.attention, (std::vector<std::string>{"sdpa", "cudnn_fp8"}));
   RunOptions options;
   options.out_dir = dir.path() / "out";
