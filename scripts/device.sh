@@ -133,8 +133,8 @@ cp_table() {
   # Single-GPU work (DITBENCH_SIDE_JOBS, default the GPU tests, the attention benchmark and the
   # 480p step suite) runs on GPUs 1..3 (the first job on GPU 3) beside the correctness runs and
   # the 1-GPU 720p pass (GPU 0); the multi-GPU 720p passes start once it is done.
-  local pids=() gpu=3 job
-  for job in ${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}; do
+  local pids=() gpu=3 job side_jobs=${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}
+  for job in $side_jobs; do
     (CUDA_VISIBLE_DEVICES=$gpu side_job "$job" >"$OUT/side-$job.summary" 2>&1) &
     pids+=($!); gpu=$((gpu - 1))
   done
@@ -173,7 +173,7 @@ cp_table() {
   local first=$1; shift
   cp720 "$first"
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
-  for job in ${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}; do
+  for job in $side_jobs; do
     log "side job $job"; tail -25 "$OUT/side-$job.summary"
   done
   [ $# -eq 0 ] || cp720 "$@"
