@@ -74,8 +74,7 @@ void on_quit(int) {
 // Installed at load time when DITBENCH_TRACE is set; backtrace() runs once first so that its
 // library is loaded outside a signal handler.
 [[maybe_unused]] const bool kStacksInstalled = [] {
-  const char* v = std::getenv("DITBENCH_TRACE");
-  if (!v || !*v || std::string(v) == "0") return false;
+  if (!trace_enabled()) return false;
   void* warm[1];
   backtrace(warm, 1);
   struct sigaction sa {};
