@@ -5,7 +5,7 @@
 # the tiny-shapes end-to-end references on the GPU in bf16 (and float32) against their float32 CPU
 # results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `gpu-tests` runs only the tests
 # that use a GPU (CUDA, GPU, out-of-memory), a few seconds instead of the whole ctest. `cp` (4 GPUs)
-# runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs in every mode (suites/gpu-cp-tiny.json,
+# runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs (as many as the machine has) in every mode (suites/gpu-cp-tiny.json,
 # and with FP8 attention and GEMMs under Ulysses and ring, suites/gpu-cp-tiny-fp8.json),
 # the tiny model under torchrun (4 processes) and a throwing rank on 2 GPUs (DITBENCH_CP_TINY=0
 # leaves the tiny model's 1/2/4-GPU passes out), then the 720p table
@@ -130,14 +130,12 @@ suite_passes() {
 cp_table() {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   env | grep -E "^(SLURM|WORLD_SIZE|RANK|LOCAL_RANK|MASTER_|TORCHELASTIC)" || true
-  # Single-GPU work (DITBENCH_SIDE_JOBS, default the GPU tests, the attention benchmark and the
-  # 480p step suite) runs on GPUs 1..3 (the first job on GPU 3) beside the correctness runs and
-  # the 1-GPU 720p pass (GPU 0); the multi-GPU 720p passes start once it is done.
-  local pids=() gpu=3 job side_jobs=${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}
-  for job in $side_jobs; do
-    (CUDA_VISIBLE_DEVICES=$gpu side_job "$job" >"$OUT/side-$job.summary" 2>&1) &
-    pids+=($!); gpu=$((gpu - 1))
-  done
+  local ngpu; ngpu=$(nvidia-smi -L | wc -l)
+  start_side_jobs "${DITBENCH_SIDE_JOBS-gpu_tests bench_attention step480}"
+  # The passes of the tiny model on as many GPUs as the machine has (1, 2, 4).
+  local tiny_gpus=(gpus=1) n
+  for n in 2 4; do [ "$n" -le "$ngpu" ] && tiny_gpus+=("gpus=$n"); done
+  local procs=$((ngpu < 4 ? ngpu : 4))
   if [ "${DITBENCH_NCCL_TESTS:-1}" = 1 ]; then
     log "NCCL tests"
     # The disabled ones too (p2p on the world communicator, a throwing rank): they hung once.
@@ -146,15 +144,15 @@ cp_table() {
     echo "NCCL tests exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$OUT/nccl-tests.log" | tail -6
   fi
   if [ "${DITBENCH_CP_TINY:-1}" = 1 ]; then
-    suite_passes suites/gpu-cp-tiny.json 60 gpus=1 gpus=2 gpus=4
+    suite_passes suites/gpu-cp-tiny.json 60 "${tiny_gpus[@]}"
     # FP8 attention and FP8 GEMMs under Ulysses and ring.
-    suite_passes suites/gpu-cp-tiny-fp8.json 90 gpus=1 gpus=2 gpus=4
+    suite_passes suites/gpu-cp-tiny-fp8.json 90 "${tiny_gpus[@]}"
   fi
   # One process per rank, as torchrun starts them (the processes meet through its store).
   if [ "${DITBENCH_CP_TORCHRUN:-1}" = 1 ]; then
-    log "tiny model under torchrun, 4 processes"
+    log "tiny model under torchrun, $procs processes"
     DITBENCH_TRACE=1 run_limited 120 "$OUT/torchrun-tiny.log" python3 -m torch.distributed.run \
-      --no-python --nproc-per-node 4 "$BUILD/ditbench" run suites/gpu-cp-tiny.json \
+      --no-python --nproc-per-node "$procs" "$BUILD/ditbench" run suites/gpu-cp-tiny.json \
       --out "$OUT/torchrun-tiny" --filter cache=none --comm-timeout 60 --no-progress
     log "exit $?"; grep -v "^\[trace" "$OUT/torchrun-tiny.log" | tail -4
     "$BUILD/ditbench" report "$OUT/torchrun-tiny/results.jsonl" --out "$OUT/torchrun-tiny.md" >/dev/null 2>&1
@@ -172,11 +170,36 @@ cp_table() {
   [ $# -gt 0 ] || set -- gpus=1 cp=ulysses cp=ring cp=usp
   local first=$1; shift
   cp720 "$first"
-  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+  finish_side_jobs
+  [ $# -eq 0 ] || cp720 "$@"
+}
+
+# Single-GPU work (JOBS: side_job names) beside the work on GPU 0: one job per GPU from the last
+# GPU down to GPU 2, the jobs left over one after another on GPU 1. finish_side_jobs waits for them
+# and shows their summaries.
+side_pids=(); side_jobs=""
+start_side_jobs() {
+  side_jobs=$1
+  local ngpu gpu job; ngpu=$(nvidia-smi -L | wc -l); gpu=$((ngpu - 1))
+  [ "$ngpu" -gt 1 ] || { side_jobs=""; return 0; }
+  for job in $side_jobs; do
+    if [ "$gpu" -gt 1 ]; then
+      (CUDA_VISIBLE_DEVICES=$gpu side_job "$job" >"$OUT/side-$job.summary" 2>&1) &
+      side_pids+=($!); gpu=$((gpu - 1))
+    else
+      local rest=${side_jobs#*"$job"}
+      (for j in $job $rest; do CUDA_VISIBLE_DEVICES=1 side_job "$j" >"$OUT/side-$j.summary" 2>&1; done) &
+      side_pids+=($!); break
+    fi
+  done
+}
+finish_side_jobs() {
+  [ ${#side_pids[@]} -eq 0 ] || wait "${side_pids[@]}"
+  side_pids=()
+  local job
   for job in $side_jobs; do
     log "side job $job"; tail -25 "$OUT/side-$job.summary"
   done
-  [ $# -eq 0 ] || cp720 "$@"
 }
 
 # Single-GPU jobs that can run beside a 1-GPU pass on another GPU of the machine.
@@ -189,6 +212,7 @@ side_job() {
     step480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-step.json ;;
     graphs480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-graphs.json ;;
     fp8quality) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-fp8-quality.json ;;
+    models) DITBENCH_BENCHES=none bench suites/gpu-{flux,cogvideox,mochi,wan,wan-1.3b}-step.json ;;
     *) echo "unknown side job $1" ;;
   esac
 }
@@ -198,9 +222,18 @@ cp720() {
   suite_passes suites/gpu-hv-720p-cp.json 170 "$@"
 }
 
+# The first pass (1 GPU) beside DITBENCH_SIDE_JOBS (default none), the multi-GPU ones after them.
 seed_table() {
-  [ $# -gt 0 ] || set -- gpus=1 cache=fbcache,gpus=4 cache=fbcache,gpus=2
-  suite_passes suites/gpu-hv-720p-seed.json 400 "$@"
+  local ngpu; ngpu=$(nvidia-smi -L | wc -l)
+  if [ $# -eq 0 ]; then
+    set -- gpus=1 cache=fbcache,gpus=2
+    [ "$ngpu" -lt 4 ] || set -- gpus=1 cache=fbcache,gpus=4 cache=fbcache,gpus=2
+  fi
+  start_side_jobs "${DITBENCH_SIDE_JOBS-}"
+  suite_passes suites/gpu-hv-720p-seed.json 400 "$1"
+  finish_side_jobs
+  shift
+  [ $# -eq 0 ] || suite_passes suites/gpu-hv-720p-seed.json 400 "$@"
 }
 
 rc=0
