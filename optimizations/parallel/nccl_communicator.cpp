@@ -239,7 +239,7 @@ void NcclCommunicator::abort_locked(int failed_rank, const std::string& reason) 
   aborted_ = true;
   failed_rank_ = failed_rank;
   abort_reason_ = reason;
-#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
+#ifdef NCCL_REVOKE_DEFAULT  // ncclCommRevoke: newer NCCL 2.28 releases
   // Revoked, not aborted: ncclCommAbort destroys the communicator's streams, which waits for a
   // driver lock that a blocking copy on the rank's own thread holds while that copy waits for
   // the very kernels the abort is meant to free (seen on 4 H200s: a device-to-host copy in the
