@@ -287,7 +287,11 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
     // counts are summed over it.
     if (groups && groups->sequence && groups->sequence->size() > 1) {
       Communicator* sequence = groups->sequence.get();
-      caches.back()->set_all_reduce([sequence](at::Tensor& t) { sequence->all_reduce_sum(t); });
+      // The decision reads the sum on the host: waited for by polling (see synchronize).
+      caches.back()->set_all_reduce([sequence](at::Tensor& t) {
+        sequence->all_reduce_sum(t);
+        sequence->synchronize("cache decision");
+      });
     }
   }
 
@@ -315,6 +319,9 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
       (void)too_large;  // not reached: 1 PiB is more than any device holds
     }
     if (trace_enabled()) trace("rank " + std::to_string(rank) + ": step " + std::to_string(step));
+    // The previous step's collectives are done before this one reads anything on the host (the
+    // model's preparation copies the text mask's counts): a peer's failure ends the wait.
+    if (groups) groups->synchronize("step " + std::to_string(step));
     if (comm) comm->set_step(step);
     if (fault && fault->rank == rank && fault->step == step) {
       throw std::runtime_error("injected fault at denoising step " + std::to_string(step) +

@@ -9,7 +9,8 @@
 # and with FP8 attention and GEMMs under Ulysses and ring, suites/gpu-cp-tiny-fp8.json),
 # the tiny model under torchrun (4 processes) and a throwing rank on 2 GPUs (DITBENCH_CP_TINY=0
 # leaves the tiny model's 1/2/4-GPU passes out), then the 720p table
-# passes (`cp720`, default: 1 GPU, Ulysses, ring, USP; other filters as arguments), each under a
+# passes (`cp720`, default: 1 GPU, Ulysses, ring, USP; other filters as arguments, `none` for no
+# 720p pass), each under a
 # time limit with a rank trace in its log; while the 1-GPU pass runs on GPU 0, the GPU tests and
 # the end-to-end replay run on GPUs 1 and 2. `seed` runs the 720p table of 1 GPU, FBCache and
 # FBCache + Ulysses 2/4 with the VAE decode (the suite's Ulysses-alone configs are left to a plain
@@ -168,6 +169,9 @@ cp_table() {
     --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
   log "exit $?"; grep -v "^\[trace" "$OUT/fault-torchrun.log" | tail -8
   [ $# -gt 0 ] || set -- gpus=1 cp=ulysses cp=ring cp=usp
+  if [ "$1" = none ]; then  # no 720p pass
+    finish_side_jobs; return 0
+  fi
   local first=$1; shift
   cp720 "$first"
   finish_side_jobs

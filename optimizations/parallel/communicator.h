@@ -69,6 +69,13 @@ class Communicator {
 
   virtual void barrier() = 0;
 
+  // Waits on the host until the work this rank has queued on its current stream is done. A
+  // failure of any rank or the timeout ends the wait with CommAborted/CommError instead of a
+  // hang. Call it before reading a device result on the host: a blocking device-to-host copy
+  // behind a collective whose peer died can never be interrupted (the CPU transports complete
+  // their work before returning, so there it returns at once).
+  virtual void synchronize(const std::string& op) { (void)op; }
+
   // Collective over every rank of this communicator: ranks passing the same color form a new
   // communicator, ordered by key (ties by rank). USP builds its Ulysses and ring groups this way.
   virtual std::unique_ptr<Communicator> subgroup(int color, int key) = 0;

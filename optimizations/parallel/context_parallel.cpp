@@ -128,6 +128,12 @@ at::Tensor UspAttention::attend(const at::Tensor& q, const at::Tensor& k, const 
   return ulysses_.attend(q, k, v, key_mask, ring_over_groups);
 }
 
+void ParallelGroups::synchronize(const std::string& op) const {
+  for (const auto* group : {&sequence, &cfg, &ulysses, &ring}) {
+    if (*group && (*group)->size() > 1) return (*group)->synchronize(op);
+  }
+}
+
 ParallelGroups make_parallel_groups(Communicator& world, int cfg_degree, int ulysses_degree,
                                     int ring_degree) {
   if (cfg_degree != 1 && cfg_degree != 2) {

@@ -74,6 +74,9 @@ struct ParallelGroups {
   std::unique_ptr<Communicator> ring;     // ranks with the same ulysses index inside `sequence`
   // This rank's shard index in the sequence (its rank in `sequence`).
   int sequence_rank() const { return sequence ? sequence->rank() : 0; }
+  // Communicator::synchronize through one of the groups (they share the rank's stream and its
+  // launch's failure signal); nothing to do on a single rank.
+  void synchronize(const std::string& op) const;
 };
 
 // Collective over `world`. Throws Unsupported when cfg × ulysses × ring is not the world size or

@@ -462,14 +462,29 @@ void NcclCommunicator::barrier() {
   at::Tensor token =
       at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
   all_reduce_sum(token);
-  cudaEvent_t done = track(op, at::cuda::getCurrentCUDAStream(device_).stream());
-  // Poll rather than block so that an abort by the watchdog ends the wait with an error.
-  while (true) {
-    cudaError_t state = cudaEventQuery(done);
-    if (state == cudaSuccess) break;
-    if (state != cudaErrorNotReady) {
-      cudaEventDestroy(done);
-      check_cuda(state, op);
+  synchronize(op);
+}
+
+// Polls an event behind the current stream's work rather than blocking on it: the rank's own
+// thread then never sits inside the driver while a peer's failure is being handled (a blocking
+// copy there held up the watchdogs' driver calls and the kernels were never freed). Each poll
+// also looks for another rank's failure and the timeout, as the watchdog does.
+void NcclCommunicator::synchronize(const std::string& op) {
+  check_usable(op);
+  cudaEvent_t done = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), op);
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  cudaError_t state = cudaEventRecord(done, at::cuda::getCurrentCUDAStream(device_).stream());
+  while (state == cudaSuccess) {
+    state = cudaEventQuery(done);
+    if (state != cudaErrorNotReady) break;
+    state = cudaSuccess;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!aborted_ && !abort_if_peer_failed() && std::chrono::steady_clock::now() > deadline) {
+        abort_locked(global_rank_, "rank " + std::to_string(global_rank_) + " timed out in " + op +
+                                       " after " + describe_seconds(options_.timeout));
+      }
     }
     try {
       check_usable(op);
@@ -477,9 +492,10 @@ void NcclCommunicator::barrier() {
       cudaEventDestroy(done);
       throw;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   cudaEventDestroy(done);
+  check_cuda(state, op);
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {

@@ -57,6 +57,7 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst, at::Tensor& to_recv,
                                       int src) override;
   void barrier() override;
+  void synchronize(const std::string& op) override;
   std::unique_ptr<Communicator> subgroup(int color, int key) override;
   void abort(const std::string& reason) override;
 

@@ -61,6 +61,7 @@ class TimedCommunicator : public Communicator {
   std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst, at::Tensor& to_recv,
                                       int src) override;
   void barrier() override { inner_->barrier(); }
+  void synchronize(const std::string& op) override { inner_->synchronize(op); }
   // The subgroup is timed into the same counter.
   std::unique_ptr<Communicator> subgroup(int color, int key) override;
   void abort(const std::string& reason) override { inner_->abort(reason); }

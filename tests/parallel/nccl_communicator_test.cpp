@@ -136,6 +136,37 @@ TEST(NcclCommunicator, ThrowingRankAbortsThePeers) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(15));
 }
 
+// Mid-generation: both ranks have worked together on the world and a split communicator, then
+// rank 1 fails. Rank 0's collectives are queued behind a peer that never comes; its wait for the
+// stream (as each denoising step begins) must end with the stop, and the host copy after it
+// must not hang (a blocking copy held up the stop on 2 H100s before synchronize polled).
+TEST(NcclCommunicator, SynchronizeEndsWhenAPeerFailsMidRun) {
+  REQUIRE_GPUS(2);
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    launch_ranks(
+        2,
+        [](int rank, Communicator& comm) {
+          auto sub = comm.subgroup(0, rank);
+          auto x = at::ones({4}, at::TensorOptions().device(at::kCUDA, rank));
+          comm.all_reduce_sum(x);
+          sub->all_reduce_sum(x);
+          sub->synchronize("step 0");
+          ASSERT_EQ(x.cpu()[0].item<float>(), 4.0f);
+          if (rank == 1) throw std::runtime_error("boom at step 1");
+          auto y = sub->all_to_all(x);
+          sub->all_reduce_sum(y);
+          sub->synchronize("step 1");
+          (void)y.cpu();
+        },
+        nccl(std::chrono::seconds(20)));
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1: boom at step 1"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(15));
+}
+
 #else
 
 TEST(NcclCommunicator, NotBuilt) { GTEST_SKIP() << "this build has no NCCL"; }
