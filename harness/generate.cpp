@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "models/common/flop_count.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
 
@@ -51,6 +52,7 @@ Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<Cac
         std::vector<at::Tensor> outputs;
         {
           auto stage = timer.scope("transformer");
+          FlopCount flops;
           auto inputs = pipeline.step_inputs(latents, i, prompt);
           if (inputs.size() > caches.size()) {
             throw std::logic_error("generate: fewer cache policies than CFG branches");
@@ -68,6 +70,7 @@ Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<Cac
               outputs.push_back(caches[b]->forward(model, inputs[b], i, n));
             }
           }
+          g.step_flops.push_back(flops.total());
         }
         {
           auto stage = timer.scope("scheduler");

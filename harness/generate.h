@@ -33,6 +33,8 @@ struct Generation {
   at::Tensor latents;  // final latents, on the pipeline's device
   at::Tensor frames;   // [F, H, W, 3] float32 on the CPU (undefined without decode)
   TimingResult timing;
+  // [step] this rank's transformer arithmetic (FlopCount: GEMMs and attention) in each step.
+  std::vector<double> step_flops;
 };
 
 // `caches` holds one policy per CFG branch of the pipeline.

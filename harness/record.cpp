@@ -115,6 +115,7 @@ TimingsRecord timings_from_json(const json& t) {
     for (size_t i = 0; i < steps.size(); ++i)
       series->push_back(R::numbers(steps[i], path + "/" + std::to_string(i)));
   }
+  if (t.contains("step_flops")) out.step_flops = R::numbers(t["step_flops"], "/timings/step_flops");
   return out;
 }
 
@@ -231,6 +232,7 @@ json to_json(const ResultRecord& r) {
                     {"stages", stages},
                     {"steps_s", r.timings->steps_s}};
     if (!r.timings->comm_steps_s.empty()) j["timings"]["comm_steps_s"] = r.timings->comm_steps_s;
+    if (!r.timings->step_flops.empty()) j["timings"]["step_flops"] = r.timings->step_flops;
   }
   if (r.peak_bytes) j["memory"] = {{"peak_bytes", *r.peak_bytes}};
   if (r.cache) {

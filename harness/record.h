@@ -40,6 +40,10 @@ struct TimingsRecord {
   // [repeat][step] seconds of those steps spent in (or waiting for) communication, for runs of
   // several ranks ("comm_steps_s"; empty, and absent from the JSON, on one rank).
   std::vector<std::vector<double>> comm_steps_s;
+  // [step] FLOPs of the transformer stage on the writing rank, from the last timed repeat
+  // ("step_flops"; the GEMMs of the Linear type and the attention calls as they ran: a reused
+  // step counts what it still computed, a rank of a context-parallel run its own share).
+  std::vector<double> step_flops;
 };
 
 struct CacheStepEntry {

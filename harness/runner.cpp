@@ -290,7 +290,7 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
       // The decision reads the sum on the host: waited for by polling (see synchronize).
       caches.back()->set_all_reduce([sequence](at::Tensor& t) {
         sequence->all_reduce_sum(t);
-        sequence->synchronize("cache decision");
+        sequence->synchronize("all_reduce_sum of the cache statistics");
       });
     }
   }
@@ -355,6 +355,7 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
     if (comm) comm_times.push_back(comm->take());
   }
   out.timings = timings_from(runs);
+  out.timings.step_flops = last.step_flops;
   if (comm) {
     // Seconds the rank spent in (or waiting for) communication: per generation as stage "comm",
     // and per step beside the step times (a step without communication counts 0).

@@ -35,6 +35,9 @@ struct Row {
   bool cache_never_reused = false;
   std::optional<double> peak_gib;
   std::optional<int64_t> gpus;
+  // The transformer's arithmetic over its time: step_flops summed over the median transformer
+  // stage (a generation's total), in TFLOP/s; per GPU for several ranks.
+  std::optional<double> tflop_s;
 };
 
 std::optional<double> stage_median(const ResultRecord& r, const std::string& stage) {
@@ -99,6 +102,12 @@ Row make_row(const ResultRecord& r, const BaselineTimes& baselines) {
     row.denoise_s = stage_median(r, "denoise");
     row.vae_s = stage_median(r, "vae_decode");
     row.step_s = median_step(r.timings->steps_s);
+    const auto transformer_s = stage_median(r, "transformer");
+    if (!r.timings->step_flops.empty() && transformer_s && *transformer_s > 0) {
+      double flops = 0;
+      for (double f : r.timings->step_flops) flops += f;
+      row.tflop_s = flops / *transformer_s / 1e12;
+    }
   }
   if (r.status == RunStatus::kOk) row.quality = r.quality;
   if (r.cache && r.status == RunStatus::kOk) {
@@ -291,6 +300,9 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
   bool any_comm_steps = false;
   for (const auto& r : records)
     any_comm_steps |= r.status == RunStatus::kOk && r.timings && !r.timings->comm_steps_s.empty();
+  bool any_flops = false;
+  for (const auto& r : records)
+    any_flops |= r.status == RunStatus::kOk && r.timings && !r.timings->step_flops.empty();
   if (!stages.empty()) {
     // step, transformer and scheduler are a generation's totals over its steps (runner.cpp).
     out << "\n## Stage medians (s)\n\nMedian over the timed repeats; `step`, `transformer` and "
@@ -301,14 +313,17 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
     out << "\n\n| config | e2e |";
     for (const auto& s : stages) out << " " << s << " |";
     if (any_comm_steps) out << " comm/step |";
+    if (any_flops) out << " TFLOP/s |";
     out << "\n|---|--:|";
-    for (size_t i = 0; i < stages.size() + (any_comm_steps ? 1 : 0); ++i) out << "--:|";
+    for (size_t i = 0; i < stages.size() + (any_comm_steps ? 1 : 0) + (any_flops ? 1 : 0); ++i)
+      out << "--:|";
     out << "\n";
     for (const auto& r : records) {
       if (r.status != RunStatus::kOk || !r.timings) continue;
       out << "| `" << r.config_id << "` | " << format("%.3f", r.timings->e2e.median_s) << " |";
       for (const auto& s : stages) out << " " << cell(stage_median(r, s), "%.3f") << " |";
       if (any_comm_steps) out << " " << cell(median_comm_step(r), "%.4f") << " |";
+      if (any_flops) out << " " << cell(make_row(r, base_e2e).tflop_s, "%.1f") << " |";
       out << "\n";
     }
   }
@@ -334,7 +349,7 @@ std::string csv_report(const std::vector<ResultRecord>& all_records) {
   std::ostringstream out;
   out << "config_id,status,baseline,e2e_median_s,speedup,denoise_median_s,step_median_s,"
          "vae_decode_median_s,psnr_mean,psnr_min,ssim_mean,ssim_min,identical,reused_steps,"
-         "total_steps,peak_gib,gpus,reason\n";
+         "total_steps,peak_gib,gpus,transformer_tflop_s,reason\n";
   auto num = [](const std::optional<double>& v) { return v ? format("%.9g", *v) : std::string(); };
   for (const auto& r : records) {
     Row row = make_row(r, base_e2e);
@@ -356,7 +371,8 @@ std::string csv_report(const std::vector<ResultRecord>& all_records) {
         << "," << num(ssim_mean) << "," << num(ssim_min) << "," << identical << ","
         << (row.reused ? std::to_string(*row.reused) : "") << ","
         << (row.total ? std::to_string(*row.total) : "") << "," << num(row.peak_gib) << ","
-        << (row.gpus ? std::to_string(*row.gpus) : "") << "," << csv_cell(row.reason) << "\n";
+        << (row.gpus ? std::to_string(*row.gpus) : "") << "," << num(row.tflop_s) << ","
+        << csv_cell(row.reason) << "\n";
   }
   return out.str();
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "models/common/error.h"
+#include "models/common/flop_count.h"
 #include "models/common/register_modules.h"
 #include "models/common/tensor_io.h"
 #include "optimizations/attention/attention.h"
@@ -43,7 +44,9 @@ CogVideoXConv2dImpl::CogVideoXConv2dImpl(int64_t in_channels, int64_t out_channe
 }
 
 at::Tensor CogVideoXConv2dImpl::forward(const at::Tensor& x) {
-  return at::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
+  auto y = at::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
+  count_conv_flops(y.numel(), weight.numel(), weight.size(0));
+  return y;
 }
 
 CogVideoXPatchEmbedImpl::CogVideoXPatchEmbedImpl(const CogVideoXConfig& config,

@@ -2,6 +2,7 @@
 
 #include "optimizations/kernels/fused_fp8.h"
 
+#include "models/common/flop_count.h"
 #include "models/common/linear_fusions.h"
 
 namespace ditbench {
@@ -62,7 +63,8 @@ PatchConv3dImpl::PatchConv3dImpl(int64_t in_channels, int64_t out_channels,
 
 at::Tensor PatchConv3dImpl::forward(const at::Tensor& x) {
   auto y = at::conv3d(x, weight, bias, patch_);  // [B, D, F', H', W']
-  return y.flatten(2).transpose(1, 2);           // [B, N, D]
+  count_conv_flops(y.numel(), weight.numel(), weight.size(0));
+  return y.flatten(2).transpose(1, 2);  // [B, N, D]
 }
 
 PatchEmbed3dImpl::PatchEmbed3dImpl(int64_t in_channels, int64_t embed_dim,

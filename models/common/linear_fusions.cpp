@@ -2,6 +2,7 @@
 
 #include <torch/nn/module.h>
 
+#include "models/common/flop_count.h"
 #include "optimizations/kernels/fused.h"
 
 namespace ditbench {
@@ -33,6 +34,7 @@ bool gemm_fusion_serves(const Linear& linear, const at::Tensor& x) {
 at::Tensor linear_gelu_tanh(Linear& linear, const at::Tensor& x) {
   if (!gemm_fusion_serves(linear, x)) return at::gelu(linear(x), "tanh");
   auto rows = x.reshape({-1, linear->in_features()});  // [M, in]
+  count_gemm_flops(rows.size(0), linear->in_features(), linear->out_features());
   auto y = at::_addmm_activation(linear->bias, rows, linear->weight.t(), 1, 1,
                                  /*use_gelu=*/true);  // [M, out]
   return y.view(output_shape(x, linear->out_features()));
@@ -119,12 +121,14 @@ void LinearGroup::unpack() {
 
 at::Tensor LinearGroup::forward(const at::Tensor& x) {
   if (!packed()) pack();
+  count_gemm_flops(x.numel() / weight_.size(1), weight_.size(1), weight_.size(0));
   return at::linear(x, weight_, bias_);  // [..., sum out]
 }
 
 void LinearGroup::forward_into(const at::Tensor& x, const at::Tensor& out) {
   if (!packed()) pack();
   auto result = out;  // [M, sum out]
+  count_gemm_flops(x.size(0), weight_.size(1), weight_.size(0));
   if (bias_.defined()) {
     at::addmm_out(result, bias_, x, weight_.t());
   } else {
@@ -151,6 +155,7 @@ at::Tensor linear_split_input(const std::vector<at::Tensor>& parts, const at::Te
     const int64_t k = p.size(-1);
     auto rows = p.reshape({-1, k});              // [M, K_i]
     auto w_t = weight.narrow(1, column, k).t();  // [K_i, out], a strided view (no copy)
+    count_gemm_flops(rows.size(0), k, weight.size(0));
     if (!y.defined()) {
       y = bias.defined() ? at::addmm(bias, rows, w_t) : at::mm(rows, w_t);
     } else {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "models/common/error.h"
+#include "models/common/flop_count.h"
 #include "models/common/joint_sequence.h"
 #include "models/common/register_modules.h"
 #include "optimizations/attention/attention.h"
@@ -103,7 +104,9 @@ MochiPatchConvImpl::MochiPatchConvImpl(int64_t in_channels, int64_t out_channels
 }
 
 at::Tensor MochiPatchConvImpl::forward(const at::Tensor& x) {
-  return at::conv2d(x, weight, bias, {patch_, patch_});
+  auto y = at::conv2d(x, weight, bias, {patch_, patch_});
+  count_conv_flops(y.numel(), weight.numel(), weight.size(0));
+  return y;
 }
 
 MochiPatchEmbedImpl::MochiPatchEmbedImpl(int64_t in_channels, int64_t embed_dim, int64_t patch,
@@ -131,6 +134,7 @@ std::pair<at::Tensor, at::Tensor> mochi_rope(const at::Tensor& pos_frequencies, 
   auto grids = at::meshgrid({at::arange(frames, f32), centers(height), centers(width)}, "ij");
   auto positions = at::stack(grids, -1).view({-1, 3});  // [N, 3]: (t, h, w)
   auto angles = at::einsum("nd,dhf->nhf", {positions, pos_frequencies.to(at::kFloat)});
+  count_gemm_flops(positions.size(0), positions.size(1), angles.numel() / angles.size(0));
   return {angles.cos(), angles.sin()};  // [N, H, Dh/2] each
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "models/common/error.h"
+#include "models/common/flop_count.h"
 #include "optimizations/attention/backends.h"
 #include "optimizations/attention/kernel_log.h"
 
@@ -75,6 +76,7 @@ LocalAttentionResult local_attention(const at::Tensor& q, const at::Tensor& k, c
   const auto check =
       check_backend(settings.backend, q.device(), q.scalar_type(), q.size(-1), key_mask.defined());
   if (!check.ok) throw Unsupported(check.reason);
+  count_attention_flops(q.size(0), q.size(1), q.size(2), k.size(2), q.size(3));
   if (!settings.collect_kernel_names || !q.is_cuda() || !KernelNameCollector::available()) {
     return backend.run(q, k, v, key_mask, need_lse);
   }
@@ -100,6 +102,7 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 
 at::Tensor attend_with_mask(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& mask) {
+  count_attention_flops(q.size(0), q.size(1), q.size(2), k.size(2), q.size(3));
   return at::scaled_dot_product_attention(q, k, v, mask.to(at::kBool));
 }
 

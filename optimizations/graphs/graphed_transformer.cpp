@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "models/common/flop_count.h"
+
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
@@ -55,6 +57,8 @@ struct GraphedTransformer::Segment {
   BlockState input, output;  // the captured graph's input and output tensors
   std::vector<Layout> layouts;
   int64_t valid_rows = -1;
+  // The arithmetic of the captured blocks (FlopCount): a replay runs it without calling them.
+  double gemm_flops = 0, attention_flops = 0;
 };
 
 struct GraphedTransformer::Pool {
@@ -124,7 +128,10 @@ std::unique_ptr<GraphedTransformer::Segment> GraphedTransformer::capture(int64_t
     // Thread-local mode: other rank threads' allocations do not invalidate this capture.
     seg->graph->capture_begin(pool_->id, cudaStreamCaptureModeThreadLocal);
     try {
+      FlopCount captured(FlopCount::Scope::isolated);  // recorded, not run: counted at replay
       inner_.run_blocks(first, last, work);
+      seg->gemm_flops = captured.gemm();
+      seg->attention_flops = captured.attention();
     } catch (const std::exception& e) {
       try {
         seg->graph->capture_end();
@@ -158,6 +165,7 @@ void GraphedTransformer::replay(Segment& seg, int64_t first, int64_t last) {
   }
 #ifdef DITBENCH_HAS_CUDA
   seg.graph->replay();
+  FlopCount::add(seg.gemm_flops, seg.attention_flops);
 #endif
 }
 

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "models/common/error.h"
+#include "models/common/flop_count.h"
 
 namespace ditbench {
 
@@ -37,8 +38,10 @@ void LinearImpl::quantize(QuantMode mode) {
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
   switch (quant_mode_) {
     case QuantMode::none:
+      count_gemm_flops(in_features_ ? x.numel() / in_features_ : 0, in_features_, out_features_);
       return at::linear(x, weight, bias);
     case QuantMode::fp8_weight_only: {
+      count_gemm_flops(in_features_ ? x.numel() / in_features_ : 0, in_features_, out_features_);
       auto w = dequantize_rows_fp8(weight_fp8).to(x.scalar_type());  // [N, K]
       return at::linear(x, w, bias);
     }
@@ -66,6 +69,7 @@ at::Tensor LinearImpl::forward_quantized(const QuantizedActivation& x) {
 at::Tensor LinearImpl::forward_fp8(const Fp8Rows& rows, std::vector<int64_t> shape,
                                    at::ScalarType dtype) {
   shape.back() = out_features_;
+  count_gemm_flops(rows.values.size(0), in_features_, out_features_);
   if (!use_scaled_mm_) return fp8_linear_emulated(rows, dtype, weight_fp8, bias).view(shape);
   Fp8Rows x = rows;  // [M, K]
   const int64_t padded_k = weight_fp8.values.size(1), padded_n = weight_fp8.values.size(0);

@@ -10,6 +10,8 @@
 
 #include "models/checkpoint/checkpoint.h"
 #include "models/common/error.h"
+#include "models/common/flop_count.h"
+#include "models/common/flop_count.h"
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/transformer.h"
 #include "models/pipeline.h"
@@ -122,9 +124,19 @@ void expect_replays_match_eager(const at::TensorOptions& options, Replay mode, d
   GraphedTransformer graphed(*model, mode);
   for (int step = 0; step < 3; ++step) {
     auto in = tiny_inputs(model->config(), options, 8, 900.0 - 300 * step, 10 + step);
+    FlopCount eager_flops;
     const at::Tensor eager = model->forward(in);
+    const double eager_count = eager_flops.total();
+    FlopCount replay_flops(FlopCount::Scope::isolated);
     const at::Tensor replayed = graphed.forward(in);
     EXPECT_LE(output_error(replayed, eager), tolerance) << "step " << step;
+    // A replay counts the arithmetic it ran (the captured blocks'), as the eager call does; the
+    // capturing step adds its one eager warm-up run of the blocks.
+    if (step > 0) {
+      EXPECT_DOUBLE_EQ(replay_flops.total(), eager_count) << "step " << step;
+    } else {
+      EXPECT_GT(replay_flops.total(), eager_count);
+    }
   }
   EXPECT_EQ(graphed.captures(), 1);
   EXPECT_EQ(graphed.replays(), 3);

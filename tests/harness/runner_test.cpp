@@ -82,6 +82,35 @@ TEST_F(RunnerTest, WritesOneRecordPerConfigWithTimingsAndQuality) {
   EXPECT_EQ(thr0.cache->reused_steps, 0);
   EXPECT_TRUE(thr0.quality->identical) << thr0.config_id;
   EXPECT_TRUE(fs::exists(dir_ / "out" / "report.md"));
+  // The transformer's arithmetic per step, the same in every step, kept through the record.
+  const auto& full = records[0].timings->step_flops;
+  ASSERT_EQ(full.size(), 4u);
+  EXPECT_GT(full[0], 0);
+  for (double f : full) EXPECT_DOUBLE_EQ(f, full[0]);
+  EXPECT_EQ(thr0.timings->step_flops, full);
+}
+
+// A reused step computes less: FBCache still runs the first block, so its FLOPs are a fraction
+// of a computed step's (threshold 10 reuses every step it may).
+TEST_F(RunnerTest, ReusedStepsCountOnlyTheArithmeticTheyRan) {
+  auto s = suite({{"cache", {"none", "fbcache"}}, {"cache_threshold", {10.0}}}, {{"repeats", 1}});
+  run_suite(s, options());
+  auto records = read_results(dir_ / "out" / "results.jsonl");
+  ASSERT_EQ(records.size(), 2u);
+  const auto& full = records[0].timings->step_flops;
+  const auto& reusing = records[1];
+  ASSERT_EQ(reusing.status, RunStatus::kOk) << reusing.reason;
+  ASSERT_GT(reusing.cache->reused_steps, 0);
+  ASSERT_EQ(full.size(), 4u);
+  ASSERT_EQ(reusing.timings->step_flops.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    if (reusing.cache->per_step.at(i).reused) {
+      EXPECT_LT(reusing.timings->step_flops[i], full[i] / 2) << "step " << i;
+      EXPECT_GT(reusing.timings->step_flops[i], 0) << "step " << i;
+    } else {
+      EXPECT_DOUBLE_EQ(reusing.timings->step_flops[i], full[i]) << "step " << i;
+    }
+  }
 }
 
 TEST_F(RunnerTest, TeaCacheAtThresholdZeroIsBitExactAndRecordsOutputChanges) {

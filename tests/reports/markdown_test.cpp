@@ -190,24 +190,40 @@ TEST(CsvReportTest, SameColumnsWithRawNumbers) {
   const std::string header =
       "config_id,status,baseline,e2e_median_s,speedup,denoise_median_s,step_median_s,"
       "vae_decode_median_s,psnr_mean,psnr_min,ssim_mean,ssim_min,identical,reused_steps,"
-      "total_steps,peak_gib,gpus,reason\n";
+      "total_steps,peak_gib,gpus,transformer_tflop_s,reason\n";
   EXPECT_EQ(csv.rfind(header, 0), 0u);
   EXPECT_NE(
       csv.find(
-          "\ncache=none/attn=sdpa/quant=none/gpus=1,ok,true,10,1,8,0.8,1.5,,,1,1,true,,,2,1,\n"),
+          "\ncache=none/attn=sdpa/quant=none/gpus=1,ok,true,10,1,8,0.8,1.5,,,1,1,true,,,2,1,,\n"),
       std::string::npos)
       << csv;
   EXPECT_NE(
       csv.find("\ncache=fbcache/thr=0.06/attn=sdpa/quant=none/gpus=1,ok,false,5,2,3.5,0.375,1.5,"
-               "31.234,28.5,0.95123,0.9,false,2,4,1.5,1,\n"),
+               "31.234,28.5,0.95123,0.9,false,2,4,1.5,1,,\n"),
       std::string::npos)
       << csv;
-  EXPECT_NE(csv.find("\ncache=none/attn=flash/quant=none/gpus=1,failed,false,,,,,,,,,,,,,,1,"
+  EXPECT_NE(csv.find("\ncache=none/attn=flash/quant=none/gpus=1,failed,false,,,,,,,,,,,,,,1,,"
                      "flash attention needs a CUDA device\n"),
             std::string::npos)
       << csv;
   // 1 header + 5 configs (the failed fbcache attempt is superseded).
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 6);
+}
+
+// TFLOP/s = the generation's transformer FLOPs over its median transformer stage time:
+// (3 + 3) * 1e12 FLOP in 0.4 s (median of 0.4, 0.5, 0.3) = 15 TFLOP/s.
+TEST(MarkdownReportTest, TransformerTflopsFromStepFlopsAndTheTransformerStage) {
+  ResultRecord r = ok_record("cache=none", 1, 1.0, 0.5, 0.2, {{0.2, 0.2}}, kGiB);
+  r.baseline = true;
+  r.timings->stages["transformer"] = summarize({0.4, 0.5, 0.3});
+  r.timings->step_flops = {3e12, 3e12};
+  const std::string report = markdown_report({r});
+  EXPECT_NE(report.find("| transformer | vae_decode | TFLOP/s |"), std::string::npos) << report;
+  EXPECT_NE(report.find("| 0.400 | 0.200 | 15.0 |"), std::string::npos) << report;
+  EXPECT_NE(csv_report({r}).find(",1,15,\n"), std::string::npos) << csv_report({r});
+  // Without step_flops (older records) there is no such column.
+  r.timings->step_flops.clear();
+  EXPECT_EQ(markdown_report({r}).find("TFLOP/s"), std::string::npos);
 }
 
 TEST(CsvReportTest, QuotesCellsWithCommas) {
