@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <mutex>
+#include <thread>
 
 #include "optimizations/parallel/context_parallel.h"
 #include "optimizations/parallel/sequence_shard.h"
@@ -165,6 +166,36 @@ TEST(NcclCommunicator, SynchronizeEndsWhenAPeerFailsMidRun) {
     EXPECT_NE(std::string(e.what()).find("rank 1: boom at step 1"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(15));
+}
+
+// A peer that stalls (alive, never joining) is a timeout that names the rank and the operation,
+// on the rank that waited; the in-process tests check the same on the CPU.
+TEST(NcclCommunicator, TimeoutNamesTheRankAndTheOperation) {
+  REQUIRE_GPUS(2);
+  try {
+    launch_ranks(
+        2,
+        [](int rank, Communicator& comm) {
+          auto x = at::ones({4}, at::TensorOptions().device(at::kCUDA, rank));
+          comm.all_reduce_sum(x);
+          comm.synchronize("warm-up");
+          if (rank == 1) {
+            std::this_thread::sleep_for(std::chrono::seconds(5));
+            return;
+          }
+          auto y = comm.all_gather(x);
+          comm.synchronize("step 1");
+        },
+        nccl(std::chrono::seconds(1)));
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    // The watchdog (all_gather in flight) or the wait for the stream (step 1), whichever polls
+    // first past the deadline.
+    const std::string what = e.what();
+    EXPECT_TRUE(what.find("rank 0 timed out in all_gather after 1s") != std::string::npos ||
+                what.find("rank 0 timed out in step 1 after 1s") != std::string::npos)
+        << what;
+  }
 }
 
 #else
