@@ -323,7 +323,7 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
       out << "| `" << r.config_id << "` | " << format("%.3f", r.timings->e2e.median_s) << " |";
       for (const auto& s : stages) out << " " << cell(stage_median(r, s), "%.3f") << " |";
       if (any_comm_steps) out << " " << cell(median_comm_step(r), "%.4f") << " |";
-      if (any_flops) out << " " << cell(make_row(r, base_e2e).tflop_s, "%.1f") << " |";
+      if (any_flops) out << " " << cell(make_row(r, base_e2e).tflop_s, "%.3g") << " |";
       out << "\n";
     }
   }
