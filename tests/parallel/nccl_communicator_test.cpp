@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -30,6 +31,17 @@ LaunchOptions nccl(std::chrono::milliseconds timeout = std::chrono::seconds(60))
 
 #define REQUIRE_GPUS(n) \
   if (gpu_count() < (n)) GTEST_SKIP() << "needs " << (n) << " GPUs, found " << gpu_count()
+
+// The error that ends a launch of `fn` on 2 GPUs over NCCL ("" when it ends without one).
+std::string nccl_launch_error(const std::function<void(int rank, Communicator& comm)>& fn,
+                              std::chrono::milliseconds timeout) {
+  try {
+    launch_ranks(2, fn, nccl(timeout));
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // Point-to-point work on the communicator made by ncclCommInitRank (not only on split ones). It
 // once hung on 4 GPUs; the cause was the launch's closing NCCL barrier (now a host barrier).
@@ -121,19 +133,14 @@ TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
 TEST(NcclCommunicator, ThrowingRankAbortsThePeers) {
   REQUIRE_GPUS(2);
   const auto started = std::chrono::steady_clock::now();
-  try {
-    launch_ranks(
-        2,
-        [](int rank, Communicator& comm) {
-          if (rank == 1) throw std::runtime_error("boom on gpu 1");
-          comm.all_to_all(at::zeros({2}, at::TensorOptions().device(at::kCUDA, rank)));
-          comm.barrier();  // blocks until the watchdog aborts the communicator
-        },
-        nccl(std::chrono::seconds(20)));
-    FAIL() << "no error";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("rank 1: boom on gpu 1"), std::string::npos) << e.what();
-  }
+  const std::string error = nccl_launch_error(
+      [](int rank, Communicator& comm) {
+        if (rank == 1) throw std::runtime_error("boom on gpu 1");
+        comm.all_to_all(at::zeros({2}, at::TensorOptions().device(at::kCUDA, rank)));
+        comm.barrier();  // blocks until the watchdog aborts the communicator
+      },
+      std::chrono::seconds(20));
+  EXPECT_NE(error.find("rank 1: boom on gpu 1"), std::string::npos) << error;
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(15));
 }
 
@@ -144,27 +151,22 @@ TEST(NcclCommunicator, ThrowingRankAbortsThePeers) {
 TEST(NcclCommunicator, SynchronizeEndsWhenAPeerFailsMidRun) {
   REQUIRE_GPUS(2);
   const auto started = std::chrono::steady_clock::now();
-  try {
-    launch_ranks(
-        2,
-        [](int rank, Communicator& comm) {
-          auto sub = comm.subgroup(0, rank);
-          auto x = at::ones({4}, at::TensorOptions().device(at::kCUDA, rank));
-          comm.all_reduce_sum(x);
-          sub->all_reduce_sum(x);
-          sub->synchronize("step 0");
-          ASSERT_EQ(x.cpu()[0].item<float>(), 4.0f);
-          if (rank == 1) throw std::runtime_error("boom at step 1");
-          auto y = sub->all_to_all(x);
-          sub->all_reduce_sum(y);
-          sub->synchronize("step 1");
-          (void)y.cpu();
-        },
-        nccl(std::chrono::seconds(20)));
-    FAIL() << "no error";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("rank 1: boom at step 1"), std::string::npos) << e.what();
-  }
+  const std::string error = nccl_launch_error(
+      [](int rank, Communicator& comm) {
+        auto sub = comm.subgroup(0, rank);
+        auto x = at::ones({4}, at::TensorOptions().device(at::kCUDA, rank));
+        comm.all_reduce_sum(x);
+        sub->all_reduce_sum(x);
+        sub->synchronize("step 0");
+        ASSERT_EQ(x.cpu()[0].item<float>(), 4.0f);
+        if (rank == 1) throw std::runtime_error("boom at step 1");
+        auto y = sub->all_to_all(x);
+        sub->all_reduce_sum(y);
+        sub->synchronize("step 1");
+        (void)y.cpu();
+      },
+      std::chrono::seconds(20));
+  EXPECT_NE(error.find("rank 1: boom at step 1"), std::string::npos) << error;
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(15));
 }
 
@@ -172,30 +174,24 @@ TEST(NcclCommunicator, SynchronizeEndsWhenAPeerFailsMidRun) {
 // on the rank that waited; the in-process tests check the same on the CPU.
 TEST(NcclCommunicator, TimeoutNamesTheRankAndTheOperation) {
   REQUIRE_GPUS(2);
-  try {
-    launch_ranks(
-        2,
-        [](int rank, Communicator& comm) {
-          auto x = at::ones({4}, at::TensorOptions().device(at::kCUDA, rank));
-          comm.all_reduce_sum(x);
-          comm.synchronize("warm-up");
-          if (rank == 1) {
-            std::this_thread::sleep_for(std::chrono::seconds(5));
-            return;
-          }
-          auto y = comm.all_gather(x);
-          comm.synchronize("step 1");
-        },
-        nccl(std::chrono::seconds(1)));
-    FAIL() << "no error";
-  } catch (const std::exception& e) {
-    // The watchdog (all_gather in flight) or the wait for the stream (step 1), whichever polls
-    // first past the deadline.
-    const std::string what = e.what();
-    EXPECT_TRUE(what.find("rank 0 timed out in all_gather after 1s") != std::string::npos ||
-                what.find("rank 0 timed out in step 1 after 1s") != std::string::npos)
-        << what;
-  }
+  const std::string error = nccl_launch_error(
+      [](int rank, Communicator& comm) {
+        auto x = at::ones({4}, at::TensorOptions().device(at::kCUDA, rank));
+        comm.all_reduce_sum(x);
+        comm.synchronize("warm-up");
+        if (rank == 1) {
+          std::this_thread::sleep_for(std::chrono::seconds(5));
+          return;
+        }
+        auto y = comm.all_gather(x);
+        comm.synchronize("step 1");
+      },
+      std::chrono::seconds(1));
+  // The watchdog (all_gather in flight) or the wait for the stream (step 1), whichever polls
+  // first past the deadline.
+  EXPECT_TRUE(error.find("rank 0 timed out in all_gather after 1s") != std::string::npos ||
+              error.find("rank 0 timed out in step 1 after 1s") != std::string::npos)
+      << error;
 }
 
 #else
