@@ -4,17 +4,17 @@
 # Results and logs go to $OUT (default ./out/device). `e2e` (optional, not part of `all`) replays
 # the tiny-shapes end-to-end references on the GPU in bf16 (and float32) against their float32 CPU
 # results: $OUT/e2e-cuda-bfloat16.md and $OUT/e2e-cuda-float32.md. `gpu-tests` runs only the tests
-# that use a GPU (CUDA, GPU, out-of-memory), a few seconds instead of the whole ctest. `cp` (4 GPUs)
-# runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs (as many as the machine has) in every mode (suites/gpu-cp-tiny.json,
-# and with FP8 attention and GEMMs under Ulysses and ring, suites/gpu-cp-tiny-fp8.json),
-# the tiny model under torchrun (4 processes) and a throwing rank on 2 GPUs (DITBENCH_CP_TINY=0
-# leaves the tiny model's 1/2/4-GPU passes out), then the 720p table
-# passes (`cp720`, default: 1 GPU, Ulysses, ring, USP; other filters as arguments, `none` for no
-# 720p pass), each under a
-# time limit with a rank trace in its log; while the 1-GPU pass runs on GPU 0, the GPU tests and
-# the end-to-end replay run on GPUs 1 and 2. `seed` runs the 720p table of 1 GPU, FBCache and
-# FBCache + Ulysses 2/4 with the VAE decode (the suite's Ulysses-alone configs are left to a plain
-# run).
+# that use a GPU (CUDA, GPU, out-of-memory), a few seconds instead of the whole ctest. `cp` (2 or 4
+# GPUs) runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs (as many as the machine has) in
+# every mode (suites/gpu-cp-tiny.json, and with FP8 attention and GEMMs under Ulysses and ring,
+# suites/gpu-cp-tiny-fp8.json; DITBENCH_CP_TINY=0 leaves them out), the tiny model under torchrun
+# (up to 4 processes; DITBENCH_CP_TORCHRUN=0 leaves it out) and a rank throwing mid-generation on
+# 2 GPUs (rank threads, then torchrun), then the 720p table passes (`cp720`; default 1 GPU,
+# Ulysses, ring, USP; other filters as arguments, `none` for no 720p pass), each under a time limit
+# with a rank trace in its log. Single-GPU side jobs (DITBENCH_SIDE_JOBS, see side_job) run on the
+# other GPUs while the 1-GPU 720p pass runs on GPU 0. `seed` runs the seed's 720p table: 1 GPU,
+# FBCache and FBCache + Ulysses 2 (and 4 on 4 GPUs) with the VAE decode, side jobs beside its
+# 1-GPU pass (the suite's Ulysses-alone configs are left to a plain run).
 # Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
