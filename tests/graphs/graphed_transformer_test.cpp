@@ -11,7 +11,6 @@
 #include "models/checkpoint/checkpoint.h"
 #include "models/common/error.h"
 #include "models/common/flop_count.h"
-#include "models/common/flop_count.h"
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/transformer.h"
 #include "models/pipeline.h"
