@@ -287,11 +287,9 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
     // counts are summed over it.
     if (groups && groups->sequence && groups->sequence->size() > 1) {
       Communicator* sequence = groups->sequence.get();
-      // The decision reads the sum on the host: waited for by polling (see synchronize).
-      caches.back()->set_all_reduce([sequence](at::Tensor& t) {
-        sequence->all_reduce_sum(t);
-        sequence->synchronize("all_reduce_sum of the cache statistics");
-      });
+      // A decision reads the sum on the host: waited for by polling (see synchronize).
+      caches.back()->set_all_reduce([sequence](at::Tensor& t) { sequence->all_reduce_sum(t); },
+                                    [sequence] { sequence->synchronize("cache decision"); });
     }
   }
 

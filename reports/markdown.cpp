@@ -87,6 +87,16 @@ std::vector<std::string> stage_columns(const std::vector<ResultRecord>& records)
   return columns;
 }
 
+// A generation's step_flops over its median transformer stage, in TFLOP/s (null without either).
+std::optional<double> transformer_tflop_s(const ResultRecord& r) {
+  const auto transformer_s = stage_median(r, "transformer");
+  if (!r.timings || r.timings->step_flops.empty() || !transformer_s || *transformer_s <= 0)
+    return std::nullopt;
+  double flops = 0;
+  for (double f : r.timings->step_flops) flops += f;
+  return flops / *transformer_s / 1e12;
+}
+
 Row make_row(const ResultRecord& r, const BaselineTimes& baselines) {
   const auto base = baselines.find(r.suite);
   const std::optional<double> base_e2e =
@@ -102,12 +112,7 @@ Row make_row(const ResultRecord& r, const BaselineTimes& baselines) {
     row.denoise_s = stage_median(r, "denoise");
     row.vae_s = stage_median(r, "vae_decode");
     row.step_s = median_step(r.timings->steps_s);
-    const auto transformer_s = stage_median(r, "transformer");
-    if (!r.timings->step_flops.empty() && transformer_s && *transformer_s > 0) {
-      double flops = 0;
-      for (double f : r.timings->step_flops) flops += f;
-      row.tflop_s = flops / *transformer_s / 1e12;
-    }
+    row.tflop_s = transformer_tflop_s(r);
   }
   if (r.status == RunStatus::kOk) row.quality = r.quality;
   if (r.cache && r.status == RunStatus::kOk) {
@@ -323,7 +328,7 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
       out << "| `" << r.config_id << "` | " << format("%.3f", r.timings->e2e.median_s) << " |";
       for (const auto& s : stages) out << " " << cell(stage_median(r, s), "%.3f") << " |";
       if (any_comm_steps) out << " " << cell(median_comm_step(r), "%.4f") << " |";
-      if (any_flops) out << " " << cell(make_row(r, base_e2e).tflop_s, "%.3g") << " |";
+      if (any_flops) out << " " << cell(transformer_tflop_s(r), "%.3g") << " |";
       out << "\n";
     }
   }

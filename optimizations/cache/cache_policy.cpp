@@ -56,10 +56,13 @@ at::Tensor CachePolicy::relative_l1_sums(const at::Tensor& ref, const at::Tensor
 }
 
 std::optional<double> CachePolicy::relative_l1(const at::Tensor& ref, const at::Tensor& cur) const {
-  return ratio_from_sums(relative_l1_sums(ref, cur));
+  const at::Tensor sums = relative_l1_sums(ref, cur);
+  if (wait_for_reduce_) wait_for_reduce_();
+  return ratio_from_sums(sums);
 }
 
 const std::vector<CacheStepRecord>& CachePolicy::records() const {
+  if (!pending_output_changes_.empty() && wait_for_reduce_) wait_for_reduce_();
   for (const auto& [index, sums] : pending_output_changes_)
     records_[index].output_change = ratio_from_sums(sums);
   pending_output_changes_.clear();

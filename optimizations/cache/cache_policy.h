@@ -81,8 +81,13 @@ class CachePolicy {  // one instance per generation and per CFG branch
   int computed_steps() const;
   int reused_steps() const;
   // Context parallelism: sums a tensor over ranks in place (set by the runner; null on one rank)
-  // so every rank decides alike. Every rank must call forward for the same steps.
-  void set_all_reduce(std::function<void(at::Tensor&)> sum) { all_reduce_ = std::move(sum); }
+  // so every rank decides alike. Every rank must call forward for the same steps. `wait`, when
+  // set, runs before a reduced sum is read on the host (a decision), so that a peer's failure
+  // ends the wait instead of a blocking copy behind the reduction.
+  void set_all_reduce(std::function<void(at::Tensor&)> sum, std::function<void()> wait = {}) {
+    all_reduce_ = std::move(sum);
+    wait_for_reduce_ = std::move(wait);
+  }
 
  protected:
   // Checks the step range and resets on step 0.
@@ -111,6 +116,7 @@ class CachePolicy {  // one instance per generation and per CFG branch
   int consecutive_reused_ = 0;
   int total_reused_ = 0;
   std::function<void(at::Tensor&)> all_reduce_;
+  std::function<void()> wait_for_reduce_;
 };
 
 // "none", "fbcache" or "teacache"; InputError on unknown names, bad options or an unknown
