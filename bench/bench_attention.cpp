@@ -1,7 +1,13 @@
 // Attention backends at HunyuanVideo's shapes: B=1, 24 heads x 128, a 720p video of 25,440 or
 // 118,800 tokens joined with 256 text tokens of which 200 are valid (the padding mask). Reports
 // TFLOP/s counting 4*B*H*Sq*Sk*D flops (the two matmuls) over GPU time from CUDA events.
+// The `attention-layout` family runs the model's own case (no mask: 25,440 video + 200 valid text
+// tokens) with q, k, v in three memory layouts: contiguous [B, H, S, D], contiguous [B, S, H, D]
+// per tensor (token stride H*D), and column ranges of one packed q | k | v projection output
+// (token stride 3*H*D), the layout the HunyuanVideo blocks hand to attention.
 #include <benchmark/benchmark.h>
+
+#include <array>
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -57,7 +63,74 @@ void attention_at_hunyuan_shape(benchmark::State& state, const std::string& back
 #endif
 }
 
+// q, k, v as [B, H, S, D] views in LAYOUT ("bhsd", "bshd" or "packed"), random bf16.
+std::array<at::Tensor, 3> qkv_in_layout(const std::string& layout, int64_t tokens,
+                                        const at::TensorOptions& options) {
+  if (layout == "bhsd") {
+    return {at::randn({1, kHeads, tokens, kHeadDim}, options),
+            at::randn({1, kHeads, tokens, kHeadDim}, options),
+            at::randn({1, kHeads, tokens, kHeadDim}, options)};
+  }
+  if (layout == "bshd") {
+    auto make = [&] { return at::randn({1, tokens, kHeads, kHeadDim}, options).transpose(1, 2); };
+    return {make(), make(), make()};
+  }
+  auto packed = at::randn({1, tokens, 3, kHeads, kHeadDim}, options);  // [B, S, 3, H, D]
+  return {packed.select(2, 0).transpose(1, 2), packed.select(2, 1).transpose(1, 2),
+          packed.select(2, 2).transpose(1, 2)};
+}
+
+void unmasked_attention_in_layout(benchmark::State& state, const std::string& backend,
+                                  const std::string& layout) {
+#ifndef DITBENCH_HAS_CUDA
+  state.SkipWithError("needs a CUDA build");
+  return;
+#else
+  if (!at::hasCUDA()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const int64_t tokens = 25440 + kValidText;
+  const at::Device device(at::kCUDA, 0);
+  auto check = ditbench::check_backend(backend, device, at::kBFloat16, kHeadDim, false);
+  if (!check.ok) {
+    state.SkipWithError(check.reason.c_str());
+    return;
+  }
+  auto [q, k, v] =
+      qkv_in_layout(layout, tokens, at::TensorOptions().device(device).dtype(at::kBFloat16));
+  ditbench::AttentionScope scope({backend, nullptr});
+  auto out = ditbench::attend(q, k, v, {});  // warm-up: kernel selection, cuDNN plan build
+  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+  double gpu_seconds = 0;
+  for (auto _ : state) {
+    start.record();
+    out = ditbench::attend(q, k, v, {});
+    stop.record();
+    stop.synchronize();
+    const double seconds = start.elapsed_time(stop) / 1e3;
+    state.SetIterationTime(seconds);
+    gpu_seconds += seconds;
+  }
+  const double flops = 4.0 * kHeads * double(tokens) * double(tokens) * kHeadDim;
+  state.counters["TFLOP/s"] = flops * double(state.iterations()) / gpu_seconds / 1e12;
+  // The output's layout: whether [B, S, H*D] is a view of it (the model's next GEMM reads that).
+  state.counters["out_bshd"] = out.transpose(1, 2).is_contiguous() ? 1 : 0;
+  state.SetLabel(ditbench::take_kernel_log().front());
+#endif
+}
+
 int register_all() {
+  for (const std::string backend : {"cudnn", "flash"}) {
+    for (const std::string layout : {"bhsd", "bshd", "packed"}) {
+      benchmark::RegisterBenchmark(
+          ("attention-layout/" + backend + "/" + layout + "/25640").c_str(),
+          unmasked_attention_in_layout, backend, layout)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Iterations(20);
+    }
+  }
   for (const auto& backend : ditbench::attention_backend_names()) {
     for (int64_t video : {int64_t{25440}, int64_t{118800}}) {
       // The float32 reference takes seconds per call at 119k tokens; it is measured at 25k only.

@@ -14,7 +14,8 @@
 # with a rank trace in its log. Single-GPU side jobs (DITBENCH_SIDE_JOBS, see side_job) run on the
 # other GPUs while the 1-GPU 720p pass runs on GPU 0. `seed` runs the seed's 720p table: 1 GPU,
 # FBCache and FBCache + Ulysses 2 (and 4 on 4 GPUs) with the VAE decode, side jobs beside its
-# 1-GPU pass (the suite's Ulysses-alone configs are left to a plain run).
+# 1-GPU pass (the suite's Ulysses-alone configs are left to a plain run). With `cp none`, GPU 0
+# runs the side jobs of DITBENCH_GPU0_JOBS one after another once the 2-GPU work is done.
 # Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
@@ -169,7 +170,12 @@ cp_table() {
     --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
   log "exit $?"; grep -v "^\[trace" "$OUT/fault-torchrun.log" | tail -8
   [ $# -gt 0 ] || set -- gpus=1 cp=ulysses cp=ring cp=usp
-  if [ "$1" = none ]; then  # no 720p pass
+  if [ "$1" = none ]; then  # no 720p pass: GPU 0 takes DITBENCH_GPU0_JOBS (side jobs) instead
+    local job
+    for job in ${DITBENCH_GPU0_JOBS-}; do
+      CUDA_VISIBLE_DEVICES=0 side_job "$job" >"$OUT/side-$job.summary" 2>&1
+      log "side job $job (GPU 0)"; tail -25 "$OUT/side-$job.summary"
+    done
     finish_side_jobs; return 0
   fi
   local first=$1; shift
@@ -214,6 +220,14 @@ side_job() {
     bench_attention) "$BUILD/bench/bench_attention" --benchmark_out="$OUT/bench_attention.json" \
                        --benchmark_out_format=json 2>&1 | tail -25 ;;
     step480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-step.json ;;
+    profile480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-profile.json ;;
+    # The bf16 cuDNN step with q, k, v copied into each attention layout first.
+    layout480) for layout in bhsd bshd; do
+                 log "480p step, attention layout $layout"
+                 DITBENCH_ATTENTION_LAYOUT=$layout "$BUILD/ditbench" run suites/gpu-hv-480p-step.json \
+                   --filter attn=cudnn,quant=none --out "$OUT/layout-$layout" --no-progress 2>&1 | tail -4
+                 "$BUILD/ditbench" report "$OUT/layout-$layout/results.jsonl" --out "$OUT/layout-$layout.md" >/dev/null 2>&1
+               done ;;
     graphs480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-graphs.json ;;
     fp8quality) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-fp8-quality.json ;;
     models) DITBENCH_BENCHES=none bench suites/gpu-{flux,cogvideox,mochi,wan,wan-1.3b}-step.json ;;
