@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "models/common/error.h"
@@ -90,6 +91,45 @@ KernelCategory classify_kernel(std::string_view name, bool memory_operation) {
   return KernelCategory::kOther;
 }
 
+namespace {
+
+// The op an ATen kernel template runs, from its template arguments: the launcher its lambda lives
+// in ("direct_copy_kernel_cuda") or else the first functor that is not a generic wrapper
+// ("MulFunctor" inside "BinaryFunctor"); empty where the arguments name neither.
+std::string aten_op_in(const std::string& arguments) {
+  static const std::set<std::string> generic = {
+      "BinaryFunctor", "AUnaryFunctor",   "BUnaryFunctor",          "func_wrapper_t",
+      "ReduceOp",      "gpu_kernel_impl", "gpu_kernel_impl_nocast", "gpu_kernel_with_scalars"};
+  std::string first_functor;
+  size_t i = 0;
+  while (i < arguments.size()) {
+    if (!(std::isalpha(static_cast<unsigned char>(arguments[i])) || arguments[i] == '_')) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < arguments.size() &&
+           (std::isalnum(static_cast<unsigned char>(arguments[end])) || arguments[end] == '_')) {
+      ++end;
+    }
+    const std::string word = arguments.substr(i, end - i);
+    i = end;
+    if (generic.count(word)) continue;
+    const auto ends_with = [&](const char* tail) {
+      const std::string t(tail);
+      return word.size() > t.size() && word.compare(word.size() - t.size(), t.size(), t) == 0;
+    };
+    if (ends_with("_cuda")) return word;
+    if (first_functor.empty() &&
+        (word.find("Functor") != std::string::npos || ends_with("_functor"))) {
+      first_functor = word;
+    }
+  }
+  return first_functor;
+}
+
+}  // namespace
+
 std::string short_kernel_name(std::string_view name) {
   std::string n = demangle(name);
   if (n.rfind("void ", 0) == 0) n = n.substr(5);
@@ -99,7 +139,16 @@ std::string short_kernel_name(std::string_view name) {
     }
   }
   const auto cut = n.find_first_of("<(");
-  return cut == std::string::npos ? n : n.substr(0, cut);
+  if (cut == std::string::npos) return n;
+  std::string base = n.substr(0, cut);
+  // ATen's generic elementwise and reduction kernels serve every op: the op is part of the name.
+  if (base.rfind("at::native::", 0) == 0 && n[cut] == '<' &&
+      (base.find("elementwise_kernel") != std::string::npos ||
+       base.find("reduce_kernel") != std::string::npos)) {
+    const auto op = aten_op_in(n.substr(cut));
+    if (!op.empty()) base += " [" + op + "]";
+  }
+  return base;
 }
 
 // ---- breakdown ----

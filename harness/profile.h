@@ -59,7 +59,7 @@ struct KernelActivity {
 // in a stage nested in it; stages that repeat (step, transformer, scheduler) are summed.
 ProfileRecord profile_breakdown(const TimingResult& timing,
                                 const std::vector<KernelActivity>& activities,
-                                size_t top_kernels = 15);
+                                size_t top_kernels = 25);
 
 // The activities as Chrome-trace slices, their times relative to the first one.
 std::vector<KernelSlice> kernel_slices(const TimingResult& timing,

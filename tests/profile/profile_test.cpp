@@ -129,6 +129,30 @@ TEST(KernelProfile, ShortNamesDropReturnTypeTemplatesAndParameters) {
   EXPECT_EQ(short_kernel_name("memcpy DtoD"), "memcpy DtoD");
 }
 
+TEST(KernelProfile, AtenGenericKernelsNameTheirOp) {
+  // Demangled names as CUPTI reports them for three ATen ops.
+  EXPECT_EQ(short_kernel_name(
+                "void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<"
+                "at::native::direct_copy_kernel_cuda(at::TensorIteratorBase&)::{lambda()#3}::"
+                "operator()() const::{lambda()#7}::operator()() const::{lambda(c10::BFloat16)#1}>"
+                "(at::TensorIteratorBase&, ...)::{lambda(int)#1}>(int, ...)"),
+            "at::native::elementwise_kernel [direct_copy_kernel_cuda]");
+  EXPECT_EQ(
+      short_kernel_name("void at::native::vectorized_elementwise_kernel<4, at::native::"
+                        "CUDAFunctor_add<c10::BFloat16>, std::array<char*, 3ul> >(int, "
+                        "at::native::CUDAFunctor_add<c10::BFloat16>, std::array<char*, 3ul>)"),
+      "at::native::vectorized_elementwise_kernel [CUDAFunctor_add]");
+  EXPECT_EQ(short_kernel_name("void at::native::elementwise_kernel<128, 2, at::native::gpu_kernel_"
+                              "impl_nocast<at::native::BinaryFunctor<c10::BFloat16, c10::BFloat16, "
+                              "c10::BFloat16, at::native::binary_internal::MulFunctor<float> > >("
+                              "at::TensorIteratorBase&, ...)::{lambda(int)#1}>(int, ...)"),
+            "at::native::elementwise_kernel [MulFunctor]");
+  // Other templates keep their bare name; so does an ATen kernel whose arguments name no op.
+  EXPECT_EQ(short_kernel_name("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, "
+                              "at::native::func_wrapper_t<float, float> > >(float)"),
+            "at::native::reduce_kernel");
+}
+
 // e2e [0] > denoise [1] > step [2] > transformer [3], scheduler [4]; step [5] > transformer [6];
 // GPU times in seconds as CUDA events would give them.
 TimingResult two_step_timing() {
@@ -331,7 +355,7 @@ TEST(KernelProfile, CpuRunRecordsWhyThereIsNoProfile) {
             std::string::npos);
 }
 
-TEST(KernelProfile, ShippedSuiteProfilesTheCudnnStep) {
+TEST(KernelProfile, ShippedSuiteProfilesTheBf16AndFp8Steps) {
   const Suite suite =
       load_suite(std::filesystem::path(testing::source_dir()) / "suites/gpu-hv-480p-profile.json");
   EXPECT_TRUE(suite.settings.profile);
@@ -339,8 +363,12 @@ TEST(KernelProfile, ShippedSuiteProfilesTheCudnnStep) {
   EXPECT_EQ(suite.settings.warmup, 1);
   EXPECT_EQ(suite.settings.repeats, 1);
   const auto configs = expand_matrix(suite);
-  ASSERT_EQ(configs.size(), 1u);
+  // bf16 first (the baseline), then FP8 attention, FP8 GEMMs and both.
+  ASSERT_EQ(configs.size(), 4u);
   EXPECT_EQ(configs[0].axes.attention, "cudnn");
+  EXPECT_EQ(configs[0].axes.quant, "none");
+  EXPECT_EQ(configs[3].axes.attention, "cudnn_fp8");
+  EXPECT_EQ(configs[3].axes.quant, "fp8_dynamic");
 }
 
 }  // namespace
