@@ -64,7 +64,9 @@ PatchConv3dImpl::PatchConv3dImpl(int64_t in_channels, int64_t out_channels,
 at::Tensor PatchConv3dImpl::forward(const at::Tensor& x) {
   auto y = at::conv3d(x, weight, bias, patch_);  // [B, D, F', H', W']
   count_conv_flops(y.numel(), weight.numel(), weight.size(0));
-  return y.flatten(2).transpose(1, 2);  // [B, N, D]
+  // [B, N, D] row-major: the token stream every block reads (the fused row kernels and the GEMMs
+  // take it without a copy; ops on a transposed stream keep its layout, block after block).
+  return y.flatten(2).transpose(1, 2).contiguous();
 }
 
 PatchEmbed3dImpl::PatchEmbed3dImpl(int64_t in_channels, int64_t embed_dim,

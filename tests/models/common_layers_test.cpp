@@ -186,6 +186,8 @@ TEST(PatchConv3d, UnpatchifyInvertsAnIdentityPatchify) {
   auto x = at::randn({2, c, 3, 4, 6});
   auto tokens = embed(x);  // [2, 3*2*3, 12]
   ASSERT_EQ(tokens.sizes(), (at::IntArrayRef{2, 18, features}));
+  // Row-major tokens: a transposed stream would make every row kernel and GEMM after it copy.
+  EXPECT_TRUE(tokens.is_contiguous());
   // token (t=1, h=0, w=2) -> index (1 * 2 + 0) * 3 + 2 = 8; feature of (c=2, b=1, d=0) = 2*4+2
   EXPECT_FLOAT_EQ(tokens[1][8][10].item<float>(), x[1][2][1][1][4].item<float>());
   auto back = unpatchify_channels_first(tokens, {3, 2, 3}, patch, c);

@@ -57,7 +57,11 @@ TEST(HunyuanTransformer, Fp32OutputAndFirstBlockMatchDiffusers) {
   auto in = inputs_from(io, "input.");
 
   auto state = model->prepare(in);
+  // Row-major streams into and out of the blocks: the fused row kernels serve only those (a
+  // transposed image stream once sent every dual-stream block down its ATen chains on GPUs).
+  EXPECT_TRUE(state.hidden.is_contiguous());
   model->run_block(0, state);
+  EXPECT_TRUE(state.hidden.is_contiguous());
   EXPECT_LE(rel_error(state.hidden, io.at("output.first_block_out0")), 1e-4);
   EXPECT_LE(rel_error(state.context,
                       valid_text_rows(io.at("output.first_block_out1"), in.prompt.attention_mask)),
