@@ -6,33 +6,110 @@
 #include <vector>
 
 #include "models/common/error.h"
+#include "optimizations/kernels/fused.h"
 #include "optimizations/quant/quant.h"
 
-#if defined(DITBENCH_HAS_CUDA) && defined(DITBENCH_HAS_CUDNN_FRONTEND)
+#ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/cudnn/Handle.h>
 #include <c10/cuda/CUDAGuard.h>
+
+#include "optimizations/kernels/fp8_tensor_cuda.h"
+#endif
+
+#if defined(DITBENCH_HAS_CUDA) && defined(DITBENCH_HAS_CUDNN_FRONTEND)
+#include <ATen/cudnn/Handle.h>
 #include <cudnn_frontend.h>
 #define DITBENCH_CUDNN_FP8 1
 #endif
 
 namespace ditbench {
+namespace {
+
+// An empty tensor of x's sizes in `dtype`, dense in x's dimension order: a [B, H, S, D] view of
+// [B, S, H, D] storage (head stride below token stride, as models hand q, k, v over) gets
+// [B, S, H, D] storage, anything else row-major storage.
+at::Tensor dense_like(const at::Tensor& x, at::ScalarType dtype) {
+  const auto options = x.options().dtype(dtype);
+  if (x.dim() == 4 && x.size(1) > 1 && x.size(2) > 1 && x.stride(1) < x.stride(2)) {
+    return at::empty({x.size(0), x.size(2), x.size(1), x.size(3)}, options).transpose(1, 2);
+  }
+  return at::empty(x.sizes(), options);
+}
+
+#ifdef DITBENCH_HAS_CUDA
+Bhsd bhsd_of(const at::Tensor& t) {
+  return {t.data_ptr(), t.size(0),   t.size(1),   t.size(2),
+          t.size(3),    t.stride(0), t.stride(1), t.stride(2)};
+}
+
+bool half_or_bf16(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf;
+}
+
+// The two kernels of fp8_tensor.cu (amax, then scale and round) where they serve: a CUDA
+// [B, H, S, D] bf16/fp16 operand with unit stride over D. False: nothing usable was written.
+bool quantize_on_gpu(const at::Tensor& x, E4m3PerTensor& q) {
+  if (!fused_kernels_enabled() || !x.is_cuda() || x.dim() != 4 || !half_or_bf16(x) ||
+      x.stride(3) != 1) {
+    return false;
+  }
+  c10::cuda::CUDAGuard guard(x.device());
+  const auto stream = at::cuda::getCurrentCUDAStream(x.device().index()).stream();
+  const auto f = x.options().dtype(at::kFloat);
+  auto amax = at::zeros({}, f);
+  q.scale = at::empty({}, f);
+  q.descale = at::empty({}, f);
+  const bool half = x.scalar_type() == at::kHalf;
+  if (!e4m3_amax_cuda(bhsd_of(x), half, amax.data_ptr<float>(), stream) ||
+      !e4m3_quantize_cuda(bhsd_of(x), half, amax.data_ptr<float>(), bhsd_of(q.data),
+                          q.scale.data_ptr<float>(), q.descale.data_ptr<float>(), stream)) {
+    return false;
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return true;
+}
+#endif
+
+}  // namespace
 
 E4m3PerTensor quantize_e4m3_per_tensor(const at::Tensor& x) {
+  E4m3PerTensor q;
+  q.data = dense_like(x, at::kFloat8_e4m3fn);
+#ifdef DITBENCH_HAS_CUDA
+  if (quantize_on_gpu(x, q)) return q;
+#endif
   // One reduction kernel (the inf-norm) in float32; the amax of a bf16/fp16 tensor is exact.
   auto amax = at::linalg_vector_norm(x, INFINITY, std::nullopt, false, at::kFloat);  // []
-  auto scale = at::where(amax > 0, at::full_like(amax, kFp8E4m3Max) / amax,
-                         at::ones_like(amax));  // []
-  auto descale = at::reciprocal(scale);         // []
-  // A 0-dim float32 factor keeps the product in x's dtype (one pass, no float32 copy). No clamp:
-  // |x| * (448 / amax) exceeds 448 by at most float rounding, which e4m3 rounds back to 448.
-  auto data = at::mul(x, scale).to(at::kFloat8_e4m3fn);
-  if (data.stride(-1) != 1) data = data.contiguous();
-  return {data, scale, descale};
+  q.scale = at::where(amax > 0, at::full_like(amax, kFp8E4m3Max) / amax,
+                      at::ones_like(amax));  // []
+  q.descale = at::reciprocal(q.scale);       // []
+  // The product in float32, rounded once to e4m3. No clamp: |x| * (448 / amax) exceeds 448 by at
+  // most float rounding, which e4m3 rounds back to 448.
+  q.data.copy_(x.to(at::kFloat) * q.scale);
+  return q;
 }
 
 at::Tensor dequantize_e4m3(const E4m3PerTensor& x, at::ScalarType dtype) {
   return at::mul(x.data.to(dtype), x.descale);
+}
+
+at::Tensor dequantize_e4m3_output(const at::Tensor& values, const at::Tensor& scale,
+                                  at::ScalarType dtype) {
+  auto out = at::empty_strided(values.sizes(), values.strides(), values.options().dtype(dtype));
+#ifdef DITBENCH_HAS_CUDA
+  if (fused_kernels_enabled() && values.is_cuda() && values.is_non_overlapping_and_dense() &&
+      half_or_bf16(out) && scale.is_cuda()) {
+    c10::cuda::CUDAGuard guard(values.device());
+    if (e4m3_dequantize_cuda(values.data_ptr(), values.numel(), scale.data_ptr<float>(),
+                             dtype == at::kHalf, out.data_ptr(),
+                             at::cuda::getCurrentCUDAStream(values.device().index()).stream())) {
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return out;
+    }
+  }
+#endif
+  out.copy_(values.to(at::kFloat) * at::reciprocal(scale));
+  return out;
 }
 
 namespace {
@@ -68,11 +145,11 @@ bool fp8_output_on(const at::Device& device) {
   return !(props->major >= 10 && cudnnGetVersion() >= 91300);
 }
 
-// Everything a built graph depends on: B, H, Sq, Skv, D, the e4m3 strides of q, k, v, the output
-// dtype and whether the log-sum-exp is produced.
+// Everything a built graph depends on: B, H, Sq, Skv, D, the e4m3 strides of q, k, v, the
+// output's strides and dtype, and whether the log-sum-exp is produced.
 struct PlanShape {
   int64_t batch, heads, queries, keys, dim;
-  std::vector<int64_t> q_stride, k_stride, v_stride;
+  std::vector<int64_t> q_stride, k_stride, v_stride, o_stride;
   at::ScalarType out_dtype;  // the caller's bf16/fp16
   bool fp8_output, need_lse;
 
@@ -80,7 +157,8 @@ struct PlanShape {
     std::vector<int64_t> k{
         device,     batch,   heads, queries, keys, dim, static_cast<int64_t>(out_dtype),
         fp8_output, need_lse};
-    for (const auto* s : {&q_stride, &k_stride, &v_stride}) k.insert(k.end(), s->begin(), s->end());
+    for (const auto* s : {&q_stride, &k_stride, &v_stride, &o_stride})
+      k.insert(k.end(), s->begin(), s->end());
     return k;
   }
 };
@@ -142,11 +220,11 @@ std::string make_plan(Fp8Plan& plan, const PlanShape& s, cudnnHandle_t handle, b
   } catch (const std::exception& e) {
     return std::string("describing sdpa_fp8: ") + e.what();
   }
-  // O: [B, H, Sq, D] contiguous; Stats: [B, H, Sq, 1] contiguous float32.
+  // O: [B, H, Sq, D] in q's layout; Stats: [B, H, Sq, 1] contiguous float32.
   const int64_t h = s.heads, sq = s.queries, d = s.dim;
   plan.o->set_output(true)
       .set_dim({s.batch, h, sq, d})
-      .set_stride({h * sq * d, sq * d, d, 1})
+      .set_stride(s.o_stride)
       .set_data_type(s.fp8_output ? fe::DataType_t::FP8_E4M3 : fe_dtype(s.out_dtype));
   for (const auto& amax : {plan.amax_s, plan.amax_o}) {
     amax->set_output(true)
@@ -246,6 +324,8 @@ LocalAttentionResult fp8_attention(const at::Tensor& q, const at::Tensor& k, con
   const int device = q.device().index();
   const bool fp8_output = fp8_output_on(q.device());
   const int64_t batch = q.size(0), heads = q.size(1), queries = q.size(2), dim = q.size(3);
+  // The output in q's layout: for [B, S, H, D] storage the caller's [B, S, H * D] is a view.
+  auto out = dense_like(q, fp8_output ? at::kFloat8_e4m3fn : q.scalar_type());
   const PlanShape shape{batch,
                         heads,
                         queries,
@@ -254,6 +334,7 @@ LocalAttentionResult fp8_attention(const at::Tensor& q, const at::Tensor& k, con
                         strides_of(q8.data),
                         strides_of(k8.data),
                         strides_of(v8.data),
+                        strides_of(out),
                         q.scalar_type(),
                         fp8_output,
                         need_lse};
@@ -263,8 +344,6 @@ LocalAttentionResult fp8_attention(const at::Tensor& q, const at::Tensor& k, con
   auto f = q.options().dtype(at::kFloat);
   // scale_o = 448 / (headroom * amax(v)) = v's scale / headroom; o = o_e4m3 / scale_o.
   at::Tensor scale_o = fp8_output ? v8.scale / kOutputHeadroom : c.one;
-  auto out = at::empty({batch, heads, queries, dim},
-                       q.options().dtype(fp8_output ? at::kFloat8_e4m3fn : q.scalar_type()));
   auto amax_s = at::empty({1}, f), amax_o = at::empty({1}, f);
   at::Tensor stats;
   if (need_lse) stats = at::empty({batch, heads, queries, 1}, f);  // [B, H, Sq, 1]
@@ -292,7 +371,7 @@ LocalAttentionResult fp8_attention(const at::Tensor& q, const at::Tensor& k, con
   }
   LocalAttentionResult result;
   // An e4m3 output comes back to the caller's dtype: o = o_e4m3 * (headroom / scale_v).
-  result.out = fp8_output ? at::mul(out.to(q.scalar_type()), at::reciprocal(scale_o)) : out;
+  result.out = fp8_output ? dequantize_e4m3_output(out, scale_o, q.scalar_type()) : out;
   if (need_lse) result.lse = stats.squeeze(-1);  // [B, H, Sq], natural log, as ATen's
   return result;
 }
@@ -309,10 +388,18 @@ BackendCheck probe(const at::Device& device, at::ScalarType dtype, int64_t head_
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
   const int64_t tokens = 128, d = head_dim;
   const std::vector<int64_t> contiguous{tokens * d, tokens * d, d, 1};
-  const PlanShape shape{
-      1,          1,          tokens,     tokens, d,
-      contiguous, contiguous, contiguous, dtype,  fp8_output_on(at::Device(at::kCUDA, index)),
-      false};
+  const PlanShape shape{1,
+                        1,
+                        tokens,
+                        tokens,
+                        d,
+                        contiguous,
+                        contiguous,
+                        contiguous,
+                        contiguous,
+                        dtype,
+                        fp8_output_on(at::Device(at::kCUDA, index)),
+                        false};
   Fp8Plan plan;
   const auto why = make_plan(plan, shape, current_handle(), /*build=*/false);
   if (why.empty()) return {};

@@ -8,6 +8,7 @@
 #include "optimizations/attention/attention.h"
 #include "optimizations/attention/backends.h"
 #include "optimizations/attention/cudnn_fp8.h"
+#include "optimizations/kernels/fused.h"
 #include "test_util.h"
 
 namespace ditbench {
@@ -50,6 +51,22 @@ TEST(CudnnFp8Attention, QuantizationKeepsAPermutedLayoutWithUnitLastStride) {
   auto back = dequantize_e4m3(q, at::kFloat);
   auto bound = x.abs() * (1.0 / 16) + q.descale * std::ldexp(1.0, -9);
   EXPECT_TRUE(((back - x).abs() <= bound).all().item<bool>());
+}
+
+TEST(CudnnFp8Attention, OutputDequantizationRoundsTheFloatProductOnce) {
+  // e4m3 values 448, -3, 0.015625 with scale 2: value / 2 = 224, -1.5, 0.0078125 in bf16.
+  auto values = at::tensor({448.0f, -3.0f, 0.015625f}).to(at::kFloat8_e4m3fn);
+  auto out = dequantize_e4m3_output(values, at::tensor({2.0f}), at::kBFloat16);
+  EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(out.to(at::kFloat), at::tensor({224.0f, -1.5f, 0.0078125f})));
+  // 1 / 3 is not exact: 15 * float(1/3) rounds to bf16 5.0, one rounding after the product.
+  auto third = dequantize_e4m3_output(at::tensor({15.0f}).to(at::kFloat8_e4m3fn),
+                                      at::tensor({3.0f}), at::kBFloat16);
+  EXPECT_EQ(third.item<float>(), 5.0f);
+  // The layout of the values is kept: a [B, H, S, D] view of [B, S, H, D] storage stays one.
+  auto permuted = at::zeros({1, 4, 2, 8}).to(at::kFloat8_e4m3fn).transpose(1, 2);
+  EXPECT_EQ(dequantize_e4m3_output(permuted, at::tensor({1.0f}), at::kBFloat16).strides(),
+            permuted.strides());
 }
 
 TEST(CudnnFp8Attention, CannotServeOnTheCpuAndSaysWhy) {
@@ -165,6 +182,46 @@ TEST(Fp8AttentionCuda, MatchesMathWithinFp8Rounding) {
     ASSERT_FALSE(log.empty());
     EXPECT_EQ(log[0].backend, "cudnn_fp8");
     EXPECT_EQ(log[0].op, "cudnn_frontend::sdpa_fp8");
+  }
+}
+
+// The per-tensor kernels (amax, scale and round; output dequantization) against the ATen chain
+// they replace (fused kernels switched off), bit for bit, in the layouts models hand over.
+TEST(Fp8TensorCuda, KernelsMatchTheAtenChainBitForBit) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  struct Restore {
+    ~Restore() { set_fused_kernels_enabled(true); }
+  } restore;
+  const auto options = at::TensorOptions().device(at::kCUDA);
+  at::manual_seed(5);
+  // [B, S, 3, H, D] packed projection output and its q view; contiguous [B, H, S, D]; a
+  // [B, S, H, D] tensor viewed [B, H, S, D]; a tensor of zeros; an odd sequence length.
+  auto packed = at::randn({2, 333, 3, 4, 64}, options.dtype(at::kBFloat16)) * 7;
+  std::vector<std::pair<std::string, at::Tensor>> cases{
+      {"packed q", packed.select(2, 0).transpose(1, 2)},
+      {"packed v", packed.select(2, 2).transpose(1, 2)},
+      {"bhsd", at::randn({1, 3, 257, 128}, options.dtype(at::kBFloat16))},
+      {"bshd", at::randn({2, 100, 5, 16}, options.dtype(at::kBFloat16)).transpose(1, 2)},
+      {"fp16", at::randn({1, 2, 50, 32}, options.dtype(at::kHalf)) * 1e-3},
+      {"zeros", at::zeros({1, 2, 16, 64}, options.dtype(at::kBFloat16))}};
+  for (const auto& [name, x] : cases) {
+    SCOPED_TRACE(name);
+    set_fused_kernels_enabled(true);
+    auto got = quantize_e4m3_per_tensor(x);
+    set_fused_kernels_enabled(false);
+    auto want = quantize_e4m3_per_tensor(x);
+    EXPECT_EQ(got.data.strides(), want.data.strides());
+    EXPECT_TRUE(at::equal(got.data.view(at::kByte), want.data.view(at::kByte)));
+    EXPECT_EQ(got.scale.item<float>(), want.scale.item<float>());
+    EXPECT_EQ(got.descale.item<float>(), want.descale.item<float>());
+    // The output side: e4m3 values back to x's dtype with a scale that is not a power of two.
+    const auto scale = (got.scale / 3).reshape({1});
+    set_fused_kernels_enabled(true);
+    auto back = dequantize_e4m3_output(got.data, scale, x.scalar_type());
+    set_fused_kernels_enabled(false);
+    auto back_want = dequantize_e4m3_output(got.data, scale, x.scalar_type());
+    EXPECT_EQ(back.strides(), got.data.strides());
+    EXPECT_TRUE(at::equal(back, back_want));
   }
 }
 
