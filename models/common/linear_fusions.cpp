@@ -4,6 +4,7 @@
 
 #include "models/common/flop_count.h"
 #include "optimizations/kernels/fused.h"
+#include "optimizations/kernels/fused_fp8.h"
 
 namespace ditbench {
 namespace {
@@ -179,6 +180,15 @@ at::Tensor linear_of_concat(Linear& linear, const std::vector<at::Tensor>& parts
   }
   if (!split || width != linear->in_features()) return linear(at::cat(parts, -1));
   return linear_split_input(parts, linear->weight, linear->bias);
+}
+
+at::Tensor linear_of_prefix_and_gelu(Linear& linear, const at::Tensor& prefix,
+                                     const at::Tensor& h) {
+  if (linear->takes_fp8()) {
+    auto rows = try_gelu_tanh_fp8(h, prefix);  // e4m3 rows of [prefix, gelu(h)]
+    if (rows.fp8.values.defined()) return linear->forward_quantized(rows);
+  }
+  return linear_of_concat(linear, {prefix, at::gelu(h, "tanh")});
 }
 
 }  // namespace ditbench

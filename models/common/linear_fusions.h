@@ -88,6 +88,13 @@ class LinearGroup {
 // (N = 3072 against K = 15360 in HunyuanVideo's single blocks).
 at::Tensor linear_of_concat(Linear& linear, const std::vector<at::Tensor>& parts);
 
+// linear(cat([prefix, gelu_tanh(h)], -1)): an output projection over an attention output and an
+// MLP branch given before its GELU (h). prefix [..., P], h [..., H] with P + H = in_features ->
+// [..., out]. For an fp8_dynamic Linear, where the kernel serves (try_gelu_tanh_fp8): the GELU
+// and the row quantization of the concatenation in one pass, neither the GELU output nor the
+// concatenation written; otherwise the chain (which linear_of_concat runs).
+at::Tensor linear_of_prefix_and_gelu(Linear& linear, const at::Tensor& prefix, const at::Tensor& h);
+
 // The split itself on any device: y = bias + sum_i parts_i W[:, cols_i]^T, the first GEMM with
 // the bias, the next ones accumulating into y (beta = 1). weight: [out, sum K_i] -> [..., out].
 at::Tensor linear_split_input(const std::vector<at::Tensor>& parts, const at::Tensor& weight,

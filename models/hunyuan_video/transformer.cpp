@@ -10,6 +10,7 @@
 #include "models/common/joint_sequence.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/kernels/fused.h"
+#include "optimizations/kernels/fused_fp8.h"
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/sequence_shard.h"
 
@@ -76,14 +77,33 @@ void qk_norm_rope_into(const at::Tensor& q, const at::Tensor& k, RMSNorm& norm_q
   if (!k_out.is_same(k)) k.copy_(k_out);
 }
 
-// AdaLayerNormZero(Single) with its LayerNorm + modulate through norm_modulate: the modulation
-// chunks in the order AdaLayerNormZero(Single)Impl::forward splits them (shift, scale first).
+// norm_modulate for the Linears in `consumers`: with any of them on fp8_dynamic, the result's
+// e4m3 rows too, quantized once for all of them (in the LayerNorm kernel itself where it serves,
+// which leaves out the bfloat16 result when every consumer reads e4m3 rows).
+QuantizedActivation norm_modulate_for(const at::Tensor& x, const at::Tensor& shift,
+                                      const at::Tensor& scale,
+                                      std::initializer_list<const LinearImpl*> consumers) {
+  if (any_takes_fp8(consumers)) {
+    bool all_fp8 = true;
+    for (const auto* linear : consumers) all_fp8 = all_fp8 && linear->takes_fp8();
+    auto fused = try_layer_norm_modulate_fp8(x, shift, scale, kNormEps, /*keep_full=*/!all_fp8);
+    if (fused.fp8.values.defined()) return fused;
+  }
+  return quantize_for(norm_modulate(x, shift, scale), consumers);
+}
+
+// AdaLayerNormZero(Single): the modulation chunks in the order AdaLayerNormZero(Single)Impl::
+// forward splits them (shift, scale first), and the LayerNorm + modulate of x for `consumers`.
+struct AdaNormed {
+  std::vector<at::Tensor> chunks;  // chunks x [B, D]
+  QuantizedActivation x;           // x̂ [B, S, D]
+};
 template <typename Norm>
-std::vector<at::Tensor> ada_norm_chunks(Norm& norm, const at::Tensor& x, const at::Tensor& temb,
-                                        int64_t chunks) {
-  auto parts = norm->linear(at::silu(temb)).chunk(chunks, 1);  // chunks x [B, D]
-  parts[1] = norm_modulate(x, parts[0], parts[1]);             // x̂ [B, S, D]
-  return parts;
+AdaNormed ada_norm_for(Norm& norm, const at::Tensor& x, const at::Tensor& temb, int64_t chunks,
+                       std::initializer_list<const LinearImpl*> consumers) {
+  auto parts = norm->linear(at::silu(temb)).chunk(chunks, 1);
+  auto normed = norm_modulate_for(x, parts[0], parts[1], consumers);
+  return {std::move(parts), std::move(normed)};
 }
 
 std::string shape_str(const at::Tensor& t) {
@@ -130,11 +150,12 @@ HunyuanVideoAttentionImpl::HunyuanVideoAttentionImpl(int64_t heads, int64_t head
 }
 
 std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
-    const at::Tensor& x, const at::Tensor& c, const at::Tensor& key_mask, const at::Tensor& cos,
-    const at::Tensor& sin) {
-  const int64_t n = x.size(1), l = c.size(1);
+    const QuantizedActivation& xa, const QuantizedActivation& ca, const at::Tensor& key_mask,
+    const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t n = xa.shape.at(1), l = ca.shape.at(1);
+  const at::Tensor &x = xa.full, &c = ca.full;
   at::Tensor q, k, v;  // joint sequence [image, text]: [B, N + L, H, Dh]
-  if (qkv_.serves(x) && added_qkv_.serves(c)) {
+  if (x.defined() && c.defined() && qkv_.serves(x) && added_qkv_.serves(c)) {
     // Both streams' q | k | v projections written straight into one joint buffer, image rows
     // first: no per-projection outputs and no [image, text] concatenation of q, k and v.
     auto packed = at::empty({x.size(0), n + l, qkv_.out_features()}, x.options());  // [B, N+L, 3D]
@@ -150,13 +171,15 @@ std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
     qk_norm_rope_into(q.narrow(1, n, l), k.narrow(1, n, l), norm_added_q, norm_added_k, {}, {});
   } else {
     // Image stream: [B, N, H, Dh], QK norm, then RoPE.
-    auto qx = split_heads(to_q(x), heads_), kx = split_heads(to_k(x), heads_);
+    auto qx = split_heads(to_q->forward_quantized(xa), heads_);
+    auto kx = split_heads(to_k->forward_quantized(xa), heads_);
     qk_norm_rope(qx, kx, norm_q, norm_k, cos, sin);
-    auto vx = split_heads(to_v(x), heads_);
+    auto vx = split_heads(to_v->forward_quantized(xa), heads_);
     // Text stream: [B, L, H, Dh], own projections and norms, no RoPE.
-    auto qc = split_heads(add_q_proj(c), heads_), kc = split_heads(add_k_proj(c), heads_);
+    auto qc = split_heads(add_q_proj->forward_quantized(ca), heads_);
+    auto kc = split_heads(add_k_proj->forward_quantized(ca), heads_);
     qk_norm_rope(qc, kc, norm_added_q, norm_added_k, {}, {});
-    auto vc = split_heads(add_v_proj(c), heads_);
+    auto vc = split_heads(add_v_proj->forward_quantized(ca), heads_);
     q = at::cat({qx, qc}, 1);
     k = at::cat({kx, kc}, 1);
     v = at::cat({vx, vc}, 1);
@@ -167,15 +190,16 @@ std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
   return {to_out(out.narrow(1, 0, n)), to_add_out(out.narrow(1, n, l))};
 }
 
-at::Tensor HunyuanVideoAttentionImpl::forward_single(const at::Tensor& joint,
+at::Tensor HunyuanVideoAttentionImpl::forward_single(const QuantizedActivation& joint_in,
                                                      int64_t num_image_tokens,
                                                      const at::Tensor& key_mask,
                                                      const at::Tensor& cos, const at::Tensor& sin) {
+  const at::Tensor& joint = joint_in.full;
   TORCH_CHECK(cos.size(0) == num_image_tokens, "forward_single: RoPE table rows ", cos.size(0),
               " != image tokens ", num_image_tokens);
   // [B, S, H, Dh]; RoPE on the first N (image) rows only.
   at::Tensor q, k, v;
-  if (qkv_.serves(joint)) {
+  if (joint.defined() && qkv_.serves(joint)) {
     // One GEMM for q | k | v ([B, S, 3D]); q, k, v are its column ranges (token stride 3D), and
     // QK norm + RoPE run in place on them. proj_mlp, which reads the same input, stays a GEMM of
     // its own: its GELU epilogue would apply to q, k and v too.
@@ -184,9 +208,9 @@ at::Tensor HunyuanVideoAttentionImpl::forward_single(const at::Tensor& joint,
     k = split_heads(qkv_.member_output(packed, 1), heads_);
     v = split_heads(qkv_.member_output(packed, 2), heads_);
   } else {
-    q = split_heads(to_q(joint), heads_);
-    k = split_heads(to_k(joint), heads_);
-    v = split_heads(to_v(joint), heads_);
+    q = split_heads(to_q->forward_quantized(joint_in), heads_);
+    k = split_heads(to_k->forward_quantized(joint_in), heads_);
+    v = split_heads(to_v->forward_quantized(joint_in), heads_);
   }
   qk_norm_rope(q, k, norm_q, norm_k, cos, sin);
   auto out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask);
@@ -285,15 +309,18 @@ HunyuanVideoTransformerBlockImpl::HunyuanVideoTransformerBlockImpl(
 std::pair<at::Tensor, at::Tensor> HunyuanVideoTransformerBlockImpl::forward(
     const at::Tensor& x, const at::Tensor& c, const at::Tensor& temb, const at::Tensor& key_mask,
     const at::Tensor& cos, const at::Tensor& sin) {
-  // [_, x̂ [B, N, D], gate_msa, shift_mlp, scale_mlp, gate_mlp [B, D]]; ĉ likewise [B, L, D]
-  auto nx = ada_norm_chunks(norm1, x, temb, 6);
-  auto nc = ada_norm_chunks(norm1_context, c, temb, 6);
-  auto [ax, ac] = attn->forward_dual(nx[1], nc[1], key_mask, cos, sin);
-  auto x1 = gated_residual(x, nx[2], ax);
-  auto c1 = gated_residual(c, nc[2], ac);
-  auto mx = norm_modulate(x1, nx[3], nx[4]);
-  auto mc = norm_modulate(c1, nc[3], nc[4]);
-  return {gated_residual(x1, nx[5], ff(mx)), gated_residual(c1, nc[5], ff_context(mc))};
+  // [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] x [B, D] and x̂ [B, N, D];
+  // ĉ likewise [B, L, D]
+  auto nx = ada_norm_for(norm1, x, temb, 6, {attn->to_q.get(), attn->to_k.get(), attn->to_v.get()});
+  auto nc = ada_norm_for(norm1_context, c, temb, 6,
+                         {attn->add_q_proj.get(), attn->add_k_proj.get(), attn->add_v_proj.get()});
+  auto [ax, ac] = attn->forward_dual(nx.x, nc.x, key_mask, cos, sin);
+  auto x1 = gated_residual(x, nx.chunks[2], ax);
+  auto c1 = gated_residual(c, nc.chunks[2], ac);
+  auto mx = norm_modulate(x1, nx.chunks[3], nx.chunks[4]);
+  auto mc = norm_modulate(c1, nc.chunks[3], nc.chunks[4]);
+  return {gated_residual(x1, nx.chunks[5], ff(mx)),
+          gated_residual(c1, nc.chunks[5], ff_context(mc))};
 }
 
 HunyuanVideoSingleTransformerBlockImpl::HunyuanVideoSingleTransformerBlockImpl(
@@ -309,13 +336,25 @@ HunyuanVideoSingleTransformerBlockImpl::HunyuanVideoSingleTransformerBlockImpl(
 at::Tensor HunyuanVideoSingleTransformerBlockImpl::forward(
     const at::Tensor& joint, int64_t num_image_tokens, const at::Tensor& temb,
     const at::Tensor& key_mask, const at::Tensor& cos, const at::Tensor& sin) {
-  auto normed = ada_norm_chunks(norm, joint, temb, 3);  // [_, x̂ [B, S, D], gate [B, D]]
-  auto mlp = linear_gelu_tanh(proj_mlp, normed[1]);     // [B, S, M], GELU in the GEMM epilogue
-  auto attn_out = attn->forward_single(normed[1], num_image_tokens, key_mask, cos, sin);
+  // [shift, scale, gate] x [B, D] and x̂ [B, S, D]
+  auto normed = ada_norm_for(
+      norm, joint, temb, 3, {attn->to_q.get(), attn->to_k.get(), attn->to_v.get(), proj_mlp.get()});
+  const auto& gate = normed.chunks[2];
+  if (proj_out->takes_fp8()) {
+    // FP8 proj_out: the GELU of the MLP branch and the row quantization of [attn_out, mlp] in one
+    // pass, without writing the GELU output or the concatenation.
+    auto h = proj_mlp->forward_quantized(normed.x);  // [B, S, M] before the GELU
+    auto attn_out = attn->forward_single(normed.x, num_image_tokens, key_mask, cos, sin);
+    return gated_residual(joint, gate, linear_of_prefix_and_gelu(proj_out, attn_out, h));
+  }
+  // [B, S, M], GELU in the GEMM epilogue where it serves.
+  auto mlp = normed.x.full.defined() ? linear_gelu_tanh(proj_mlp, normed.x.full)
+                                     : at::gelu(proj_mlp->forward_quantized(normed.x), "tanh");
+  auto attn_out = attn->forward_single(normed.x, num_image_tokens, key_mask, cos, sin);
   // proj_out(cat([attn_out, mlp])): [B, S, D + M] -> [B, S, D], without writing the concatenation
   // where the GEMMs serve.
   auto out = linear_of_concat(proj_out, {attn_out, mlp});
-  return gated_residual(joint, normed[2], out);
+  return gated_residual(joint, gate, out);
 }
 
 // ---- the model ----

@@ -47,12 +47,16 @@ class HunyuanVideoAttentionImpl : public torch::nn::Module {
   HunyuanVideoAttentionImpl(int64_t heads, int64_t head_dim, bool dual_stream,
                             const at::TensorOptions& options);
 
+  // The inputs come as QuantizedActivation (optimizations/quant/quant.h): the q, k and v
+  // projections read the bfloat16 activation, or, those on fp8_dynamic, its e4m3 rows quantized
+  // once for all three (and for the single block's MLP projection).
   // Dual stream. x: [B, N, D], c: [B, L, D] -> (x_out [B, N, D], c_out [B, L, D])
-  std::pair<at::Tensor, at::Tensor> forward_dual(const at::Tensor& x, const at::Tensor& c,
+  std::pair<at::Tensor, at::Tensor> forward_dual(const QuantizedActivation& x,
+                                                 const QuantizedActivation& c,
                                                  const at::Tensor& key_mask, const at::Tensor& cos,
                                                  const at::Tensor& sin);
   // Single stream over the joint sequence [image N, text]. joint: [B, S, D] -> [B, S, D]
-  at::Tensor forward_single(const at::Tensor& joint, int64_t num_image_tokens,
+  at::Tensor forward_single(const QuantizedActivation& joint, int64_t num_image_tokens,
                             const at::Tensor& key_mask, const at::Tensor& cos,
                             const at::Tensor& sin);
 

@@ -99,6 +99,18 @@ TEST(LinearOfConcat, CpuAndFp8LinearsGetTheConcatenationItself) {
   EXPECT_TRUE(at::equal(linear_of_concat(linear, parts), linear(at::cat(parts, -1))));
 }
 
+TEST(LinearOfPrefixAndGelu, IsTheLinearOfTheConcatenationWithTheGeluApplied) {
+  at::manual_seed(6);
+  auto prefix = at::randn({1, 9, 16}), h = at::randn({1, 9, 48}) * 2;
+  auto linear = random_linear(64, 16, {});
+  auto chain = linear(at::cat({prefix, at::gelu(h, "tanh")}, -1));
+  EXPECT_TRUE(at::equal(linear_of_prefix_and_gelu(linear, prefix, h), chain));
+  // The CPU's FP8 emulation quantizes the rows of the whole concatenation.
+  linear->quantize(QuantMode::fp8_dynamic);
+  EXPECT_TRUE(at::equal(linear_of_prefix_and_gelu(linear, prefix, h),
+                        linear(at::cat({prefix, at::gelu(h, "tanh")}, -1))));
+}
+
 TEST(LinearGroup, OneGemmGivesEachMemberItsColumnsAndKeepsKeysAndShapes) {
   at::manual_seed(5);
   Linear a = random_linear(8, 4, {}), b = random_linear(8, 6, {}), c = random_linear(8, 4, {});
@@ -215,6 +227,19 @@ TEST_F(LinearFusionsGpu, SplitInputEqualsTheConcatenationAndFp8KeepsIt) {
     linear->quantize(QuantMode::fp8_dynamic);
     EXPECT_TRUE(at::equal(linear_of_concat(linear, parts), linear(at::cat(parts, -1))));
   }
+}
+
+TEST_F(LinearFusionsGpu, PrefixAndGeluReachAnFp8LinearAsTheChainsRows) {
+  if (!check_quant_mode(QuantMode::fp8_dynamic, at::Device(at::kCUDA)).ok) GTEST_SKIP();
+  auto prefix = at::randn({2, 150, 256}, gpu()), h = at::randn({2, 150, 1024}, gpu()) * 2;
+  auto linear = random_linear(1280, 256, gpu());
+  linear->quantize(QuantMode::fp8_dynamic);
+  auto fused = linear_of_prefix_and_gelu(linear, prefix, h);  // one pass: GELU + row quantization
+  set_fused_kernels_enabled(false);
+  auto chain = linear(at::cat({prefix, at::gelu(h, "tanh")}, -1));
+  // The kernel rounds the GELU to bf16 as at::gelu does and quantizes those values as
+  // quantize_rows_fp8 would: the same e4m3 rows, the same GEMM.
+  EXPECT_TRUE(at::equal(fused, chain)) << rel_error(f32_cpu(fused), f32_cpu(chain));
 }
 
 TEST_F(LinearFusionsGpu, GroupGemmEqualsTheMembers) {
