@@ -221,13 +221,6 @@ side_job() {
                        --benchmark_out_format=json 2>&1 | tail -25 ;;
     step480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-step.json ;;
     profile480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-profile.json ;;
-    # The bf16 cuDNN step with q, k, v copied into each attention layout first.
-    layout480) for layout in bhsd bshd; do
-                 log "480p step, attention layout $layout"
-                 DITBENCH_ATTENTION_LAYOUT=$layout "$BUILD/ditbench" run suites/gpu-hv-480p-step.json \
-                   --filter attn=cudnn,quant=none --out "$OUT/layout-$layout" --no-progress 2>&1 | tail -4
-                 "$BUILD/ditbench" report "$OUT/layout-$layout/results.jsonl" --out "$OUT/layout-$layout.md" >/dev/null 2>&1
-               done ;;
     graphs480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-graphs.json ;;
     fp8quality) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-fp8-quality.json ;;
     models) DITBENCH_BENCHES=none bench suites/gpu-{flux,cogvideox,mochi,wan,wan-1.3b}-step.json ;;

@@ -1,8 +1,6 @@
 #include "optimizations/attention/attention.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "models/common/error.h"
 #include "models/common/flop_count.h"
@@ -26,16 +24,6 @@ namespace {
 // This thread's attention log, and the entry the last call noted (kernel names attach to it).
 thread_local std::vector<AttentionServed> attention_log;
 thread_local int64_t last_noted = -1;
-
-// DITBENCH_ATTENTION_LAYOUT=bhsd|bshd (profiling): q, k and v are copied into that memory layout
-// before the backend runs, to measure what the layout the model hands over costs a kernel.
-at::Tensor in_profiled_layout(const at::Tensor& t) {
-  static const char* layout = std::getenv("DITBENCH_ATTENTION_LAYOUT");
-  if (layout == nullptr) return t;
-  if (std::strcmp(layout, "bhsd") == 0) return t.contiguous();
-  if (std::strcmp(layout, "bshd") == 0) return t.transpose(1, 2).contiguous().transpose(1, 2);
-  return t;
-}
 
 }  // namespace
 
@@ -89,10 +77,6 @@ LocalAttentionResult local_attention(const at::Tensor& q, const at::Tensor& k, c
       check_backend(settings.backend, q.device(), q.scalar_type(), q.size(-1), key_mask.defined());
   if (!check.ok) throw Unsupported(check.reason);
   count_attention_flops(q.size(0), q.size(1), q.size(2), k.size(2), q.size(3));
-  if (std::getenv("DITBENCH_ATTENTION_LAYOUT") != nullptr) {
-    return backend.run(in_profiled_layout(q), in_profiled_layout(k), in_profiled_layout(v),
-                       key_mask, need_lse);
-  }
   if (!settings.collect_kernel_names || !q.is_cuda() || !KernelNameCollector::available()) {
     return backend.run(q, k, v, key_mask, need_lse);
   }
