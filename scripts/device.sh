@@ -159,12 +159,17 @@ cp_table() {
     log "exit $?"; grep -v "^\[trace" "$OUT/torchrun-tiny.log" | tail -4
     "$BUILD/ditbench" report "$OUT/torchrun-tiny/results.jsonl" --out "$OUT/torchrun-tiny.md" >/dev/null 2>&1
   fi
-  # A rank that throws at step 3 of a 2-GPU config: recorded as failed, the next config runs.
+  # A rank that throws at step 3 of a 2-GPU config: recorded as failed, the next config runs
+  # (DITBENCH_FAULT_REPEATS times with rank threads, default once; logs fault-threads[-N].log).
   log "rank 1 throws at step 3 (rank threads, then torchrun)"
-  DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads.log" "$BUILD/ditbench" run \
-    suites/gpu-cp-tiny.json --out "$OUT/fault-threads" --filter 'cache=none,gpus=2' \
-    --comm-timeout 30 --no-progress
-  log "exit $?"; grep -v "^\[trace" "$OUT/fault-threads.log" | tail -4
+  local repeat suffix
+  for repeat in $(seq 1 "${DITBENCH_FAULT_REPEATS:-1}"); do
+    suffix=""; [ "$repeat" = 1 ] || suffix="-$repeat"
+    DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads$suffix.log" \
+      "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-threads$suffix" \
+      --filter 'cache=none,gpus=2' --comm-timeout 30 --no-progress
+    log "exit $?"; grep -v "^\[trace" "$OUT/fault-threads$suffix.log" | tail -4
+  done
   DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-torchrun.log" \
     python3 -m torch.distributed.run --no-python --nproc-per-node 2 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-torchrun" \
     --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress

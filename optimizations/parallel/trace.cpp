@@ -71,6 +71,16 @@ void on_quit(int) {
   on_stack_signal(0);
 }
 
+// A fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT): the stack of the thread it hit, then
+// the default action (the handler is reset on entry, so the re-raise ends the process as before).
+void on_fatal(int sig) {
+  write_str("[stack] fatal signal ");
+  write_number(sig);
+  write_str(" on this thread\n");
+  on_stack_signal(0);
+  raise(sig);
+}
+
 // Installed at load time when DITBENCH_TRACE is set; backtrace() runs once first so that its
 // library is loaded outside a signal handler.
 [[maybe_unused]] const bool kStacksInstalled = [] {
@@ -83,6 +93,9 @@ void on_quit(int) {
   sigaction(kStackSignal, &sa, nullptr);
   sa.sa_handler = on_quit;
   sigaction(SIGQUIT, &sa, nullptr);
+  sa.sa_handler = on_fatal;
+  sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &sa, nullptr);
   return true;
 }();
 
