@@ -20,23 +20,57 @@ namespace {
 
 constexpr int64_t kHeads = 24, kHeadDim = 128, kTextTokens = 256, kValidText = 200;
 
-void attention_at_hunyuan_shape(benchmark::State& state, const std::string& backend,
-                                int64_t video_tokens) {
+// Whether the benchmark can run: a CUDA build and device, and BACKEND serving bf16 at head dim
+// 128 (with a key mask or not); otherwise it is skipped with the reason.
+bool backend_ready(benchmark::State& state, const std::string& backend, bool has_mask) {
 #ifndef DITBENCH_HAS_CUDA
+  (void)backend, (void)has_mask;
   state.SkipWithError("needs a CUDA build");
-  return;
+  return false;
 #else
   if (!at::hasCUDA()) {
     state.SkipWithError("no CUDA device");
-    return;
+    return false;
   }
+  auto check =
+      ditbench::check_backend(backend, at::Device(at::kCUDA, 0), at::kBFloat16, kHeadDim, has_mask);
+  if (!check.ok) state.SkipWithError(check.reason.c_str());
+  return check.ok;
+#endif
+}
+
+#ifdef DITBENCH_HAS_CUDA
+// Times ditbench::attend(q, k, v, key_mask) with CUDA events after one warm-up call (kernel
+// selection, cuDNN plan build): TFLOP/s counter and the kernel as label. Returns the last output.
+at::Tensor time_attend(benchmark::State& state, const at::Tensor& q, const at::Tensor& k,
+                       const at::Tensor& v, const at::Tensor& key_mask) {
+  auto out = ditbench::attend(q, k, v, key_mask);
+  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+  double gpu_seconds = 0;
+  for (auto _ : state) {
+    start.record();
+    out = ditbench::attend(q, k, v, key_mask);
+    stop.record();
+    stop.synchronize();
+    const double seconds = start.elapsed_time(stop) / 1e3;
+    state.SetIterationTime(seconds);
+    gpu_seconds += seconds;
+  }
+  const double tokens = double(q.size(2));
+  const double flops = 4.0 * double(q.size(1)) * tokens * tokens * double(q.size(3));
+  state.counters["TFLOP/s"] = flops * double(state.iterations()) / gpu_seconds / 1e12;
+  state.counters["tokens"] = tokens;
+  state.SetLabel(ditbench::take_kernel_log().front());
+  return out;
+}
+#endif
+
+void attention_at_hunyuan_shape(benchmark::State& state, const std::string& backend,
+                                int64_t video_tokens) {
+  if (!backend_ready(state, backend, true)) return;
+#ifdef DITBENCH_HAS_CUDA
   const int64_t tokens = video_tokens + kTextTokens;
   const at::Device device(at::kCUDA, 0);
-  auto check = ditbench::check_backend(backend, device, at::kBFloat16, kHeadDim, true);
-  if (!check.ok) {
-    state.SkipWithError(check.reason.c_str());
-    return;
-  }
   auto options = at::TensorOptions().device(device).dtype(at::kBFloat16);
   auto q = at::randn({1, kHeads, tokens, kHeadDim}, options);  // [B, H, S, D]
   auto k = at::randn_like(q), v = at::randn_like(q);
@@ -44,22 +78,7 @@ void attention_at_hunyuan_shape(benchmark::State& state, const std::string& back
   key_mask.narrow(1, video_tokens + kValidText, kTextTokens - kValidText).fill_(false);
 
   ditbench::AttentionScope scope({backend, nullptr});
-  ditbench::attend(q, k, v, key_mask);  // warm-up: kernel selection, cuDNN plan build
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  double gpu_seconds = 0;
-  for (auto _ : state) {
-    start.record();
-    auto out = ditbench::attend(q, k, v, key_mask);
-    stop.record();
-    stop.synchronize();
-    const double seconds = start.elapsed_time(stop) / 1e3;
-    state.SetIterationTime(seconds);
-    gpu_seconds += seconds;
-  }
-  const double flops = 4.0 * kHeads * double(tokens) * double(tokens) * kHeadDim;
-  state.counters["TFLOP/s"] = flops * double(state.iterations()) / gpu_seconds / 1e12;
-  state.counters["tokens"] = double(tokens);
-  state.SetLabel(ditbench::take_kernel_log().front());
+  time_attend(state, q, k, v, key_mask);
 #endif
 }
 
@@ -82,41 +101,16 @@ std::array<at::Tensor, 3> qkv_in_layout(const std::string& layout, int64_t token
 
 void unmasked_attention_in_layout(benchmark::State& state, const std::string& backend,
                                   const std::string& layout) {
-#ifndef DITBENCH_HAS_CUDA
-  state.SkipWithError("needs a CUDA build");
-  return;
-#else
-  if (!at::hasCUDA()) {
-    state.SkipWithError("no CUDA device");
-    return;
-  }
+  if (!backend_ready(state, backend, false)) return;
+#ifdef DITBENCH_HAS_CUDA
   const int64_t tokens = 25440 + kValidText;
   const at::Device device(at::kCUDA, 0);
-  auto check = ditbench::check_backend(backend, device, at::kBFloat16, kHeadDim, false);
-  if (!check.ok) {
-    state.SkipWithError(check.reason.c_str());
-    return;
-  }
   auto [q, k, v] =
       qkv_in_layout(layout, tokens, at::TensorOptions().device(device).dtype(at::kBFloat16));
   ditbench::AttentionScope scope({backend, nullptr});
-  auto out = ditbench::attend(q, k, v, {});  // warm-up: kernel selection, cuDNN plan build
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  double gpu_seconds = 0;
-  for (auto _ : state) {
-    start.record();
-    out = ditbench::attend(q, k, v, {});
-    stop.record();
-    stop.synchronize();
-    const double seconds = start.elapsed_time(stop) / 1e3;
-    state.SetIterationTime(seconds);
-    gpu_seconds += seconds;
-  }
-  const double flops = 4.0 * kHeads * double(tokens) * double(tokens) * kHeadDim;
-  state.counters["TFLOP/s"] = flops * double(state.iterations()) / gpu_seconds / 1e12;
+  auto out = time_attend(state, q, k, v, {});
   // The output's layout: whether [B, S, H*D] is a view of it (the model's next GEMM reads that).
   state.counters["out_bshd"] = out.transpose(1, 2).is_contiguous() ? 1 : 0;
-  state.SetLabel(ditbench::take_kernel_log().front());
 #endif
 }
 
