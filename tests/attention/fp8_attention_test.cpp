@@ -47,6 +47,9 @@ TEST(CudnnFp8Attention, QuantizationKeepsAPermutedLayoutWithUnitLastStride) {
   auto q = quantize_e4m3_per_tensor(x);
   EXPECT_EQ(q.data.stride(-1), 1);
   EXPECT_EQ(q.data.sizes(), x.sizes());
+  // Dense in x's dimension order: [B, S, H, D] storage, the layout cuDNN's plan is built for.
+  EXPECT_TRUE(q.data.transpose(1, 2).is_contiguous());
+  EXPECT_TRUE(quantize_e4m3_per_tensor(x.contiguous()).data.is_contiguous());
   // Every element within e4m3's half spacing (2^-4 relative) of x, or of the subnormal step.
   auto back = dequantize_e4m3(q, at::kFloat);
   auto bound = x.abs() * (1.0 / 16) + q.descale * std::ldexp(1.0, -9);
