@@ -3,9 +3,6 @@
 // two parts of fp8_dynamic on their own: the row quantization of the activation (quantize/K, with
 // its effective bandwidth: bf16 read, e4m3 and scales written) and the FP8 GEMM from rows
 // quantized beforehand (fp8_gemm/KxN, what a linear costs when its producer emits e4m3 rows).
-// Both FP8 GEMM backends run (fp8_gemm.h): the default, cuBLASLt with the algorithm timed per
-// problem (names without a suffix; counters: the heuristic's candidates, the index chosen and the
-// time of the heuristic's first choice), and at::_scaled_mm (suffix /scaled_mm).
 // GPU time from CUDA events; TFLOP/s counts 2*M*K*N flops.
 #include <benchmark/benchmark.h>
 
@@ -15,7 +12,6 @@
 #include <ATen/cuda/CUDAEvent.h>
 #endif
 
-#include "optimizations/quant/fp8_gemm.h"
 #include "optimizations/quant/linear.h"
 
 namespace {
@@ -79,41 +75,22 @@ void set_tflops(benchmark::State& state, double gpu_seconds, int64_t in, int64_t
   state.counters["TFLOP/s"] = flops * double(state.iterations()) / gpu_seconds / 1e12;
 }
 
-// What the cuBLASLt tuner found for this shape (nothing under the _scaled_mm backend): how many
-// candidates it timed, the index of the fastest (0: the heuristic's first choice) and the first
-// choice's time.
-void report_tuning(benchmark::State& state, int64_t in, int64_t out) {
-  if (ditbench::fp8_gemm_backend() != ditbench::Fp8GemmBackend::cublaslt_tuned) return;
-  for (const auto& t : ditbench::fp8_gemm_tunings()) {
-    if (t.m != kTokens || t.k != in || t.n != out) continue;
-    state.counters["candidates"] = static_cast<double>(t.candidate_ms.size());
-    state.counters["chosen"] = t.chosen;
-    state.counters["first_ms"] = t.candidate_ms.front();
-    state.counters["chosen_ms"] = t.candidate_ms[static_cast<size_t>(t.chosen)];
-  }
-}
-
 // bf16 or fp8_dynamic from a bf16 activation: quantization included for fp8_dynamic.
-void linear_at_hunyuan_shape(benchmark::State& state, ditbench::QuantMode mode,
-                             ditbench::Fp8GemmBackend backend, int64_t in, int64_t out) {
+void linear_at_hunyuan_shape(benchmark::State& state, ditbench::QuantMode mode, int64_t in,
+                             int64_t out) {
   if (!runnable(state)) return;
-  ditbench::set_fp8_gemm_backend(backend);
   auto linear = make_linear(in, out, mode);
   auto x = at::randn({1, kTokens, in}, gpu_bf16());  // [B, S, K]
   set_tflops(state, time_on_gpu(state, [&] { linear->forward(x); }), in, out);
-  if (mode != ditbench::QuantMode::none) report_tuning(state, in, out);
 }
 
 // The FP8 GEMM alone: the activation's e4m3 rows are made once, outside the timing.
-void fp8_gemm_at_hunyuan_shape(benchmark::State& state, ditbench::Fp8GemmBackend backend,
-                               int64_t in, int64_t out) {
+void fp8_gemm_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out) {
   if (!runnable(state)) return;
-  ditbench::set_fp8_gemm_backend(backend);
   auto linear = make_linear(in, out, ditbench::QuantMode::fp8_dynamic);
   auto x = ditbench::quantized_activation(at::randn({1, kTokens, in}, gpu_bf16()), true);
   x.full = at::Tensor();  // as a producer that emits e4m3 rows only
   set_tflops(state, time_on_gpu(state, [&] { linear->forward_quantized(x); }), in, out);
-  report_tuning(state, in, out);
 }
 
 // The row quantization alone, with its effective bandwidth (bytes read and written per second).
@@ -135,18 +112,13 @@ int register_all() {
       {3072, 9216}, {3072, 12288}, {12288, 3072}, {15360, 3072}};
   for (auto [in, out] : shapes) {
     const std::string shape = std::to_string(in) + "x" + std::to_string(out);
-    using ditbench::Fp8GemmBackend;
     timed(benchmark::RegisterBenchmark(("linear/bf16/" + shape).c_str(), linear_at_hunyuan_shape,
-                                       ditbench::QuantMode::none, Fp8GemmBackend::cublaslt_tuned,
+                                       ditbench::QuantMode::none, in, out));
+    timed(benchmark::RegisterBenchmark(("linear/fp8_dynamic/" + shape).c_str(),
+                                       linear_at_hunyuan_shape, ditbench::QuantMode::fp8_dynamic,
                                        in, out));
-    for (auto [backend, suffix] : {std::pair{Fp8GemmBackend::cublaslt_tuned, ""},
-                                   std::pair{Fp8GemmBackend::scaled_mm, "/scaled_mm"}}) {
-      timed(benchmark::RegisterBenchmark(("linear/fp8_dynamic/" + shape + suffix).c_str(),
-                                         linear_at_hunyuan_shape, ditbench::QuantMode::fp8_dynamic,
-                                         backend, in, out));
-      timed(benchmark::RegisterBenchmark(("fp8_gemm/" + shape + suffix).c_str(),
-                                         fp8_gemm_at_hunyuan_shape, backend, in, out));
-    }
+    timed(benchmark::RegisterBenchmark(("fp8_gemm/" + shape).c_str(), fp8_gemm_at_hunyuan_shape, in,
+                                       out));
   }
   for (int64_t in : {3072, 12288, 15360}) {
     timed(benchmark::RegisterBenchmark(("quantize/" + std::to_string(in)).c_str(),

@@ -124,18 +124,6 @@ function(dit_use_cudnn_frontend target source)
   endif()
 endfunction()
 
-# cuBLASLt for the FP8 GEMM: the one LibTorch loads (PyPI's nvidia-cublas beside torch) comes
-# first, one cuBLASLt in the process; else the toolkit's.
-if(DITBENCH_HAS_CUDA)
-  find_library(CUBLASLT_LIBRARY NAMES libcublasLt.so.13 libcublasLt.so.12 NAMES_PER_DIR
-               PATHS ${TORCH_INSTALL_PREFIX}/../nvidia/cu13/lib ${TORCH_INSTALL_PREFIX}/../nvidia/cublas/lib
-               NO_DEFAULT_PATH)
-  if(NOT CUBLASLT_LIBRARY)
-    set(CUBLASLT_LIBRARY CUDA::cublasLt)
-  endif()
-  message(STATUS "ditbench: cuBLASLt ${CUBLASLT_LIBRARY}")
-endif()
-
 set(DITBENCH_HAS_NCCL OFF)
 set(DITBENCH_HAS_CUPTI OFF)
 set(DITBENCH_HAS_NVTX OFF)

@@ -20,7 +20,6 @@
 #include "optimizations/attention/backends.h"
 #include "optimizations/attention/kernel_log.h"
 #include "optimizations/cache/cache_policy.h"
-#include "optimizations/quant/fp8_gemm.h"
 #include "optimizations/quant/quant.h"
 #include "reports/compare.h"
 #include "reports/html.h"
@@ -443,7 +442,6 @@ int cli_main(int argc, char** argv) {
   }
 
   try {
-    fp8_gemm_backend();  // a bad DITBENCH_FP8_GEMM stops here, before any work
     if (*list) return cmd_list();
     if (*plan) return cmd_plan(suite_file);
     if (*run) {

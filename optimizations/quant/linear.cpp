@@ -23,10 +23,10 @@ void LinearImpl::quantize(QuantMode mode) {
   if (mode == QuantMode::none) return;
   const auto check = check_quant_mode(mode, weight.device());
   if (!check.ok) throw Unsupported(check.reason);
-  use_fp8_gemm_ = mode == QuantMode::fp8_dynamic && weight.is_cuda();
+  use_scaled_mm_ = mode == QuantMode::fp8_dynamic && weight.is_cuda();
   auto w = weight.detach();  // [N, K]
-  if (use_fp8_gemm_) {
-    // The FP8 GEMM wants K and N multiples of 16: zero rows and columns change no product.
+  if (use_scaled_mm_) {
+    // _scaled_mm wants K and N multiples of 16: zero rows and columns change no product.
     const int64_t pad_k = (16 - in_features_ % 16) % 16, pad_n = (16 - out_features_ % 16) % 16;
     if (pad_k || pad_n) w = at::constant_pad_nd(w, {0, pad_k, 0, pad_n});  // [N', K']
   }
@@ -70,7 +70,7 @@ at::Tensor LinearImpl::forward_fp8(const Fp8Rows& rows, std::vector<int64_t> sha
                                    at::ScalarType dtype) {
   shape.back() = out_features_;
   count_gemm_flops(rows.values.size(0), in_features_, out_features_);
-  if (!use_fp8_gemm_) return fp8_linear_emulated(rows, dtype, weight_fp8, bias).view(shape);
+  if (!use_scaled_mm_) return fp8_linear_emulated(rows, dtype, weight_fp8, bias).view(shape);
   Fp8Rows x = rows;  // [M, K]
   const int64_t padded_k = weight_fp8.values.size(1), padded_n = weight_fp8.values.size(0);
   if (padded_k != in_features_) {
@@ -82,7 +82,7 @@ at::Tensor LinearImpl::forward_fp8(const Fp8Rows& rows, std::vector<int64_t> sha
   if (bias.defined() && padded_n != out_features_) {
     padded_bias = at::constant_pad_nd(bias, {0, padded_n - out_features_});
   }
-  auto out = fp8_linear_cuda(x, dtype, weight_fp8, padded_bias);  // [M, N']
+  auto out = fp8_linear_scaled_mm(x, dtype, weight_fp8, padded_bias);  // [M, N']
   if (padded_n != out_features_) out = out.narrow(1, 0, out_features_);
   return out.reshape(shape);
 }

@@ -34,8 +34,8 @@ class LinearImpl : public torch::nn::Module {
   // Quantizes the weight once, after loading and after the module is on its device: FP8 values
   // [out, in] e4m3 with a float32 scale per output channel. The full-precision weight is then
   // freed: `weight` keeps its dtype and device but holds no elements, so quantize last and read
-  // shapes from in_features()/out_features(). fp8_dynamic on a GPU runs the FP8 GEMM (fp8_gemm.h;
-  // the weight is zero-padded once to multiples of 16 where needed); on the CPU it runs the exact
+  // shapes from in_features()/out_features(). fp8_dynamic on a GPU runs at::_scaled_mm (the
+  // weight is zero-padded once to multiples of 16 where needed); on the CPU it runs the exact
   // emulation. Throws Unsupported where the device cannot run the mode, or if already quantized.
   void quantize(QuantMode mode);
   QuantMode quant_mode() const { return quant_mode_; }
@@ -47,7 +47,7 @@ class LinearImpl : public torch::nn::Module {
   torch::Tensor bias;    // [out] or undefined
 
   // Once quantized: values [out', in'] e4m3 and scale [out', 1] float32, where out' and in' are
-  // out and in rounded up to 16 for the FP8 GEMM and equal to them otherwise.
+  // out and in rounded up to 16 for at::_scaled_mm and equal to them otherwise.
   Fp8Rows weight_fp8;
 
  private:
@@ -57,7 +57,7 @@ class LinearImpl : public torch::nn::Module {
   int64_t in_features_;
   int64_t out_features_;
   QuantMode quant_mode_ = QuantMode::none;
-  bool use_fp8_gemm_ = false;
+  bool use_scaled_mm_ = false;
 };
 TORCH_MODULE(Linear);
 

@@ -4,7 +4,6 @@
 #include <regex>
 
 #include "models/common/error.h"
-#include "optimizations/quant/fp8_gemm.h"
 #include "optimizations/quant/linear.h"
 
 #ifdef DITBENCH_HAS_CUDA
@@ -93,11 +92,8 @@ at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const
   return fp8_linear_emulated(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
 }
 
-at::Tensor fp8_linear_cuda(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
-                           const at::Tensor& bias) {
-  if (fp8_gemm_backend() == Fp8GemmBackend::cublaslt_tuned) {
-    return fp8_gemm_cublaslt(x, weight, bias).to(out_dtype);  // [M, N]
-  }
+at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                                const at::Tensor& bias) {
   std::optional<at::Tensor> bias_bf16;
   if (bias.defined()) bias_bf16 = bias.to(at::kBFloat16);  // row-wise scaling takes a bf16 bias
   // x: values [M, K] row-major, scale [M, 1]. The weight [N, K] row-major is the column-major
@@ -108,23 +104,24 @@ at::Tensor fp8_linear_cuda(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8
   return out.to(out_dtype);  // [M, N]
 }
 
-at::Tensor fp8_linear_cuda(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias) {
-  return fp8_linear_cuda(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
+at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight,
+                                const at::Tensor& bias) {
+  return fp8_linear_scaled_mm(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
 }
 
 QuantCheck check_quant_mode(QuantMode mode, const at::Device& device) {
   if (mode != QuantMode::fp8_dynamic) return {};  // weight-only dequantizes with plain ops
   if (device.is_cpu()) return {};                 // the emulation
   if (!device.is_cuda()) {
-    return {false,
-            "fp8_dynamic runs on CUDA (an FP8 GEMM) or the CPU (emulation), not " + device.str()};
+    return {false, "fp8_dynamic runs on CUDA (at::_scaled_mm) or the CPU (emulation), not " +
+                       device.str()};
   }
 #ifdef DITBENCH_HAS_CUDA
   if (!at::hasCUDA()) return {false, "fp8_dynamic: no CUDA device"};
   const auto* props = at::cuda::getDeviceProperties(
       device.has_index() ? device.index() : at::cuda::current_device());
   if (props->major * 10 + props->minor < 89) {
-    return {false, "fp8_dynamic needs compute capability 8.9+ for FP8 GEMMs, " +
+    return {false, "fp8_dynamic needs compute capability 8.9+ for at::_scaled_mm, " +
                        std::string(props->name) + " is " + std::to_string(props->major) + "." +
                        std::to_string(props->minor)};
   }

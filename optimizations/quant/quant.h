@@ -1,6 +1,6 @@
 #pragma once
 // FP8 (e4m3) quantization of ditbench::Linear: the modes, the row-wise quantizer both operands
-// share, the two ways of running an FP8 linear (an FP8 GEMM on Hopper/Ada GPUs, and an exact
+// share, the two ways of running an FP8 linear (at::_scaled_mm on Hopper/Ada GPUs, and an exact
 // quantize-dequantize emulation everywhere else) and the walk that quantizes a model by name.
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
@@ -54,17 +54,16 @@ QuantizedActivation quantized_activation(const at::Tensor& x, bool quantize);
 // y = x W^T + b with x quantized per row on the fly and W given quantized per output channel.
 // x: [M, K]; weight.values: [N, K], weight.scale: [N, 1]; bias: [N] or undefined.
 // The emulation dequantizes both operands and multiplies in float32 (any device); the result is
-// cast to x's dtype. It is what the FP8 GEMM computes, up to float32 summation order.
+// cast to x's dtype. It is what at::_scaled_mm computes, up to float32 summation order.
 at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
-// The FP8 GEMM on CUDA (compute capability 8.9+) with row-wise scales, by the backend of
-// fp8_gemm.h (cuBLASLt tuned per problem, or at::_scaled_mm). K and N must be multiples of 16
-// (pad the weight once; see LinearImpl::quantize); output bf16, cast to x's dtype.
-at::Tensor fp8_linear_cuda(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
+// at::_scaled_mm with row-wise scales (CUDA, compute capability 8.9+). K and N must be multiples
+// of 16 (pad the weight once; see LinearImpl::quantize); output bf16, cast to x's dtype.
+at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
 // The same two with x already quantized ([M, K] e4m3 rows); the result has dtype `out_dtype`.
 at::Tensor fp8_linear_emulated(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                                const at::Tensor& bias);
-at::Tensor fp8_linear_cuda(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
-                           const at::Tensor& bias);
+at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                                const at::Tensor& bias);
 
 // Whether `mode` can run on `device`, and if not, why (a runner's skip reason).
 struct QuantCheck {

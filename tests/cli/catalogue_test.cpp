@@ -23,7 +23,6 @@ struct BadInput {
   std::vector<std::string> args;
   int exit_code = 2;
   std::vector<std::string> expect;  // substrings of the one stderr line
-  std::vector<std::string> env;     // "NAME=value" set for the child (optional)
 };
 
 std::string catalogue_dir() { return ditbench::testing::source_dir() + "/tests/bad_inputs"; }
@@ -48,7 +47,6 @@ std::vector<BadInput> load_catalogue() {
     b.args = c.at("args").get<std::vector<std::string>>();
     b.exit_code = c.at("exit").get<int>();
     b.expect = c.at("expect").get<std::vector<std::string>>();
-    b.env = c.value("env", std::vector<std::string>{});
     cases.push_back(std::move(b));
   }
   return cases;
@@ -80,7 +78,7 @@ TEST_P(BadInputCatalogue, ExitsWithItsStatusAndOneClearLine) {
   const BadInput& c = GetParam();
   std::vector<std::string> args;
   for (const auto& a : c.args) args.push_back(substitute(a, (work_dir_ / "out").string()));
-  ChildProcess child(args, work_dir_, c.env);
+  ChildProcess child(args, work_dir_);
   ASSERT_TRUE(child.wait(std::chrono::seconds(120))) << c.name << ": still running after 120 s";
   const std::string err = child.stderr_text();
   EXPECT_EQ(child.term_signal(), 0)
