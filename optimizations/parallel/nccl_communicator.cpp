@@ -304,19 +304,52 @@ void NcclCommunicator::check_tensor(const at::Tensor& t, const std::string& op) 
 }
 
 cudaEvent_t NcclCommunicator::track(const std::string& op, cudaStream_t stream) {
-  cudaEvent_t done;
-  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), op + ": cudaEventCreate");
-  check_cuda(cudaEventRecord(done, stream), op + ": cudaEventRecord");
-  // The watchdog owns this event; callers that wait on it get their own copy.
+  // For the caller to wait on. During a capture, recording it joins whatever waits on it to the
+  // capture (the ring's side stream back into the capturing stream): legal, and no host sees it.
   cudaEvent_t for_caller;
   check_cuda(cudaEventCreateWithFlags(&for_caller, cudaEventDisableTiming),
              op + ": cudaEventCreate");
   check_cuda(cudaEventRecord(for_caller, stream), op + ": cudaEventRecord");
+  if (const uint64_t capture = capture_id_of(stream)) {
+    // Recorded into a graph: an event here would complete only inside a launch, and querying it
+    // from the watchdog is an error. Each launch of the graph is watched instead.
+    listen_to(capture);
+    captured_ops_[capture].insert(op);
+    trace_op(global_rank_, op, "recorded into a CUDA graph");
+    return for_caller;
+  }
+  cudaEvent_t done;  // the watchdog's
+  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), op + ": cudaEventCreate");
+  check_cuda(cudaEventRecord(done, stream), op + ": cudaEventRecord");
   std::lock_guard<std::mutex> lock(mutex_);
   pending_.push_back({op, done, std::chrono::steady_clock::now()});
   trace_op(global_rank_, op, "enqueued");
   return for_caller;
 }
+
+void NcclCommunicator::before_graph_launch(uint64_t id, cudaGraphExec_t, const std::string& what) {
+  (void)id;
+  check_usable(what);  // a stopped communicator's kernels inside the graph would never complete
+}
+
+void NcclCommunicator::after_graph_launch(uint64_t id, cudaStream_t stream,
+                                          const std::string& what) {
+  std::string op = what + " (collectives inside";
+  const char* separator = ": ";
+  for (const std::string& inside : captured_ops_[id]) {
+    op += separator + inside;
+    separator = ", ";
+  }
+  op += ")";
+  cudaEvent_t done;  // behind the whole graph: the launch completes when every collective did
+  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), op + ": cudaEventCreate");
+  check_cuda(cudaEventRecord(done, stream), op + ": cudaEventRecord");
+  std::lock_guard<std::mutex> lock(mutex_);
+  pending_.push_back({op, done, std::chrono::steady_clock::now()});
+  trace_op(global_rank_, op, "launched");
+}
+
+void NcclCommunicator::graph_released(uint64_t id) { captured_ops_.erase(id); }
 
 at::Tensor NcclCommunicator::all_to_all(const at::Tensor& input_) {
   const std::string op = "all_to_all";
@@ -471,6 +504,11 @@ void NcclCommunicator::barrier() {
 // also looks for another rank's failure and the timeout, as the watchdog does.
 void NcclCommunicator::synchronize(const std::string& op) {
   check_usable(op);
+  if (capture_id_of(at::cuda::getCurrentCUDAStream(device_).stream()) != 0) {
+    throw CommError("rank " + std::to_string(global_rank_) + ": " + op +
+                    ": the stream is being captured into a CUDA graph; waiting for it on the "
+                    "host would end the capture");
+  }
   cudaEvent_t done = nullptr;
   check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), op);
   const auto deadline = std::chrono::steady_clock::now() + options_.timeout;

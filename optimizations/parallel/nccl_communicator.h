@@ -16,6 +16,11 @@
 
 #include <c10/cuda/CUDAStream.h>
 
+#include <map>
+#include <set>
+
+#include "optimizations/parallel/captured_graph.h"
+
 namespace ditbench {
 
 // Shared by the communicators of one in-process launch (and their subgroups): the first failure,
@@ -30,7 +35,12 @@ struct NcclAbortSignal {
   int finished = 0;
 };
 
-class NcclCommunicator : public Communicator {
+// Collectives enqueued while the stream is being captured into a CUDA graph (NCCL supports that)
+// are not handed to the watchdog, whose completion event would complete only inside a launch of
+// the graph: the communicator listens to the capture instead, and every launch of its graph is
+// watched like one operation ("graph replay of blocks 1..19 (collectives inside: all_to_all,
+// all_gather)"), so a stuck replay ends with an error naming the rank and the graph.
+class NcclCommunicator : public Communicator, public GraphListener {
  public:
   static ncclUniqueId new_unique_id();
 
@@ -61,6 +71,12 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<Communicator> subgroup(int color, int key) override;
   void abort(const std::string& reason) override;
 
+  // GraphListener: a launch of a graph holding this communicator's collectives is refused once the
+  // communicator stopped, and is watched until it completes.
+  void before_graph_launch(uint64_t id, cudaGraphExec_t exec, const std::string& what) override;
+  void after_graph_launch(uint64_t id, cudaStream_t stream, const std::string& what) override;
+  void graph_released(uint64_t id) override;
+
  private:
   NcclCommunicator(ncclComm_t comm, int global_rank, int device, CommOptions options,
                    std::shared_ptr<NcclAbortSignal> signal);
@@ -71,7 +87,8 @@ class NcclCommunicator : public Communicator {
   void wait_ready(const std::string& op);
   void check(ncclResult_t result, const std::string& op);
   void check_tensor(const at::Tensor& t, const std::string& op) const;
-  // Hands the work just enqueued on `stream` to the watchdog; returns its completion event.
+  // Hands the work just enqueued on `stream` to the watchdog (or, while `stream` is being
+  // captured, notes it for the graph's launches); returns an event behind it for the caller.
   cudaEvent_t track(const std::string& op, cudaStream_t stream);
   void abort_locked(int failed_rank, const std::string& reason);
   // With mutex_ held: aborts when another rank of the launch has failed; true if it did.
@@ -98,6 +115,8 @@ class NcclCommunicator : public Communicator {
   int failed_rank_ = -1;
   std::string abort_reason_;
   std::thread watchdog_;
+  // The operations recorded into each graph still alive, by capture id (the rank's thread only).
+  std::map<uint64_t, std::set<std::string>> captured_ops_;
 };
 
 // The NCCL variant of launch_ranks: one thread per GPU (cudaSetDevice(rank)), one shared unique id.

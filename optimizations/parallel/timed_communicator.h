@@ -4,10 +4,18 @@
 // the rank's work stream spends inside (or waiting for) communication: CUDA events around the
 // operation on the current stream for GPU tensors, the host clock for CPU tensors. A send_recv
 // that overlaps compute counts only its wait(), i.e. the part the overlap did not hide.
+//
+// Inside a CUDA graph capture the span's events are recorded as event nodes of the graph
+// (cudaEventRecordExternal), which record at every launch; before each launch the counter gives
+// those nodes fresh events (cudaGraphExecEventRecordNodeSetEvent), so every replay is timed into
+// the step it ran in, without a host sync, however often the graph launches between take()s.
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "optimizations/parallel/captured_graph.h"
 #include "optimizations/parallel/communicator.h"
 
 namespace ditbench {
@@ -17,29 +25,47 @@ namespace ditbench {
 struct CommTimes {
   double total_s = 0;
   std::vector<double> steps_s;
+  // Why some span could not be timed (its time is in neither sum); empty when every span was.
+  std::string not_measured;
 };
 
 // Sums communication spans of one rank thread (shared by a communicator and its subgroups).
-class CommTimeCounter {
+class CommTimeCounter
+#ifdef DITBENCH_HAS_CUDA
+    : public GraphListener
+#endif
+{
  public:
   CommTimeCounter();
   ~CommTimeCounter();
   CommTimeCounter(const CommTimeCounter&) = delete;
   CommTimeCounter& operator=(const CommTimeCounter&) = delete;
 
-  // Opens a span on `device` (its current stream on a GPU) and returns its id for end().
+  // Opens a span on `device` (its current stream on a GPU) and returns its id for end(). While the
+  // stream is being captured, the span is timed at each launch of the graph instead.
   size_t begin(const at::Device& device);
   void end(size_t span);
-  // Spans that begin from now on belong to denoising step `step` (-1: outside the steps).
+  // Spans that begin from now on belong to denoising step `step` (-1: outside the steps); so do
+  // the spans inside a graph launched from now on.
   void set_step(int step) { step_ = step; }
   // The spans ended since the last take (waits for GPU spans to complete).
   CommTimes take();
 
+#ifdef DITBENCH_HAS_CUDA
+  void graph_instantiated(uint64_t id, cudaGraph_t graph, cudaGraphExec_t exec) override;
+  void before_graph_launch(uint64_t id, cudaGraphExec_t exec, const std::string& what) override;
+  void graph_released(uint64_t id) override;
+#endif
+
  private:
   struct Span;
+  struct Graph;
+  Span& span_at(size_t id);
   void add(int step, double seconds, CommTimes& into) const;
-  std::vector<std::unique_ptr<Span>> spans_;
-  CommTimes host_;  // spans timed by the host clock
+  std::vector<std::unique_ptr<Span>> spans_;     // ended or open, since the last take
+  std::vector<std::unique_ptr<Span>> captured_;  // recorded into graphs still alive
+  std::map<uint64_t, Graph> graphs_;             // by capture id
+  CommTimes host_;                               // spans timed by the host clock
   int step_ = -1;
 };
 

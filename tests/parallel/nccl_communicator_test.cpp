@@ -12,7 +12,12 @@
 #include "optimizations/parallel/sequence_shard.h"
 
 #if defined(DITBENCH_HAS_NCCL)
+#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "optimizations/parallel/captured_graph.h"
 #endif
 
 namespace ditbench {
@@ -191,6 +196,51 @@ TEST(NcclCommunicator, TimeoutNamesTheRankAndTheOperation) {
   // first past the deadline.
   EXPECT_TRUE(error.find("rank 0 timed out in all_gather after 1s") != std::string::npos ||
               error.find("rank 0 timed out in step 1 after 1s") != std::string::npos)
+      << error;
+}
+
+// A collective captured into a CUDA graph is not the watchdog's to wait for at capture time (its
+// event would complete only inside a launch); each launch is watched instead. Both ranks capture
+// an all-reduce and replay it once together; then rank 1 stalls and rank 0's second replay never
+// completes: the watchdog stops it with an error naming the rank and the graph, which ends rank
+// 0's next wait.
+TEST(NcclCommunicator, StuckGraphReplayNamesTheRankAndTheGraph) {
+  REQUIRE_GPUS(2);
+  const std::string error = nccl_launch_error(
+      [](int rank, Communicator& comm) {
+        auto x = at::ones({4}, at::TensorOptions().device(at::kCUDA, rank));
+        comm.all_reduce_sum(x);  // eager first: NCCL connects outside the capture
+        comm.synchronize("warm-up");
+        const auto device = static_cast<c10::DeviceIndex>(rank);
+        const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(device);
+        const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, device);
+        at::cuda::CUDAEvent ready;
+        ready.record(current);
+        ready.block(side);
+        CapturedGraph graph;
+        {
+          c10::cuda::CUDAStreamGuard guard(side);
+          graph.begin(at::cuda::graph_pool_handle());
+          comm.all_reduce_sum(x);
+          graph.end();
+        }
+        graph.launch("graph replay of the test graph");
+        comm.synchronize("step 0");
+        EXPECT_EQ(x.cpu()[0].item<float>(), 4.0f);  // 2 on each rank after the warm-up, summed
+        if (rank == 1) {
+          std::this_thread::sleep_for(std::chrono::seconds(5));
+          return;
+        }
+        graph.launch("graph replay of the test graph");
+        // No wait of the rank's own until the watchdog's deadline has passed: the stop is the
+        // watchdog's, for the launch.
+        std::this_thread::sleep_for(std::chrono::seconds(3));
+        comm.synchronize("step 1");
+      },
+      std::chrono::seconds(1));
+  EXPECT_NE(error.find("rank 0 timed out in graph replay of the test graph (collectives inside: "
+                       "all_reduce_sum) after 1s"),
+            std::string::npos)
       << error;
 }
 

@@ -8,6 +8,14 @@
 #include "optimizations/parallel/parallel_context.h"
 #include "optimizations/parallel/timed_communicator.h"
 
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "optimizations/parallel/captured_graph.h"
+#endif
+
 namespace ditbench {
 namespace {
 
@@ -70,6 +78,57 @@ TEST(TimedCommunicator, AttributesSpansToTheStepTheyBeganIn) {
   }
   EXPECT_GE(taken[0].steps_s[2], 0.05);
 }
+
+#ifdef DITBENCH_HAS_CUDA
+// A span recorded while the stream is captured into a CUDA graph becomes a pair of event nodes of
+// the graph, which get fresh events before each launch: every launch is timed into the step it
+// was launched in (two launches in one step count twice), also after a take(), and nothing is
+// left out.
+TEST(CommTimeCounterCuda, SpansInsideAGraphAreTimedAtEveryLaunch) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const at::Device gpu(at::kCUDA, 0);
+  c10::cuda::CUDAGuard device_guard(gpu.index());
+  c10::cuda::CUDAStreamGuard stream_guard(c10::cuda::getStreamFromPool(false, gpu.index()));
+  CommTimeCounter counter;
+  const at::Tensor a = at::randn({2048, 2048}, gpu);
+  at::Tensor b;
+  auto timed_work = [&] {  // a few milliseconds of GPU work inside one span
+    const size_t span = counter.begin(gpu);
+    b = a;
+    for (int i = 0; i < 4; ++i) b = at::matmul(b, a).div_(64.0);
+    counter.end(span);
+  };
+  timed_work();  // eager: timed as always, and cuBLAS is set up outside the capture
+  const CommTimes eager = counter.take();
+  EXPECT_GT(eager.total_s, 0);
+
+  CapturedGraph graph;
+  graph.begin(at::cuda::graph_pool_handle());
+  timed_work();
+  graph.end();
+  EXPECT_EQ(counter.take().total_s, 0) << "a capture runs nothing";
+  // One launch in each step of `steps`, then what the counter took.
+  auto launch_in_steps = [&](const std::vector<int>& steps) {
+    for (int step : steps) {
+      counter.set_step(step);
+      graph.launch("graph replay of the test graph");
+    }
+    counter.set_step(-1);
+    CommTimes taken = counter.take();
+    EXPECT_EQ(taken.not_measured, "");
+    return taken;
+  };
+  const CommTimes replayed = launch_in_steps({0, 1, 1});
+  ASSERT_EQ(replayed.steps_s.size(), 2u);
+  EXPECT_GT(replayed.steps_s[0], 0);
+  EXPECT_GT(replayed.steps_s[1], 1.5 * replayed.steps_s[0]) << "two launches, twice the time";
+  EXPECT_NEAR(replayed.total_s, replayed.steps_s[0] + replayed.steps_s[1], 1e-9);
+  // The events taken are gone; the graph's nodes record into the next launch's.
+  const CommTimes again = launch_in_steps({0});
+  ASSERT_EQ(again.steps_s.size(), 1u);
+  EXPECT_GT(again.steps_s[0], 0);
+}
+#endif
 
 TEST(ParallelScope, InstallsTheGroupsForThisThreadOnly) {
   EXPECT_EQ(current_parallel_groups(), nullptr);
