@@ -12,6 +12,7 @@
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/native/transformers/cuda/sdp_utils.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/util/Exception.h>
 #endif
 
@@ -367,6 +368,16 @@ LocalAttentionResult attend_by_key_selection(const at::Tensor& q, const at::Tens
                                              const at::Tensor& v, const at::Tensor& key_mask,
                                              bool need_lse, const UnmaskedAttentionFn& kernel) {
   if (!key_mask.defined()) return kernel(q, k, v, need_lse);
+#ifdef DITBENCH_HAS_CUDA
+  // The selection's size is read on the host: a sync that would end a CUDA graph capture.
+  if (q.is_cuda() &&
+      c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
+    throw Unsupported(
+        "a key mask is served by selecting the valid keys, which reads their count on the host "
+        "and cannot be captured into a CUDA graph; a backend that takes the mask (sdpa, "
+        "efficient, cudnn) can");
+  }
+#endif
   auto mask = key_mask.to(at::kBool);  // [B, Sk]
   // Runs the kernel on the keys one mask row selects; q, k, v share that row.
   auto on_selected_keys = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -6,9 +6,10 @@
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAEvent.h>
-#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include "optimizations/parallel/captured_graph.h"
 #endif
 
 namespace ditbench {
@@ -52,7 +53,7 @@ std::string segment_name(int64_t first, int64_t last) {
 
 struct GraphedTransformer::Segment {
 #ifdef DITBENCH_HAS_CUDA
-  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  std::unique_ptr<CapturedGraph> graph;
 #endif
   BlockState input, output;  // the captured graph's input and output tensors
   std::vector<Layout> layouts;
@@ -122,26 +123,27 @@ std::unique_ptr<GraphedTransformer::Segment> GraphedTransformer::capture(int64_t
   at::cuda::CUDAEvent ready;
   ready.record(current);
   ready.block(side);
-  seg->graph = std::make_unique<at::cuda::CUDAGraph>();
+  seg->graph = std::make_unique<CapturedGraph>();
   {
     c10::cuda::CUDAStreamGuard guard(side);
-    // Thread-local mode: other rank threads' allocations do not invalidate this capture.
-    seg->graph->capture_begin(pool_->id, cudaStreamCaptureModeThreadLocal);
+    // Thread-local capture mode (CapturedGraph): the other rank threads' CUDA calls do not
+    // invalidate this capture. Under context parallelism every rank captures the same segment at
+    // the same step, so the collectives recorded into the graphs match across ranks.
+    seg->graph->begin(pool_->id);
     try {
       FlopCount captured(FlopCount::Scope::isolated);  // recorded, not run: counted at replay
       inner_.run_blocks(first, last, work);
       seg->gemm_flops = captured.gemm();
       seg->attention_flops = captured.attention();
+    } catch (const Unsupported& e) {
+      seg->graph->abandon();  // the error that ended the capture is what gets reported
+      throw Unsupported("graphs: capturing " + segment_name(first, last) + ": " + e.what());
     } catch (const std::exception& e) {
-      try {
-        seg->graph->capture_end();
-      } catch (...) {
-        // The capture is invalid either way; the error that caused it is what gets reported.
-      }
+      seg->graph->abandon();
       throw std::runtime_error("graphs: capturing " + segment_name(first, last) +
                                " failed: " + e.what());
     }
-    seg->graph->capture_end();
+    seg->graph->end();
   }
   at::cuda::CUDAEvent captured;
   captured.record(side);
@@ -164,7 +166,9 @@ void GraphedTransformer::replay(Segment& seg, int64_t first, int64_t last) {
     return;
   }
 #ifdef DITBENCH_HAS_CUDA
-  seg.graph->replay();
+  // The communicators with collectives inside watch the launch; the communication timer times
+  // the spans inside it into the current step.
+  seg.graph->launch("graph replay of " + segment_name(first, last));
   FlopCount::add(seg.gemm_flops, seg.attention_flops);
 #endif
 }

@@ -4,6 +4,15 @@
 // captured once per shape and replayed at every later step, so a step costs one graph launch per
 // segment instead of a few thousand kernel launches; prepare, single blocks, finish and the
 // TeaCache signal stay eager, so the caches decide on the host as before.
+//
+// Under context parallelism (a sequence group installed by ParallelScope) the segments hold the
+// attention's collectives: NCCL kernels are captured like any other, the ring's side stream joins
+// the capture through the events it forks and joins by, and every rank captures the same segment
+// at the same step (the caches decide alike on every rank), so the graphs' collectives match. The
+// capture is thread-local (other rank threads keep calling CUDA meanwhile); a launch is watched by
+// each communicator with collectives inside and timed by the communication counter
+// (optimizations/parallel/captured_graph.h). FBCache's and TeaCache's all-reduced decisions, which
+// the host waits for, run between segments, never inside one.
 #include <ATen/ATen.h>
 
 #include <map>
