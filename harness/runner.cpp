@@ -249,6 +249,9 @@ struct RankOutcome {
   double fps = 24.0;         // the pipeline's video frame rate
   std::optional<ProfiledRun> profile;  // suite "profile": the extra generation's kernel breakdown
   nlohmann::json graphs;  // suite axis graphs: graphs captured and replays over the generations
+  // Why some communication could not be timed; the record then has no comm stage, never a wrong
+  // one (extra.comm_not_measured).
+  std::string comm_not_measured;
 };
 
 CacheOptions cache_options_for(const RunConfig& c, const DiffusionPipeline& pipeline) {
@@ -354,7 +357,10 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   }
   out.timings = timings_from(runs);
   out.timings.step_flops = last.step_flops;
-  if (comm) {
+  for (const CommTimes& t : comm_times) {
+    if (out.comm_not_measured.empty()) out.comm_not_measured = t.not_measured;
+  }
+  if (comm && out.comm_not_measured.empty()) {
     // Seconds the rank spent in (or waiting for) communication: per generation as stage "comm",
     // and per step beside the step times (a step without communication counts 0).
     std::vector<double> totals;
@@ -739,14 +745,8 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
     }
     if (c.axes.graphs) {
       const GraphCheck graphs = check_graphs(device);
-      std::string reason = graphs.reason;
-      if (graphs.ok && c.axes.gpus > 1) {
-        reason =
-            "graphs with context parallelism (gpus > 1) are not supported yet: the NCCL "
-            "communicator's completion events and the ring's side stream are not capture-safe";
-      }
-      if (!reason.empty()) {
-        finish(RunStatus::kSkipped, reason);
+      if (!graphs.ok) {
+        finish(RunStatus::kSkipped, graphs.reason);
         continue;
       }
     }
@@ -768,6 +768,8 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
       if (writes && outcome) {
         if (!note.is_null()) rec.extra["parallel"] = note;
         if (!outcome->graphs.is_null()) rec.extra["graphs"] = outcome->graphs;
+        if (!outcome->comm_not_measured.empty())
+          rec.extra["comm_not_measured"] = outcome->comm_not_measured;
         rec.weights_note = outcome->weights_note;
         rec.timings = outcome->timings;
         rec.peak_bytes = outcome->peak_bytes;

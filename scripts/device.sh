@@ -7,7 +7,8 @@
 # that use a GPU (CUDA, GPU, out-of-memory), a few seconds instead of the whole ctest. `cp` (2 or 4
 # GPUs) runs the NCCL tests, the tiny model on 1, 2 and 4 GPUs (as many as the machine has) in
 # every mode (suites/gpu-cp-tiny.json, and with FP8 attention and GEMMs under Ulysses and ring,
-# suites/gpu-cp-tiny-fp8.json; DITBENCH_CP_TINY=0 leaves them out), the tiny model under torchrun
+# suites/gpu-cp-tiny-fp8.json, and with CUDA graphs under Ulysses and ring,
+# suites/gpu-cp-tiny-graphs.json; DITBENCH_CP_TINY=0 leaves them out), the tiny model under torchrun
 # (up to 4 processes; DITBENCH_CP_TORCHRUN=0 leaves it out) and a rank throwing mid-generation on
 # 2 GPUs (rank threads, then torchrun), then the 720p table passes (`cp720`; default 1 GPU,
 # Ulysses, ring, USP; other filters as arguments, `none` for no 720p pass), each under a time limit
@@ -141,7 +142,7 @@ cp_table() {
   if [ "${DITBENCH_NCCL_TESTS:-1}" = 1 ]; then
     log "NCCL tests"
     # The disabled ones too (p2p on the world communicator, a throwing rank): they hung once.
-    DITBENCH_TRACE=1 run_limited 120 "$OUT/nccl-tests.log" "$BUILD/tests/test_parallel" \
+    DITBENCH_TRACE=1 run_limited 180 "$OUT/nccl-tests.log" "$BUILD/tests/test_parallel" \
       --gtest_filter='Nccl*' --gtest_also_run_disabled_tests
     echo "NCCL tests exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]" "$OUT/nccl-tests.log" | tail -6
   fi
@@ -149,6 +150,8 @@ cp_table() {
     suite_passes suites/gpu-cp-tiny.json 60 "${tiny_gpus[@]}"
     # FP8 attention and FP8 GEMMs under Ulysses and ring.
     suite_passes suites/gpu-cp-tiny-fp8.json 90 "${tiny_gpus[@]}"
+    # CUDA graphs of the block segments, collectives inside, against the eager 1-GPU baseline.
+    suite_passes suites/gpu-cp-tiny-graphs.json 90 "${tiny_gpus[@]}"
   fi
   # One process per rank, as torchrun starts them (the processes meet through its store).
   if [ "${DITBENCH_CP_TORCHRUN:-1}" = 1 ]; then

@@ -195,6 +195,16 @@ TEST_F(RunnerTest, GraphsOnTheCpuAreARecordedSkipWithItsReason) {
   EXPECT_EQ(records[1].status, RunStatus::kSkipped);
   EXPECT_NE(records[1].reason.find("CUDA graph capture needs a CUDA device"), std::string::npos)
       << records[1].reason;
+  // Under context parallelism the reason is the same: graphs serve 2 ranks where they serve one.
+  auto cp = suite({{"gpus", {2}}, {"cp_mode", {"ulysses"}}, {"graphs", {true}}});
+  auto o = options();
+  o.out_dir = dir_ / "cp";
+  EXPECT_EQ(run_suite(cp, o).skipped, 1);
+  auto cp_records = read_results(dir_ / "cp" / "results.jsonl");
+  ASSERT_EQ(cp_records.size(), 1u);
+  EXPECT_EQ(cp_records[0].status, RunStatus::kSkipped);
+  EXPECT_NE(cp_records[0].reason.find("CUDA graph capture needs a CUDA device"), std::string::npos)
+      << cp_records[0].reason;
 }
 
 // A real allocation failure in the middle of one config (DITBENCH_INJECT_OOM asks the device's
