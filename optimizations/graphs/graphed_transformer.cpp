@@ -135,6 +135,7 @@ std::unique_ptr<GraphedTransformer::Segment> GraphedTransformer::capture(int64_t
       inner_.run_blocks(first, last, work);
       seg->gemm_flops = captured.gemm();
       seg->attention_flops = captured.attention();
+      seg->graph->end();
     } catch (const Unsupported& e) {
       seg->graph->abandon();  // the error that ended the capture is what gets reported
       throw Unsupported("graphs: capturing " + segment_name(first, last) + ": " + e.what());
@@ -143,7 +144,6 @@ std::unique_ptr<GraphedTransformer::Segment> GraphedTransformer::capture(int64_t
       throw std::runtime_error("graphs: capturing " + segment_name(first, last) +
                                " failed: " + e.what());
     }
-    seg->graph->end();
   }
   at::cuda::CUDAEvent captured;
   captured.record(side);

@@ -89,9 +89,9 @@ CommTimeCounter::~CommTimeCounter() {
 #endif
 }
 
-CommTimeCounter::Span& CommTimeCounter::span_at(size_t id) {
-  if (id & kCaptured) return *captured_.at(id & ~kCaptured);
-  return *spans_.at(id);
+CommTimeCounter::Span* CommTimeCounter::span_at(size_t id) {
+  if (id & kCaptured) return captured_.at(id & ~kCaptured).get();  // null once its graph is gone
+  return spans_.at(id).get();
 }
 
 size_t CommTimeCounter::begin(const at::Device& device) {
@@ -128,7 +128,9 @@ size_t CommTimeCounter::begin(const at::Device& device) {
 }
 
 void CommTimeCounter::end(size_t id) {
-  Span& span = span_at(id);
+  Span* found = span_at(id);
+  if (!found) return;
+  Span& span = *found;
   span.ended = true;
 #ifdef DITBENCH_HAS_CUDA
   if (span.device >= 0) {

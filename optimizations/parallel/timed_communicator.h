@@ -60,7 +60,7 @@ class CommTimeCounter
  private:
   struct Span;
   struct Graph;
-  Span& span_at(size_t id);
+  Span* span_at(size_t id);
   void add(int step, double seconds, CommTimes& into) const;
   std::vector<std::unique_ptr<Span>> spans_;     // ended or open, since the last take
   std::vector<std::unique_ptr<Span>> captured_;  // recorded into graphs still alive
