@@ -251,10 +251,16 @@ TEST(NcclGraphedTransformer, UlyssesAndRingReplaysMatchTheEagerRanksAndAreTimed)
         2,
         [&](int rank, Communicator& world) {
           const auto options = at::TensorOptions().device(at::kCUDA, rank).dtype(at::kBFloat16);
-          // The same weights on both GPUs: drawn on the CPU, then moved.
-          HunyuanVideoTransformer3DModel model(config, at::TensorOptions().dtype(at::kFloat));
-          random_init(*model, 11);
-          model->to(options.device(), at::kBFloat16);
+          // The same weights on both GPUs: drawn on the CPU, then copied.
+          HunyuanVideoTransformer3DModel model(config, options);
+          {
+            HunyuanVideoTransformer3DModel drawn(config, at::TensorOptions().dtype(at::kFloat));
+            random_init(*drawn, 11);
+            const auto source = drawn->named_parameters(/*recurse=*/true);
+            torch::NoGradGuard no_grad;
+            for (auto& p : model->named_parameters(/*recurse=*/true))
+              p.value().copy_(source[p.key()]);
+          }
           auto counter = std::make_shared<CommTimeCounter>();
           TimedCommunicator timed(world, counter);
           RankRun run;
