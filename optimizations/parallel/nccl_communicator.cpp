@@ -131,12 +131,18 @@ NcclCommunicator::~NcclCommunicator() {
       ncclCommGetAsyncError(comm_, &state);
       if (state == ncclInProgress) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    trace_rank(global_rank_, "revoked communicator freed");
-    if (state == ncclInProgress) {
-      ncclCommAbort(comm_);
-    } else {
+    // Destroyed only once quiescent without an error (what ncclCommRevoke's contract allows);
+    // still in progress or failed, it is aborted. Traced before and after, so that a fault inside
+    // NCCL's teardown shows which call it was.
+    const bool destroy = state == ncclSuccess;
+    trace_rank(global_rank_, std::string("revoked communicator: ") + ncclGetErrorString(state) +
+                                 (destroy ? ", ncclCommDestroy" : ", ncclCommAbort"));
+    if (destroy) {
       ncclCommDestroy(comm_);
+    } else {
+      ncclCommAbort(comm_);
     }
+    trace_rank(global_rank_, "revoked communicator freed");
     return;
   }
   // Torn down by an exception (this rank failed): its peers may never match the work in flight,
