@@ -86,8 +86,10 @@ Generation generate(DiffusionPipeline& pipeline, std::vector<std::unique_ptr<Cac
         auto stage = timer.scope("vae_decode");
         decoded = pipeline.decode(latents);
       }
-      auto stage = timer.scope("postprocess");
-      g.frames = pipeline.postprocess(decoded);
+      if (settings.postprocess) {
+        auto stage = timer.scope("postprocess");
+        g.frames = pipeline.postprocess(decoded);
+      }
     }
   }
   g.timing = timer.collect();

@@ -17,6 +17,10 @@ struct GenerationSettings {
   int64_t seed = 0;
   int steps = 0;
   bool decode = true;
+  // With decode: whether the decoded video becomes frames (stage postprocess). A rank whose
+  // frames nobody reads (every rank but 0 of a parallel launch) decodes, as the parallel VAE
+  // needs every rank, but skips the conversion and its host copy.
+  bool postprocess = true;
   // Stop with an error past this point in time (checked between steps).
   std::optional<std::chrono::steady_clock::time_point> deadline;
   // Checked between steps; throwing from it aborts the generation (interruption).
@@ -31,7 +35,7 @@ struct GenerationSettings {
 
 struct Generation {
   at::Tensor latents;  // final latents, on the pipeline's device
-  at::Tensor frames;   // [F, H, W, 3] float32 on the CPU (undefined without decode)
+  at::Tensor frames;   // [F, H, W, 3] float32 on the CPU (undefined without decode or postprocess)
   TimingResult timing;
   // [step] this rank's transformer arithmetic (FlopCount: GEMMs and attention) in each step.
   std::vector<double> step_flops;

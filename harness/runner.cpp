@@ -309,6 +309,7 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   gen.seed = c.settings.seed;
   gen.steps = c.settings.steps;
   gen.decode = c.settings.decode;
+  gen.postprocess = rank == 0;  // the record and its frames come from rank 0
   gen.check_interrupt = check_interrupt;
   const std::optional<InjectedFault> fault = groups ? injected_fault() : std::nullopt;
   std::optional<InjectedOom> oom = injected_oom();
