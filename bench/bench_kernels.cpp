@@ -2,7 +2,9 @@
 // HunyuanVideo's 480x848x61 single-stream shape: 25,696 tokens (25,440 video + 256 text) x 3072
 // (24 heads x 128), bf16, batch 1. GB/s is the effective bandwidth: the bytes the fused
 // kernel must move at least (each activation read once, each output written once, the RoPE tables
-// read once) over GPU time from CUDA events, the same byte count for both forms.
+// read once) over GPU time from CUDA events, the same byte count for both forms. ring_merge: the
+// log-sum-exp merge of ring attention's 4 partial results on one rank of 4 at 720x1280x129
+// (29,750 queries x 24 heads x 128, bf16 outputs stored [B, S, H, D] as cuDNN writes them).
 #include <benchmark/benchmark.h>
 
 #ifdef DITBENCH_HAS_CUDA
@@ -15,6 +17,7 @@
 #include "models/common/embeddings.h"
 #include "models/common/norms.h"
 #include "optimizations/kernels/fused.h"
+#include "optimizations/parallel/context_parallel.h"
 
 namespace {
 
@@ -115,11 +118,31 @@ void qk_rms_norm_rope(benchmark::State& state, bool fused) {
   });
 }
 
+// Ring attention's merge of 4 partial results (one per key block) into the bf16 output.
+void ring_merge(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  constexpr int64_t kQueries = (118800 + 200) / 4, kParts = 4;
+  std::vector<ditbench::LocalAttentionResult> parts;
+  for (int i = 0; i < kParts; ++i) {
+    auto out = at::randn({1, kQueries, kHeads, kHeadDim}, bf16()).transpose(1, 2);
+    auto lse = at::randn({1, kHeads, kQueries}, bf16().dtype(at::kFloat)) + 10;
+    parts.push_back({out, lse});
+  }
+  const bool was = ditbench::fused_kernels_enabled();
+  ditbench::set_fused_kernels_enabled(fused);
+  const double out_bytes = double(kQueries) * kHeads * kHeadDim * 2;
+  time_on_gpu(state, (kParts + 1) * out_bytes, [&] {
+    benchmark::DoNotOptimize(ditbench::merge_attention_parts(parts, at::kBFloat16));
+  });
+  ditbench::set_fused_kernels_enabled(was);
+}
+
 int register_all() {
   using Fn = void (*)(benchmark::State&, bool);
   const std::pair<const char*, Fn> kernels[] = {{"layer_norm_modulate", layer_norm_modulate},
                                                 {"gate_residual", gate_residual},
-                                                {"qk_rms_norm_rope", qk_rms_norm_rope}};
+                                                {"qk_rms_norm_rope", qk_rms_norm_rope},
+                                                {"ring_merge", ring_merge}};
   for (const auto& [name, fn] : kernels) {
     for (bool fused : {true, false}) {
       const std::string id = std::string(name) + (fused ? "/fused" : "/aten_chain");

@@ -228,6 +228,7 @@ side_job() {
     bench_attention) "$BUILD/bench/bench_attention" --benchmark_out="$OUT/bench_attention.json" \
                        --benchmark_out_format=json 2>&1 | tail -25 ;;
     linear) DITBENCH_BENCHES=bench_linear bench ;;
+    kernels) DITBENCH_BENCHES=bench_kernels bench ;;
     step480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-step.json ;;
     profile480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-profile.json ;;
     graphs480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-graphs.json ;;

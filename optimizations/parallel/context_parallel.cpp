@@ -1,6 +1,7 @@
 #include "optimizations/parallel/context_parallel.h"
 
 #include "models/common/error.h"
+#include "optimizations/kernels/attention_merge.h"
 
 namespace ditbench {
 
@@ -34,6 +35,24 @@ LocalAttentionResult merge_attention(const LocalAttentionResult& a, const LocalA
   auto out =
       (out_a * weight_a.unsqueeze(-1) + out_b * weight_b.unsqueeze(-1)) / safe_total.unsqueeze(-1);
   return {out, top + at::log(total)};  // log(0) = -inf: still fully masked
+}
+
+LocalAttentionResult merge_attention_parts(const std::vector<LocalAttentionResult>& parts,
+                                           at::ScalarType dtype) {
+  if (parts.empty()) throw CommError("merge_attention_parts: no parts");
+  std::vector<at::Tensor> outs, lses;
+  for (const auto& part : parts) {
+    outs.push_back(part.out);
+    lses.push_back(part.lse);
+  }
+  if (parts[0].out.scalar_type() == dtype) {
+    auto [out, lse] = try_merge_attention_parts(outs, lses);
+    if (out.defined()) return {out, lse};
+  }
+  auto lse = parts[0].lse.to(at::kFloat);
+  LocalAttentionResult merged{zero_where_masked(parts[0].out.to(at::kFloat), lse), lse};
+  for (size_t i = 1; i < parts.size(); ++i) merged = merge_attention(merged, parts[i]);
+  return {merged.out.to(dtype), merged.lse};
 }
 
 at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -78,7 +97,7 @@ LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const a
   const int next = (comm_.rank() + 1) % P, prev = (comm_.rank() + P - 1) % P;
   at::Tensor kv = at::stack({k, v}).contiguous();  // [2, B, H, S/P, D]: one message per step
   at::Tensor mask = key_mask.defined() ? key_mask.to(at::kBool).contiguous() : at::Tensor();
-  LocalAttentionResult merged;
+  std::vector<LocalAttentionResult> parts;  // out: [B, H, Sq, D], lse: [B, H, Sq], one per block
   for (int step = 0; step < P; ++step) {
     // Start passing the block in hand to the next rank before computing on it.
     std::unique_ptr<CommWork> kv_transfer, mask_transfer;
@@ -91,13 +110,7 @@ LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const a
         mask_transfer = comm_.send_recv(mask, next, mask_incoming, prev);
       }
     }
-    auto part = local(q, kv[0], kv[1], mask, true);  // out: [B, H, Sq, D], lse: [B, H, Sq]
-    if (step == 0) {
-      auto lse = part.lse.to(at::kFloat);
-      merged = {zero_where_masked(part.out.to(at::kFloat), lse), lse};
-    } else {
-      merged = merge_attention(merged, part);
-    }
+    parts.push_back(local(q, kv[0], kv[1], mask, true));
     if (kv_transfer) {
       kv_transfer->wait();
       if (mask_transfer) mask_transfer->wait();
@@ -105,7 +118,7 @@ LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const a
       mask = mask_incoming;
     }
   }
-  return {merged.out.to(q.scalar_type()), merged.lse};
+  return merge_attention_parts(parts, q.scalar_type());
 }
 
 at::Tensor RingAttention::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

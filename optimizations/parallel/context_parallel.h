@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <vector>
 
 #include "optimizations/attention/attention.h"
 #include "optimizations/parallel/communicator.h"
@@ -16,6 +17,12 @@ namespace ditbench {
 // contributes nothing, whatever its output holds (NaN included). Returns the merged pair; a query
 // masked in every block gets output 0 and lse -inf.
 LocalAttentionResult merge_attention(const LocalAttentionResult& a, const LocalAttentionResult& b);
+
+// Merges the partial results of P disjoint key blocks into one: out in `dtype` ([B, H, Sq, D]),
+// lse float32. On CUDA one fused kernel reads every part once (attention_merge.h); elsewhere, or
+// when it does not serve, the parts are folded with merge_attention in float32 and rounded once.
+LocalAttentionResult merge_attention_parts(const std::vector<LocalAttentionResult>& parts,
+                                           at::ScalarType dtype);
 
 // Ulysses (DeepSpeed-Ulysses / ParaAttention): all-to-all q, k, v from sequence-sharded
 // [B, H, S/P, D] to head-sharded [B, H/P, S, D], all-gather the key masks in rank order (the
@@ -31,8 +38,8 @@ class UlyssesAttention : public ContextParallelAttention {
 };
 
 // Ring attention: each rank keeps its queries; K/V blocks (with their key-mask shard) travel round
-// the ring, each transfer overlapped with the local attention of the block in hand; the partial
-// results merge by log-sum-exp in float32.
+// the ring, each transfer overlapped with the local attention of the block in hand; the P partial
+// results merge by log-sum-exp in float32 once the last block is done (merge_attention_parts).
 class RingAttention : public ContextParallelAttention {
  public:
   explicit RingAttention(Communicator& comm) : comm_(comm) {}
