@@ -66,13 +66,19 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   }
   const int64_t H_local = H / P;
 
-  // One all-to-all for q, k and v. Chunk p along dim 0 (head group p) goes to rank p.
-  // qkv: [3, B, H, S/P, D] -> [P, 3, B, H/P, S/P, D]
-  auto qkv = at::stack({q, k, v}).view({3, B, P, H_local, S_local, D}).permute({2, 0, 1, 3, 4, 5});
+  // One all-to-all for q, k and v. Chunk p along dim 0 (head group p) goes to rank p; each of
+  // q, k, v is read once into its place ([B, H, S/P, D] -> [P, B, H/P, S/P, D]).
+  auto qkv = at::empty({P, 3, B, H_local, S_local, D}, q.options());
+  for (int64_t i = 0; i < 3; ++i) {
+    qkv.select(1, i).copy_((i == 0   ? q
+                            : i == 1 ? k
+                                     : v)
+                               .unflatten(1, {P, H_local})
+                               .transpose(0, 1));
+  }
   // received: [P (source shard), 3, B, H/P, S/P, D] -> [3, B, H/P, S, D], shards in rank order
-  auto received = comm_.all_to_all(qkv.contiguous())
-                      .permute({1, 2, 3, 0, 4, 5})
-                      .reshape({3, B, H_local, P * S_local, D});
+  auto received =
+      comm_.all_to_all(qkv).permute({1, 2, 3, 0, 4, 5}).reshape({3, B, H_local, P * S_local, D});
 
   at::Tensor full_mask;  // [B, S], in the same shard order as the gathered keys
   if (key_mask.defined()) {
