@@ -17,7 +17,8 @@
 # FBCache and FBCache + Ulysses 2 (and 4 on 4 GPUs) with the VAE decode, side jobs beside its
 # 1-GPU pass (the suite's Ulysses-alone configs are left to a plain run). With `cp none`, GPU 0
 # runs the side jobs of DITBENCH_GPU0_JOBS one after another once the 2-GPU work is done.
-# Without DITBENCH_PACK_TO every file stays in $OUT.
+# `faults` runs only the rank-failure runs of `cp` (DITBENCH_FAULT_REPEATS with rank threads, then
+# torchrun). Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
 set -uo pipefail
@@ -130,6 +131,25 @@ suite_passes() {
   grep -E "^\| .(cache|config)" "$OUT/$name.md" | head -30
 }
 
+# A rank that throws at step 3 of a 2-GPU config: recorded as failed, the next config runs
+# (DITBENCH_FAULT_REPEATS times with rank threads, default once; logs fault-threads[-N].log), then
+# once under torchrun.
+fault_runs() {
+  log "rank 1 throws at step 3 (rank threads, then torchrun)"
+  local repeat suffix
+  for repeat in $(seq 1 "${DITBENCH_FAULT_REPEATS:-1}"); do
+    suffix=""; [ "$repeat" = 1 ] || suffix="-$repeat"
+    DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads$suffix.log" \
+      "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-threads$suffix" \
+      --filter 'cache=none,gpus=2' --comm-timeout 30 --no-progress
+    log "exit $?"; grep -v "^\[trace" "$OUT/fault-threads$suffix.log" | tail -4
+  done
+  DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-torchrun.log" \
+    python3 -m torch.distributed.run --no-python --nproc-per-node 2 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-torchrun" \
+    --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
+  log "exit $?"; grep -v "^\[trace" "$OUT/fault-torchrun.log" | tail -8
+}
+
 cp_table() {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   env | grep -E "^(SLURM|WORLD_SIZE|RANK|LOCAL_RANK|MASTER_|TORCHELASTIC)" || true
@@ -162,21 +182,7 @@ cp_table() {
     log "exit $?"; grep -v "^\[trace" "$OUT/torchrun-tiny.log" | tail -4
     "$BUILD/ditbench" report "$OUT/torchrun-tiny/results.jsonl" --out "$OUT/torchrun-tiny.md" >/dev/null 2>&1
   fi
-  # A rank that throws at step 3 of a 2-GPU config: recorded as failed, the next config runs
-  # (DITBENCH_FAULT_REPEATS times with rank threads, default once; logs fault-threads[-N].log).
-  log "rank 1 throws at step 3 (rank threads, then torchrun)"
-  local repeat suffix
-  for repeat in $(seq 1 "${DITBENCH_FAULT_REPEATS:-1}"); do
-    suffix=""; [ "$repeat" = 1 ] || suffix="-$repeat"
-    DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads$suffix.log" \
-      "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-threads$suffix" \
-      --filter 'cache=none,gpus=2' --comm-timeout 30 --no-progress
-    log "exit $?"; grep -v "^\[trace" "$OUT/fault-threads$suffix.log" | tail -4
-  done
-  DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-torchrun.log" \
-    python3 -m torch.distributed.run --no-python --nproc-per-node 2 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-torchrun" \
-    --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
-  log "exit $?"; grep -v "^\[trace" "$OUT/fault-torchrun.log" | tail -8
+  fault_runs
   [ $# -gt 0 ] || set -- gpus=1 cp=ulysses cp=ring cp=usp
   if [ "$1" = none ]; then  # no 720p pass: GPU 0 takes DITBENCH_GPU0_JOBS (side jobs) instead
     local job
@@ -268,6 +274,7 @@ case "$mode" in
   cp) build && cp_table "$@" || rc=$? ;;
   cp720) build && cp720 "$@" || rc=$? ;;
   seed) build && seed_table "$@" || rc=$? ;;
-  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed] [suites or filters...]"; exit 2 ;;
+  faults) build && fault_runs || rc=$? ;;
+  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults] [suites or filters...]"; exit 2 ;;
 esac
 exit $rc
