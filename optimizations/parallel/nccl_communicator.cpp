@@ -10,7 +10,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <sstream>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "models/common/error.h"
 #include "optimizations/parallel/exchange_communicator.h"
@@ -69,6 +73,73 @@ void trace_op(int rank, const std::string& op, const char* what) {
 
 char* bytes_of(const at::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
 
+// Frees a communicator a failure stopped: once quiescent without an error it is destroyed (what
+// ncclCommRevoke's contract allows), still in progress or failed it is aborted. Traced before and
+// after, so that a fault inside NCCL's teardown shows which call it was.
+void free_stopped(ncclComm_t comm, int rank) {
+  ncclResult_t state = ncclInProgress;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (state == ncclInProgress && std::chrono::steady_clock::now() < deadline) {
+    ncclCommGetAsyncError(comm, &state);
+    if (state == ncclInProgress) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const bool destroy = state == ncclSuccess;
+  trace_rank(rank, std::string("stopped communicator: ") + ncclGetErrorString(state) +
+                       (destroy ? ", ncclCommDestroy" : ", ncclCommAbort"));
+  if (destroy) {
+    ncclCommDestroy(comm);
+  } else {
+    ncclCommAbort(comm);
+  }
+  trace_rank(rank, "stopped communicator freed");
+}
+
+// The rank threads of one process map each other's buffers (NCCL's peer-to-peer transport within a
+// process). A rank that failed once freed its communicators while a peer's kernels and proxy
+// still used them, and the peer's own teardown then faulted inside the driver (cuMemUnmap under
+// ncclCommDestroy, 1 of 6 to 1 of 19 rank-failure runs on 2 H100s). So while a launch of rank
+// threads runs, a communicator a failure stopped is only revoked by its destructor and kept here;
+// the launch frees them all, one after another, once every rank thread has ended.
+struct DeferredTeardown {
+  std::mutex mutex;
+  int launches = 0;
+  std::vector<std::pair<ncclComm_t, int>> stopped;  // communicator, global rank
+};
+
+DeferredTeardown& deferred_teardown() {
+  static DeferredTeardown deferred;
+  return deferred;
+}
+
+// True when a launch of rank threads is running: `comm` is then freed at its end.
+bool defer_teardown(ncclComm_t comm, int rank) {
+  auto& deferred = deferred_teardown();
+  std::lock_guard<std::mutex> lock(deferred.mutex);
+  if (deferred.launches == 0) return false;
+  deferred.stopped.emplace_back(comm, rank);
+  return true;
+}
+
+class RankThreadsTeardown {
+ public:
+  RankThreadsTeardown() {
+    auto& deferred = deferred_teardown();
+    std::lock_guard<std::mutex> lock(deferred.mutex);
+    ++deferred.launches;
+  }
+  ~RankThreadsTeardown() {
+    std::vector<std::pair<ncclComm_t, int>> stopped;
+    {
+      auto& deferred = deferred_teardown();
+      std::lock_guard<std::mutex> lock(deferred.mutex);
+      if (--deferred.launches == 0) stopped.swap(deferred.stopped);
+    }
+    for (const auto& [comm, rank] : stopped) free_stopped(comm, rank);
+  }
+  RankThreadsTeardown(const RankThreadsTeardown&) = delete;
+  RankThreadsTeardown& operator=(const RankThreadsTeardown&) = delete;
+};
+
 }  // namespace
 
 ncclUniqueId NcclCommunicator::new_unique_id() {
@@ -124,31 +195,28 @@ NcclCommunicator::~NcclCommunicator() {
   if (!comm_) return;
   if (aborted_) {
     if (!revoked_) return;  // ncclCommAbort freed it
-    // Revoked: freed once its kernels have stopped (nothing on this rank waits for them now).
-    ncclResult_t state = ncclInProgress;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (state == ncclInProgress && std::chrono::steady_clock::now() < deadline) {
-      ncclCommGetAsyncError(comm_, &state);
-      if (state == ncclInProgress) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    // Destroyed only once quiescent without an error (what ncclCommRevoke's contract allows);
-    // still in progress or failed, it is aborted. Traced before and after, so that a fault inside
-    // NCCL's teardown shows which call it was.
-    const bool destroy = state == ncclSuccess;
-    trace_rank(global_rank_, std::string("revoked communicator: ") + ncclGetErrorString(state) +
-                                 (destroy ? ", ncclCommDestroy" : ", ncclCommAbort"));
-    if (destroy) {
-      ncclCommDestroy(comm_);
+    // Revoked: freed once its kernels have stopped (nothing on this rank waits for them now), at
+    // the end of the launch when its peers are rank threads of this process.
+    if (defer_teardown(comm_, global_rank_)) {
+      trace_rank(global_rank_, "revoked communicator: freed when every rank thread has ended");
     } else {
-      ncclCommAbort(comm_);
+      free_stopped(comm_, global_rank_);
     }
-    trace_rank(global_rank_, "revoked communicator freed");
     return;
   }
   // Torn down by an exception (this rank failed): its peers may never match the work in flight,
-  // so the communicator is aborted rather than flushed; the peers learn of the failure from the
+  // so the communicator is stopped rather than flushed; the peers learn of the failure from the
   // launch's signal once the exception reaches the rank's thread.
   if (std::uncaught_exceptions() > 0) {
+#ifdef NCCL_REVOKE_DEFAULT
+    // Rank threads: revoked now, freed when the peers, which may still be using its buffers,
+    // have ended too.
+    if (defer_teardown(comm_, global_rank_)) {
+      trace_rank(global_rank_, "communicator torn down by an exception: revoked, freed later");
+      ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT);
+      return;
+    }
+#endif
     trace_rank(global_rank_, "communicator torn down by an exception: abort");
     ncclCommAbort(comm_);
     return;
@@ -604,6 +672,7 @@ void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& c
   }
   const ncclUniqueId id = NcclCommunicator::new_unique_id();
   auto signal = std::make_shared<NcclAbortSignal>();
+  RankThreadsTeardown teardown;  // frees the communicators a failure stopped, after the threads
   detail::run_rank_threads(
       n,
       [&](int rank) {
