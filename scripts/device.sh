@@ -17,8 +17,8 @@
 # FBCache and FBCache + Ulysses 2 (and 4 on 4 GPUs) with the VAE decode, side jobs beside its
 # 1-GPU pass (the suite's Ulysses-alone configs are left to a plain run). With `cp none`, GPU 0
 # runs the side jobs of DITBENCH_GPU0_JOBS one after another once the 2-GPU work is done.
-# `faults` runs only the rank-failure runs of `cp` (DITBENCH_FAULT_REPEATS with rank threads, then
-# torchrun). Without DITBENCH_PACK_TO every file stays in $OUT.
+# `faults` runs only the rank-failure runs of `cp` (DITBENCH_FAULT_REPEATS with rank threads, on
+# every pair of GPUs at once with DITBENCH_FAULT_PAIRS=1, then torchrun). Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
 set -uo pipefail
@@ -132,18 +132,32 @@ suite_passes() {
 }
 
 # A rank that throws at step 3 of a 2-GPU config: recorded as failed, the next config runs
-# (DITBENCH_FAULT_REPEATS times with rank threads, default once; logs fault-threads[-N].log), then
-# once under torchrun.
-fault_runs() {
-  log "rank 1 throws at step 3 (rank threads, then torchrun)"
-  local repeat suffix
+# (DITBENCH_FAULT_REPEATS times with rank threads, default once; logs fault-threads[-N].log; with
+# DITBENCH_FAULT_PAIRS=1 on every pair of GPUs at once, pair P's logs fault-threads-pP[-N].log),
+# then once under torchrun.
+fault_repeats() {  # PREFIX: the repeats on the GPUs this shell sees
+  local prefix=$1 repeat suffix
   for repeat in $(seq 1 "${DITBENCH_FAULT_REPEATS:-1}"); do
     suffix=""; [ "$repeat" = 1 ] || suffix="-$repeat"
-    DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-threads$suffix.log" \
-      "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-threads$suffix" \
+    DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/$prefix$suffix.log" \
+      "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/$prefix$suffix" \
       --filter 'cache=none,gpus=2' --comm-timeout 30 --no-progress
-    log "exit $?"; grep -v "^\[trace" "$OUT/fault-threads$suffix.log" | tail -4
+    log "$prefix$suffix: exit $?"; grep -v "^\[trace" "$OUT/$prefix$suffix.log" | tail -4
   done
+}
+fault_runs() {
+  log "rank 1 throws at step 3 (rank threads, then torchrun)"
+  local pairs=1 pair pids=()
+  [ "${DITBENCH_FAULT_PAIRS:-0}" = 1 ] && pairs=$(($(nvidia-smi -L | wc -l) / 2))
+  if [ "$pairs" -le 1 ]; then
+    fault_repeats fault-threads
+  else
+    for pair in $(seq 0 $((pairs - 1))); do
+      CUDA_VISIBLE_DEVICES=$((2 * pair)),$((2 * pair + 1)) fault_repeats "fault-threads-p$pair" &
+      pids+=($!)
+    done
+    wait "${pids[@]}"
+  fi
   DITBENCH_TRACE=1 DITBENCH_INJECT_FAULT=1:3 run_limited 90 "$OUT/fault-torchrun.log" \
     python3 -m torch.distributed.run --no-python --nproc-per-node 2 "$BUILD/ditbench" run suites/gpu-cp-tiny.json --out "$OUT/fault-torchrun" \
     --filter 'cache=none,gpus=2,cp=ulysses' --comm-timeout 30 --no-progress
