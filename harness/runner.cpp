@@ -276,9 +276,11 @@ void check_servable(const RunConfig& c, DiffusionPipeline& pipeline, const at::D
 
 // Warmup and timed generations of one config on this thread: the only rank, or rank `rank` of a
 // context-parallel run (groups and comm set; the model reads the groups through ParallelScope).
+// own_process: this rank is the only one of its process (torchrun, srun), so a kernel profile
+// (CUPTI's activities are process-wide) sees this rank's kernels alone.
 RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
                             const at::Device& device, const ParallelGroups* groups,
-                            CommTimeCounter* comm, int rank = 0) {
+                            CommTimeCounter* comm, int rank = 0, bool own_process = true) {
   RankOutcome out;
   if (!pipeline.weights_note().empty()) out.weights_note = pipeline.weights_note();
   const CacheOptions cache_options = cache_options_for(c, pipeline);
@@ -381,11 +383,15 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   out.frames = last.frames;
   out.fps = pipeline.fps();
   out.last_timing = last.timing;
-  // Suite "profile": one more generation under the CUPTI kernel profiler, after the timed ones
-  // (CUPTI's activities are process-wide, so multi-rank configs are not profiled).
-  if (c.settings.profile && groups) {
+  // Suite "profile": one more generation under the CUPTI kernel profiler, after the timed ones.
+  // CUPTI's activities are process-wide: rank threads sharing a process are not profiled; with a
+  // process per rank every rank runs the profiled generation (its collectives need them all) and
+  // rank 0's record keeps rank 0's kernels.
+  if (c.settings.profile && !own_process) {
     out.profile = ProfiledRun{};
-    out.profile->record.note = "the kernel profile covers single-GPU configs";
+    out.profile->record.note =
+        "the kernel profile of a multi-GPU config needs a process per rank (torchrun or srun): "
+        "CUPTI's activities are process-wide";
   } else if (c.settings.profile) {
     out.profile =
         profile_generation(timer, [&] { return generate(pipeline, caches, timer, gen).timing; });
@@ -435,7 +441,7 @@ void check_cache_decisions(Communicator& comm, const std::vector<bool>& reused,
 // processes of a launch alike): its context-parallel groups, its generations with their
 // communication timed, and the check that every rank took the same cache decisions.
 RankOutcome run_rank(const RunConfig& c, PipelineHolder& holder, const at::Device& device,
-                     Communicator& comm, const RunOptions& options) {
+                     Communicator& comm, const RunOptions& options, bool own_process) {
   auto counter = std::make_shared<CommTimeCounter>();
   TimedCommunicator timed(comm, counter);
   const std::string me = "rank " + std::to_string(comm.rank()) + ": ";
@@ -446,7 +452,8 @@ RankOutcome run_rank(const RunConfig& c, PipelineHolder& holder, const at::Devic
   DiffusionPipeline& pipeline = holder.get(c, device);
   trace(me + "pipeline ready");
   if (options.rank_hook) options.rank_hook(c, comm.rank());
-  RankOutcome outcome = run_generations(c, pipeline, device, &groups, counter.get(), comm.rank());
+  RankOutcome outcome =
+      run_generations(c, pipeline, device, &groups, counter.get(), comm.rank(), own_process);
   trace(me + "generations done");
   check_cache_decisions(comm, outcome.reused, device);
   trace(me + "cache decisions checked");
@@ -502,7 +509,8 @@ RankOutcome run_parallel(const RunConfig& c, std::vector<PipelineHolder>& holder
       world,
       [&](int rank, Communicator& comm) {
         const at::Device mine = rank_device(device, rank);
-        RankOutcome outcome = run_rank(c, holders[static_cast<size_t>(rank)], mine, comm, options);
+        RankOutcome outcome =
+            run_rank(c, holders[static_cast<size_t>(rank)], mine, comm, options, false);
         std::lock_guard<std::mutex> lock(mutex);
         if (rank == 0) first = std::move(outcome);
       },
@@ -529,7 +537,7 @@ std::optional<RankOutcome> run_in_launch(const RunConfig& c, PipelineHolder& hol
     return run_generations(c, pipeline, device, nullptr, nullptr);
   }
   check_before_ranks(c, pipeline, device);
-  RankOutcome outcome = run_rank(c, holder, device, launch.group(ranks, device), options);
+  RankOutcome outcome = run_rank(c, holder, device, launch.group(ranks, device), options, true);
   note = parallel_note(c, device.is_cuda() ? "nccl" : "store", true);
   return outcome;
 }

@@ -18,7 +18,8 @@
 # 1-GPU pass (the suite's Ulysses-alone configs are left to a plain run). With `cp none`, GPU 0
 # runs the side jobs of DITBENCH_GPU0_JOBS one after another once the 2-GPU work is done.
 # `faults` runs only the rank-failure runs of `cp` (DITBENCH_FAULT_REPEATS with rank threads, on
-# every pair of GPUs at once with DITBENCH_FAULT_PAIRS=1, then torchrun). Without DITBENCH_PACK_TO every file stays in $OUT.
+# every pair of GPUs at once with DITBENCH_FAULT_PAIRS=1, then torchrun). `cpprofile` profiles the
+# 720p step on 1 and 4 GPUs under torchrun (suites/gpu-hv-720p-cp-profile.json). Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
 set -uo pipefail
@@ -263,6 +264,23 @@ cp720() {
   suite_passes suites/gpu-hv-720p-cp.json 170 "$@"
 }
 
+# The kernel profile of the 720p step on 1 GPU and of rank 0 on 4 GPUs (Ulysses 4, ring 4, USP
+# 2x2; filters as arguments), a process per GPU under torchrun: CUPTI's activities are
+# process-wide, so rank threads are not profiled.
+cp_profile() {
+  [ $# -gt 0 ] || set -- gpus=1 cp=ulysses cp=ring u=2/r=2
+  local filter n=0 procs; procs=$(nvidia-smi -L | wc -l); [ "$procs" -le 4 ] || procs=4
+  for filter in "$@"; do
+    n=$((n + 1)); log "profile pass $filter, $procs processes"
+    DITBENCH_TRACE=1 run_limited 300 "$OUT/cp-profile-$n.log" python3 -m torch.distributed.run \
+      --no-python --nproc-per-node "$procs" "$BUILD/ditbench" run suites/gpu-hv-720p-cp-profile.json \
+      --out "$OUT/cp-profile" --resume --filter "$filter" --comm-timeout 120 --no-progress
+    log "exit $?"; grep -v "^\[trace" "$OUT/cp-profile-$n.log" | tail -3
+  done
+  "$BUILD/ditbench" report "$OUT/cp-profile/results.jsonl" --out "$OUT/cp-profile.md" >/dev/null 2>&1
+  grep -E "^\| " "$OUT/cp-profile.md" | head -80
+}
+
 # The first pass (1 GPU) beside DITBENCH_SIDE_JOBS (default none), the multi-GPU ones after them.
 seed_table() {
   local ngpu; ngpu=$(nvidia-smi -L | wc -l)
@@ -289,6 +307,7 @@ case "$mode" in
   cp720) build && cp720 "$@" || rc=$? ;;
   seed) build && seed_table "$@" || rc=$? ;;
   faults) build && fault_runs || rc=$? ;;
-  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults] [suites or filters...]"; exit 2 ;;
+  cpprofile) build && cp_profile "$@" || rc=$? ;;
+  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults|cpprofile] [suites or filters...]"; exit 2 ;;
 esac
 exit $rc

@@ -176,6 +176,45 @@ TEST_F(MultiProcess, ARankThreadThatThrowsMidGenerationFailsItsConfig) {
   EXPECT_EQ(failed, 2);  // ulysses and ring: each config fails, the sweep goes on
 }
 
+TEST_F(MultiProcess, KernelProfileOfAMultiRankConfigNeedsAProcessPerRank) {
+  // CUPTI's activities are process-wide: rank threads are not profiled, a process per rank is (on
+  // the CPU every rank then gets the profiler's own note instead of a breakdown).
+  nlohmann::json suite =
+      testing::tiny_cp_suite("profile", {{"gpus", {1, 2}}, {"cp_mode", {"none", "ulysses"}}}, 1);
+  suite["profile"] = true;
+  std::ofstream(dir_.file("profile.json")) << suite.dump(1);
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"run", dir_.file("profile.json"), "--out", dir_.file(out),
+                                    "--no-progress"};
+  };
+  const int port = free_tcp_port();
+  ChildProcess rank0(args("launch"), cwd("rank0"), launch_env(0, 2, port));
+  ChildProcess rank1(args("launch"), cwd("rank1"), launch_env(1, 2, port));
+  auto threads_args = args("threads");
+  threads_args.insert(threads_args.end(), {"--gpus", "2"});
+  ChildProcess threads(threads_args, cwd("threads"));
+  ASSERT_TRUE(rank0.wait(300s));
+  ASSERT_TRUE(rank1.wait(60s));
+  ASSERT_TRUE(threads.wait(300s));
+  ASSERT_EQ(rank0.exit_code(), 0) << rank0.stderr_text();
+  ASSERT_EQ(rank1.exit_code(), 0) << rank1.stderr_text();
+  ASSERT_EQ(threads.exit_code(), 0) << threads.stderr_text();
+  const std::string refusal = "needs a process per rank";
+  int multi_rank = 0;
+  for (const std::string run : {"launch", "threads"}) {
+    for (const auto& r : read_results(dir_.path() / run / "results.jsonl")) {
+      if (r.status != RunStatus::kOk) continue;
+      ASSERT_TRUE(r.profile && r.profile->note) << run << " " << r.config_id;
+      const bool refused = r.profile->note->find(refusal) != std::string::npos;
+      const bool threads_of_one_process = run == "threads" && r.config["axes"]["gpus"] == 2;
+      EXPECT_EQ(refused, threads_of_one_process)
+          << run << " " << r.config_id << ": " << *r.profile->note;
+      multi_rank += r.config["axes"]["gpus"] == 2;
+    }
+  }
+  EXPECT_EQ(multi_rank, 2);
+}
+
 TEST_F(MultiProcess, ARankLeftAloneTimesOutNamingTheRankItWaitedFor) {
   const int port = free_tcp_port();
   auto args = run_args("launch");
