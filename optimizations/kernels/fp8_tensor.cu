@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include "optimizations/kernels/float_convert.cuh"
 #include "optimizations/kernels/fp8_tensor_cuda.h"
 
 namespace ditbench {
@@ -9,19 +10,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kVec = 8;  // 16-bit elements per 16-byte load
-
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) {
-  return __float2half_rn(v);
-}
 
 // 448 / amax by IEEE division (as ATen divides tensors), 1 for an all-zero tensor.
 __device__ __forceinline__ float scale_of(float amax) {
