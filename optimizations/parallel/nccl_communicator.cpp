@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "models/common/error.h"
+#include "optimizations/parallel/deferred_release.h"
 #include "optimizations/parallel/exchange_communicator.h"
 #include "optimizations/parallel/rank_threads.h"
 #include "optimizations/parallel/trace.h"
@@ -100,45 +101,16 @@ void free_stopped(ncclComm_t comm, int rank) {
 // ncclCommDestroy, 1 of 6 to 1 of 19 rank-failure runs on 2 H100s). So while a launch of rank
 // threads runs, a communicator a failure stopped is only revoked by its destructor and kept here;
 // the launch frees them all, one after another, once every rank thread has ended.
-struct DeferredTeardown {
-  std::mutex mutex;
-  int launches = 0;
-  std::vector<std::pair<ncclComm_t, int>> stopped;  // communicator, global rank
-};
-
-DeferredTeardown& deferred_teardown() {
-  static DeferredTeardown deferred;
-  return deferred;
+DeferredRelease<std::pair<ncclComm_t, int>>& stopped_communicators() {  // communicator, rank
+  static DeferredRelease<std::pair<ncclComm_t, int>> stopped(
+      [](const std::pair<ncclComm_t, int>& c) { free_stopped(c.first, c.second); });
+  return stopped;
 }
 
 // True when a launch of rank threads is running: `comm` is then freed at its end.
 bool defer_teardown(ncclComm_t comm, int rank) {
-  auto& deferred = deferred_teardown();
-  std::lock_guard<std::mutex> lock(deferred.mutex);
-  if (deferred.launches == 0) return false;
-  deferred.stopped.emplace_back(comm, rank);
-  return true;
+  return stopped_communicators().defer({comm, rank});
 }
-
-class RankThreadsTeardown {
- public:
-  RankThreadsTeardown() {
-    auto& deferred = deferred_teardown();
-    std::lock_guard<std::mutex> lock(deferred.mutex);
-    ++deferred.launches;
-  }
-  ~RankThreadsTeardown() {
-    std::vector<std::pair<ncclComm_t, int>> stopped;
-    {
-      auto& deferred = deferred_teardown();
-      std::lock_guard<std::mutex> lock(deferred.mutex);
-      if (--deferred.launches == 0) stopped.swap(deferred.stopped);
-    }
-    for (const auto& [comm, rank] : stopped) free_stopped(comm, rank);
-  }
-  RankThreadsTeardown(const RankThreadsTeardown&) = delete;
-  RankThreadsTeardown& operator=(const RankThreadsTeardown&) = delete;
-};
 
 }  // namespace
 
@@ -672,7 +644,8 @@ void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& c
   }
   const ncclUniqueId id = NcclCommunicator::new_unique_id();
   auto signal = std::make_shared<NcclAbortSignal>();
-  RankThreadsTeardown teardown;  // frees the communicators a failure stopped, after the threads
+  // Frees the communicators a failure stopped, after the threads.
+  DeferredRelease<std::pair<ncclComm_t, int>>::Scope teardown(stopped_communicators());
   detail::run_rank_threads(
       n,
       [&](int rank) {
