@@ -66,19 +66,19 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   }
   const int64_t H_local = H / P;
 
-  // One all-to-all for q, k and v. Chunk p along dim 0 (head group p) goes to rank p; each of
-  // q, k, v is read once into its place ([B, H, S/P, D] -> [P, B, H/P, S/P, D]).
-  auto qkv = at::empty({P, 3, B, H_local, S_local, D}, q.options());
+  // One all-to-all for q, k and v in token-major order: chunk p (head group p of every local
+  // token) goes to rank p. send: [P, B, S/P, 3, H/P, D]; each of q, k, v is read once into it.
+  auto qkv = at::empty({P, B, S_local, 3, H_local, D}, q.options());
   for (int64_t i = 0; i < 3; ++i) {
-    qkv.select(1, i).copy_((i == 0   ? q
-                            : i == 1 ? k
-                                     : v)
-                               .unflatten(1, {P, H_local})
-                               .transpose(0, 1));
+    const at::Tensor& x = i == 0 ? q : i == 1 ? k : v;  // [B, H, S/P, D]
+    // [B, S/P, H, D] -> [P, B, S/P, H/P, D]
+    qkv.select(3, i).copy_(x.transpose(1, 2).unflatten(2, {P, H_local}).permute({2, 0, 1, 3, 4}));
   }
-  // received: [P (source shard), 3, B, H/P, S/P, D] -> [3, B, H/P, S, D], shards in rank order
-  auto received =
-      comm_.all_to_all(qkv).permute({1, 2, 3, 0, 4, 5}).reshape({3, B, H_local, P * S_local, D});
+  // received: [P (source shard), B, S/P, 3, H/P, D] -> [B, S, 3, H/P, D], shards in rank order.
+  // With B = 1 this is a view: q, k and v are [B, H/P, S, D] views with token stride 3·H/P·D, the
+  // layout of a packed projection, and attention reads them in place.
+  auto received = comm_.all_to_all(qkv).transpose(0, 1).reshape({B, P * S_local, 3, H_local, D});
+  auto part = [&](int64_t i) { return received.select(2, i).transpose(1, 2); };  // [B, H/P, S, D]
 
   at::Tensor full_mask;  // [B, S], in the same shard order as the gathered keys
   if (key_mask.defined()) {
@@ -87,13 +87,16 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
     full_mask = gathered.permute({1, 0, 2}).reshape({B, P * S_local});
   }
 
-  auto out = local(received[0], received[1], received[2], full_mask, false).out;  // [B, H/P, S, D]
+  // out: [B, H/P, S, D]; the backends write it in q's token-major layout, so with B = 1 the
+  // chunks of the sequence are contiguous and go back without a copy.
+  auto out = local(part(0), part(1), part(2), full_mask, false).out;
   // Back to sequence shards: chunk p (shard p) goes to rank p.
-  // out: [B, H/P, P, S/P, D] -> [P, B, H/P, S/P, D]
-  auto back = comm_.all_to_all(
-      out.reshape({B, H_local, P, S_local, D}).permute({2, 0, 1, 3, 4}).contiguous());
-  // back: [P (source head group), B, H/P, S/P, D] -> [B, H, S/P, D]
-  return back.permute({1, 0, 2, 3, 4}).reshape({B, H, S_local, D});
+  // [B, H/P, S, D] -> [B, P, S/P, H/P, D] -> [P, B, S/P, H/P, D]
+  auto back =
+      comm_.all_to_all(out.transpose(1, 2).unflatten(1, {P, S_local}).transpose(0, 1).contiguous());
+  // back: [P (source head group), B, S/P, H/P, D] -> [B, S/P, H, D], returned as a [B, H, S/P, D]
+  // view: the caller's [B, S/P, H·D] for the output projection is then a view too.
+  return back.permute({1, 2, 0, 3, 4}).contiguous().view({B, S_local, H, D}).transpose(1, 2);
 }
 
 LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const at::Tensor& k,
@@ -101,7 +104,9 @@ LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const a
                                                     const LocalAttentionFn& local) {
   const int P = comm_.size();
   const int next = (comm_.rank() + 1) % P, prev = (comm_.rank() + P - 1) % P;
-  at::Tensor kv = at::stack({k, v}).contiguous();  // [2, B, H, S/P, D]: one message per step
+  // [B, S/P, 2, H, D]: one message per step, written in the token-major order in which the
+  // projections leave k and v (a streaming copy); its k and v are [B, H, S/P, D] views.
+  at::Tensor kv = at::stack({k.transpose(1, 2), v.transpose(1, 2)}, 2);
   at::Tensor mask = key_mask.defined() ? key_mask.to(at::kBool).contiguous() : at::Tensor();
   std::vector<LocalAttentionResult> parts;  // out: [B, H, Sq, D], lse: [B, H, Sq], one per block
   for (int step = 0; step < P; ++step) {
@@ -116,7 +121,8 @@ LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const a
         mask_transfer = comm_.send_recv(mask, next, mask_incoming, prev);
       }
     }
-    parts.push_back(local(q, kv[0], kv[1], mask, true));
+    parts.push_back(
+        local(q, kv.select(2, 0).transpose(1, 2), kv.select(2, 1).transpose(1, 2), mask, true));
     if (kv_transfer) {
       kv_transfer->wait();
       if (mask_transfer) mask_transfer->wait();

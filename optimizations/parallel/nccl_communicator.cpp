@@ -232,7 +232,10 @@ void NcclCommunicator::wait_ready(const std::string& op) {
 }
 
 void NcclCommunicator::start_watchdog() {
-  side_stream_ = c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device_));
+  // High priority: the ring's transfers are queued beside a long attention kernel, and the block
+  // scheduler would otherwise hand every SM to the attention's pending blocks first, leaving the
+  // transfer to run (exposed) after it.
+  side_stream_ = c10::cuda::getStreamFromPool(true, static_cast<c10::DeviceIndex>(device_));
   watchdog_ = std::thread([this] { watchdog_loop(); });
 }
 

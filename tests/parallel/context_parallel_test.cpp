@@ -111,6 +111,54 @@ TEST(UspAttention, MatchesSingleRankOn2x2Ranks) {
   expect_matches_single_rank(Mode::kUsp, 4, 4, 10, true);
 }
 
+// One sample whose q, k and v are views of a packed projection ([B, S/P, 3, H, D], as the models
+// leave them): Ulysses hands attention views of what the all-to-all received (token stride
+// 3·H/P·D, no repacking), USP's ring sends k and v token-major (stride 2·H/P·D), and the result
+// is token-major, so the caller's [B, S/P, H·D] is a view. Values still match one rank.
+void expect_token_major_round_trip(Mode mode, int ranks) {
+  const int64_t heads = 4, length = 10, dim = 8;  // padded to 12 on 4 ranks
+  at::manual_seed(99);
+  auto packed = at::randn({1, length, 3, heads, dim});
+  auto part = [&](const at::Tensor& x, int64_t i) { return x.select(2, i).transpose(1, 2); };
+  auto mask = at::ones({1, length}, at::kBool);
+  mask[0][length - 1] = false;
+  auto expected =
+      reference_attention(part(packed, 0), part(packed, 1), part(packed, 2), mask, false).out;
+  const int ulysses = mode == Mode::kUsp ? 2 : ranks;
+  const int64_t local_heads = heads / ulysses;
+  std::mutex mutex;
+  std::vector<at::Tensor> gathered(static_cast<size_t>(ranks));
+  launch_ranks(ranks, [&](int rank, Communicator& world) {
+    ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ranks / ulysses);
+    auto cp = make_context_parallel_attention(groups, heads);
+    auto local = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const at::Tensor& key_mask, bool need_lse) {
+      EXPECT_EQ(q.stride(2), 3 * local_heads * dim);
+      EXPECT_EQ(k.stride(2), (mode == Mode::kUsp ? 2 : 3) * local_heads * dim);
+      EXPECT_EQ(v.stride(2), k.stride(2));
+      auto result = reference_attention(q, k, v, key_mask, need_lse);
+      // Written token-major, as the GPU backends write it.
+      result.out = result.out.transpose(1, 2).contiguous().transpose(1, 2);
+      return result;
+    };
+    auto shard = shard_sequence(packed, 1, groups.sequence_rank(), ranks).local;
+    auto out =
+        cp->attend(part(shard, 0), part(shard, 1), part(shard, 2),
+                   shard_key_mask(mask, 1, length, groups.sequence_rank(), ranks, at::kCPU), local);
+    EXPECT_TRUE(out.transpose(1, 2).is_contiguous()) << out.strides();
+    auto full = gather_sequence(out, 2, length, *groups.sequence);
+    std::lock_guard<std::mutex> lock(mutex);
+    gathered[static_cast<size_t>(rank)] = full;
+  });
+  for (int r = 0; r < ranks; ++r) EXPECT_LT(max_abs_diff(gathered[r], expected), 1e-5) << r;
+}
+
+TEST(UlyssesAttention, OneSampleTravelsTokenMajorWithoutRepacking) {
+  expect_token_major_round_trip(Mode::kUlysses, 2);
+  expect_token_major_round_trip(Mode::kUlysses, 4);
+  expect_token_major_round_trip(Mode::kUsp, 4);
+}
+
 TEST(UlyssesAttention, HeadsNotDivisibleIsUnsupported) {
   try {
     launch_ranks(4, [](int, Communicator& world) {
