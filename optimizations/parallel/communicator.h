@@ -66,16 +66,6 @@ class Communicator {
   // may be touched until wait() returns.
   virtual std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst,
                                               at::Tensor& to_recv, int src) = 0;
-  // The next hop of a block round a ring: to_send is what `previous` (an unwaited send_recv of
-  // this communicator) receives. The transfer is ordered after that one, not after the caller's
-  // later work, so a ring can queue every hop before it computes; to_recv must already have
-  // existed when `previous` started. By default: previous.wait(), then send_recv; NCCL keeps the
-  // hops on its transfer stream.
-  virtual std::unique_ptr<CommWork> send_recv_after(CommWork& previous, const at::Tensor& to_send,
-                                                    int dst, at::Tensor& to_recv, int src) {
-    previous.wait();
-    return send_recv(to_send, dst, to_recv, src);
-  }
 
   virtual void barrier() = 0;
 

@@ -108,37 +108,27 @@ LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const a
   // projections leave k and v (a streaming copy); its k and v are [B, H, S/P, D] views.
   at::Tensor kv = at::stack({k.transpose(1, 2), v.transpose(1, 2)}, 2);
   at::Tensor mask = key_mask.defined() ? key_mask.to(at::kBool).contiguous() : at::Tensor();
-  // Block s (K/V and its key-mask shard) is the one that started s ranks back. Every hop is queued
-  // before any attention: hop s passes on what hop s - 1 receives, ordered after that hop alone,
-  // so each transfer has the whole attention of a block to hide behind. The receiving buffers
-  // exist before the first hop starts (send_recv_after's contract).
-  std::vector<at::Tensor> blocks{kv}, masks{mask};
-  for (int step = 1; step < P; ++step) {
-    blocks.push_back(at::empty_like(kv));
-    masks.push_back(mask.defined() ? at::empty_like(mask) : at::Tensor());
-  }
-  std::vector<std::unique_ptr<CommWork>> kv_hops, mask_hops;
-  for (int step = 0; step + 1 < P; ++step) {
-    const auto s = static_cast<size_t>(step);
-    kv_hops.push_back(
-        step == 0 ? comm_.send_recv(blocks[0], next, blocks[1], prev)
-                  : comm_.send_recv_after(*kv_hops[s - 1], blocks[s], next, blocks[s + 1], prev));
-    if (mask.defined()) {
-      mask_hops.push_back(
-          step == 0 ? comm_.send_recv(masks[0], next, masks[1], prev)
-                    : comm_.send_recv_after(*mask_hops[s - 1], masks[s], next, masks[s + 1], prev));
-    }
-  }
   std::vector<LocalAttentionResult> parts;  // out: [B, H, Sq, D], lse: [B, H, Sq], one per block
   for (int step = 0; step < P; ++step) {
-    const auto s = static_cast<size_t>(step);
-    if (step > 0) {
-      kv_hops[s - 1]->wait();
-      if (mask.defined()) mask_hops[s - 1]->wait();
+    // Start passing the block in hand to the next rank before computing on it.
+    std::unique_ptr<CommWork> kv_transfer, mask_transfer;
+    at::Tensor kv_incoming, mask_incoming;
+    if (step + 1 < P) {
+      kv_incoming = at::empty_like(kv);
+      kv_transfer = comm_.send_recv(kv, next, kv_incoming, prev);
+      if (mask.defined()) {
+        mask_incoming = at::empty_like(mask);
+        mask_transfer = comm_.send_recv(mask, next, mask_incoming, prev);
+      }
     }
-    const at::Tensor& block = blocks[s];
-    parts.push_back(local(q, block.select(2, 0).transpose(1, 2), block.select(2, 1).transpose(1, 2),
-                          masks[s], true));
+    parts.push_back(
+        local(q, kv.select(2, 0).transpose(1, 2), kv.select(2, 1).transpose(1, 2), mask, true));
+    if (kv_transfer) {
+      kv_transfer->wait();
+      if (mask_transfer) mask_transfer->wait();
+      kv = kv_incoming;
+      mask = mask_incoming;
+    }
   }
   return merge_attention_parts(parts, q.scalar_type());
 }

@@ -485,9 +485,7 @@ namespace {
 
 class NcclStreamWork : public CommWork {
  public:
-  NcclStreamWork(cudaEvent_t done, int device, const void* owner)
-      : done_(done), device_(device), owner_(owner) {}
-  const void* owner() const { return owner_; }  // the communicator whose side stream runs it
+  NcclStreamWork(cudaEvent_t done, int device) : done_(done), device_(device) {}
   ~NcclStreamWork() override {
     try {
       wait();
@@ -506,29 +504,12 @@ class NcclStreamWork : public CommWork {
  private:
   cudaEvent_t done_;
   int device_;
-  const void* owner_;
 };
 
 }  // namespace
 
-std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send, int dst,
+std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_, int dst,
                                                       at::Tensor& to_recv, int src) {
-  return enqueue_send_recv(to_send, dst, to_recv, src, true);
-}
-
-std::unique_ptr<CommWork> NcclCommunicator::send_recv_after(CommWork& previous,
-                                                            const at::Tensor& to_send, int dst,
-                                                            at::Tensor& to_recv, int src) {
-  auto* prior = dynamic_cast<NcclStreamWork*>(&previous);
-  if (!prior || prior->owner() != this || !to_send.is_contiguous()) {
-    return Communicator::send_recv_after(previous, to_send, dst, to_recv, src);
-  }
-  return enqueue_send_recv(to_send, dst, to_recv, src, false);
-}
-
-std::unique_ptr<CommWork> NcclCommunicator::enqueue_send_recv(const at::Tensor& to_send_, int dst,
-                                                              at::Tensor& to_recv, int src,
-                                                              bool after_current_stream) {
   const std::string op =
       "send_recv (to rank " + std::to_string(dst) + ", from rank " + std::to_string(src) + ")";
   check_usable(op);
@@ -536,16 +517,14 @@ std::unique_ptr<CommWork> NcclCommunicator::enqueue_send_recv(const at::Tensor& 
   at::Tensor to_send = to_send_.contiguous();
   check_tensor(to_send, op);
   check_tensor(to_recv, op);
+  cudaStream_t current = at::cuda::getCurrentCUDAStream(device_).stream();
   cudaStream_t side = side_stream_->stream();
-  if (after_current_stream) {
-    // The side stream starts once the current stream has produced to_send (and is done with
-    // whatever to_recv's memory held before).
-    cudaEvent_t ready;
-    check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), op);
-    check_cuda(cudaEventRecord(ready, at::cuda::getCurrentCUDAStream(device_).stream()), op);
-    check_cuda(cudaStreamWaitEvent(side, ready, 0), op);
-    cudaEventDestroy(ready);
-  }
+  // The side stream starts once the current stream has produced to_send.
+  cudaEvent_t ready;
+  check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), op);
+  check_cuda(cudaEventRecord(ready, current), op);
+  check_cuda(cudaStreamWaitEvent(side, ready, 0), op);
+  cudaEventDestroy(ready);
   // Both buffers are used on the side stream: keep the allocator from reusing them too early.
   c10::cuda::CUDACachingAllocator::recordStream(to_send.storage().data_ptr(), *side_stream_);
   c10::cuda::CUDACachingAllocator::recordStream(to_recv.storage().data_ptr(), *side_stream_);
@@ -557,7 +536,7 @@ std::unique_ptr<CommWork> NcclCommunicator::enqueue_send_recv(const at::Tensor& 
                  ncclUint8, src, comm_, side),
         op);
   check(ncclGroupEnd(), op);
-  return std::make_unique<NcclStreamWork>(track(op, side), device_, this);
+  return std::make_unique<NcclStreamWork>(track(op, side), device_);
 }
 
 void NcclCommunicator::barrier() {

@@ -66,10 +66,6 @@ class NcclCommunicator : public Communicator, public GraphListener {
   // stream wait for it, so the host never blocks and local attention overlaps the transfer.
   std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst, at::Tensor& to_recv,
                                       int src) override;
-  // A hop after one of this communicator's send_recvs: queued on the same side stream behind it,
-  // without waiting for the current stream.
-  std::unique_ptr<CommWork> send_recv_after(CommWork& previous, const at::Tensor& to_send, int dst,
-                                            at::Tensor& to_recv, int src) override;
   void barrier() override;
   void synchronize(const std::string& op) override;
   std::unique_ptr<Communicator> subgroup(int color, int key) override;
@@ -91,10 +87,6 @@ class NcclCommunicator : public Communicator, public GraphListener {
   void wait_ready(const std::string& op);
   void check(ncclResult_t result, const std::string& op);
   void check_tensor(const at::Tensor& t, const std::string& op) const;
-  // send_recv on the side stream, after the current stream's work when after_current_stream.
-  std::unique_ptr<CommWork> enqueue_send_recv(const at::Tensor& to_send, int dst,
-                                              at::Tensor& to_recv, int src,
-                                              bool after_current_stream);
   // Hands the work just enqueued on `stream` to the watchdog (or, while `stream` is being
   // captured, notes it for the graph's launches); returns an event behind it for the caller.
   cudaEvent_t track(const std::string& op, cudaStream_t stream);

@@ -302,7 +302,6 @@ class TimedWork : public CommWork {
     SpanGuard span(counter_, device_);
     inner_->wait();
   }
-  CommWork& inner() { return *inner_; }
 
  private:
   std::unique_ptr<CommWork> inner_;
@@ -351,20 +350,6 @@ std::unique_ptr<CommWork> TimedCommunicator::send_recv(const at::Tensor& to_send
   {
     SpanGuard span(*counter_, to_send.device());
     work = inner_->send_recv(to_send, dst, to_recv, src);
-  }
-  return std::make_unique<TimedWork>(std::move(work), *counter_, to_send.device());
-}
-
-std::unique_ptr<CommWork> TimedCommunicator::send_recv_after(CommWork& previous,
-                                                             const at::Tensor& to_send, int dst,
-                                                             at::Tensor& to_recv, int src) {
-  // The inner communicator orders after its own work, not after the timing wrapper.
-  auto* timed = dynamic_cast<TimedWork*>(&previous);
-  CommWork& inner_previous = timed ? timed->inner() : previous;
-  std::unique_ptr<CommWork> work;
-  {
-    SpanGuard span(*counter_, to_send.device());
-    work = inner_->send_recv_after(inner_previous, to_send, dst, to_recv, src);
   }
   return std::make_unique<TimedWork>(std::move(work), *counter_, to_send.device());
 }

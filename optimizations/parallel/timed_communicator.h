@@ -86,8 +86,6 @@ class TimedCommunicator : public Communicator {
   void recv(at::Tensor& tensor, int src) override;
   std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst, at::Tensor& to_recv,
                                       int src) override;
-  std::unique_ptr<CommWork> send_recv_after(CommWork& previous, const at::Tensor& to_send, int dst,
-                                            at::Tensor& to_recv, int src) override;
   void barrier() override { inner_->barrier(); }
   void synchronize(const std::string& op) override { inner_->synchronize(op); }
   // The subgroup is timed into the same counter.

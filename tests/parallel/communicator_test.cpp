@@ -15,7 +15,6 @@
 #include "optimizations/parallel/communicator.h"
 #include "optimizations/parallel/rank_threads.h"
 #include "optimizations/parallel/store_communicator.h"
-#include "optimizations/parallel/timed_communicator.h"
 
 namespace ditbench {
 namespace {
@@ -135,31 +134,6 @@ TEST_P(Communicators, SendRecvAndAsyncSendRecvShiftRoundTheRing) {
     work->wait();
     EXPECT_TRUE(at::equal(incoming, at::full({1, 3}, prev, at::kInt)));
     comm.barrier();
-  });
-}
-
-// A ring's hops queued up front: hop s passes on what hop s - 1 receives, with no wait in
-// between, directly and through the timing wrapper (which must hand the inner work on).
-TEST_P(Communicators, HopsQueuedAfterEachOtherCarryEveryBlockRoundTheRing) {
-  launch(4, [](int rank, Communicator& comm) {
-    TimedCommunicator timed(comm, std::make_shared<CommTimeCounter>());
-    for (Communicator* c : {&comm, static_cast<Communicator*>(&timed)}) {
-      const int next = (rank + 1) % 4, prev = (rank + 3) % 4;
-      std::vector<at::Tensor> blocks{at::full({2, 3}, rank, at::kInt)};
-      for (int s = 1; s < 4; ++s) blocks.push_back(at::zeros({2, 3}, at::kInt));
-      std::vector<std::unique_ptr<CommWork>> hops;
-      hops.push_back(c->send_recv(blocks[0], next, blocks[1], prev));
-      for (size_t s = 1; s < 3; ++s) {
-        hops.push_back(c->send_recv_after(*hops[s - 1], blocks[s], next, blocks[s + 1], prev));
-      }
-      for (size_t s = 1; s < 4; ++s) {
-        hops[s - 1]->wait();
-        // Block s started s ranks back.
-        EXPECT_TRUE(
-            at::equal(blocks[s], at::full({2, 3}, (rank + 4 - static_cast<int>(s)) % 4, at::kInt)))
-            << "rank " << rank << ", block " << s << ": " << blocks[s];
-      }
-    }
   });
 }
 
