@@ -518,6 +518,11 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
   check_tensor(to_send, op);
   check_tensor(to_recv, op);
   cudaStream_t current = at::cuda::getCurrentCUDAStream(device_).stream();
+  // Peer copies are decided per launch, so every rank of a pair takes the same path; a capture
+  // keeps NCCL (its host-side messages would not repeat at a graph's launches).
+  if (signal_ && signal_->peer_copies && capture_id_of(current) == 0) {
+    return peer_copy_send_recv(to_send, dst, to_recv, src, op);
+  }
   cudaStream_t side = side_stream_->stream();
   // The side stream starts once the current stream has produced to_send.
   cudaEvent_t ready;
@@ -537,6 +542,114 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
         op);
   check(ncclGroupEnd(), op);
   return std::make_unique<NcclStreamWork>(track(op, side), device_);
+}
+
+namespace {
+
+// The receiving side of a peer copy: wait() takes the sender's "delivered" event (posted as soon
+// as its copy is queued) and makes the current stream wait for it.
+class PeerCopyWork : public CommWork {
+ public:
+  explicit PeerCopyWork(std::function<PeerMailbox::Message()> delivered, int device)
+      : delivered_(std::move(delivered)), device_(device) {}
+  ~PeerCopyWork() override {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
+  void wait() override {
+    if (!delivered_) return;
+    auto take = std::move(delivered_);
+    delivered_ = nullptr;
+    auto event = static_cast<cudaEvent_t>(take().event);
+    cudaError_t err =
+        cudaStreamWaitEvent(at::cuda::getCurrentCUDAStream(device_).stream(), event, 0);
+    cudaEventDestroy(event);
+    check_cuda(err, "send_recv: cudaStreamWaitEvent (peer copy)");
+  }
+
+ private:
+  std::function<PeerMailbox::Message()> delivered_;
+  int device_;
+};
+
+}  // namespace
+
+PeerMailbox::Message NcclCommunicator::await_message(int from, int to, PeerMailbox::Kind kind,
+                                                     const std::string& op) {
+  PeerMailbox& mailbox = *signal_->peer_copies;
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  PeerMailbox::Message message;
+  while (!mailbox.take(group_, from, to, kind, message, std::chrono::milliseconds(1))) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!aborted_ && !abort_if_peer_failed() && std::chrono::steady_clock::now() > deadline) {
+        abort_locked(global_rank_, "rank " + std::to_string(global_rank_) + " timed out in " + op +
+                                       " after " + describe_seconds(options_.timeout));
+      }
+    }
+    check_usable(op);
+  }
+  return message;
+}
+
+std::unique_ptr<CommWork> NcclCommunicator::peer_copy_send_recv(const at::Tensor& to_send, int dst,
+                                                                at::Tensor& to_recv, int src,
+                                                                const std::string& op) {
+  using Kind = PeerMailbox::Kind;
+  PeerMailbox& mailbox = *signal_->peer_copies;
+  cudaStream_t current = at::cuda::getCurrentCUDAStream(device_).stream();
+  cudaStream_t side = side_stream_->stream();
+  auto record = [&](cudaStream_t stream) {
+    cudaEvent_t event;
+    check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), op);
+    check_cuda(cudaEventRecord(event, stream), op);
+    return event;
+  };
+  // 1. Tell src where to write: to_recv, once this rank's stream is done with its memory.
+  const size_t recv_bytes = static_cast<size_t>(to_recv.numel() * to_recv.element_size());
+  mailbox.post(group_, src, rank_, Kind::kDestination,
+               {to_recv.data_ptr(), recv_bytes, device_, record(current)});
+  // 2. Where dst wants to_send, and when its memory is free.
+  const PeerMailbox::Message where = await_message(rank_, dst, Kind::kDestination, op);
+  const size_t send_bytes = static_cast<size_t>(to_send.numel() * to_send.element_size());
+  if (where.bytes != send_bytes) {
+    cudaEventDestroy(static_cast<cudaEvent_t>(where.event));
+    const std::string reason = "rank " + std::to_string(global_rank_) + ": " + op + ": sends " +
+                               std::to_string(send_bytes) + " bytes but rank " +
+                               std::to_string(dst) + " of its group expects " +
+                               std::to_string(where.bytes);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      abort_locked(global_rank_, reason);
+    }
+    throw CommError(reason);
+  }
+  if (peer_access_.insert(where.device).second && where.device != device_) {
+    cudaError_t err = cudaDeviceEnablePeerAccess(where.device, 0);
+    if (err == cudaErrorPeerAccessAlreadyEnabled) {
+      cudaGetLastError();  // clears it
+    } else {
+      check_cuda(err, op + ": cudaDeviceEnablePeerAccess(" + std::to_string(where.device) + ")");
+    }
+  }
+  // 3. The copy, on the side stream once both ends are ready; no kernel, so no SM.
+  cudaEvent_t ready = record(current);
+  check_cuda(cudaStreamWaitEvent(side, ready, 0), op);
+  cudaEventDestroy(ready);
+  check_cuda(cudaStreamWaitEvent(side, static_cast<cudaEvent_t>(where.event), 0), op);
+  cudaEventDestroy(static_cast<cudaEvent_t>(where.event));
+  c10::cuda::CUDACachingAllocator::recordStream(to_send.storage().data_ptr(), *side_stream_);
+  check_cuda(
+      cudaMemcpyPeerAsync(where.ptr, where.device, to_send.data_ptr(), device_, send_bytes, side),
+      op + ": cudaMemcpyPeerAsync");
+  // 4. Tell dst the copy is queued (its stream waits for this event), and watch it here.
+  mailbox.post(group_, rank_, dst, Kind::kDelivered, {nullptr, send_bytes, device_, record(side)});
+  cudaEventDestroy(track(op, side));
+  return std::make_unique<PeerCopyWork>(
+      [this, src, op] { return await_message(src, rank_, PeerMailbox::Kind::kDelivered, op); },
+      device_);
 }
 
 void NcclCommunicator::barrier() {
@@ -600,8 +713,11 @@ std::unique_ptr<Communicator> NcclCommunicator::subgroup(int color, int key) {
   if (!child)
     throw CommError("rank " + std::to_string(global_rank_) + ": " + op +
                     ": NCCL returned no communicator");
-  return std::unique_ptr<Communicator>(
+  auto sub = std::unique_ptr<NcclCommunicator>(
       new NcclCommunicator(child, global_rank_, device_, options_, signal_));
+  // Splits run in the same order on every rank of this group, so the name agrees on the child's.
+  sub->group_ = group_ + "/" + std::to_string(splits_++) + ":" + std::to_string(color);
+  return sub;
 }
 
 namespace {
@@ -647,6 +763,23 @@ void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& c
   }
   const ncclUniqueId id = NcclCommunicator::new_unique_id();
   auto signal = std::make_shared<NcclAbortSignal>();
+  if (const char* peer = std::getenv("DITBENCH_PEER_COPIES"); peer && *peer == '1') {
+    // Only where every pair of the launch's GPUs reaches the other directly: a pair taking NCCL
+    // while another copies would never meet.
+    bool all_pairs = true;
+    for (int a = 0; a < n; ++a) {
+      for (int b = 0; b < n; ++b) {
+        int can = 0;
+        if (a != b && (cudaDeviceCanAccessPeer(&can, a, b) != cudaSuccess || !can)) {
+          all_pairs = false;
+        }
+      }
+    }
+    if (all_pairs) signal->peer_copies = std::make_shared<PeerMailbox>();
+    trace_rank(0, all_pairs
+                      ? "send_recv over copy engines (DITBENCH_PEER_COPIES=1)"
+                      : "DITBENCH_PEER_COPIES=1 ignored: not every pair of GPUs is peer-capable");
+  }
   // Frees the communicators a failure stopped, after the threads.
   DeferredRelease<std::pair<ncclComm_t, int>>::Scope teardown(stopped_communicators());
   detail::run_rank_threads(

@@ -20,6 +20,7 @@
 #include <set>
 
 #include "optimizations/parallel/captured_graph.h"
+#include "optimizations/parallel/peer_mailbox.h"
 
 namespace ditbench {
 
@@ -33,6 +34,10 @@ struct NcclAbortSignal {
   // flight (see launch_nccl_ranks).
   std::condition_variable finished_cv;
   int finished = 0;
+  // Rank threads of one process with DITBENCH_PEER_COPIES=1 (every pair of GPUs peer-capable):
+  // send_recv copies straight into the peer's buffer on the copy engines instead of an NCCL
+  // kernel, so it needs no SM and runs beside a kernel that holds them all (cuDNN's attention).
+  std::shared_ptr<PeerMailbox> peer_copies;
 };
 
 // Collectives enqueued while the stream is being captured into a CUDA graph (NCCL supports that)
@@ -67,6 +72,8 @@ class NcclCommunicator : public Communicator, public GraphListener {
   std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst, at::Tensor& to_recv,
                                       int src) override;
   void barrier() override;
+  // Whether send_recv copies to peers on the copy engines (NcclAbortSignal::peer_copies).
+  bool copies_to_peers() const { return signal_ && signal_->peer_copies; }
   void synchronize(const std::string& op) override;
   std::unique_ptr<Communicator> subgroup(int color, int key) override;
   void abort(const std::string& reason) override;
@@ -94,12 +101,26 @@ class NcclCommunicator : public Communicator, public GraphListener {
   // With mutex_ held: aborts when another rank of the launch has failed; true if it did.
   bool abort_if_peer_failed();
   void watchdog_loop();
+  // send_recv over the copy engines (signal_->peer_copies): posts where to_recv is, takes where
+  // dst wants to_send, copies it there on the side stream.
+  std::unique_ptr<CommWork> peer_copy_send_recv(const at::Tensor& to_send, int dst,
+                                                at::Tensor& to_recv, int src,
+                                                const std::string& op);
+  // Waits for the message from -> to (ranks of this group) of `kind`, polling for a peer's
+  // failure and the timeout.
+  PeerMailbox::Message await_message(int from, int to, PeerMailbox::Kind kind,
+                                     const std::string& op);
 
   ncclComm_t comm_ = nullptr;
   int rank_ = 0, size_ = 1, global_rank_ = 0, device_ = 0;
   CommOptions options_;
   std::shared_ptr<NcclAbortSignal> signal_;
   std::optional<c10::cuda::CUDAStream> side_stream_;
+  // Names this communicator alike on all its ranks ("world", "world/2:1" for the third split's
+  // color 1): the key of its peer-copy messages.
+  std::string group_ = "world";
+  int splits_ = 0;
+  std::set<int> peer_access_;  // devices this rank's device was given peer access to
 
   struct Pending {
     std::string op;

@@ -18,6 +18,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "optimizations/parallel/captured_graph.h"
+#include "optimizations/parallel/nccl_communicator.h"
 #endif
 
 namespace ditbench {
@@ -98,8 +99,8 @@ LocalAttentionResult math_attention(const at::Tensor& q, const at::Tensor& k, co
           lse};
 }
 
-TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
-  REQUIRE_GPUS(2);
+// Ulysses, ring and USP over NCCL on 2 or 4 GPUs against math attention on one, in float32.
+void expect_context_parallel_matches_single_rank() {
   const int n = gpu_count() >= 4 ? 4 : 2;
   at::manual_seed(11);
   const int64_t S = 1001;  // not divisible: padded
@@ -130,6 +131,61 @@ TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
         nccl());
     EXPECT_LT(worst, 1e-4) << "ulysses degree " << ulysses << " of " << n;
   }
+}
+
+TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
+  REQUIRE_GPUS(2);
+  expect_context_parallel_matches_single_rank();
+}
+
+// DITBENCH_PEER_COPIES=1 for the launches of one scope.
+struct PeerCopiesOn {
+  PeerCopiesOn() { setenv("DITBENCH_PEER_COPIES", "1", 1); }
+  ~PeerCopiesOn() { unsetenv("DITBENCH_PEER_COPIES"); }
+};
+
+// send_recv over the copy engines between rank threads: blocks round the ring of the world and of
+// a subgroup arrive whole while the stream is busy, a size disagreement stops both ranks with an
+// error naming the sizes, and ring and USP attention still match one rank.
+TEST(NcclCommunicator, PeerCopiesCarrySendRecvAndTheRingMatchesSingleRank) {
+  REQUIRE_GPUS(2);
+  PeerCopiesOn on;
+  const int n = std::min(gpu_count(), 4);
+  launch_ranks(
+      n,
+      [n](int rank, Communicator& world) {
+        auto* nccl_comm = dynamic_cast<NcclCommunicator*>(&world);
+        ASSERT_TRUE(nccl_comm && nccl_comm->copies_to_peers());
+        auto on_gpu = at::TensorOptions().device(at::kCUDA, rank).dtype(at::kBFloat16);
+        auto group = world.subgroup(rank % 2, rank);
+        for (Communicator* comm : {&world, group.get()}) {
+          const int size = comm->size(), me = comm->rank();
+          if (size < 2) continue;
+          const int next = (me + 1) % size, prev = (me + size - 1) % size;
+          auto block = at::full({1 << 20}, me, on_gpu);
+          for (int hop = 1; hop < size; ++hop) {
+            auto incoming = at::empty_like(block);
+            auto work = comm->send_recv(block, next, incoming, prev);
+            auto busy = at::randn({2048, 2048}, on_gpu);
+            for (int i = 0; i < 4; ++i) busy = at::matmul(busy, busy).div_(64);
+            work->wait();
+            const int origin = (me + size - hop) % size;
+            EXPECT_TRUE(at::equal(incoming.cpu(), at::full({1 << 20}, origin, at::kBFloat16)))
+                << "rank " << rank << ", group of " << size << ", hop " << hop;
+            block = incoming;
+          }
+        }
+      },
+      nccl());
+  const std::string error = nccl_launch_error(
+      [](int rank, Communicator& comm) {
+        auto on_gpu = at::TensorOptions().device(at::kCUDA, rank);
+        auto incoming = at::empty({rank == 0 ? 8 : 4}, on_gpu);
+        comm.send_recv(at::zeros({4}, on_gpu), 1 - rank, incoming, 1 - rank)->wait();
+      },
+      std::chrono::seconds(30));
+  EXPECT_NE(error.find("bytes but rank"), std::string::npos) << error;
+  expect_context_parallel_matches_single_rank();
 }
 
 // Rank 1 fails before its first call; rank 0's all_to_all on the world communicator must end with
