@@ -483,26 +483,32 @@ void NcclCommunicator::recv(at::Tensor& tensor, int src) {
 
 namespace {
 
-class NcclStreamWork : public CommWork {
+// A send_recv's completion for the caller: wait() takes the event to wait for (an NCCL transfer's
+// own, or a peer copy's once its sender has posted it, which may wait on the host), makes the
+// current stream wait for it and destroys it.
+class StreamEventWork : public CommWork {
  public:
-  NcclStreamWork(cudaEvent_t done, int device) : done_(done), device_(device) {}
-  ~NcclStreamWork() override {
+  StreamEventWork(std::function<cudaEvent_t()> take_event, int device)
+      : take_event_(std::move(take_event)), device_(device) {}
+  ~StreamEventWork() override {
     try {
       wait();
     } catch (...) {
     }
   }
   void wait() override {
-    if (!done_) return;
+    if (!take_event_) return;
+    auto take = std::move(take_event_);
+    take_event_ = nullptr;
+    cudaEvent_t done = take();
     cudaStream_t current = at::cuda::getCurrentCUDAStream(device_).stream();
-    cudaError_t err = cudaStreamWaitEvent(current, done_, 0);
-    cudaEventDestroy(done_);
-    done_ = nullptr;
+    cudaError_t err = cudaStreamWaitEvent(current, done, 0);
+    cudaEventDestroy(done);
     check_cuda(err, "send_recv: cudaStreamWaitEvent");
   }
 
  private:
-  cudaEvent_t done_;
+  std::function<cudaEvent_t()> take_event_;
   int device_;
 };
 
@@ -541,40 +547,9 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
                  ncclUint8, src, comm_, side),
         op);
   check(ncclGroupEnd(), op);
-  return std::make_unique<NcclStreamWork>(track(op, side), device_);
+  cudaEvent_t done = track(op, side);
+  return std::make_unique<StreamEventWork>([done] { return done; }, device_);
 }
-
-namespace {
-
-// The receiving side of a peer copy: wait() takes the sender's "delivered" event (posted as soon
-// as its copy is queued) and makes the current stream wait for it.
-class PeerCopyWork : public CommWork {
- public:
-  explicit PeerCopyWork(std::function<PeerMailbox::Message()> delivered, int device)
-      : delivered_(std::move(delivered)), device_(device) {}
-  ~PeerCopyWork() override {
-    try {
-      wait();
-    } catch (...) {
-    }
-  }
-  void wait() override {
-    if (!delivered_) return;
-    auto take = std::move(delivered_);
-    delivered_ = nullptr;
-    auto event = static_cast<cudaEvent_t>(take().event);
-    cudaError_t err =
-        cudaStreamWaitEvent(at::cuda::getCurrentCUDAStream(device_).stream(), event, 0);
-    cudaEventDestroy(event);
-    check_cuda(err, "send_recv: cudaStreamWaitEvent (peer copy)");
-  }
-
- private:
-  std::function<PeerMailbox::Message()> delivered_;
-  int device_;
-};
-
-}  // namespace
 
 PeerMailbox::Message NcclCommunicator::await_message(int from, int to, PeerMailbox::Kind kind,
                                                      const std::string& op) {
@@ -647,8 +622,12 @@ std::unique_ptr<CommWork> NcclCommunicator::peer_copy_send_recv(const at::Tensor
   // 4. Tell dst the copy is queued (its stream waits for this event), and watch it here.
   mailbox.post(group_, rank_, dst, Kind::kDelivered, {nullptr, send_bytes, device_, record(side)});
   cudaEventDestroy(track(op, side));
-  return std::make_unique<PeerCopyWork>(
-      [this, src, op] { return await_message(src, rank_, PeerMailbox::Kind::kDelivered, op); },
+  // The caller's wait takes the event src posts once its copy into to_recv is queued.
+  return std::make_unique<StreamEventWork>(
+      [this, src, op] {
+        return static_cast<cudaEvent_t>(
+            await_message(src, rank_, PeerMailbox::Kind::kDelivered, op).event);
+      },
       device_);
 }
 
