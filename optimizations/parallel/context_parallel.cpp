@@ -1,5 +1,7 @@
 #include "optimizations/parallel/context_parallel.h"
 
+#include <array>
+
 #include "models/common/error.h"
 #include "optimizations/kernels/attention_merge.h"
 
@@ -104,28 +106,30 @@ LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const a
                                                     const LocalAttentionFn& local) {
   const int P = comm_.size();
   const int next = (comm_.rank() + 1) % P, prev = (comm_.rank() + P - 1) % P;
-  // [B, S/P, 2, H, D]: one message per step, written in the token-major order in which the
-  // projections leave k and v (a streaming copy); its k and v are [B, H, S/P, D] views.
-  at::Tensor kv = at::stack({k.transpose(1, 2), v.transpose(1, 2)}, 2);
+  // The block in hand: K and V [B, S/P, H, D] (token-major; the first is the caller's k and v as
+  // they are, views of the projections, which a transport copies into a message itself: NCCL
+  // contiguous first, peer copies row by row), and its key-mask shard.
+  std::array<at::Tensor, 2> kv{k.transpose(1, 2), v.transpose(1, 2)};
   at::Tensor mask = key_mask.defined() ? key_mask.to(at::kBool).contiguous() : at::Tensor();
   std::vector<LocalAttentionResult> parts;  // out: [B, H, Sq, D], lse: [B, H, Sq], one per block
   for (int step = 0; step < P; ++step) {
     // Start passing the block in hand to the next rank before computing on it.
-    std::unique_ptr<CommWork> kv_transfer, mask_transfer;
-    at::Tensor kv_incoming, mask_incoming;
+    std::vector<std::unique_ptr<CommWork>> transfers;
+    std::array<at::Tensor, 2> kv_incoming;
+    at::Tensor mask_incoming;
     if (step + 1 < P) {
-      kv_incoming = at::empty_like(kv);
-      kv_transfer = comm_.send_recv(kv, next, kv_incoming, prev);
+      for (size_t i = 0; i < 2; ++i) {
+        kv_incoming[i] = at::empty(kv[i].sizes(), kv[i].options());
+        transfers.push_back(comm_.send_recv(kv[i], next, kv_incoming[i], prev));
+      }
       if (mask.defined()) {
         mask_incoming = at::empty_like(mask);
-        mask_transfer = comm_.send_recv(mask, next, mask_incoming, prev);
+        transfers.push_back(comm_.send_recv(mask, next, mask_incoming, prev));
       }
     }
-    parts.push_back(
-        local(q, kv.select(2, 0).transpose(1, 2), kv.select(2, 1).transpose(1, 2), mask, true));
-    if (kv_transfer) {
-      kv_transfer->wait();
-      if (mask_transfer) mask_transfer->wait();
+    parts.push_back(local(q, kv[0].transpose(1, 2), kv[1].transpose(1, 2), mask, true));
+    if (!transfers.empty()) {
+      for (auto& transfer : transfers) transfer->wait();
       kv = kv_incoming;
       mask = mask_incoming;
     }

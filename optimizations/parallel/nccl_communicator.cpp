@@ -20,6 +20,7 @@
 #include "optimizations/parallel/deferred_release.h"
 #include "optimizations/parallel/exchange_communicator.h"
 #include "optimizations/parallel/rank_threads.h"
+#include "optimizations/parallel/tensor_rows.h"
 #include "optimizations/parallel/trace.h"
 
 namespace ditbench {
@@ -520,15 +521,18 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
       "send_recv (to rank " + std::to_string(dst) + ", from rank " + std::to_string(src) + ")";
   check_usable(op);
   trace_op(global_rank_, op, "begins");
-  at::Tensor to_send = to_send_.contiguous();
-  check_tensor(to_send, op);
   check_tensor(to_recv, op);
   cudaStream_t current = at::cuda::getCurrentCUDAStream(device_).stream();
   // Peer copies are decided per launch, so every rank of a pair takes the same path; a capture
-  // keeps NCCL (its host-side messages would not repeat at a graph's launches).
+  // keeps NCCL (its host-side messages would not repeat at a graph's launches). They send rows at
+  // a pitch as they are; NCCL needs one dense buffer.
   if (signal_ && signal_->peer_copies && capture_id_of(current) == 0) {
-    return peer_copy_send_recv(to_send, dst, to_recv, src, op);
+    const bool pitched =
+        to_send_.is_cuda() && to_send_.get_device() == device_ && tensor_rows(to_send_).has_value();
+    return peer_copy_send_recv(pitched ? to_send_ : to_send_.contiguous(), dst, to_recv, src, op);
   }
+  at::Tensor to_send = to_send_.contiguous();
+  check_tensor(to_send, op);
   cudaStream_t side = side_stream_->stream();
   // The side stream starts once the current stream has produced to_send.
   cudaEvent_t ready;
@@ -588,7 +592,10 @@ std::unique_ptr<CommWork> NcclCommunicator::peer_copy_send_recv(const at::Tensor
                {to_recv.data_ptr(), recv_bytes, device_, record(current)});
   // 2. Where dst wants to_send, and when its memory is free.
   const PeerMailbox::Message where = await_message(rank_, dst, Kind::kDestination, op);
-  const size_t send_bytes = static_cast<size_t>(to_send.numel() * to_send.element_size());
+  if (!to_send.is_cuda() || to_send.get_device() != device_) check_tensor(to_send, op);  // throws
+  const TensorRows rows = *tensor_rows(to_send);  // one row when contiguous
+  const size_t elem = static_cast<size_t>(to_send.element_size());
+  const size_t send_bytes = static_cast<size_t>(to_send.numel()) * elem;
   if (where.bytes != send_bytes) {
     cudaEventDestroy(static_cast<cudaEvent_t>(where.event));
     const std::string reason = "rank " + std::to_string(global_rank_) + ": " + op + ": sends " +
@@ -616,9 +623,19 @@ std::unique_ptr<CommWork> NcclCommunicator::peer_copy_send_recv(const at::Tensor
   check_cuda(cudaStreamWaitEvent(side, static_cast<cudaEvent_t>(where.event), 0), op);
   cudaEventDestroy(static_cast<cudaEvent_t>(where.event));
   c10::cuda::CUDACachingAllocator::recordStream(to_send.storage().data_ptr(), *side_stream_);
-  check_cuda(
-      cudaMemcpyPeerAsync(where.ptr, where.device, to_send.data_ptr(), device_, send_bytes, side),
-      op + ": cudaMemcpyPeerAsync");
+  if (rows.rows == 1) {
+    check_cuda(
+        cudaMemcpyPeerAsync(where.ptr, where.device, to_send.data_ptr(), device_, send_bytes, side),
+        op + ": cudaMemcpyPeerAsync");
+  } else {
+    // Rows at a pitch (a k or v view of a packed projection), packed densely at the receiver by
+    // the copy engine itself: no gather kernel on either side.
+    const size_t width = static_cast<size_t>(rows.row_elements) * elem;
+    check_cuda(cudaMemcpy2DAsync(where.ptr, width, to_send.data_ptr(),
+                                 static_cast<size_t>(rows.pitch) * elem, width,
+                                 static_cast<size_t>(rows.rows), cudaMemcpyDefault, side),
+               op + ": cudaMemcpy2DAsync");
+  }
   // 4. Tell dst the copy is queued (its stream waits for this event), and watch it here.
   mailbox.post(group_, rank_, dst, Kind::kDelivered, {nullptr, send_bytes, device_, record(side)});
   cudaEventDestroy(track(op, side));

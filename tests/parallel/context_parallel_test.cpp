@@ -113,7 +113,7 @@ TEST(UspAttention, MatchesSingleRankOn2x2Ranks) {
 
 // One sample whose q, k and v are views of a packed projection ([B, S/P, 3, H, D], as the models
 // leave them): Ulysses hands attention views of what the all-to-all received (token stride
-// 3·H/P·D, no repacking), USP's ring sends k and v token-major (stride 2·H/P·D), and the result
+// 3·H/P·D, no repacking), USP's ring passes those on token-major, and the result
 // is token-major, so the caller's [B, S/P, H·D] is a view. Values still match one rank.
 void expect_token_major_round_trip(Mode mode, int ranks) {
   const int64_t heads = 4, length = 10, dim = 8;  // padded to 12 on 4 ranks
@@ -133,8 +133,14 @@ void expect_token_major_round_trip(Mode mode, int ranks) {
     auto cp = make_context_parallel_attention(groups, heads);
     auto local = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const at::Tensor& key_mask, bool need_lse) {
+      // Every block token-major: the received views (token stride 3·H/P·D), or under USP the
+      // blocks the ring brought from the other group (their own K and V, token stride H/P·D).
       EXPECT_EQ(q.stride(2), 3 * local_heads * dim);
-      EXPECT_EQ(k.stride(2), (mode == Mode::kUsp ? 2 : 3) * local_heads * dim);
+      if (mode == Mode::kUsp && k.stride(2) == local_heads * dim) {
+        EXPECT_TRUE(k.transpose(1, 2).is_contiguous());
+      } else {
+        EXPECT_EQ(k.stride(2), 3 * local_heads * dim);
+      }
       EXPECT_EQ(v.stride(2), k.stride(2));
       auto result = reference_attention(q, k, v, key_mask, need_lse);
       // Written token-major, as the GPU backends write it.

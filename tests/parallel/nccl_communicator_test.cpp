@@ -174,6 +174,15 @@ TEST(NcclCommunicator, PeerCopiesCarrySendRecvAndTheRingMatchesSingleRank) {
                 << "rank " << rank << ", group of " << size << ", hop " << hop;
             block = incoming;
           }
+          // Rows at a pitch (k of a packed [B, S, 3, H, D] projection) arrive packed densely.
+          auto packed = [](int r) {
+            return at::arange(64 * 3 * 4 * 32, at::kFloat).add(1e5 * r).view({1, 64, 3, 4, 32});
+          };
+          auto k = packed(me).to(on_gpu.dtype(at::kFloat)).select(2, 1);
+          auto k_in = at::empty(k.sizes(), k.options());
+          comm->send_recv(k, next, k_in, prev)->wait();
+          EXPECT_TRUE(at::equal(k_in.cpu(), packed(prev).select(2, 1)))
+              << "rank " << rank << ", group of " << size << ": pitched rows";
         }
       },
       nccl());
