@@ -62,8 +62,9 @@ class Communicator {
   // Receives into `tensor` (preallocated with the sender's shape and dtype).
   virtual void recv(at::Tensor& tensor, int src) = 0;
   // Starts sending `to_send` to dst and receiving into `to_recv` from src, and returns at once so
-  // the caller can compute while the data moves (the ring passes K/V this way). Neither tensor
-  // may be touched until wait() returns.
+  // the caller can compute while the data moves (the ring passes K/V this way). to_send may have
+  // any layout (each transport packs it as it needs); to_recv is contiguous. Neither tensor may
+  // be touched until wait() returns.
   virtual std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst,
                                               at::Tensor& to_recv, int src) = 0;
 
