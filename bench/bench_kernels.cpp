@@ -5,6 +5,8 @@
 // read once) over GPU time from CUDA events, the same byte count for both forms. ring_merge: the
 // log-sum-exp merge of ring attention's 4 partial results on one rank of 4 at 720x1280x129
 // (29,750 queries x 24 heads x 128, bf16 outputs stored [B, S, H, D] as cuDNN writes them).
+// ulysses_pack: Ulysses 4's packing of q, k, v (views of the packed projection, token stride
+// 3·3072) into its send buffer [4, 1, 29,750, 3, 6, 128] on one rank at 720x1280x129.
 #include <benchmark/benchmark.h>
 
 #ifdef DITBENCH_HAS_CUDA
@@ -17,6 +19,7 @@
 #include "models/common/embeddings.h"
 #include "models/common/norms.h"
 #include "optimizations/kernels/fused.h"
+#include "optimizations/kernels/strided_copy.h"
 #include "optimizations/parallel/context_parallel.h"
 
 namespace {
@@ -137,12 +140,31 @@ void ring_merge(benchmark::State& state, bool fused) {
   ditbench::set_fused_kernels_enabled(was);
 }
 
+// Ulysses 4's packing of one rank's q, k and v into the all-to-all's send buffer.
+void ulysses_pack(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  constexpr int64_t kRanks = 4, kLocalTokens = (118800 + 200) / 4, kLocalHeads = kHeads / kRanks;
+  auto packed = at::randn({1, kLocalTokens, 3, kHeads, kHeadDim}, bf16());
+  auto send = at::empty({kRanks, 1, kLocalTokens, 3, kLocalHeads, kHeadDim}, bf16());
+  const bool was = ditbench::fused_kernels_enabled();
+  ditbench::set_fused_kernels_enabled(fused);
+  time_on_gpu(state, 2.0 * packed.numel() * 2, [&] {
+    for (int64_t i = 0; i < 3; ++i) {
+      at::Tensor slot = send.select(3, i);
+      ditbench::copy_strided(
+          slot, packed.select(2, i).unflatten(2, {kRanks, kLocalHeads}).permute({2, 0, 1, 3, 4}));
+    }
+  });
+  ditbench::set_fused_kernels_enabled(was);
+}
+
 int register_all() {
   using Fn = void (*)(benchmark::State&, bool);
   const std::pair<const char*, Fn> kernels[] = {{"layer_norm_modulate", layer_norm_modulate},
                                                 {"gate_residual", gate_residual},
                                                 {"qk_rms_norm_rope", qk_rms_norm_rope},
-                                                {"ring_merge", ring_merge}};
+                                                {"ring_merge", ring_merge},
+                                                {"ulysses_pack", ulysses_pack}};
   for (const auto& [name, fn] : kernels) {
     for (bool fused : {true, false}) {
       const std::string id = std::string(name) + (fused ? "/fused" : "/aten_chain");

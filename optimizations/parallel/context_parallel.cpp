@@ -4,6 +4,7 @@
 
 #include "models/common/error.h"
 #include "optimizations/kernels/attention_merge.h"
+#include "optimizations/kernels/strided_copy.h"
 
 namespace ditbench {
 
@@ -73,8 +74,9 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   auto qkv = at::empty({P, B, S_local, 3, H_local, D}, q.options());
   for (int64_t i = 0; i < 3; ++i) {
     const at::Tensor& x = i == 0 ? q : i == 1 ? k : v;  // [B, H, S/P, D]
-    // [B, S/P, H, D] -> [P, B, S/P, H/P, D]
-    qkv.select(3, i).copy_(x.transpose(1, 2).unflatten(2, {P, H_local}).permute({2, 0, 1, 3, 4}));
+    // [B, S/P, H, D] -> [P, B, S/P, H/P, D], in 16-byte pieces of each head group's H/P·D
+    at::Tensor slot = qkv.select(3, i);
+    copy_strided(slot, x.transpose(1, 2).unflatten(2, {P, H_local}).permute({2, 0, 1, 3, 4}));
   }
   // received: [P (source shard), B, S/P, 3, H/P, D] -> [B, S, 3, H/P, D], shards in rank order.
   // With B = 1 this is a view: q, k and v are [B, H/P, S, D] views with token stride 3·H/P·D, the
@@ -95,10 +97,10 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   // Back to sequence shards: chunk p (shard p) goes to rank p.
   // [B, H/P, S, D] -> [B, P, S/P, H/P, D] -> [P, B, S/P, H/P, D]
   auto back =
-      comm_.all_to_all(out.transpose(1, 2).unflatten(1, {P, S_local}).transpose(0, 1).contiguous());
+      comm_.all_to_all(dense(out.transpose(1, 2).unflatten(1, {P, S_local}).transpose(0, 1)));
   // back: [P (source head group), B, S/P, H/P, D] -> [B, S/P, H, D], returned as a [B, H, S/P, D]
   // view: the caller's [B, S/P, H·D] for the output projection is then a view too.
-  return back.permute({1, 2, 0, 3, 4}).contiguous().view({B, S_local, H, D}).transpose(1, 2);
+  return dense(back.permute({1, 2, 0, 3, 4})).view({B, S_local, H, D}).transpose(1, 2);
 }
 
 LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const at::Tensor& k,

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "models/common/error.h"
+#include "optimizations/kernels/strided_copy.h"
 #include "optimizations/parallel/deferred_release.h"
 #include "optimizations/parallel/exchange_communicator.h"
 #include "optimizations/parallel/rank_threads.h"
@@ -529,9 +530,9 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
   if (signal_ && signal_->peer_copies && capture_id_of(current) == 0) {
     const bool pitched =
         to_send_.is_cuda() && to_send_.get_device() == device_ && tensor_rows(to_send_).has_value();
-    return peer_copy_send_recv(pitched ? to_send_ : to_send_.contiguous(), dst, to_recv, src, op);
+    return peer_copy_send_recv(pitched ? to_send_ : dense(to_send_), dst, to_recv, src, op);
   }
-  at::Tensor to_send = to_send_.contiguous();
+  at::Tensor to_send = dense(to_send_);  // the ring's K and V views: their rows packed
   check_tensor(to_send, op);
   cudaStream_t side = side_stream_->stream();
   // The side stream starts once the current stream has produced to_send.
