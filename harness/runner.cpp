@@ -461,9 +461,11 @@ RankOutcome run_rank(const RunConfig& c, PipelineHolder& holder, const at::Devic
 }
 
 // extra.parallel of a record: the layout and what carried it.
-nlohmann::json parallel_note(const RunConfig& c, const std::string& backend, bool processes) {
+nlohmann::json parallel_note(const RunConfig& c, const std::string& backend, bool processes,
+                             const std::string& send_recv) {
   return {{"ranks", c.axes.gpus},
           {"backend", backend},
+          {"send_recv", send_recv},
           {"processes", processes},
           {"cfg_degree", c.axes.cfg_parallel ? 2 : 1},
           {"ulysses_degree", c.axes.ulysses_degree},
@@ -505,6 +507,7 @@ RankOutcome run_parallel(const RunConfig& c, std::vector<PipelineHolder>& holder
   }
   std::mutex mutex;
   RankOutcome first;
+  std::string send_recv;
   launch_ranks(
       world,
       [&](int rank, Communicator& comm) {
@@ -512,10 +515,13 @@ RankOutcome run_parallel(const RunConfig& c, std::vector<PipelineHolder>& holder
         RankOutcome outcome =
             run_rank(c, holders[static_cast<size_t>(rank)], mine, comm, options, false);
         std::lock_guard<std::mutex> lock(mutex);
-        if (rank == 0) first = std::move(outcome);
+        if (rank == 0) {
+          first = std::move(outcome);
+          send_recv = comm.send_recv_transport();
+        }
       },
       launch);
-  note = parallel_note(c, device.is_cuda() ? "nccl" : "in_process", false);
+  note = parallel_note(c, device.is_cuda() ? "nccl" : "in_process", false, send_recv);
   return first;
 }
 
@@ -537,8 +543,9 @@ std::optional<RankOutcome> run_in_launch(const RunConfig& c, PipelineHolder& hol
     return run_generations(c, pipeline, device, nullptr, nullptr);
   }
   check_before_ranks(c, pipeline, device);
-  RankOutcome outcome = run_rank(c, holder, device, launch.group(ranks, device), options, true);
-  note = parallel_note(c, device.is_cuda() ? "nccl" : "store", true);
+  Communicator& group = launch.group(ranks, device);
+  RankOutcome outcome = run_rank(c, holder, device, group, options, true);
+  note = parallel_note(c, device.is_cuda() ? "nccl" : "store", true, group.send_recv_transport());
   return outcome;
 }
 

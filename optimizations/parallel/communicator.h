@@ -67,6 +67,9 @@ class Communicator {
   // be touched until wait() returns.
   virtual std::unique_ptr<CommWork> send_recv(const at::Tensor& to_send, int dst,
                                               at::Tensor& to_recv, int src) = 0;
+  // What carries send_recv ("in_process", "store", "nccl", "copy_engines"): records name it, since
+  // it decides whether the ring's transfers can hide behind its attention.
+  virtual std::string send_recv_transport() const = 0;
 
   virtual void barrier() = 0;
 

@@ -23,6 +23,7 @@ class InProcessCommunicator : public ExchangeCommunicator {
   int rank() const override { return rank_; }
   int size() const override;
   int global_rank() const override;
+  std::string send_recv_transport() const override { return "in_process"; }
 
   void send(const at::Tensor& tensor, int dst) override;
   void recv(at::Tensor& tensor, int src) override;

@@ -61,6 +61,9 @@ class NcclCommunicator : public Communicator, public GraphListener {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int global_rank() const override { return global_rank_; }
+  std::string send_recv_transport() const override {
+    return copies_to_peers() ? "copy_engines" : "nccl";
+  }
 
   at::Tensor all_to_all(const at::Tensor& input) override;
   at::Tensor all_gather(const at::Tensor& input) override;

@@ -70,6 +70,7 @@ class StoreCommunicator : public ExchangeCommunicator {
   int rank() const override { return rank_; }
   int size() const override { return static_cast<int>(global_ranks_.size()); }
   int global_rank() const override { return global_ranks_[static_cast<size_t>(rank_)]; }
+  std::string send_recv_transport() const override { return "store"; }
 
   void send(const at::Tensor& tensor, int dst) override;
   void recv(at::Tensor& tensor, int src) override;

@@ -78,6 +78,7 @@ class TimedCommunicator : public Communicator {
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
   int global_rank() const override { return inner_->global_rank(); }
+  std::string send_recv_transport() const override { return inner_->send_recv_transport(); }
 
   at::Tensor all_to_all(const at::Tensor& input) override;
   at::Tensor all_gather(const at::Tensor& input) override;

@@ -108,6 +108,8 @@ TEST_F(MultiProcess, TwoProcessesMeetAndRank0WritesWhatTwoRankThreadsWrite) {
       EXPECT_EQ(one.extra["parallel"]["backend"], "in_process") << id;
       EXPECT_EQ(two.extra["parallel"]["backend"], "store") << id;
       EXPECT_EQ(two.extra["parallel"]["processes"], true) << id;
+      EXPECT_EQ(one.extra["parallel"]["send_recv"], "in_process") << id;
+      EXPECT_EQ(two.extra["parallel"]["send_recv"], "store") << id;
       ASSERT_TRUE(two.timings && two.timings->stages.count("comm")) << id;
       EXPECT_GT(two.timings->stages.at("comm").median_s, 0) << id;
       ASSERT_EQ(two.timings->comm_steps_s.size(), 1u) << id;

@@ -78,6 +78,7 @@ TEST_F(RunnerCpTest, EveryModeOn2And4RanksGivesTheSingleRankFrames) {
     EXPECT_GT(r.timings->stages.at("comm").median_s, 0) << r.config_id;
     ASSERT_TRUE(r.extra.contains("parallel"));
     EXPECT_EQ(r.extra["parallel"]["ranks"], r.config["axes"]["gpus"]);
+    EXPECT_EQ(r.extra["parallel"]["send_recv"], "in_process") << r.config_id;
   }
   for (const auto& r : all) {
     EXPECT_NE(r.status, RunStatus::kFailed) << r.config_id << ": " << r.reason;
