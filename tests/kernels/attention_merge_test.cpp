@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fused_kernels_gpu.h"
 #include "optimizations/kernels/attention_merge.h"
 #include "optimizations/kernels/fused.h"
 #include "optimizations/parallel/context_parallel.h"
@@ -69,17 +70,7 @@ TEST(AttentionMerge, FoldOfThreeBlocksEqualsAttentionOverAllKeys) {
 
 // ---- on the GPU ----
 
-class AttentionMergeGpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-    was_ = fused_kernels_enabled();
-    set_fused_kernels_enabled(true);
-    at::manual_seed(0);
-  }
-  void TearDown() override { set_fused_kernels_enabled(was_); }
-  bool was_ = true;
-};
+class AttentionMergeGpu : public testing::FusedKernelsGpuTest {};
 
 // Runs the kernel on the parts' GPU copies and the float32 fold on their CPU copies.
 std::pair<LocalAttentionResult, LocalAttentionResult> kernel_and_fold(

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "fused_kernels_gpu.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/common/embeddings.h"
 #include "models/common/norms.h"
@@ -83,15 +84,7 @@ TEST(FusedKernels, SwitchTurnsThemOffAndOn) {
 
 // ---- on the GPU ----
 
-class FusedKernelsGpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-    set_fused_kernels_enabled(true);
-    at::manual_seed(0);
-  }
-  RestoreSwitch restore_;
-};
+class FusedKernelsGpu : public testing::FusedKernelsGpuTest {};
 
 // shift, scale and gates are chunks of one [B, k*D] modulation output, as the blocks get them.
 std::vector<at::Tensor> modulation_chunks(int64_t batch, int64_t dim, int64_t chunks) {

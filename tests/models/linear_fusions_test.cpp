@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "fused_kernels_gpu.h"
 #include "models/common/layers.h"
 #include "models/common/linear_fusions.h"
 #include "optimizations/kernels/fused.h"
@@ -168,17 +169,7 @@ TEST(LinearGroup, AQuantizedMemberEndsTheGroupAndTheOthersGetTheirOwnStorage) {
 
 // ---- on the GPU ----
 
-class LinearFusionsGpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-    was_enabled_ = fused_kernels_enabled();
-    set_fused_kernels_enabled(true);
-    at::manual_seed(0);
-  }
-  void TearDown() override { set_fused_kernels_enabled(was_enabled_); }
-  bool was_enabled_ = true;
-};
+class LinearFusionsGpu : public testing::FusedKernelsGpuTest {};
 
 at::TensorOptions gpu(at::ScalarType dtype = at::kBFloat16) {
   return at::TensorOptions().device(at::kCUDA).dtype(dtype);
