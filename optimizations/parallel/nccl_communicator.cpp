@@ -523,14 +523,18 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
   check_usable(op);
   trace_op(global_rank_, op, "begins");
   check_tensor(to_recv, op);
+  if (!to_send_.is_cuda() || to_send_.get_device() != device_)
+    check_tensor(to_send_, op);  // throws
   cudaStream_t current = at::cuda::getCurrentCUDAStream(device_).stream();
   // Peer copies are decided per launch, so every rank of a pair takes the same path; a capture
   // keeps NCCL (its host-side messages would not repeat at a graph's launches). They send rows at
   // a pitch as they are; NCCL needs one dense buffer.
   if (signal_ && signal_->peer_copies && capture_id_of(current) == 0) {
-    const bool pitched =
-        to_send_.is_cuda() && to_send_.get_device() == device_ && tensor_rows(to_send_).has_value();
-    return peer_copy_send_recv(pitched ? to_send_ : dense(to_send_), dst, to_recv, src, op);
+    if (const auto rows = tensor_rows(to_send_)) {
+      return peer_copy_send_recv(to_send_, *rows, dst, to_recv, src, op);
+    }
+    const at::Tensor packed = dense(to_send_);
+    return peer_copy_send_recv(packed, {1, packed.numel(), packed.numel()}, dst, to_recv, src, op);
   }
   at::Tensor to_send = dense(to_send_);  // the ring's K and V views: their rows packed
   check_tensor(to_send, op);
@@ -574,7 +578,8 @@ PeerMailbox::Message NcclCommunicator::await_message(int from, int to, PeerMailb
   return message;
 }
 
-std::unique_ptr<CommWork> NcclCommunicator::peer_copy_send_recv(const at::Tensor& to_send, int dst,
+std::unique_ptr<CommWork> NcclCommunicator::peer_copy_send_recv(const at::Tensor& to_send,
+                                                                const TensorRows& rows, int dst,
                                                                 at::Tensor& to_recv, int src,
                                                                 const std::string& op) {
   using Kind = PeerMailbox::Kind;
@@ -593,8 +598,6 @@ std::unique_ptr<CommWork> NcclCommunicator::peer_copy_send_recv(const at::Tensor
                {to_recv.data_ptr(), recv_bytes, device_, record(current)});
   // 2. Where dst wants to_send, and when its memory is free.
   const PeerMailbox::Message where = await_message(rank_, dst, Kind::kDestination, op);
-  if (!to_send.is_cuda() || to_send.get_device() != device_) check_tensor(to_send, op);  // throws
-  const TensorRows rows = *tensor_rows(to_send);  // one row when contiguous
   const size_t elem = static_cast<size_t>(to_send.element_size());
   const size_t send_bytes = static_cast<size_t>(to_send.numel()) * elem;
   if (where.bytes != send_bytes) {

@@ -21,6 +21,7 @@
 
 #include "optimizations/parallel/captured_graph.h"
 #include "optimizations/parallel/peer_mailbox.h"
+#include "optimizations/parallel/tensor_rows.h"
 
 namespace ditbench {
 
@@ -105,9 +106,9 @@ class NcclCommunicator : public Communicator, public GraphListener {
   bool abort_if_peer_failed();
   void watchdog_loop();
   // send_recv over the copy engines (signal_->peer_copies): posts where to_recv is, takes where
-  // dst wants to_send, copies it there on the side stream.
-  std::unique_ptr<CommWork> peer_copy_send_recv(const at::Tensor& to_send, int dst,
-                                                at::Tensor& to_recv, int src,
+  // dst wants to_send (on this device, laid out as `rows`), copies it there on the side stream.
+  std::unique_ptr<CommWork> peer_copy_send_recv(const at::Tensor& to_send, const TensorRows& rows,
+                                                int dst, at::Tensor& to_recv, int src,
                                                 const std::string& op);
   // Waits for the message from -> to (ranks of this group) of `kind`, polling for a peer's
   // failure and the timeout.
