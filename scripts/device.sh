@@ -320,6 +320,6 @@ case "$mode" in
   faults) build && fault_runs || rc=$? ;;
   cpprofile) build && cp_profile "$@" || rc=$? ;;
   cppeer) build && cp720_peer "$@" || rc=$? ;;
-  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults|cpprofile] [suites or filters...]"; exit 2 ;;
+  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults|cpprofile|cppeer] [suites or filters...]"; exit 2 ;;
 esac
 exit $rc
