@@ -19,9 +19,10 @@
 # runs the side jobs of DITBENCH_GPU0_JOBS one after another once the 2-GPU work is done.
 # `faults` runs only the rank-failure runs of `cp` (DITBENCH_FAULT_REPEATS with rank threads, on
 # every pair of GPUs at once with DITBENCH_FAULT_PAIRS=1, then torchrun). `cpprofile` profiles the
-# 720p step on 1 and 4 GPUs under torchrun (suites/gpu-hv-720p-cp-profile.json). `cppeer` runs
+# 720p step on 1 and 4 GPUs under torchrun (suites/gpu-hv-720p-cp-profile.json). `cpnccl` runs
 # the `cp720` passes (default filters, or the arguments), then their ring and USP passes again
-# with DITBENCH_PEER_COPIES=1 into gpu-hv-720p-cp-peer (K/V blocks on the copy engines).
+# with DITBENCH_PEER_COPIES=0 into gpu-hv-720p-cp-nccl (K/V blocks over NCCL's kernels instead of
+# the copy engines).
 # Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
@@ -269,10 +270,10 @@ cp720() {
 
 # The 720p table, then the layouts with a ring again with the ring's K/V blocks on the copy
 # engines (the suite copied under another name: its own results file and report).
-cp720_peer() {
+cp720_nccl() {
   cp720 "$@"
-  cp suites/gpu-hv-720p-cp.json "$OUT/gpu-hv-720p-cp-peer.json"
-  DITBENCH_PEER_COPIES=1 suite_passes "$OUT/gpu-hv-720p-cp-peer.json" 170 cp=ring cp=usp
+  cp suites/gpu-hv-720p-cp.json "$OUT/gpu-hv-720p-cp-nccl.json"
+  DITBENCH_PEER_COPIES=0 suite_passes "$OUT/gpu-hv-720p-cp-nccl.json" 170 cp=ring cp=usp
 }
 
 # The kernel profile of the 720p step on 1 GPU and of rank 0 on 4 GPUs (Ulysses 4, ring 4, USP
@@ -319,7 +320,7 @@ case "$mode" in
   seed) build && seed_table "$@" || rc=$? ;;
   faults) build && fault_runs || rc=$? ;;
   cpprofile) build && cp_profile "$@" || rc=$? ;;
-  cppeer) build && cp720_peer "$@" || rc=$? ;;
-  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults|cpprofile|cppeer] [suites or filters...]"; exit 2 ;;
+  cpnccl) build && cp720_nccl "$@" || rc=$? ;;
+  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults|cpprofile|cpnccl] [suites or filters...]"; exit 2 ;;
 esac
 exit $rc

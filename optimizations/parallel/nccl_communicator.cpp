@@ -763,7 +763,8 @@ void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& c
   }
   const ncclUniqueId id = NcclCommunicator::new_unique_id();
   auto signal = std::make_shared<NcclAbortSignal>();
-  if (const char* peer = std::getenv("DITBENCH_PEER_COPIES"); peer && *peer == '1') {
+  // Peer copies unless DITBENCH_PEER_COPIES=0 asks for NCCL's send/recv kernels.
+  if (const char* peer = std::getenv("DITBENCH_PEER_COPIES"); !peer || *peer != '0') {
     // Only where every pair of the launch's GPUs reaches the other directly: a pair taking NCCL
     // while another copies would never meet.
     bool all_pairs = true;
@@ -776,9 +777,8 @@ void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& c
       }
     }
     if (all_pairs) signal->peer_copies = std::make_shared<PeerMailbox>();
-    trace_rank(0, all_pairs
-                      ? "send_recv over copy engines (DITBENCH_PEER_COPIES=1)"
-                      : "DITBENCH_PEER_COPIES=1 ignored: not every pair of GPUs is peer-capable");
+    trace_rank(0, all_pairs ? "send_recv over copy engines"
+                            : "send_recv over NCCL: not every pair of GPUs is peer-capable");
   }
   // Frees the communicators a failure stopped, after the threads.
   DeferredRelease<std::pair<ncclComm_t, int>>::Scope teardown(stopped_communicators());

@@ -35,7 +35,7 @@ struct NcclAbortSignal {
   // flight (see launch_nccl_ranks).
   std::condition_variable finished_cv;
   int finished = 0;
-  // Rank threads of one process with DITBENCH_PEER_COPIES=1 (every pair of GPUs peer-capable):
+  // Rank threads of one process, every pair of GPUs peer-capable, unless DITBENCH_PEER_COPIES=0:
   // send_recv copies straight into the peer's buffer on the copy engines instead of an NCCL
   // kernel, so it needs no SM and runs beside a kernel that holds them all (cuDNN's attention).
   std::shared_ptr<PeerMailbox> peer_copies;

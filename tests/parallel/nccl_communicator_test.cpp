@@ -49,14 +49,30 @@ std::string nccl_launch_error(const std::function<void(int rank, Communicator& c
   return "";
 }
 
-// Point-to-point work on the communicator made by ncclCommInitRank (not only on split ones). It
-// once hung on 4 GPUs; the cause was the launch's closing NCCL barrier (now a host barrier).
+// DITBENCH_PEER_COPIES for the launches of one scope: unset (send_recv between rank threads over
+// the copy engines, the default) or "0" (over NCCL's kernels, as between processes).
+struct PeerCopies {
+  explicit PeerCopies(bool on) {
+    if (on) {
+      unsetenv("DITBENCH_PEER_COPIES");
+    } else {
+      setenv("DITBENCH_PEER_COPIES", "0", 1);
+    }
+  }
+  ~PeerCopies() { unsetenv("DITBENCH_PEER_COPIES"); }
+};
+
+// Point-to-point work on the communicator made by ncclCommInitRank (not only on split ones), over
+// NCCL's kernels. It once hung on 4 GPUs; the cause was the launch's closing NCCL barrier (now a
+// host barrier).
 TEST(NcclCommunicator, CollectivesAndSendRecvByHand) {
   REQUIRE_GPUS(2);
+  PeerCopies off(false);
   const int n = std::min(gpu_count(), 4);
   launch_ranks(
       n,
       [n](int rank, Communicator& comm) {
+        EXPECT_EQ(comm.send_recv_transport(), "nccl");
         auto on_gpu = at::TensorOptions().device(at::kCUDA, rank);
         auto input = at::zeros({n, 2}, at::kLong);
         for (int p = 0; p < n; ++p) {
@@ -133,23 +149,19 @@ void expect_context_parallel_matches_single_rank() {
   }
 }
 
+// Over NCCL's send/recv kernels, as between processes (peer copies: the next test).
 TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
   REQUIRE_GPUS(2);
+  PeerCopies off(false);
   expect_context_parallel_matches_single_rank();
 }
 
-// DITBENCH_PEER_COPIES=1 for the launches of one scope.
-struct PeerCopiesOn {
-  PeerCopiesOn() { setenv("DITBENCH_PEER_COPIES", "1", 1); }
-  ~PeerCopiesOn() { unsetenv("DITBENCH_PEER_COPIES"); }
-};
-
-// send_recv over the copy engines between rank threads: blocks round the ring of the world and of
-// a subgroup arrive whole while the stream is busy, a size disagreement stops both ranks with an
-// error naming the sizes, and ring and USP attention still match one rank.
+// send_recv over the copy engines between rank threads (the default): blocks round the ring of the
+// world and of a subgroup arrive whole while the stream is busy, a size disagreement stops both
+// ranks with an error naming the sizes, and ring and USP attention still match one rank.
 TEST(NcclCommunicator, PeerCopiesCarrySendRecvAndTheRingMatchesSingleRank) {
   REQUIRE_GPUS(2);
-  PeerCopiesOn on;
+  PeerCopies on(true);
   const int n = std::min(gpu_count(), 4);
   launch_ranks(
       n,
