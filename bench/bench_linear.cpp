@@ -10,8 +10,6 @@
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAEvent.h>
-#include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAGuard.h>
 #endif
 
 #include "optimizations/quant/linear.h"
@@ -105,55 +103,6 @@ void quantize_at_hunyuan_shape(benchmark::State& state, int64_t in) {
   state.counters["TB/s"] = bytes * double(state.iterations()) / seconds / 1e12;
 }
 
-// fp8_dynamic with the activation cut into `chunks` row blocks: a side stream quantizes block i+1
-// while the GEMM of block i runs, the GEMM leaving `carveout` SMs free for it (ATen's SM carveout
-// for cuBLASLt; 0: none). Whether overlap can hide the quantization pass that a large K pays.
-void pipelined_fp8_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out, int chunks,
-                                    int carveout) {
-  if (!runnable(state)) return;
-#ifdef DITBENCH_HAS_CUDA
-  auto linear = make_linear(in, out, ditbench::QuantMode::fp8_dynamic);
-  auto x = at::randn({kTokens, in}, gpu_bf16());  // [M, K]
-  const auto main = c10::cuda::getCurrentCUDAStream();
-  const auto side = c10::cuda::getStreamFromPool(true);
-  const int64_t rows = (kTokens + chunks - 1) / chunks;
-  auto& context = at::globalContext();
-  const auto carveout_before = context._SMCarveout_EXPERIMENTAL();
-  context._setSMCarveout_EXPERIMENTAL(carveout > 0 ? std::optional<int32_t>(carveout)
-                                                   : std::nullopt);
-  std::vector<at::Tensor> outputs(static_cast<size_t>(chunks));
-  const double seconds = time_on_gpu(state, [&] {
-    at::cuda::CUDAEvent input_ready;
-    input_ready.record(main);
-    std::vector<ditbench::QuantizedActivation> parts(static_cast<size_t>(chunks));
-    std::vector<at::cuda::CUDAEvent> quantized(static_cast<size_t>(chunks));
-    {
-      c10::cuda::CUDAStreamGuard on_side(side);
-      input_ready.block(side);
-      for (int i = 0; i < chunks; ++i) {
-        const int64_t first = i * rows, n = std::min(rows, kTokens - first);
-        auto& part = parts[static_cast<size_t>(i)];
-        part.fp8 = ditbench::quantize_rows_fp8(x.narrow(0, first, n));  // [n, K] e4m3 + [n, 1]
-        part.shape = {n, in};
-        part.dtype = at::kBFloat16;
-        for (const auto& t : {part.fp8.values, part.fp8.scale}) {
-          c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), main);
-        }
-        quantized[static_cast<size_t>(i)].record(side);
-      }
-    }
-    for (int i = 0; i < chunks; ++i) {
-      quantized[static_cast<size_t>(i)].block(main);
-      outputs[static_cast<size_t>(i)] = linear->forward_quantized(parts[static_cast<size_t>(i)]);
-    }
-  });
-  context._setSMCarveout_EXPERIMENTAL(carveout_before);
-  set_tflops(state, seconds, in, out);
-#else
-  (void)in, (void)out, (void)chunks, (void)carveout;
-#endif
-}
-
 benchmark::internal::Benchmark* timed(benchmark::internal::Benchmark* b) {
   return b->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
 }
@@ -170,17 +119,6 @@ int register_all() {
                                        in, out));
     timed(benchmark::RegisterBenchmark(("fp8_gemm/" + shape).c_str(), fp8_gemm_at_hunyuan_shape, in,
                                        out));
-  }
-  for (auto [in, out] : {std::pair<int64_t, int64_t>{12288, 3072}, {15360, 3072}}) {
-    for (int chunks : {4, 8}) {
-      for (int carveout : {0, 8, 16}) {
-        const std::string name = "linear/fp8_dynamic_pipelined/" + std::to_string(in) + "x" +
-                                 std::to_string(out) + "/chunks:" + std::to_string(chunks) +
-                                 "/carveout:" + std::to_string(carveout);
-        timed(benchmark::RegisterBenchmark(name.c_str(), pipelined_fp8_at_hunyuan_shape, in, out,
-                                           chunks, carveout));
-      }
-    }
   }
   for (int64_t in : {3072, 12288, 15360}) {
     timed(benchmark::RegisterBenchmark(("quantize/" + std::to_string(in)).c_str(),
