@@ -109,14 +109,21 @@ std::string knobs_text(int64_t engine, const std::unordered_map<fe::KnobType_t, 
   return text;
 }
 
-bool finish(Candidate& c) {
-  if (c.probe.graph->check_support(handle()).is_bad()) return false;
-  if (c.probe.graph->build_plan_at_index(c.index).is_bad()) return false;
+// Checks and builds the candidate's plan; "" or the step that failed and what cuDNN said.
+std::string finish(Candidate& c) {
+  auto say = [](const char* step, fe::error_t status) {
+    return std::string(step) + ": " + status.get_message();
+  };
+  if (auto s = c.probe.graph->check_support(handle()); s.is_bad()) return say("check_support", s);
+  if (auto s = c.probe.graph->build_plan_at_index(c.index); s.is_bad()) return say("build", s);
   int64_t bytes = 0;
-  if (c.probe.graph->get_workspace_size_plan_at_index(c.index, bytes).is_bad()) return false;
-  if (bytes > 0)
+  if (auto s = c.probe.graph->get_workspace_size_plan_at_index(c.index, bytes); s.is_bad()) {
+    return say("workspace", s);
+  }
+  if (bytes > 0) {
     c.workspace = at::empty({bytes}, at::TensorOptions().device(at::kCUDA).dtype(at::kByte));
-  return true;
+  }
+  return "";
 }
 
 void run_candidate(const Candidate& c, const Inputs& in) {
@@ -137,7 +144,9 @@ std::vector<std::shared_ptr<Candidate>> candidates(const Inputs& in, size_t limi
     std::fprintf(stderr, "cuDNN graph: %s\n", why.c_str());
     return out;
   }
-  if (listing.graph->create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK}).is_bad())
+  if (listing.graph
+          ->create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::B, fe::HeurMode_t::FALLBACK})
+          .is_bad())
     return out;
   const int64_t count = listing.graph->get_execution_plan_count();
   int64_t base_engine = -1;
@@ -148,17 +157,19 @@ std::vector<std::shared_ptr<Candidate>> candidates(const Inputs& in, size_t limi
     int64_t engine = -1;
     std::unordered_map<fe::KnobType_t, int64_t> knobs;
     if (!describe(c->probe, in).empty() ||
-        c->probe.graph->create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK})
+        c->probe.graph
+            ->create_execution_plans(
+                {fe::HeurMode_t::A, fe::HeurMode_t::B, fe::HeurMode_t::FALLBACK})
             .is_bad() ||
         listing.graph->get_engine_and_knobs_at_index(i, engine, knobs).is_bad()) {
       continue;
     }
     if (base_engine < 0) base_engine = engine, base_knobs = knobs;
     c->name = "heuristic" + std::to_string(i) + "/" + knobs_text(engine, knobs);
-    const bool built = finish(*c);
-    if (built) out.push_back(c);
-    std::fprintf(stderr, "plan %lld: %s%s\n", static_cast<long long>(i), c->name.c_str(),
-                 built ? "" : " (not built)");
+    const auto why = finish(*c);
+    if (why.empty()) out.push_back(c);
+    std::fprintf(stderr, "plan %lld: %s %s\n", static_cast<long long>(i), c->name.c_str(),
+                 why.c_str());
   }
   if (base_engine < 0) return out;
   std::vector<fe::Knob> ranges;
@@ -175,12 +186,19 @@ std::vector<std::shared_ptr<Candidate>> candidates(const Inputs& in, size_t limi
       if (knobs.count(knob.type) && knobs[knob.type] == value) continue;
       knobs[knob.type] = value;
       auto c = std::make_shared<Candidate>();
-      if (!describe(c->probe, in).empty() ||
-          c->probe.graph->create_execution_plan(base_engine, knobs).is_bad()) {
-        continue;
-      }
       c->name = "knobs/" + knobs_text(base_engine, knobs);
-      if (finish(*c)) out.push_back(c);
+      std::string why = describe(c->probe, in);
+      if (why.empty()) {
+        if (auto s = c->probe.graph->create_execution_plan(base_engine, knobs); s.is_bad()) {
+          why = "create_execution_plan: " + s.get_message();
+        }
+      }
+      if (why.empty()) why = finish(*c);
+      if (why.empty()) {
+        out.push_back(c);
+      } else {
+        std::fprintf(stderr, "%s: %s\n", c->name.c_str(), why.c_str());
+      }
     }
   }
   return out;
