@@ -236,6 +236,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
 #ifdef DITBENCH_ENGINE_PROBE
   if (at::hasCUDA()) {
+    benchmark::AddCustomContext("cudnn", std::to_string(cudnnGetVersion()));
+    benchmark::AddCustomContext("cudnn_frontend", std::to_string(CUDNN_FRONTEND_VERSION));
     auto inputs = std::make_shared<Inputs>(make_inputs());
     benchmark::RegisterBenchmark("cudnn_engines/aten_cudnn",
                                  [inputs](benchmark::State& state) {
