@@ -254,6 +254,7 @@ side_job() {
                        --benchmark_out_format=json 2>&1 | tail -25 ;;
     linear) DITBENCH_BENCHES=bench_linear bench ;;
     kernels) DITBENCH_BENCHES=bench_kernels bench ;;
+    engines) DITBENCH_BENCHES=bench_cudnn_engines bench ;;
     step480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-step.json ;;
     profile480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-profile.json ;;
     graphs480) DITBENCH_BENCHES=none bench suites/gpu-hv-480p-graphs.json ;;
