@@ -9,10 +9,7 @@
 
 #include <array>
 
-#ifdef DITBENCH_HAS_CUDA
-#include <ATen/cuda/CUDAEvent.h>
-#endif
-
+#include "bench/gpu_timing.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/attention/backends.h"
 
@@ -44,21 +41,12 @@ bool backend_ready(benchmark::State& state, const std::string& backend, bool has
 // selection, cuDNN plan build): TFLOP/s counter and the kernel as label. Returns the last output.
 at::Tensor time_attend(benchmark::State& state, const at::Tensor& q, const at::Tensor& k,
                        const at::Tensor& v, const at::Tensor& key_mask) {
-  auto out = ditbench::attend(q, k, v, key_mask);
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  double gpu_seconds = 0;
-  for (auto _ : state) {
-    start.record();
-    out = ditbench::attend(q, k, v, key_mask);
-    stop.record();
-    stop.synchronize();
-    const double seconds = start.elapsed_time(stop) / 1e3;
-    state.SetIterationTime(seconds);
-    gpu_seconds += seconds;
-  }
+  at::Tensor out;
+  const double seconds =
+      ditbench::bench::time_on_gpu(state, [&] { out = ditbench::attend(q, k, v, key_mask); });
   const double tokens = double(q.size(2));
   const double flops = 4.0 * double(q.size(1)) * tokens * tokens * double(q.size(3));
-  state.counters["TFLOP/s"] = flops * double(state.iterations()) / gpu_seconds / 1e12;
+  ditbench::bench::set_rate(state, "TFLOP/s", flops, seconds, 1e12);
   state.counters["tokens"] = tokens;
   state.SetLabel(ditbench::take_kernel_log().front());
   return out;

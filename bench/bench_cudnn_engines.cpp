@@ -17,9 +17,10 @@
 
 #include <ATen/ATen.h>
 
+#include "bench/gpu_timing.h"
+
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/cuda/CUDAEvent.h>
 #endif
 #if defined(DITBENCH_HAS_CUDA) && defined(DITBENCH_HAS_CUDNN_FRONTEND)
 #include <ATen/cudnn/Handle.h>
@@ -205,29 +206,11 @@ std::vector<std::shared_ptr<Candidate>> candidates(const Inputs& in, size_t limi
 }
 #endif
 
-// Times `work` (after three untimed calls) with CUDA events and reports TFLOP/s.
-void time_on_gpu(benchmark::State& state, const std::function<void()>& work) {
-#ifdef DITBENCH_HAS_CUDA
-  for (int i = 0; i < 3; ++i) work();
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  double seconds_total = 0;
-  for (auto _ : state) {
-    start.record();
-    work();
-    stop.record();
-    stop.synchronize();
-    const double seconds = start.elapsed_time(stop) / 1e3;
-    state.SetIterationTime(seconds);
-    seconds_total += seconds;
-  }
+// Times `work` (after three untimed calls) and reports TFLOP/s.
+void time_attention(benchmark::State& state, const std::function<void()>& work) {
   const double flops = 4.0 * kHeads * double(kTokens) * double(kTokens) * kHeadDim;
-  if (seconds_total > 0) {
-    state.counters["TFLOP/s"] = flops * double(state.iterations()) / seconds_total / 1e12;
-  }
-#else
-  (void)work;
-  state.SkipWithError("needs a CUDA build");
-#endif
+  ditbench::bench::set_rate(state, "TFLOP/s", flops, ditbench::bench::time_on_gpu(state, work, 3),
+                            1e12);
 }
 
 }  // namespace
@@ -241,7 +224,7 @@ int main(int argc, char** argv) {
     auto inputs = std::make_shared<Inputs>(make_inputs());
     benchmark::RegisterBenchmark("cudnn_engines/aten_cudnn",
                                  [inputs](benchmark::State& state) {
-                                   time_on_gpu(state, [&] {
+                                   time_attention(state, [&] {
                                      at::_scaled_dot_product_cudnn_attention(
                                          inputs->q, inputs->k, inputs->v, std::nullopt, false);
                                    });
@@ -252,7 +235,7 @@ int main(int argc, char** argv) {
     for (const auto& c : candidates(*inputs, 48)) {
       benchmark::RegisterBenchmark(("cudnn_engines/" + c->name).c_str(),
                                    [inputs, c](benchmark::State& state) {
-                                     time_on_gpu(state, [&] { run_candidate(*c, *inputs); });
+                                     time_attention(state, [&] { run_candidate(*c, *inputs); });
                                    })
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond)

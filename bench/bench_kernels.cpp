@@ -9,13 +9,10 @@
 // 3·3072) into its send buffer [4, 1, 29,750, 3, 6, 128] on one rank at 720x1280x129.
 #include <benchmark/benchmark.h>
 
-#ifdef DITBENCH_HAS_CUDA
-#include <ATen/cuda/CUDAEvent.h>
-#endif
-
 #include <functional>
 #include <string>
 
+#include "bench/gpu_timing.h"
 #include "models/common/embeddings.h"
 #include "models/common/norms.h"
 #include "optimizations/kernels/fused.h"
@@ -29,28 +26,7 @@ constexpr double kEps = 1e-6;
 
 // Times `run` with CUDA events per iteration and reports GB/s for `bytes` per call.
 void time_on_gpu(benchmark::State& state, double bytes, const std::function<void()>& run) {
-#ifndef DITBENCH_HAS_CUDA
-  (void)bytes, (void)run;
-  state.SkipWithError("needs a CUDA build");
-#else
-  if (!at::hasCUDA()) {
-    state.SkipWithError("no CUDA device");
-    return;
-  }
-  run();  // warm-up: allocator, kernel images
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  double gpu_seconds = 0;
-  for (auto _ : state) {
-    start.record();
-    run();
-    stop.record();
-    stop.synchronize();
-    const double seconds = start.elapsed_time(stop) / 1e3;
-    state.SetIterationTime(seconds);
-    gpu_seconds += seconds;
-  }
-  state.counters["GB/s"] = bytes * double(state.iterations()) / gpu_seconds / 1e9;
-#endif
+  ditbench::bench::set_rate(state, "GB/s", bytes, ditbench::bench::time_on_gpu(state, run), 1e9);
 }
 
 at::TensorOptions bf16() { return at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16); }

@@ -8,10 +8,7 @@
 
 #include <functional>
 
-#ifdef DITBENCH_HAS_CUDA
-#include <ATen/cuda/CUDAEvent.h>
-#endif
-
+#include "bench/gpu_timing.h"
 #include "optimizations/quant/linear.h"
 
 namespace {
@@ -35,28 +32,6 @@ bool runnable(benchmark::State& state) {
 #endif
 }
 
-// Times `work` (after one untimed call) with CUDA events; returns the GPU seconds summed over the
-// iterations.
-double time_on_gpu(benchmark::State& state, const std::function<void()>& work) {
-  double gpu_seconds = 0;
-#ifdef DITBENCH_HAS_CUDA
-  work();  // warm-up: cuBLASLt heuristics, kernel images
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  for (auto _ : state) {
-    start.record();
-    work();
-    stop.record();
-    stop.synchronize();
-    const double seconds = start.elapsed_time(stop) / 1e3;
-    state.SetIterationTime(seconds);
-    gpu_seconds += seconds;
-  }
-#else
-  (void)state, (void)work;
-#endif
-  return gpu_seconds;
-}
-
 at::TensorOptions gpu_bf16() {
   return at::TensorOptions().device(at::Device(at::kCUDA, 0)).dtype(at::kBFloat16);
 }
@@ -70,9 +45,8 @@ ditbench::Linear make_linear(int64_t in, int64_t out, ditbench::QuantMode mode) 
 }
 
 void set_tflops(benchmark::State& state, double gpu_seconds, int64_t in, int64_t out) {
-  if (gpu_seconds <= 0) return;
-  const double flops = 2.0 * double(kTokens) * double(in) * double(out);
-  state.counters["TFLOP/s"] = flops * double(state.iterations()) / gpu_seconds / 1e12;
+  ditbench::bench::set_rate(state, "TFLOP/s", 2.0 * double(kTokens) * double(in) * double(out),
+                            gpu_seconds, 1e12);
 }
 
 // bf16 or fp8_dynamic from a bf16 activation: quantization included for fp8_dynamic.
@@ -81,7 +55,7 @@ void linear_at_hunyuan_shape(benchmark::State& state, ditbench::QuantMode mode, 
   if (!runnable(state)) return;
   auto linear = make_linear(in, out, mode);
   auto x = at::randn({1, kTokens, in}, gpu_bf16());  // [B, S, K]
-  set_tflops(state, time_on_gpu(state, [&] { linear->forward(x); }), in, out);
+  set_tflops(state, ditbench::bench::time_on_gpu(state, [&] { linear->forward(x); }), in, out);
 }
 
 // The FP8 GEMM alone: the activation's e4m3 rows are made once, outside the timing.
@@ -90,17 +64,18 @@ void fp8_gemm_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out)
   auto linear = make_linear(in, out, ditbench::QuantMode::fp8_dynamic);
   auto x = ditbench::quantized_activation(at::randn({1, kTokens, in}, gpu_bf16()), true);
   x.full = at::Tensor();  // as a producer that emits e4m3 rows only
-  set_tflops(state, time_on_gpu(state, [&] { linear->forward_quantized(x); }), in, out);
+  set_tflops(state, ditbench::bench::time_on_gpu(state, [&] { linear->forward_quantized(x); }), in,
+             out);
 }
 
 // The row quantization alone, with its effective bandwidth (bytes read and written per second).
 void quantize_at_hunyuan_shape(benchmark::State& state, int64_t in) {
   if (!runnable(state)) return;
   auto x = at::randn({kTokens, in}, gpu_bf16());  // [M, K]
-  const double seconds = time_on_gpu(state, [&] { ditbench::quantize_rows_fp8(x); });
-  if (seconds <= 0) return;
+  const double seconds =
+      ditbench::bench::time_on_gpu(state, [&] { ditbench::quantize_rows_fp8(x); });
   const double bytes = double(kTokens) * (double(in) * 3 + 4);  // bf16 in, e4m3 + scale out
-  state.counters["TB/s"] = bytes * double(state.iterations()) / seconds / 1e12;
+  ditbench::bench::set_rate(state, "TB/s", bytes, seconds, 1e12);
 }
 
 benchmark::internal::Benchmark* timed(benchmark::internal::Benchmark* b) {
