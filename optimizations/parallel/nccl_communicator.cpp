@@ -764,21 +764,17 @@ void launch_nccl_ranks(int n, const std::function<void(int rank, Communicator& c
   const ncclUniqueId id = NcclCommunicator::new_unique_id();
   auto signal = std::make_shared<NcclAbortSignal>();
   // Peer copies unless DITBENCH_PEER_COPIES=0 asks for NCCL's send/recv kernels.
-  if (const char* peer = std::getenv("DITBENCH_PEER_COPIES"); !peer || *peer != '0') {
-    // Only where every pair of the launch's GPUs reaches the other directly: a pair taking NCCL
-    // while another copies would never meet.
-    bool all_pairs = true;
-    for (int a = 0; a < n; ++a) {
-      for (int b = 0; b < n; ++b) {
+  const char* env = std::getenv("DITBENCH_PEER_COPIES");
+  if (use_peer_copies(env, n, [](int a, int b) {
         int can = 0;
-        if (a != b && (cudaDeviceCanAccessPeer(&can, a, b) != cudaSuccess || !can)) {
-          all_pairs = false;
-        }
-      }
-    }
-    if (all_pairs) signal->peer_copies = std::make_shared<PeerMailbox>();
-    trace_rank(0, all_pairs ? "send_recv over copy engines"
-                            : "send_recv over NCCL: not every pair of GPUs is peer-capable");
+        return cudaDeviceCanAccessPeer(&can, a, b) == cudaSuccess && can;
+      })) {
+    signal->peer_copies = std::make_shared<PeerMailbox>();
+    trace_rank(0, "send_recv over copy engines");
+  } else {
+    trace_rank(0, std::string("send_recv over NCCL: ") +
+                      (env && std::string(env) == "0" ? "DITBENCH_PEER_COPIES=0"
+                                                      : "not every pair of GPUs is peer-capable"));
   }
   // Frees the communicators a failure stopped, after the threads.
   DeferredRelease<std::pair<ncclComm_t, int>>::Scope teardown(stopped_communicators());

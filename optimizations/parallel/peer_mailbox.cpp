@@ -33,4 +33,15 @@ size_t PeerMailbox::pending() const {
   return n;
 }
 
+bool use_peer_copies(const char* env, int devices,
+                     const std::function<bool(int, int)>& can_access) {
+  if (env && std::string(env) == "0") return false;
+  for (int a = 0; a < devices; ++a) {
+    for (int b = 0; b < devices; ++b) {
+      if (a != b && !can_access(a, b)) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace ditbench

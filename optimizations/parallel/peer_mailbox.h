@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -38,5 +39,11 @@ class PeerMailbox {
   std::condition_variable posted_;
   std::map<Key, std::deque<Message>> queues_;
 };
+
+// Whether the rank threads of a launch over `devices` GPUs carry send_recv as peer copies: unless
+// `env` (DITBENCH_PEER_COPIES's value, or null when unset) is "0", and only where every pair of
+// the devices reaches the other (`can_access(a, b)`): a pair taking NCCL while another copies
+// would never meet, so one pair without access puts the whole launch on NCCL.
+bool use_peer_copies(const char* env, int devices, const std::function<bool(int, int)>& can_access);
 
 }  // namespace ditbench

@@ -56,5 +56,22 @@ TEST(PeerMailbox, TakeWaitsForAPostFromAnotherThreadAndGivesUpAfterItsWait) {
   poster.join();
 }
 
+// Peer copies by default, NCCL with DITBENCH_PEER_COPIES=0 (without asking about access), and
+// NCCL for the whole launch when one pair of devices cannot reach the other.
+TEST(UsePeerCopies, DefaultOnOffWithZeroAndOnlyWhereEveryPairReachesTheOther) {
+  int asked = 0;
+  auto all = [&](int, int) { return ++asked, true; };
+  EXPECT_TRUE(use_peer_copies(nullptr, 4, all));
+  EXPECT_EQ(asked, 12);  // every ordered pair of 4 devices
+  EXPECT_TRUE(use_peer_copies("1", 2, all));
+  asked = 0;
+  EXPECT_FALSE(use_peer_copies("0", 4, all));
+  EXPECT_EQ(asked, 0);
+  auto one_way_missing = [](int a, int b) { return !(a == 2 && b == 1); };
+  EXPECT_FALSE(use_peer_copies(nullptr, 4, one_way_missing));
+  EXPECT_TRUE(use_peer_copies(nullptr, 2, one_way_missing));  // devices 0 and 1 only
+  EXPECT_TRUE(use_peer_copies(nullptr, 1, one_way_missing));
+}
+
 }  // namespace
 }  // namespace ditbench
