@@ -470,6 +470,8 @@ nlohmann::json parallel_note(const RunConfig& c, const std::string& backend, boo
           {"cfg_degree", c.axes.cfg_parallel ? 2 : 1},
           {"ulysses_degree", c.axes.ulysses_degree},
           {"ring_degree", c.axes.ring_degree},
+          {"ulysses_chunks",
+           c.axes.ulysses_degree > 1 && c.axes.ring_degree == 1 ? ulysses_chunks() : 1},
           {"cache_decisions_agree", true}};
 }
 

@@ -22,7 +22,8 @@
 # 720p step on 1 and 4 GPUs under torchrun (suites/gpu-hv-720p-cp-profile.json). `cpnccl` runs
 # the `cp720` passes (default filters, or the arguments), then their ring and USP passes again
 # with DITBENCH_PEER_COPIES=0 into gpu-hv-720p-cp-nccl (K/V blocks over NCCL's kernels instead of
-# the copy engines).
+# the copy engines). `cpchunks` runs the `cp720` passes, then the Ulysses passes again with
+# DITBENCH_ULYSSES_CHUNKS=2 and 3 into gpu-hv-720p-cp-chunks2 and -chunks3 (pipelined head groups).
 # Without DITBENCH_PACK_TO every file stays in $OUT.
 # DITBENCH_REUSE_BUILD=1 skips the build when $BUILD already holds ditbench (a second call on the
 # same machine).
@@ -271,6 +272,14 @@ cp720() {
 
 # The 720p table, then the layouts with a ring again with the ring's K/V blocks on the copy
 # engines (the suite copied under another name: its own results file and report).
+cp720_chunks() {
+  cp720 "$@"
+  local c
+  for c in 2 3; do
+    cp suites/gpu-hv-720p-cp.json "$OUT/gpu-hv-720p-cp-chunks$c.json"
+    DITBENCH_ULYSSES_CHUNKS=$c suite_passes "$OUT/gpu-hv-720p-cp-chunks$c.json" 170 cp=ulysses
+  done
+}
 cp720_nccl() {
   cp720 "$@"
   cp suites/gpu-hv-720p-cp.json "$OUT/gpu-hv-720p-cp-nccl.json"
@@ -322,6 +331,7 @@ case "$mode" in
   faults) build && fault_runs || rc=$? ;;
   cpprofile) build && cp_profile "$@" || rc=$? ;;
   cpnccl) build && cp720_nccl "$@" || rc=$? ;;
-  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults|cpprofile|cpnccl] [suites or filters...]"; exit 2 ;;
+  cpchunks) build && cp720_chunks "$@" || rc=$? ;;
+  *) echo "usage: $0 [build|test|gpu-tests|bench|all|e2e|cp|cp720|seed|faults|cpprofile|cpnccl|cpchunks] [suites or filters...]"; exit 2 ;;
 esac
 exit $rc

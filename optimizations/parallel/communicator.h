@@ -41,6 +41,12 @@ class CommWork {
   virtual void wait() = 0;
 };
 
+// Work that was complete when it was returned (transports that finish before returning).
+class DoneWork : public CommWork {
+ public:
+  void wait() override {}
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -53,6 +59,14 @@ class Communicator {
   // Splits dim 0 into size() equal chunks; chunk p goes to rank p. Returns a new tensor whose
   // chunk p came from rank p. input: [P * n, ...] -> [P * n, ...].
   virtual at::Tensor all_to_all(const at::Tensor& input) = 0;
+  // all_to_all into `output` (contiguous, input's shape and dtype), started: where the transport
+  // moves the data without the compute stream (rank threads over the copy engines) it returns at
+  // once and wait() makes the current stream wait for the data; elsewhere it completes before
+  // returning. Neither tensor may be touched until wait() returns.
+  virtual std::unique_ptr<CommWork> all_to_all_into(const at::Tensor& input, at::Tensor& output) {
+    output.copy_(all_to_all(input));
+    return std::make_unique<DoneWork>();
+  }
   // Concatenates every rank's tensor along dim 0 in rank order. input: [n, ...] -> [P * n, ...].
   virtual at::Tensor all_gather(const at::Tensor& input) = 0;
   // Sums tensor over all ranks, in place.

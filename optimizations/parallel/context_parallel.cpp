@@ -1,6 +1,8 @@
 #include "optimizations/parallel/context_parallel.h"
 
 #include <array>
+#include <cstdlib>
+#include <string>
 
 #include "models/common/error.h"
 #include "optimizations/kernels/attention_merge.h"
@@ -69,6 +71,14 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   }
   const int64_t H_local = H / P;
 
+  at::Tensor full_mask;  // [B, S], in the same shard order as the gathered keys
+  if (key_mask.defined()) {
+    auto gathered =
+        comm_.all_gather(key_mask.to(at::kBool).unsqueeze(0).contiguous());  // [P, B, S/P]
+    full_mask = gathered.permute({1, 0, 2}).reshape({B, P * S_local});
+  }
+  if (chunks_ > 1) return attend_in_chunks(q, k, v, full_mask, local);
+
   // One all-to-all for q, k and v in token-major order: chunk p (head group p of every local
   // token) goes to rank p. send: [P, B, S/P, 3, H/P, D]; each of q, k, v is read once into it.
   auto qkv = at::empty({P, B, S_local, 3, H_local, D}, q.options());
@@ -84,13 +94,6 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   auto received = comm_.all_to_all(qkv).transpose(0, 1).reshape({B, P * S_local, 3, H_local, D});
   auto part = [&](int64_t i) { return received.select(2, i).transpose(1, 2); };  // [B, H/P, S, D]
 
-  at::Tensor full_mask;  // [B, S], in the same shard order as the gathered keys
-  if (key_mask.defined()) {
-    auto gathered =
-        comm_.all_gather(key_mask.to(at::kBool).unsqueeze(0).contiguous());  // [P, B, S/P]
-    full_mask = gathered.permute({1, 0, 2}).reshape({B, P * S_local});
-  }
-
   // out: [B, H/P, S, D]; the backends write it in q's token-major layout, so with B = 1 the
   // chunks of the sequence are contiguous and go back without a copy.
   auto out = local(part(0), part(1), part(2), full_mask, false).out;
@@ -101,6 +104,59 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   // back: [P (source head group), B, S/P, H/P, D] -> [B, S/P, H, D], returned as a [B, H, S/P, D]
   // view: the caller's [B, S/P, H·D] for the output projection is then a view too.
   return dense(back.permute({1, 2, 0, 3, 4})).view({B, S_local, H, D}).transpose(1, 2);
+}
+
+at::Tensor UlyssesAttention::attend_in_chunks(const at::Tensor& q, const at::Tensor& k,
+                                              const at::Tensor& v, const at::Tensor& full_mask,
+                                              const LocalAttentionFn& local) {
+  const int64_t P = comm_.size(), C = chunks_;
+  const int64_t B = q.size(0), H = q.size(1), S_local = q.size(2), D = q.size(3);
+  const int64_t H_local = H / P;
+  if (H_local % C != 0) {
+    throw Unsupported(std::to_string(C) + " Ulysses head groups do not divide the " +
+                      std::to_string(H_local) + " heads of a rank");
+  }
+  const int64_t Hc = H_local / C;  // heads of one group on one rank; head p·H/P + c·Hc + j
+  // Group c's send buffer [P, B, S/P, 3, Hc, D]: chunk p holds rank p's heads of group c.
+  auto pack = [&](int64_t c) {
+    auto send = at::empty({P, B, S_local, 3, Hc, D}, q.options());
+    for (int64_t i = 0; i < 3; ++i) {
+      const at::Tensor& x = i == 0 ? q : i == 1 ? k : v;  // [B, H, S/P, D]
+      // [B, S/P, H, D] -> [B, S/P, P, C, Hc, D] -> group c: [P, B, S/P, Hc, D]
+      at::Tensor slot = send.select(3, i);
+      copy_strided(
+          slot, x.transpose(1, 2).unflatten(2, {P, C, Hc}).select(3, c).permute({2, 0, 1, 3, 4}));
+    }
+    return send;
+  };
+  std::vector<at::Tensor> sends(C), received(C), outs(C), backs(C);
+  std::vector<std::unique_ptr<CommWork>> arriving(C), leaving(C);
+  auto start = [&](int64_t c) {
+    sends[c] = pack(c);
+    received[c] = at::empty_like(sends[c]);
+    arriving[c] = comm_.all_to_all_into(sends[c], received[c]);
+  };
+  start(0);
+  for (int64_t c = 0; c < C; ++c) {
+    if (c + 1 < C) start(c + 1);  // moves while group c computes
+    arriving[c]->wait();
+    // [P, B, S/P, 3, Hc, D] -> [B, S, 3, Hc, D]; q, k, v: [B, Hc, S, D] (views when B = 1)
+    auto whole = received[c].transpose(0, 1).reshape({B, P * S_local, 3, Hc, D});
+    auto part = [&](int64_t i) { return whole.select(2, i).transpose(1, 2); };
+    auto out = local(part(0), part(1), part(2), full_mask, false).out;  // [B, Hc, S, D]
+    // Back to sequence shards: [B, Hc, S, D] -> [P, B, S/P, Hc, D], chunk p to rank p.
+    outs[c] = dense(out.transpose(1, 2).unflatten(1, {P, S_local}).transpose(0, 1));
+    backs[c] = at::empty_like(outs[c]);
+    leaving[c] = comm_.all_to_all_into(outs[c], backs[c]);
+  }
+  // [B, S/P, P, C, Hc, D] = [B, S/P, H, D]: group c of head group p from backs[c][p].
+  auto result = at::empty({B, S_local, P, C, Hc, D}, q.options());
+  for (int64_t c = 0; c < C; ++c) {
+    leaving[c]->wait();
+    at::Tensor group = result.select(3, c);
+    copy_strided(group, backs[c].permute({1, 2, 0, 3, 4}));
+  }
+  return result.view({B, S_local, H, D}).transpose(1, 2);  // [B, H, S/P, D] view
 }
 
 LocalAttentionResult RingAttention::attend_with_lse(const at::Tensor& q, const at::Tensor& k,
@@ -200,13 +256,33 @@ void check_context_parallel_layout(int ulysses_degree, int ring_degree, int64_t 
     throw Unsupported("ulysses and ring degrees must be at least 1");
   }
   if (num_heads % ulysses_degree != 0) throw Unsupported(not_divisible(ulysses_degree, num_heads));
+  const int chunks = ulysses_chunks();
+  if (ulysses_degree > 1 && ring_degree == 1 && (num_heads / ulysses_degree) % chunks != 0) {
+    throw Unsupported("DITBENCH_ULYSSES_CHUNKS=" + std::to_string(chunks) +
+                      " does not divide the " + std::to_string(num_heads / ulysses_degree) +
+                      " heads of a rank (ulysses degree " + std::to_string(ulysses_degree) + ")");
+  }
+}
+
+int ulysses_chunks() {
+  const char* env = std::getenv("DITBENCH_ULYSSES_CHUNKS");
+  if (!env || !*env) return 1;
+  char* end = nullptr;
+  const long value = std::strtol(env, &end, 10);
+  if (*end != '\0' || value < 1 || value > 1024) {
+    throw InputError("DITBENCH_ULYSSES_CHUNKS: expected a positive integer, got '" +
+                     std::string(env) + "'");
+  }
+  return static_cast<int>(value);
 }
 
 std::unique_ptr<ContextParallelAttention> make_context_parallel_attention(
     const ParallelGroups& groups, int64_t num_heads) {
   if (groups.ulysses_degree * groups.ring_degree == 1) return nullptr;
   check_context_parallel_layout(groups.ulysses_degree, groups.ring_degree, num_heads);
-  if (groups.ring_degree == 1) return std::make_unique<UlyssesAttention>(*groups.ulysses);
+  if (groups.ring_degree == 1) {
+    return std::make_unique<UlyssesAttention>(*groups.ulysses, ulysses_chunks());
+  }
   if (groups.ulysses_degree == 1) return std::make_unique<RingAttention>(*groups.ring);
   return std::make_unique<UspAttention>(*groups.ulysses, *groups.ring);
 }

@@ -27,14 +27,21 @@ LocalAttentionResult merge_attention_parts(const std::vector<LocalAttentionResul
 // Ulysses (DeepSpeed-Ulysses / ParaAttention): all-to-all q, k, v from sequence-sharded
 // [B, H, S/P, D] to head-sharded [B, H/P, S, D], all-gather the key masks in rank order (the
 // gathered sequence is the shards in rank order), local attention, all-to-all back.
+// With `chunks` > 1 (dividing H/P) the heads of each rank go in that many groups, pipelined: the
+// exchange of group c + 1's q, k, v and of group c's output run (all_to_all_into) while group c's
+// attention computes, which hides them where the transport needs no SM (the copy engines).
 class UlyssesAttention : public ContextParallelAttention {
  public:
-  explicit UlyssesAttention(Communicator& comm) : comm_(comm) {}
+  explicit UlyssesAttention(Communicator& comm, int chunks = 1) : comm_(comm), chunks_(chunks) {}
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                     const at::Tensor& key_mask, const LocalAttentionFn& local) override;
 
  private:
+  // attend with chunks_ > 1 head groups; full_mask: the gathered key mask [B, S] or undefined.
+  at::Tensor attend_in_chunks(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& full_mask, const LocalAttentionFn& local);
   Communicator& comm_;
+  int chunks_;
 };
 
 // Ring attention: each rank keeps its queries; K/V blocks (with their key-mask shard) travel round
@@ -95,6 +102,12 @@ ParallelGroups make_parallel_groups(Communicator& world, int cfg_degree, int uly
 // ("ulysses degree 4 does not divide 6 heads"). Needs no communicator, so a runner can check a
 // config before it launches any rank.
 void check_context_parallel_layout(int ulysses_degree, int ring_degree, int64_t num_heads);
+
+// The head groups Ulysses pipelines (UlyssesAttention's chunks): DITBENCH_ULYSSES_CHUNKS, 1 when
+// unset; used by Ulysses-only layouts (ring degree 1), whose check_context_parallel_layout then
+// also requires them to divide the heads of a rank. A value that is not a positive integer is an
+// InputError naming the variable.
+int ulysses_chunks();
 
 // The context-parallel wrapper for a layout: Ulysses when ring is 1, ring when ulysses is 1, USP
 // otherwise; null when both are 1 (nothing to wrap). Checks the head count up front so that an

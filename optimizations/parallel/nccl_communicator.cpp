@@ -560,6 +560,52 @@ std::unique_ptr<CommWork> NcclCommunicator::send_recv(const at::Tensor& to_send_
   return std::make_unique<StreamEventWork>([done] { return done; }, device_);
 }
 
+// Several works as one: wait() waits for each in turn.
+class WorkGroup : public CommWork {
+ public:
+  explicit WorkGroup(std::vector<std::unique_ptr<CommWork>> works) : works_(std::move(works)) {}
+  void wait() override {
+    for (auto& work : works_) work->wait();
+    works_.clear();
+  }
+
+ private:
+  std::vector<std::unique_ptr<CommWork>> works_;
+};
+
+std::unique_ptr<CommWork> NcclCommunicator::all_to_all_into(const at::Tensor& input_,
+                                                            at::Tensor& output) {
+  // Over the copy engines only where send_recv goes there (not inside a capture); else NCCL's
+  // all-to-all on the current stream.
+  if (!copies_to_peers() || capture_id_of(at::cuda::getCurrentCUDAStream(device_).stream()) != 0) {
+    return Communicator::all_to_all_into(input_, output);
+  }
+  const std::string op = "all_to_all over copy engines";
+  check_usable(op);
+  at::Tensor input = input_.contiguous();
+  check_tensor(input, op);
+  check_tensor(output, op);
+  if (input.dim() == 0 || input.size(0) % size_ != 0) {
+    throw CommError(op + ": dim 0 of the input does not split into " + std::to_string(size_) +
+                    " equal chunks");
+  }
+  if (output.sizes() != input.sizes() || output.scalar_type() != input.scalar_type() ||
+      !output.is_contiguous()) {
+    throw CommError(op + ": the output must be contiguous, of the input's shape and dtype");
+  }
+  // Chunk p of the input to rank p as a send/recv pair per shift: at shift s this rank sends to
+  // rank + s and receives from rank - s, as every other rank does, so the pairs meet in order.
+  const int64_t n = input.size(0) / size_;
+  std::vector<std::unique_ptr<CommWork>> works;
+  for (int shift = 1; shift < size_; ++shift) {
+    const int dst = (rank_ + shift) % size_, src = (rank_ + size_ - shift) % size_;
+    at::Tensor slot = output.narrow(0, src * n, n);
+    works.push_back(send_recv(input.narrow(0, dst * n, n), dst, slot, src));
+  }
+  output.narrow(0, rank_ * n, n).copy_(input.narrow(0, rank_ * n, n));
+  return std::make_unique<WorkGroup>(std::move(works));
+}
+
 PeerMailbox::Message NcclCommunicator::await_message(int from, int to, PeerMailbox::Kind kind,
                                                      const std::string& op) {
   PeerMailbox& mailbox = *signal_->peer_copies;

@@ -67,6 +67,9 @@ class NcclCommunicator : public Communicator, public GraphListener {
   }
 
   at::Tensor all_to_all(const at::Tensor& input) override;
+  // With peer copies (copies_to_peers, outside captures): a send_recv per peer on the copy
+  // engines, so the exchange runs beside a kernel that holds every SM; else all_to_all.
+  std::unique_ptr<CommWork> all_to_all_into(const at::Tensor& input, at::Tensor& output) override;
   at::Tensor all_gather(const at::Tensor& input) override;
   void all_reduce_sum(at::Tensor& tensor) override;
   void send(const at::Tensor& tensor, int dst) override;

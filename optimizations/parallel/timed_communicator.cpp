@@ -354,6 +354,16 @@ std::unique_ptr<CommWork> TimedCommunicator::send_recv(const at::Tensor& to_send
   return std::make_unique<TimedWork>(std::move(work), *counter_, to_send.device());
 }
 
+std::unique_ptr<CommWork> TimedCommunicator::all_to_all_into(const at::Tensor& input,
+                                                             at::Tensor& output) {
+  std::unique_ptr<CommWork> work;
+  {
+    SpanGuard span(*counter_, input.device());
+    work = inner_->all_to_all_into(input, output);
+  }
+  return std::make_unique<TimedWork>(std::move(work), *counter_, input.device());
+}
+
 std::unique_ptr<Communicator> TimedCommunicator::subgroup(int color, int key) {
   return std::make_unique<TimedCommunicator>(inner_->subgroup(color, key), counter_);
 }

@@ -81,6 +81,7 @@ class TimedCommunicator : public Communicator {
   std::string send_recv_transport() const override { return inner_->send_recv_transport(); }
 
   at::Tensor all_to_all(const at::Tensor& input) override;
+  std::unique_ptr<CommWork> all_to_all_into(const at::Tensor& input, at::Tensor& output) override;
   at::Tensor all_gather(const at::Tensor& input) override;
   void all_reduce_sum(at::Tensor& tensor) override;
   void send(const at::Tensor& tensor, int dst) override;

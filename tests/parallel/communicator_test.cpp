@@ -93,8 +93,14 @@ TEST_P(Communicators, AllToAllSendsChunkPToRankP) {
     }
     auto out = comm.all_to_all(input);
     ASSERT_EQ(out.sizes(), input.sizes());
+    // The started form delivers the same into a buffer of the caller's.
+    auto into = at::full_like(input, -1);
+    comm.all_to_all_into(input, into)->wait();
     for (int p = 0; p < 3; ++p) {
-      for (int j = 0; j < 2; ++j) EXPECT_EQ(out[p][j].item<int64_t>(), 100 * p + 10 * rank + j);
+      for (int j = 0; j < 2; ++j) {
+        EXPECT_EQ(out[p][j].item<int64_t>(), 100 * p + 10 * rank + j);
+        EXPECT_EQ(into[p][j].item<int64_t>(), 100 * p + 10 * rank + j);
+      }
     }
   });
 }

@@ -59,14 +59,18 @@ enum class Mode { kUlysses, kRing, kUsp };
 
 // Each rank takes its sequence shard (padded), runs the context-parallel attention, and gathers
 // the output; every rank's gathered output must equal single-rank attention.
-void expect_matches_single_rank(Mode mode, int ranks, int64_t heads, int64_t length, bool masked) {
+// ulysses_chunks > 1: Ulysses in that many pipelined head groups (kUlysses only).
+void expect_matches_single_rank(Mode mode, int ranks, int64_t heads, int64_t length, bool masked,
+                                int ulysses_chunks = 1) {
   Problem p = make_problem(heads, length, masked);
   std::mutex mutex;
   std::vector<at::Tensor> gathered(static_cast<size_t>(ranks));
   launch_ranks(ranks, [&](int rank, Communicator& world) {
     const int ulysses = mode == Mode::kRing ? 1 : (mode == Mode::kUsp ? 2 : ranks);
     ParallelGroups groups = make_parallel_groups(world, 1, ulysses, ranks / ulysses);
-    auto cp = make_context_parallel_attention(groups, heads);
+    std::unique_ptr<ContextParallelAttention> cp =
+        ulysses_chunks > 1 ? std::make_unique<UlyssesAttention>(*groups.ulysses, ulysses_chunks)
+                           : make_context_parallel_attention(groups, heads);
     ASSERT_TRUE(cp);
     const int shard = groups.sequence_rank();
     auto q = shard_sequence(p.q, 2, shard, ranks).local;  // [B, H, ceil(S/P), D]
@@ -93,6 +97,50 @@ TEST(UlyssesAttention, MatchesSingleRankOn2Ranks) {
 TEST(UlyssesAttention, MatchesSingleRankOn4RanksWithPaddingAndMaskedShard) {
   expect_matches_single_rank(Mode::kUlysses, 4, 4, 10, false);  // padded to 12
   expect_matches_single_rank(Mode::kUlysses, 4, 4, 10, true);
+}
+
+// Heads in pipelined groups: head p·H/P + c·H/(P·C) + j travels in group c; the result is one
+// rank's, with padding and fully masked shards.
+TEST(UlyssesAttention, HeadGroupsMatchSingleRank) {
+  for (bool masked : {false, true}) {
+    expect_matches_single_rank(Mode::kUlysses, 2, 12, 12, masked, 2);
+    expect_matches_single_rank(Mode::kUlysses, 2, 12, 11, masked, 3);  // padded to 12
+    expect_matches_single_rank(Mode::kUlysses, 4, 8, 10, masked, 2);   // padded to 12
+  }
+}
+
+// Groups that do not divide a rank's heads are refused by the wrapper and, from
+// DITBENCH_ULYSSES_CHUNKS, by the layout check a runner makes before any rank starts; a value
+// that is not a positive integer is bad input naming the variable.
+TEST(UlyssesAttention, HeadGroupsThatDoNotDivideAreUnsupported) {
+  launch_ranks(2, [](int, Communicator& world) {
+    UlyssesAttention ulysses(world, 4);
+    auto x = at::zeros({1, 6, 2, 8});  // 3 heads a rank
+    try {
+      ulysses.attend(x, x, x, {}, &reference_attention);
+      ADD_FAILURE() << "no Unsupported";
+    } catch (const Unsupported& e) {
+      EXPECT_STREQ(e.what(), "4 Ulysses head groups do not divide the 3 heads of a rank");
+    }
+  });
+  setenv("DITBENCH_ULYSSES_CHUNKS", "4", 1);
+  EXPECT_EQ(ulysses_chunks(), 4);
+  EXPECT_NO_THROW(check_context_parallel_layout(2, 1, 16));
+  EXPECT_NO_THROW(check_context_parallel_layout(2, 2, 12));  // USP: no head groups
+  try {
+    check_context_parallel_layout(4, 1, 24);
+    ADD_FAILURE() << "no Unsupported";
+  } catch (const Unsupported& e) {
+    EXPECT_STREQ(e.what(),
+                 "DITBENCH_ULYSSES_CHUNKS=4 does not divide the 6 heads of a rank (ulysses degree "
+                 "4)");
+  }
+  for (const char* bad : {"0", "two", "3x", "-1"}) {
+    setenv("DITBENCH_ULYSSES_CHUNKS", bad, 1);
+    EXPECT_THROW(ulysses_chunks(), InputError) << bad;
+  }
+  unsetenv("DITBENCH_ULYSSES_CHUNKS");
+  EXPECT_EQ(ulysses_chunks(), 1);
 }
 
 TEST(RingAttention, MatchesSingleRankOn2Ranks) {

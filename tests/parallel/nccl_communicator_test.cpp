@@ -115,8 +115,9 @@ LocalAttentionResult math_attention(const at::Tensor& q, const at::Tensor& k, co
           lse};
 }
 
-// Ulysses, ring and USP over NCCL on 2 or 4 GPUs against math attention on one, in float32.
-void expect_context_parallel_matches_single_rank() {
+// Ulysses, ring and USP over NCCL on 2 or 4 GPUs against math attention on one, in float32;
+// Ulysses alone in `ulysses_chunks` pipelined head groups.
+void expect_context_parallel_matches_single_rank(int ulysses_chunks = 1) {
   const int n = gpu_count() >= 4 ? 4 : 2;
   at::manual_seed(11);
   const int64_t S = 1001;  // not divisible: padded
@@ -132,7 +133,10 @@ void expect_context_parallel_matches_single_rank() {
         n,
         [&](int rank, Communicator& world) {
           auto groups = make_parallel_groups(world, 1, ulysses, n / ulysses);
-          auto cp = make_context_parallel_attention(groups, 8);
+          std::unique_ptr<ContextParallelAttention> cp =
+              ulysses == n && ulysses_chunks > 1
+                  ? std::make_unique<UlyssesAttention>(*groups.ulysses, ulysses_chunks)
+                  : make_context_parallel_attention(groups, 8);
           const int shard = groups.sequence_rank();
           auto dev = at::Device(at::kCUDA, rank);
           auto out = cp->attend(shard_sequence(q, 2, shard, n).local.to(dev),
@@ -156,9 +160,10 @@ TEST(NcclCommunicator, UlyssesRingAndUspMatchSingleRank) {
   expect_context_parallel_matches_single_rank();
 }
 
-// send_recv over the copy engines between rank threads (the default): blocks round the ring of the
-// world and of a subgroup arrive whole while the stream is busy, a size disagreement stops both
-// ranks with an error naming the sizes, and ring and USP attention still match one rank.
+// send_recv and all_to_all_into over the copy engines between rank threads (the default): blocks
+// round the ring of the world and of a subgroup arrive whole while the stream is busy, as does an
+// all-to-all, a size disagreement stops both ranks with an error naming the sizes, and Ulysses
+// (also in pipelined head groups), ring and USP attention still match one rank.
 TEST(NcclCommunicator, PeerCopiesCarrySendRecvAndTheRingMatchesSingleRank) {
   REQUIRE_GPUS(2);
   PeerCopies on(true);
@@ -173,6 +178,17 @@ TEST(NcclCommunicator, PeerCopiesCarrySendRecvAndTheRingMatchesSingleRank) {
         for (Communicator* comm : {&world, group.get()}) {
           const int size = comm->size(), me = comm->rank();
           if (size < 2) continue;
+          // all_to_all over the copy engines delivers what NCCL's all_to_all does, while the
+          // stream is busy.
+          auto input = at::randn({3 * size, 4096}, on_gpu.dtype(at::kFloat)).add_(me);
+          auto expected = comm->all_to_all(input).cpu();
+          auto into = at::empty_like(input);
+          auto exchange = comm->all_to_all_into(input, into);
+          auto load = at::randn({2048, 2048}, on_gpu);
+          for (int i = 0; i < 4; ++i) load = at::matmul(load, load).div_(64);
+          exchange->wait();
+          EXPECT_TRUE(at::equal(into.cpu(), expected))
+              << "rank " << rank << ", group of " << size << ": all_to_all_into";
           const int next = (me + 1) % size, prev = (me + size - 1) % size;
           auto block = at::full({1 << 20}, me, on_gpu);
           for (int hop = 1; hop < size; ++hop) {
@@ -207,6 +223,7 @@ TEST(NcclCommunicator, PeerCopiesCarrySendRecvAndTheRingMatchesSingleRank) {
       std::chrono::seconds(30));
   EXPECT_NE(error.find("bytes but rank"), std::string::npos) << error;
   expect_context_parallel_matches_single_rank();
+  expect_context_parallel_matches_single_rank(2);  // Ulysses' exchanges beside its attention
 }
 
 // Rank 1 fails before its first call; rank 0's all_to_all on the world communicator must end with

@@ -36,6 +36,11 @@ TEST(TimedCommunicator, ForwardsResultsAndCountsTimeOfItsSubgroups) {
     auto received = at::empty({2});
     sub->send_recv(to_send, 1 - rank, received, 1 - rank)->wait();
     EXPECT_TRUE(at::equal(received, at::full({2}, static_cast<float>(1 - rank))));
+    // all_to_all_into through the wrapper: chunk p of [2, 1] to rank p.
+    auto exchanged = at::empty({2, 1});
+    timed.all_to_all_into(at::tensor({10.0f * rank, 10.0f * rank + 1}).view({2, 1}), exchanged)
+        ->wait();
+    EXPECT_TRUE(at::equal(exchanged, at::tensor({0.0f + rank, 10.0f + rank}).view({2, 1})));
     const double measured = counter->take().total_s;
     const double after_take = counter->take().total_s;
     std::lock_guard<std::mutex> lock(mutex);
