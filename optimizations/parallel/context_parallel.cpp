@@ -23,6 +23,41 @@ at::Tensor zero_where_masked(const at::Tensor& out, const at::Tensor& lse) {
   return at::where(at::isneginf(lse).unsqueeze(-1), at::zeros({}, out.options()), out);
 }
 
+// Ulysses' send buffer for head group c of C: [P, B, S/P, 3, Hc, D] with Hc = H/(P·C); chunk p
+// holds rank p's heads of the group (head p·H/P + c·Hc + j) of every local token, q, k and v
+// token-major, each read once in 16-byte pieces. q, k, v: [B, H, S/P, D].
+at::Tensor pack_head_group(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t P,
+                           int64_t C, int64_t c) {
+  const int64_t B = q.size(0), H = q.size(1), S_local = q.size(2), D = q.size(3);
+  const int64_t Hc = H / (P * C);
+  auto send = at::empty({P, B, S_local, 3, Hc, D}, q.options());
+  for (int64_t i = 0; i < 3; ++i) {
+    const at::Tensor& x = i == 0 ? q : i == 1 ? k : v;
+    // [B, S/P, H, D] -> [B, S/P, P, C, Hc, D] -> group c: [P, B, S/P, Hc, D]
+    at::Tensor slot = send.select(3, i);
+    copy_strided(slot,
+                 x.transpose(1, 2).unflatten(2, {P, C, Hc}).select(3, c).permute({2, 0, 1, 3, 4}));
+  }
+  return send;
+}
+
+// What the exchange delivered, [P (source shard), B, S/P, 3, Hc, D], as q, k, v [B, Hc, S, D]
+// over the whole sequence, shards in rank order. With B = 1 they are views (token stride
+// 3·Hc·D, the layout of a packed projection) and attention reads them in place.
+std::array<at::Tensor, 3> whole_sequence(const at::Tensor& received) {
+  const int64_t P = received.size(0), B = received.size(1), S_local = received.size(2);
+  auto whole = received.transpose(0, 1).reshape(
+      {B, P * S_local, 3, received.size(4), received.size(5)});  // [B, S, 3, Hc, D]
+  auto part = [&](int64_t i) { return whole.select(2, i).transpose(1, 2); };
+  return {part(0), part(1), part(2)};
+}
+
+// An attention output [B, Hc, S, D] cut back into sequence shards, [P, B, S/P, Hc, D] with chunk
+// p for rank p: no copy with B = 1, since the backends write it token-major.
+at::Tensor to_sequence_shards(const at::Tensor& out, int64_t P) {
+  return dense(out.transpose(1, 2).unflatten(1, {P, out.size(2) / P}).transpose(0, 1));
+}
+
 }  // namespace
 
 LocalAttentionResult merge_attention(const LocalAttentionResult& a, const LocalAttentionResult& b) {
@@ -69,7 +104,6 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   if (k.sizes() != q.sizes() || v.sizes() != q.sizes()) {
     throw CommError("ulysses attention: q, k and v shards must have one shape [B, H, S/P, D]");
   }
-  const int64_t H_local = H / P;
 
   at::Tensor full_mask;  // [B, S], in the same shard order as the gathered keys
   if (key_mask.defined()) {
@@ -79,28 +113,11 @@ at::Tensor UlyssesAttention::attend(const at::Tensor& q, const at::Tensor& k, co
   }
   if (chunks_ > 1) return attend_in_chunks(q, k, v, full_mask, local);
 
-  // One all-to-all for q, k and v in token-major order: chunk p (head group p of every local
-  // token) goes to rank p. send: [P, B, S/P, 3, H/P, D]; each of q, k, v is read once into it.
-  auto qkv = at::empty({P, B, S_local, 3, H_local, D}, q.options());
-  for (int64_t i = 0; i < 3; ++i) {
-    const at::Tensor& x = i == 0 ? q : i == 1 ? k : v;  // [B, H, S/P, D]
-    // [B, S/P, H, D] -> [P, B, S/P, H/P, D], in 16-byte pieces of each head group's H/P·D
-    at::Tensor slot = qkv.select(3, i);
-    copy_strided(slot, x.transpose(1, 2).unflatten(2, {P, H_local}).permute({2, 0, 1, 3, 4}));
-  }
-  // received: [P (source shard), B, S/P, 3, H/P, D] -> [B, S, 3, H/P, D], shards in rank order.
-  // With B = 1 this is a view: q, k and v are [B, H/P, S, D] views with token stride 3·H/P·D, the
-  // layout of a packed projection, and attention reads them in place.
-  auto received = comm_.all_to_all(qkv).transpose(0, 1).reshape({B, P * S_local, 3, H_local, D});
-  auto part = [&](int64_t i) { return received.select(2, i).transpose(1, 2); };  // [B, H/P, S, D]
-
-  // out: [B, H/P, S, D]; the backends write it in q's token-major layout, so with B = 1 the
-  // chunks of the sequence are contiguous and go back without a copy.
-  auto out = local(part(0), part(1), part(2), full_mask, false).out;
-  // Back to sequence shards: chunk p (shard p) goes to rank p.
-  // [B, H/P, S, D] -> [B, P, S/P, H/P, D] -> [P, B, S/P, H/P, D]
-  auto back =
-      comm_.all_to_all(dense(out.transpose(1, 2).unflatten(1, {P, S_local}).transpose(0, 1)));
+  // One all-to-all for q, k and v in token-major order (all heads as one group), attention over
+  // the whole sequence for this rank's H/P heads, and its output back to the sequence shards.
+  auto [q_all, k_all, v_all] = whole_sequence(comm_.all_to_all(pack_head_group(q, k, v, P, 1, 0)));
+  auto out = local(q_all, k_all, v_all, full_mask, false).out;  // [B, H/P, S, D]
+  auto back = comm_.all_to_all(to_sequence_shards(out, P));
   // back: [P (source head group), B, S/P, H/P, D] -> [B, S/P, H, D], returned as a [B, H, S/P, D]
   // view: the caller's [B, S/P, H·D] for the output projection is then a view too.
   return dense(back.permute({1, 2, 0, 3, 4})).view({B, S_local, H, D}).transpose(1, 2);
@@ -116,23 +133,11 @@ at::Tensor UlyssesAttention::attend_in_chunks(const at::Tensor& q, const at::Ten
     throw Unsupported(std::to_string(C) + " Ulysses head groups do not divide the " +
                       std::to_string(H_local) + " heads of a rank");
   }
-  const int64_t Hc = H_local / C;  // heads of one group on one rank; head p·H/P + c·Hc + j
-  // Group c's send buffer [P, B, S/P, 3, Hc, D]: chunk p holds rank p's heads of group c.
-  auto pack = [&](int64_t c) {
-    auto send = at::empty({P, B, S_local, 3, Hc, D}, q.options());
-    for (int64_t i = 0; i < 3; ++i) {
-      const at::Tensor& x = i == 0 ? q : i == 1 ? k : v;  // [B, H, S/P, D]
-      // [B, S/P, H, D] -> [B, S/P, P, C, Hc, D] -> group c: [P, B, S/P, Hc, D]
-      at::Tensor slot = send.select(3, i);
-      copy_strided(
-          slot, x.transpose(1, 2).unflatten(2, {P, C, Hc}).select(3, c).permute({2, 0, 1, 3, 4}));
-    }
-    return send;
-  };
+  const int64_t Hc = H_local / C;  // heads of one group on one rank
   std::vector<at::Tensor> sends(C), received(C), outs(C), backs(C);
   std::vector<std::unique_ptr<CommWork>> arriving(C), leaving(C);
   auto start = [&](int64_t c) {
-    sends[c] = pack(c);
+    sends[c] = pack_head_group(q, k, v, P, C, c);
     received[c] = at::empty_like(sends[c]);
     arriving[c] = comm_.all_to_all_into(sends[c], received[c]);
   };
@@ -140,12 +145,9 @@ at::Tensor UlyssesAttention::attend_in_chunks(const at::Tensor& q, const at::Ten
   for (int64_t c = 0; c < C; ++c) {
     if (c + 1 < C) start(c + 1);  // moves while group c computes
     arriving[c]->wait();
-    // [P, B, S/P, 3, Hc, D] -> [B, S, 3, Hc, D]; q, k, v: [B, Hc, S, D] (views when B = 1)
-    auto whole = received[c].transpose(0, 1).reshape({B, P * S_local, 3, Hc, D});
-    auto part = [&](int64_t i) { return whole.select(2, i).transpose(1, 2); };
-    auto out = local(part(0), part(1), part(2), full_mask, false).out;  // [B, Hc, S, D]
-    // Back to sequence shards: [B, Hc, S, D] -> [P, B, S/P, Hc, D], chunk p to rank p.
-    outs[c] = dense(out.transpose(1, 2).unflatten(1, {P, S_local}).transpose(0, 1));
+    auto [q_all, k_all, v_all] = whole_sequence(received[c]);
+    auto out = local(q_all, k_all, v_all, full_mask, false).out;  // [B, Hc, S, D]
+    outs[c] = to_sequence_shards(out, P);
     backs[c] = at::empty_like(outs[c]);
     leaving[c] = comm_.all_to_all_into(outs[c], backs[c]);
   }
