@@ -3,10 +3,17 @@
 // two parts of fp8_dynamic on their own: the row quantization of the activation (quantize/K, with
 // its effective bandwidth: bf16 read, e4m3 and scales written) and the FP8 GEMM from rows
 // quantized beforehand (fp8_gemm/KxN, what a linear costs when its producer emits e4m3 rows).
+// fp8_gemm_cutlass/KxN times the same GEMM through ATen's CUTLASS row-scaled kernel
+// (at::cuda::detail::f8f8bf16_rowwise, which at::_scaled_mm leaves for cuBLASLt from cuBLAS 12.9
+// on): another kernel to compare the cuBLASLt one against at these shapes.
 // GPU time from CUDA events; TFLOP/s counts 2*M*K*N flops.
 #include <benchmark/benchmark.h>
 
 #include <functional>
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/native/cuda/RowwiseScaledMM.h>
+#endif
 
 #include "bench/gpu_timing.h"
 #include "optimizations/quant/linear.h"
@@ -68,6 +75,26 @@ void fp8_gemm_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out)
              out);
 }
 
+// The FP8 GEMM alone through ATen's CUTLASS row-scaled kernel, same operands as fp8_gemm.
+void fp8_gemm_cutlass_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out) {
+  if (!runnable(state)) return;
+#ifdef DITBENCH_HAS_CUDA
+  auto linear = make_linear(in, out, ditbench::QuantMode::fp8_dynamic);
+  auto x = ditbench::quantize_rows_fp8(at::randn({kTokens, in}, gpu_bf16()));  // [M, K]
+  const auto& w = linear->weight_fp8;  // values [N, K], scale [N, 1]
+  std::optional<at::Tensor> bias = linear->bias.to(at::kBFloat16);
+  auto y = at::empty({kTokens, w.values.size(0)}, gpu_bf16());  // [M, N]
+  set_tflops(state,
+             ditbench::bench::time_on_gpu(state,
+                                          [&] {
+                                            at::cuda::detail::f8f8bf16_rowwise(
+                                                x.values, w.values.t(), x.scale, w.scale.t(), bias,
+                                                /*use_fast_accum=*/true, y);
+                                          }),
+             in, out);
+#endif
+}
+
 // The row quantization alone, with its effective bandwidth (bytes read and written per second).
 void quantize_at_hunyuan_shape(benchmark::State& state, int64_t in) {
   if (!runnable(state)) return;
@@ -94,6 +121,8 @@ int register_all() {
                                        in, out));
     timed(benchmark::RegisterBenchmark(("fp8_gemm/" + shape).c_str(), fp8_gemm_at_hunyuan_shape, in,
                                        out));
+    timed(benchmark::RegisterBenchmark(("fp8_gemm_cutlass/" + shape).c_str(),
+                                       fp8_gemm_cutlass_at_hunyuan_shape, in, out));
   }
   for (int64_t in : {3072, 12288, 15360}) {
     timed(benchmark::RegisterBenchmark(("quantize/" + std::to_string(in)).c_str(),
