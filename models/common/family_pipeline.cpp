@@ -36,9 +36,17 @@ void require_latent_channels(const std::string& source, int64_t vae_channels,
   }
 }
 
+at::Tensor video_frames_on_device(const at::Tensor& decoded) {
+  auto video = (decoded[0] / 2 + 0.5).clamp_(0, 1);  // [3, F, H, W], the VAE's dtype
+  // Laid out in frame order and widened in one pass (on a GPU by its kernels), so the host
+  // receives one contiguous copy instead of reordering F x H x W x 3 4-byte values itself.
+  auto frames = at::empty({video.size(1), video.size(2), video.size(3), video.size(0)},
+                          video.options().dtype(at::kFloat));  // [F, H, W, 3]
+  return frames.copy_(video.permute({1, 2, 3, 0}));
+}
+
 at::Tensor video_frames(const at::Tensor& decoded) {
-  auto video = (decoded / 2 + 0.5).clamp(0, 1);
-  return video[0].permute({1, 2, 3, 0}).to(at::kCPU, at::kFloat).contiguous();
+  return video_frames_on_device(decoded).to(at::kCPU);
 }
 
 int64_t count_parameters(torch::nn::Module& module) {

@@ -1,11 +1,13 @@
 // Shared layers of models/common/ against hand computations from specs/models.md §1.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <string>
 
 #include "models/common/embeddings.h"
+#include "models/common/family_pipeline.h"
 #include "models/common/layers.h"
 #include "models/common/norms.h"
 #include "test_util.h"
@@ -17,6 +19,39 @@ std::set<std::string> parameter_keys(const torch::nn::Module& m) {
   std::set<std::string> keys;
   for (const auto& p : m.named_parameters()) keys.insert(p.key());
   return keys;
+}
+
+// Decoded values whose halves plus 0.5 are exact in bf16: the frames are known by hand.
+TEST(VideoFrames, DenormalizeClampAndPutTheFirstSamplesChannelsLastOnTheHost) {
+  const float values[] = {-1.5f, -1.0f, -0.5f, 0.0f, 0.5f, 1.0f, 1.5f};
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    auto decoded = at::empty({2, 3, 2, 2, 3}, at::kFloat);  // [B, C, F, H, W]
+    auto* d = decoded.data_ptr<float>();
+    for (int64_t i = 0; i < decoded.numel(); ++i) d[i] = values[(i * 5) % 7];
+    auto frames = video_frames(decoded.to(dtype));
+    ASSERT_EQ(frames.sizes(), (at::IntArrayRef{2, 2, 3, 3})) << dtype;  // [F, H, W, C]
+    ASSERT_EQ(frames.scalar_type(), at::kFloat);
+    ASSERT_TRUE(frames.is_contiguous());
+    for (int64_t c = 0; c < 3; ++c) {
+      for (int64_t f = 0; f < 2; ++f) {
+        for (int64_t h = 0; h < 2; ++h) {
+          for (int64_t w = 0; w < 3; ++w) {
+            const float x = d[((c * 2 + f) * 2 + h) * 3 + w];  // sample 0
+            const float expected = std::min(1.0f, std::max(0.0f, x / 2 + 0.5f));
+            EXPECT_EQ(frames[f][h][w][c].item<float>(), expected) << dtype << c << f << h << w;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(VideoFramesCuda, GpuFramesEqualTheHostsBitForBit) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  auto decoded = at::randn({1, 3, 5, 16, 24}, at::kFloat).to(at::kBFloat16) * 1.2;
+  auto on_gpu = video_frames(decoded.to(at::kCUDA));
+  EXPECT_EQ(on_gpu.device(), at::Device(at::kCPU));
+  EXPECT_TRUE(on_gpu.equal(video_frames(decoded)));
 }
 
 TEST(TimestepSinusoid, FlippedCosSinMatchesHandComputation) {
