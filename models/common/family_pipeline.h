@@ -31,7 +31,8 @@ void require_latent_channels(const std::string& source, int64_t vae_channels,
 // Decoded video [B, 3, F, H, W] in [-1, 1] to the first sample's frames [F, H, W, 3] float32 in
 // [0, 1] on the CPU, as diffusers' VideoProcessor denormalizes (in the VAE's dtype).
 at::Tensor video_frames(const at::Tensor& decoded);
-// The same frames on `decoded`'s device: video_frames copies them to the host in one piece.
+// The same frames on `decoded`'s device: video_frames copies them to the host in one piece
+// (from a GPU into page-locked host memory).
 at::Tensor video_frames_on_device(const at::Tensor& decoded);
 
 int64_t count_parameters(torch::nn::Module& module);

@@ -46,11 +46,12 @@ TEST(VideoFrames, DenormalizeClampAndPutTheFirstSamplesChannelsLastOnTheHost) {
   }
 }
 
-TEST(VideoFramesCuda, GpuFramesEqualTheHostsBitForBit) {
+TEST(VideoFramesCuda, GpuFramesArePinnedAndEqualTheHostsBitForBit) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   auto decoded = at::randn({1, 3, 5, 16, 24}, at::kFloat).to(at::kBFloat16) * 1.2;
   auto on_gpu = video_frames(decoded.to(at::kCUDA));
   EXPECT_EQ(on_gpu.device(), at::Device(at::kCPU));
+  EXPECT_TRUE(on_gpu.is_pinned());  // page-locked: copied without faulting in fresh pages
   EXPECT_TRUE(on_gpu.equal(video_frames(decoded)));
 }
 
