@@ -7,6 +7,9 @@
 // (29,750 queries x 24 heads x 128, bf16 outputs stored [B, S, H, D] as cuDNN writes them).
 // ulysses_pack: Ulysses 4's packing of q, k, v (views of the packed projection, token stride
 // 3·3072) into its send buffer [4, 1, 29,750, 3, 6, 128] on one rank at 720x1280x129.
+// group_norm_silu: GroupNorm (32 groups) + SiLU of the HunyuanVideo VAE decoder's widest
+// activation, one 256x256 tile of 65 frames at 128 channels [1, 128, 65, 256, 256] (GB/s counts
+// one read and one write).
 #include <benchmark/benchmark.h>
 
 #include <functional>
@@ -16,6 +19,7 @@
 #include "models/common/embeddings.h"
 #include "models/common/norms.h"
 #include "optimizations/kernels/fused.h"
+#include "optimizations/kernels/group_norm.h"
 #include "optimizations/kernels/strided_copy.h"
 #include "optimizations/parallel/context_parallel.h"
 
@@ -134,13 +138,30 @@ void ulysses_pack(benchmark::State& state, bool fused) {
   ditbench::set_fused_kernels_enabled(was);
 }
 
+void group_norm_silu(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  auto x = at::randn({1, 128, 65, 256, 256}, bf16());  // [B, C, F, H, W]
+  auto w = at::rand({128}, bf16()) + 0.5, b = at::randn({128}, bf16());
+  if (fused && !ditbench::try_group_norm(x, 32, w, b, kEps, true).defined()) {
+    return state.SkipWithError("the fused kernel declined");
+  }
+  time_on_gpu(state, 2.0 * double(x.nbytes()), [&] {
+    if (fused) {
+      benchmark::DoNotOptimize(ditbench::try_group_norm(x, 32, w, b, kEps, true));
+    } else {
+      benchmark::DoNotOptimize(at::silu(at::group_norm(x, 32, w, b, kEps)));
+    }
+  });
+}
+
 int register_all() {
   using Fn = void (*)(benchmark::State&, bool);
   const std::pair<const char*, Fn> kernels[] = {{"layer_norm_modulate", layer_norm_modulate},
                                                 {"gate_residual", gate_residual},
                                                 {"qk_rms_norm_rope", qk_rms_norm_rope},
                                                 {"ring_merge", ring_merge},
-                                                {"ulysses_pack", ulysses_pack}};
+                                                {"ulysses_pack", ulysses_pack},
+                                                {"group_norm_silu", group_norm_silu}};
   for (const auto& [name, fn] : kernels) {
     for (bool fused : {true, false}) {
       const std::string id = std::string(name) + (fused ? "/fused" : "/aten_chain");

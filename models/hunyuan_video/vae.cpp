@@ -199,8 +199,7 @@ at::Tensor HunyuanVideoDecoder3DImpl::forward(const at::Tensor& z) {
   h = mid_block(h);
   for (const auto& block : *up_blocks) h = block->as<UpBlock3DImpl>()->forward(h);
   // h: [B, C_first, F, H, W]
-  h = conv_norm_out(h);
-  at::silu_(h);
+  h = conv_norm_out->forward_silu(h);
   return conv_out(h);  // [B, C_out, F, H, W]
 }
 

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "optimizations/kernels/group_norm.h"
+
 namespace ditbench {
 
 // ---- Conv3d ----
@@ -27,7 +29,15 @@ GroupNormImpl::GroupNormImpl(int64_t num_groups, int64_t num_channels, double ep
 }
 
 at::Tensor GroupNormImpl::forward(const at::Tensor& x) {
-  return at::group_norm(x, num_groups, weight, bias, eps);
+  at::Tensor fused = try_group_norm(x, num_groups, weight, bias, eps, /*silu=*/false);
+  return fused.defined() ? fused : at::group_norm(x, num_groups, weight, bias, eps);
+}
+
+at::Tensor GroupNormImpl::forward_silu(const at::Tensor& x) {
+  at::Tensor fused = try_group_norm(x, num_groups, weight, bias, eps, /*silu=*/true);
+  if (fused.defined()) return fused;
+  at::Tensor y = at::group_norm(x, num_groups, weight, bias, eps);
+  return at::silu_(y);
 }
 
 // ---- CausalConv3d ----
@@ -68,11 +78,9 @@ ResnetBlockCausal3DImpl::ResnetBlockCausal3DImpl(int64_t in_channels, int64_t ou
 at::Tensor ResnetBlockCausal3DImpl::forward(const at::Tensor& x) {
   // Each intermediate is reassigned as soon as it is consumed, so at most the input and two
   // activations of the block are alive at once (these are GBs at 720p).
-  at::Tensor h = norm1(x);  // h: [B, C_in, F, H, W]
-  at::silu_(h);
-  h = conv1(h);  // h: [B, C_out, F, H, W]
-  h = norm2(h);
-  at::silu_(h);
+  at::Tensor h = norm1->forward_silu(x);  // h: [B, C_in, F, H, W]
+  h = conv1(h);                           // h: [B, C_out, F, H, W]
+  h = norm2->forward_silu(h);
   h = conv2(h);
   if (conv_shortcut) return h.add_(conv_shortcut(x));
   return h.add_(x);

@@ -37,6 +37,8 @@ class GroupNormImpl : public torch::nn::Module {
   GroupNormImpl(int64_t num_groups, int64_t num_channels, double eps,
                 const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x);  // x: [B, C, ...]
+  // SiLU(forward(x)); on a GPU one fused pass (try_group_norm) where it serves.
+  at::Tensor forward_silu(const at::Tensor& x);
 
   at::Tensor weight, bias;
   int64_t num_groups;

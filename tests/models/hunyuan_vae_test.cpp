@@ -26,6 +26,7 @@
 #include "models/checkpoint/safetensors.h"
 #include "models/common/error.h"
 #include "models/hunyuan_video/vae.h"
+#include "optimizations/kernels/fused.h"
 #include "test_util.h"
 
 namespace ditbench {
@@ -254,6 +255,23 @@ TEST(HunyuanVaeCuda, Bf16DecodeMatchesFixture) {
   vae->set_tiling(small_tiles(true));
   at::Tensor tiled = vae->decode(data.at("spatiotemporal.latents").to(at::kCUDA));
   EXPECT_LE(rel_error(tiled.cpu(), data.at("spatiotemporal.frames")), 2e-2);
+}
+
+// In float32 on the GPU, where the fused GroupNorm (+ SiLU) kernels serve every norm, the decode
+// keeps the CPU's diffusers parity; the ATen path on the same GPU agrees with it.
+TEST(HunyuanVaeCuda, Fp32DecodeWithFusedGroupNormMatchesDiffusers) {
+  if (!at::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto vae = load_hunyuan_video_vae_decoder(
+      fixture_dir() + "/model", at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+  auto io = load_safetensors(fixture_dir() + "/io.safetensors");
+  vae->set_tiling(false);
+  const at::Tensor latents = io.at("input.latents").to(at::kCUDA);
+  at::Tensor fused = vae->decode(latents).cpu();
+  EXPECT_LE(rel_error(fused, io.at("output.frames")), 1e-4);
+  set_fused_kernels_enabled(false);
+  at::Tensor aten = vae->decode(latents).cpu();
+  set_fused_kernels_enabled(true);
+  EXPECT_LE(rel_error(fused, aten), 1e-5);
 }
 
 // The released decoder at HunyuanVideo's default 720x1280x129 with diffusers' default tiles in

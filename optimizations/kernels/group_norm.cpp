@@ -1,0 +1,61 @@
+#include "optimizations/kernels/group_norm.h"
+
+#include "optimizations/kernels/fused.h"
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "optimizations/kernels/group_norm_cuda.h"
+#endif
+
+namespace ditbench {
+
+at::Tensor try_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
+                          const at::Tensor& bias, double eps, bool silu) {
+#ifdef DITBENCH_HAS_CUDA
+  if (!fused_kernels_enabled() || !x.defined() || !x.is_cuda() || x.dim() < 2 ||
+      !x.is_contiguous() || x.numel() == 0 || groups <= 0 || x.size(1) % groups != 0) {
+    return {};
+  }
+  NormDtype dtype;
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      dtype = NormDtype::float32;
+      break;
+    case at::kHalf:
+      dtype = NormDtype::float16;
+      break;
+    case at::kBFloat16:
+      dtype = NormDtype::bfloat16;
+      break;
+    default:
+      return {};
+  }
+  const int64_t channels = x.size(1);
+  for (const at::Tensor* p : {&weight, &bias}) {
+    if (!p->defined() || p->scalar_type() != x.scalar_type() || p->device() != x.device() ||
+        !p->is_contiguous() || p->numel() != channels) {
+      return {};
+    }
+  }
+  const int64_t batch = x.size(0), spatial = x.numel() / (batch * channels);
+  c10::cuda::CUDAGuard guard(x.device());
+  auto workspace = at::empty({group_norm_workspace_floats(batch, channels, spatial, groups)},
+                             x.options().dtype(at::kFloat));
+  auto out = at::empty_like(x);
+  if (!group_norm_cuda(x.data_ptr(), out.data_ptr(), weight.data_ptr(), bias.data_ptr(),
+                       workspace.data_ptr<float>(), dtype, batch, channels, spatial, groups,
+                       static_cast<float>(eps), silu,
+                       at::cuda::getCurrentCUDAStream(x.device().index()))) {
+    return {};
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+#else
+  (void)x, (void)groups, (void)weight, (void)bias, (void)eps, (void)silu;
+  return {};
+#endif
+}
+
+}  // namespace ditbench

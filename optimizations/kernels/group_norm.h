@@ -1,0 +1,20 @@
+#pragma once
+// GroupNorm with affine weight and bias, optionally followed by SiLU, as one statistics pass
+// spread over many blocks per group and one elementwise pass (group_norm_cuda.h), for the VAEs'
+// decoders, whose groups hold hundreds of millions of elements at 720p.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace ditbench {
+
+// torch.nn.functional.group_norm(x, groups, weight, bias, eps), then SiLU when `silu`, for
+// x: contiguous [N, C, ...] float32, float16 or bfloat16 on a GPU, weight and bias: [C] of x's
+// dtype and device, C divisible by groups -> x's shape, dtype and device. Undefined when the
+// kernel does not serve (fused_kernels_enabled() off, no CUDA, another dtype or layout, no kernel
+// image): the caller then runs ATen's ops. Equal to those ops' result up to the order of the
+// statistics' sums (group_norm_cuda.h).
+at::Tensor try_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
+                          const at::Tensor& bias, double eps, bool silu);
+
+}  // namespace ditbench

@@ -1,0 +1,83 @@
+// GroupNorm (+ SiLU) in one statistics pass over many blocks per group and one elementwise pass
+// (optimizations/kernels/group_norm.h): on a GPU against ATen's group_norm (and silu) in float32,
+// float16 and bfloat16, over groups of one and of several statistics blocks, vectorized and not,
+// with a large mean; what it declines; without CUDA it declines everything.
+#include <gtest/gtest.h>
+
+#include "optimizations/kernels/fused.h"
+#include "optimizations/kernels/group_norm.h"
+
+namespace ditbench {
+namespace {
+
+at::Tensor chain(const at::Tensor& x, int64_t groups, const at::Tensor& w, const at::Tensor& b,
+                 double eps, bool silu) {
+  at::Tensor y = at::group_norm(x, groups, w, b, eps);
+  return silu ? at::silu(y) : y;
+}
+
+TEST(GroupNorm, DeclinesOnTheCpu) {
+  auto x = at::randn({1, 8, 4, 4});
+  EXPECT_FALSE(try_group_norm(x, 4, at::ones({8}), at::zeros({8}), 1e-6, true).defined());
+}
+
+TEST(GroupNormCuda, MatchesAtenWithAndWithoutSilu) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  struct Case {
+    std::vector<int64_t> shape;
+    int64_t groups;
+  };
+  // [N, C, F, H, W]: S = 420 (not a multiple of 8: one element a thread), S = 1280 and a group of
+  // 2 x 9 x 64 x 64 = 73,728 elements (5 statistics blocks), a 4-D input.
+  const Case cases[] = {{{2, 64, 3, 10, 14}, 32},
+                        {{1, 128, 5, 16, 16}, 32},
+                        {{1, 64, 9, 64, 64}, 32},
+                        {{2, 32, 24, 40}, 8}};
+  for (auto dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
+    const auto options = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    for (const Case& c : cases) {
+      const int64_t channels = c.shape[1];
+      // A mean far from zero (3) against a spread of 0.5 per channel: the statistics must not
+      // lose the variance to cancellation.
+      auto x = (at::randn(c.shape, options.dtype(at::kFloat)) * 0.5 + 3).to(dtype);
+      auto w = (at::rand({channels}, options.dtype(at::kFloat)) + 0.5).to(dtype);
+      auto b = at::randn({channels}, options.dtype(at::kFloat)).to(dtype);
+      for (bool silu : {false, true}) {
+        auto fused = try_group_norm(x, c.groups, w, b, 1e-6, silu);
+        ASSERT_TRUE(fused.defined()) << dtype << " " << c.shape;
+        auto expected = chain(x, c.groups, w, b, 1e-6, silu);
+        ASSERT_EQ(fused.sizes(), expected.sizes());
+        ASSERT_EQ(fused.scalar_type(), dtype);
+        const double tol = dtype == at::kFloat ? 1e-5 : dtype == at::kHalf ? 2e-3 : 1.6e-2;
+        EXPECT_TRUE(at::allclose(fused.to(at::kFloat), expected.to(at::kFloat), tol, tol))
+            << dtype << " " << c.shape << " silu " << silu << ": max difference "
+            << (fused.to(at::kFloat) - expected.to(at::kFloat)).abs().max().item<float>();
+        // 16-bit: the same roundings as the eager ops, so nearly every element is equal bit for
+        // bit (float32 results differ in the last bits with the statistics' summation order).
+        const double equal = fused.eq(expected).to(at::kFloat).mean().item<double>();
+        if (dtype != at::kFloat) EXPECT_GT(equal, 0.97) << dtype << " " << c.shape;
+      }
+    }
+  }
+}
+
+TEST(GroupNormCuda, DeclinesWhatItCannotServe) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  auto x = at::randn({1, 8, 4, 6}, options);
+  auto w = at::ones({8}, options), b = at::zeros({8}, options);
+  EXPECT_TRUE(try_group_norm(x, 4, w, b, 1e-6, false).defined());
+  EXPECT_FALSE(try_group_norm(x.transpose(2, 3), 4, w, b, 1e-6, false).defined());  // strided
+  EXPECT_FALSE(try_group_norm(x, 3, w, b, 1e-6, false).defined());  // 8 channels, 3 groups
+  EXPECT_FALSE(try_group_norm(x, 4, w.to(at::kFloat), b, 1e-6, false).defined());  // dtypes
+  EXPECT_FALSE(try_group_norm(x, 4, w, at::Tensor(), 1e-6, false).defined());      // no bias
+  EXPECT_FALSE(
+      try_group_norm(x.to(at::kDouble), 4, w.to(at::kDouble), b.to(at::kDouble), 1e-6, false)
+          .defined());
+  set_fused_kernels_enabled(false);
+  EXPECT_FALSE(try_group_norm(x, 4, w, b, 1e-6, false).defined());
+  set_fused_kernels_enabled(true);
+}
+
+}  // namespace
+}  // namespace ditbench
