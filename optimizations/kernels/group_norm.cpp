@@ -23,9 +23,6 @@ at::Tensor try_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor&
     case at::kFloat:
       dtype = NormDtype::float32;
       break;
-    case at::kHalf:
-      dtype = NormDtype::float16;
-      break;
     case at::kBFloat16:
       dtype = NormDtype::bfloat16;
       break;

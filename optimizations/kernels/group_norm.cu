@@ -1,5 +1,4 @@
 #include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
 #include "optimizations/kernels/float_convert.cuh"
 #include "optimizations/kernels/group_norm_cuda.h"
@@ -184,10 +183,6 @@ bool group_norm_cuda(const void* x, void* out, const void* weight, const void* b
     case NormDtype::float32:
       return launch(static_cast<const float*>(x), static_cast<float*>(out),
                     static_cast<const float*>(weight), static_cast<const float*>(bias), workspace,
-                    batch, channels, spatial, groups, eps, silu, stream);
-    case NormDtype::float16:
-      return launch(static_cast<const __half*>(x), static_cast<__half*>(out),
-                    static_cast<const __half*>(weight), static_cast<const __half*>(bias), workspace,
                     batch, channels, spatial, groups, eps, silu, stream);
     case NormDtype::bfloat16:
       return launch(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(out),

@@ -9,7 +9,7 @@
 namespace ditbench {
 
 // torch.nn.functional.group_norm(x, groups, weight, bias, eps), then SiLU when `silu`, for
-// x: contiguous [N, C, ...] float32, float16 or bfloat16 on a GPU, weight and bias: [C] of x's
+// x: contiguous [N, C, ...] float32 or bfloat16 on a GPU, weight and bias: [C] of x's
 // dtype and device, C divisible by groups -> x's shape, dtype and device. Undefined when the
 // kernel does not serve (fused_kernels_enabled() off, no CUDA, another dtype or layout, no kernel
 // image): the caller then runs ATen's ops. Equal to those ops' result up to the order of the

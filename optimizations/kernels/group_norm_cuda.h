@@ -17,7 +17,7 @@
 
 namespace ditbench {
 
-enum class NormDtype { float32, float16, bfloat16 };
+enum class NormDtype { float32, bfloat16 };
 
 // Floats of workspace group_norm_cuda needs for these sizes.
 int64_t group_norm_workspace_floats(int64_t batch, int64_t channels, int64_t spatial,
