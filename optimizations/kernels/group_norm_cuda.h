@@ -10,7 +10,9 @@
 // Numerics: mean and variance (biased) in float32 per block and float64 across blocks;
 // y = x * a + b with a = rstd * weight[c], b = bias[c] - mean * a in float32 as ATen computes
 // them, rounded once to the tensor's type; with SiLU, that rounded value times its sigmoid in
-// float32, rounded again (the two eager ops' roundings).
+// float32, rounded again (the two eager ops' roundings). ATen's CPU kernel computes the same;
+// its CUDA kernel of bfloat16 (PyTorch 2.11) differs by several bfloat16 steps where a group's
+// mean is large against its spread, its statistics passing through bfloat16.
 #include <cuda_runtime.h>
 
 #include <cstdint>
