@@ -11,8 +11,9 @@ constexpr int64_t kChunk = 16384;  // elements of a group one statistics block s
 
 int64_t chunks_of(int64_t group_elements) { return (group_elements + kChunk - 1) / kChunk; }
 
-// Block sum of two floats; `shared` holds 2 floats per warp.
-__device__ __forceinline__ void block_sum2(float& a, float& b, float* shared) {
+// Block sums of a and b (float or double), left in every thread; `shared` holds 2 values per warp.
+template <typename A>
+__device__ __forceinline__ void block_sum2(A& a, A& b, A* shared) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) {
     a += __shfl_xor_sync(0xffffffffu, a, offset);
@@ -21,7 +22,7 @@ __device__ __forceinline__ void block_sum2(float& a, float& b, float* shared) {
   const int warp = threadIdx.x / 32;
   if (threadIdx.x % 32 == 0) shared[2 * warp] = a, shared[2 * warp + 1] = b;
   __syncthreads();
-  a = 0.f, b = 0.f;
+  a = 0, b = 0;
 #pragma unroll
   for (int w = 0; w < kThreads / 32; ++w) a += shared[2 * w], b += shared[2 * w + 1];
 }
@@ -70,17 +71,8 @@ __global__ void __launch_bounds__(kThreads)
     sum += p.x;
     squares += p.y;
   }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
-    sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-    squares += __shfl_xor_sync(0xffffffffu, squares, offset);
-  }
-  const int warp = threadIdx.x / 32;
-  if (threadIdx.x % 32 == 0) shared[2 * warp] = sum, shared[2 * warp + 1] = squares;
-  __syncthreads();
+  block_sum2(sum, squares, shared);
   if (threadIdx.x != 0) return;
-  sum = 0, squares = 0;
-  for (int w = 0; w < kThreads / 32; ++w) sum += shared[2 * w], squares += shared[2 * w + 1];
   const double n = static_cast<double>(group_elements);
   const double shifted_mean = sum / n;
   double variance = squares / n - shifted_mean * shifted_mean;
