@@ -110,8 +110,8 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in_channels, int64_t out_channels, 
 }
 
 at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x) {
-  auto h = conv1(at::silu(norm1(x)));  // [B, C_out, H, W]
-  h = conv2(at::silu(norm2(h)));
+  auto h = conv1(norm1->forward_silu(x));  // [B, C_out, H, W]
+  h = conv2(norm2->forward_silu(h));
   return (conv_shortcut ? conv_shortcut(x) : x) + h;  // output_scale_factor 1
 }
 
@@ -173,7 +173,7 @@ at::Tensor AutoencoderKLDecoder2DImpl::forward(const at::Tensor& z) {
     for (auto& r : block.resnets) x = r(x);
     if (block.upsampler) x = block.upsampler(x);  // [B, C, 2h, 2w]
   }
-  return conv_out(at::silu(conv_norm_out(x)));  // [B, C_out, s h, s w]
+  return conv_out(conv_norm_out->forward_silu(x));  // [B, C_out, s h, s w]
 }
 
 AutoencoderKLDecoderImpl::AutoencoderKLDecoderImpl(const AutoencoderKLConfig& config,

@@ -1,5 +1,6 @@
 // FLUX's AutoencoderKL decoder against diffusers (fp32, CPU): the fixture's untiled decode, a
-// tiled decode of latents larger than one tile (tests/data/flux, scripts/refdata/flux_pipeline.py),
+// tiled decode of latents larger than one tile (tests/data/flux, scripts/refdata/flux_pipeline.py;
+// on a GPU too, with the fused GroupNorm),
 // the key set of a full VAE checkpoint, the released VAE's size.
 #include <gtest/gtest.h>
 
@@ -39,6 +40,22 @@ TEST(FluxVae, TiledDecodeMatchesDiffusers) {
   // Blending changes the frame: the untiled decode is a different image.
   vae->set_tiling(false);
   EXPECT_GT(rel_error(vae->decode(z), refs.at("vae_tiled.frames")), 1e-3);
+}
+
+// In float32 on a GPU, where every GroupNorm (+ SiLU) runs as the fused kernel, the tiled decode
+// keeps diffusers' parity (convolutions without TF32, which would round their inputs).
+TEST(FluxVaeCuda, Fp32TiledDecodeWithFusedGroupNormMatchesDiffusers) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  c10::InferenceMode guard;
+  const auto& refs = testing::test_data("flux/flux_refs.safetensors");
+  auto vae = load_autoencoder_kl_decoder(fixture() + "/model",
+                                         at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+  vae->set_tiling(true);
+  const bool tf32 = at::globalContext().allowTF32CuDNN();
+  at::globalContext().setAllowTF32CuDNN(false);
+  auto tiled = vae->decode(refs.at("vae_tiled.latents").to(at::kCUDA)).cpu();
+  at::globalContext().setAllowTF32CuDNN(tf32);
+  EXPECT_LT(rel_error(tiled, refs.at("vae_tiled.frames")), 1e-4);
 }
 
 TEST(FluxVae, LoadsTheDecoderKeysOfAFullCheckpoint) {
