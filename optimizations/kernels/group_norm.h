@@ -12,8 +12,9 @@ namespace ditbench {
 // x: contiguous [N, C, ...] float32 or bfloat16 on a GPU, weight and bias: [C] of x's
 // dtype and device, C divisible by groups -> x's shape, dtype and device. Undefined when the
 // kernel does not serve (fused_kernels_enabled() off, no CUDA, another dtype or layout, no kernel
-// image): the caller then runs ATen's ops. Equal to those ops' result up to the order of the
-// statistics' sums (group_norm_cuda.h).
+// image): the caller then runs ATen's ops. Equal to those ops with float32 statistics (ATen's CPU
+// kernel) up to the order of the statistics' sums; ATen's CUDA kernel of bfloat16 rounds more
+// (group_norm_cuda.h).
 at::Tensor try_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
                           const at::Tensor& bias, double eps, bool silu);
 
