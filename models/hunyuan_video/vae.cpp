@@ -195,12 +195,17 @@ HunyuanVideoDecoder3DImpl::HunyuanVideoDecoder3DImpl(const HunyuanVideoVAEConfig
 }
 
 at::Tensor HunyuanVideoDecoder3DImpl::forward(const at::Tensor& z) {
-  at::Tensor h = conv_in(z);  // h: [B, C_last, F', H', W']
+  const auto format = channels_last.value_or(z.is_cuda()) ? at::MemoryFormat::ChannelsLast3d
+                                                          : at::MemoryFormat::Contiguous;
+  for (at::Tensor& p : parameters()) {
+    if (p.dim() == 5 && !p.is_contiguous(format)) p.set_data(p.contiguous(format));
+  }
+  at::Tensor h = conv_in(z.contiguous(format));  // h: [B, C_last, F', H', W']
   h = mid_block(h);
   for (const auto& block : *up_blocks) h = block->as<UpBlock3DImpl>()->forward(h);
-  // h: [B, C_first, F, H, W]
-  h = conv_norm_out->forward_silu(h);
-  return conv_out(h);  // [B, C_out, F, H, W]
+  // h: [B, C_first, F + 2, H + 2, W + 2] (SiLU(conv_norm_out(h)) padded for conv_out)
+  h = conv_norm_out->forward_silu(h, conv_out->padding());
+  return conv_out->forward_padded(h).contiguous();  // [B, C_out, F, H, W]
 }
 
 // ---- autoencoder (decode side) ----

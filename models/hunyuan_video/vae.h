@@ -53,8 +53,14 @@ struct HunyuanVideoVAETiling {
 class HunyuanVideoDecoder3DImpl : public torch::nn::Module {
  public:
   HunyuanVideoDecoder3DImpl(const HunyuanVideoVAEConfig& config, const at::TensorOptions& options);
-  // z: [B, C_lat, F', H', W'] -> [B, C_out, 1 + t (F' - 1), s H', s W']
+  // z: [B, C_lat, F', H', W'] -> [B, C_out, 1 + t (F' - 1), s H', s W'] (contiguous)
   at::Tensor forward(const at::Tensor& z);
+
+  // The activations' memory format: channels-last (NDHWC: cuDNN's convolutions run without
+  // layout conversions and the GroupNorm and padding kernels read 16-byte channel vectors) when
+  // true, ATen's default (NCDHW) when false; unset, channels-last on GPUs. The convolutions'
+  // weights follow on the next forward (converted once).
+  std::optional<bool> channels_last;
 
   CausalConv3d conv_in{nullptr}, conv_out{nullptr};
   MidBlock3D mid_block{nullptr};

@@ -33,11 +33,36 @@ at::Tensor GroupNormImpl::forward(const at::Tensor& x) {
   return fused.defined() ? fused : at::group_norm(x, num_groups, weight, bias, eps);
 }
 
-at::Tensor GroupNormImpl::forward_silu(const at::Tensor& x) {
-  at::Tensor fused = try_group_norm(x, num_groups, weight, bias, eps, /*silu=*/true);
+at::Tensor GroupNormImpl::forward_silu(const at::Tensor& x, const CausalResample& then) {
+  at::Tensor fused = try_group_norm(x, num_groups, weight, bias, eps, /*silu=*/true, then);
   if (fused.defined()) return fused;
   at::Tensor y = at::group_norm(x, num_groups, weight, bias, eps);
-  return at::silu_(y);
+  return causal_resample(at::silu_(y), then);
+}
+
+// ---- causal_resample ----
+
+at::Tensor causal_resample(const at::Tensor& x, const CausalResample& resample) {
+  if (resample.identity()) return x;
+  at::Tensor fused = try_causal_resample(x, resample);
+  if (fused.defined()) return fused;
+  // x: [B, C, F, H, W]
+  const auto [st, sh, sw] = resample.scale;
+  at::Tensor up = x;
+  if (st > 1 || sh > 1 || sw > 1) {
+    // Up-sampling every frame by st and dropping the first st - 1 copies gives frame order
+    // 0, 1 (st times), 2 (st times), ...: the first frame once, the rest st times each, which is
+    // the causal up-sampling, in one kernel and without a concatenation.
+    // up: [B, C, 1 + st * (F - 1), sh * H, sw * W]
+    up = at::upsample_nearest3d(x, {st * x.size(2), sh * x.size(3), sw * x.size(4)});
+    if (st > 1) up = up.narrow(2, st - 1, 1 + st * (x.size(2) - 1));
+  }
+  if (resample.pad_frames == 0 && resample.pad_height == 0 && resample.pad_width == 0) return up;
+  // (w_left, w_right, h_top, h_bottom, t_front, t_back)
+  return at::pad(up,
+                 {resample.pad_width, resample.pad_width, resample.pad_height, resample.pad_height,
+                  resample.pad_frames, 0},
+                 "replicate");
 }
 
 // ---- CausalConv3d ----
@@ -47,14 +72,19 @@ CausalConv3dImpl::CausalConv3dImpl(int64_t in_channels, int64_t out_channels, In
   conv = register_module("conv", Conv3d(in_channels, out_channels, kernel, stride, options));
 }
 
-at::Tensor CausalConv3dImpl::forward(const at::Tensor& x) {
+CausalResample CausalConv3dImpl::padding() const {
   const Int3& k = conv->kernel;
-  if (k[0] == 1 && k[1] == 1 && k[2] == 1) return conv(x);  // nothing to pad
-  // One replicate pad of the whole clip (not per frame): (w_left, w_right, h_top, h_bottom,
-  // t_front, t_back). x_padded: [B, C, F + kt - 1, H + 2 (kh / 2), W + 2 (kw / 2)]
-  at::Tensor x_padded =
-      at::pad(x, {k[2] / 2, k[2] / 2, k[1] / 2, k[1] / 2, k[0] - 1, 0}, "replicate");
-  return conv(x_padded);
+  CausalResample pad;
+  pad.pad_frames = k[0] - 1;
+  pad.pad_height = k[1] / 2;
+  pad.pad_width = k[2] / 2;
+  return pad;
+}
+
+at::Tensor CausalConv3dImpl::forward(const at::Tensor& x) {
+  // One replicate pad of the whole clip (not per frame); none for a 1x1x1 kernel.
+  // x_padded: [B, C, F + kt - 1, H + 2 (kh / 2), W + 2 (kw / 2)]
+  return conv(causal_resample(x, padding()));
 }
 
 // ---- ResnetBlockCausal3D ----
@@ -78,10 +108,11 @@ ResnetBlockCausal3DImpl::ResnetBlockCausal3DImpl(int64_t in_channels, int64_t ou
 at::Tensor ResnetBlockCausal3DImpl::forward(const at::Tensor& x) {
   // Each intermediate is reassigned as soon as it is consumed, so at most the input and two
   // activations of the block are alive at once (these are GBs at 720p).
-  at::Tensor h = norm1->forward_silu(x);  // h: [B, C_in, F, H, W]
-  h = conv1(h);                           // h: [B, C_out, F, H, W]
-  h = norm2->forward_silu(h);
-  h = conv2(h);
+  // h: [B, C_in, F + 2, H + 2, W + 2] (SiLU(norm1(x)) padded for conv1)
+  at::Tensor h = norm1->forward_silu(x, conv1->padding());
+  h = conv1->forward_padded(h);  // h: [B, C_out, F, H, W]
+  h = norm2->forward_silu(h, conv2->padding());
+  h = conv2->forward_padded(h);
   if (conv_shortcut) return h.add_(conv_shortcut(x));
   return h.add_(x);
 }
@@ -96,16 +127,11 @@ UpsampleCausal3DImpl::UpsampleCausal3DImpl(int64_t in_channels, int64_t out_chan
 }
 
 at::Tensor UpsampleCausal3DImpl::forward(const at::Tensor& x) {
-  // x: [B, C, F, H, W]
-  const int64_t frames = x.size(2), height = x.size(3), width = x.size(4);
-  const auto [st, sh, sw] = scale_factor;
-  // Up-sampling every frame by st and dropping the first st - 1 copies gives frame order
-  // 0, 1 (st times), 2 (st times), ...: the first frame once, the rest st times each, which is
-  // the causal up-sampling, in one kernel and without a concatenation.
-  // up: [B, C, st * F, sh * H, sw * W]
-  at::Tensor up = at::upsample_nearest3d(x, {st * frames, sh * height, sw * width});
-  if (st > 1) up = up.narrow(2, st - 1, 1 + st * (frames - 1));
-  return conv(up);
+  // x: [B, C, F, H, W]; the up-sampling and the conv's padding in one gather:
+  // up: [B, C, 1 + st * (F - 1) + kt - 1, sh * H + 2 (kh / 2), sw * W + 2 (kw / 2)]
+  CausalResample resample = conv->padding();
+  resample.scale = scale_factor;
+  return conv->forward_padded(causal_resample(x, resample));
 }
 
 // ---- CausalFrameAttention ----

@@ -11,6 +11,7 @@
 #include <array>
 #include <optional>
 
+#include "optimizations/kernels/video_resample.h"
 #include "optimizations/quant/linear.h"
 
 namespace ditbench {
@@ -37,14 +38,21 @@ class GroupNormImpl : public torch::nn::Module {
   GroupNormImpl(int64_t num_groups, int64_t num_channels, double eps,
                 const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x);  // x: [B, C, ...]
-  // SiLU(forward(x)); on a GPU one fused pass (try_group_norm) where it serves.
-  at::Tensor forward_silu(const at::Tensor& x);
+  // causal_resample(SiLU(forward(x)), then); on a GPU one fused pass (try_group_norm) where it
+  // serves (the padding only for channels-last x).
+  at::Tensor forward_silu(const at::Tensor& x, const CausalResample& then = {});
 
   at::Tensor weight, bias;
   int64_t num_groups;
   double eps;
 };
 TORCH_MODULE(GroupNorm);
+
+// x: [B, C, F, H, W] causally up-sampled and replicate-padded per `resample`
+// (optimizations/kernels/video_resample.h): one gather for a channels-last x on a GPU, else ATen's
+// nearest interpolation and replicate padding. Keeps x's memory format where the gather serves;
+// returns x itself for an identity `resample`.
+at::Tensor causal_resample(const at::Tensor& x, const CausalResample& resample);
 
 // Conv3d after replicate padding: (kt - 1) frames in front and none behind, so output frame t
 // sees input frames <= t; kh / 2 and kw / 2 on each spatial side. Submodule `conv`.
@@ -54,6 +62,10 @@ class CausalConv3dImpl : public torch::nn::Module {
                    const at::TensorOptions& options);
   // x: [B, C_in, F, H, W] -> [B, C_out, F, H, W] at stride 1
   at::Tensor forward(const at::Tensor& x);
+  // The padding forward() applies, for producers that write the padded input themselves.
+  CausalResample padding() const;
+  // x_padded: causal_resample(x, padding()) -> forward(x)
+  at::Tensor forward_padded(const at::Tensor& x_padded) { return conv(x_padded); }
 
   Conv3d conv{nullptr};
 };

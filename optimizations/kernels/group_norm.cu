@@ -2,6 +2,7 @@
 
 #include "optimizations/kernels/float_convert.cuh"
 #include "optimizations/kernels/group_norm_cuda.h"
+#include "optimizations/kernels/video_resample.cuh"
 
 namespace ditbench {
 namespace {
@@ -58,12 +59,14 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) partial[blockIdx.y * chunks + blockIdx.x] = make_float2(sum, squares);
 }
 
-// One block per group: the partial sums merged in float64 into {mean, rstd}.
+// One block per (sample, group) ng: the partial sums merged in float64 into {mean, rstd}; the
+// sums are of x - x0 with x0 = x[(ng / groups) * sample_stride + (ng % groups) * group_stride],
+// the group's first element.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     group_statistics(const T* __restrict__ x, const float2* __restrict__ partial,
-                     float2* __restrict__ stats, int64_t group_elements, int64_t chunks,
-                     float eps) {
+                     float2* __restrict__ stats, int64_t group_elements, int64_t chunks, float eps,
+                     int64_t groups, int64_t sample_stride, int64_t group_stride) {
   __shared__ double shared[2 * kThreads / 32];
   double sum = 0, squares = 0;
   for (int64_t k = threadIdx.x; k < chunks; k += kThreads) {
@@ -77,7 +80,9 @@ __global__ void __launch_bounds__(kThreads)
   const double shifted_mean = sum / n;
   double variance = squares / n - shifted_mean * shifted_mean;
   if (variance < 0) variance = 0;
-  const double mean = shifted_mean + to_float(x[blockIdx.x * group_elements]);
+  const double mean =
+      shifted_mean +
+      to_float(x[blockIdx.x / groups * sample_stride + blockIdx.x % groups * group_stride]);
   stats[blockIdx.x] = make_float2(static_cast<float>(mean),
                                   static_cast<float>(rsqrt(variance + static_cast<double>(eps))));
 }
@@ -107,16 +112,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename Kernel>
-bool has_image(Kernel kernel) {
-  cudaFuncAttributes attributes;
-  if (cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
-    cudaGetLastError();  // no image for this device: the caller runs ATen's GroupNorm
-    return false;
-  }
-  return true;
-}
-
 template <typename T>
 bool launch(const T* x, T* out, const T* weight, const T* bias, float* workspace, int64_t batch,
             int64_t channels, int64_t spatial, int64_t groups, float eps, bool silu,
@@ -124,8 +119,8 @@ bool launch(const T* x, T* out, const T* weight, const T* bias, float* workspace
   constexpr int kVec = 16 / sizeof(T);
   const bool vectors = spatial % kVec == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(out) % 16 == 0;
-  if (!has_image(group_partial_sums<T, 1>) || !has_image(group_statistics<T>) ||
-      !has_image(vectors ? group_norm_apply<T, kVec> : group_norm_apply<T, 1>)) {
+  if (!kernel_has_image(group_partial_sums<T, 1>) || !kernel_has_image(group_statistics<T>) ||
+      !kernel_has_image(vectors ? group_norm_apply<T, kVec> : group_norm_apply<T, 1>)) {
     return false;
   }
   const int64_t groups_total = batch * groups;
@@ -142,7 +137,8 @@ bool launch(const T* x, T* out, const T* weight, const T* bias, float* workspace
     group_partial_sums<T, 1><<<grid, kThreads, 0, stream>>>(x, partial, group_elements, chunks);
   }
   group_statistics<T><<<static_cast<unsigned>(groups_total), kThreads, 0, stream>>>(
-      x, partial, stats, group_elements, chunks, eps);
+      x, partial, stats, group_elements, chunks, eps, groups, groups * group_elements,
+      group_elements);
   int device = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
@@ -157,6 +153,144 @@ bool launch(const T* x, T* out, const T* weight, const T* bias, float* workspace
     group_norm_apply<T, 1><<<blocks, kThreads, 0, stream>>>(
         x, out, weight, bias, stats, channels, spatial, channels / groups, packs, silu);
   }
+  return cudaGetLastError() == cudaSuccess;
+}
+
+// ---- channels-last (NDHWC) ----
+
+// Positions of one sample a statistics block sums (about 4 * kChunk elements in all).
+int64_t ndhwc_positions_per_block(int64_t channels) {
+  const int64_t p = 4 * kChunk / channels;
+  return p > 0 ? p : 1;
+}
+
+// Grid (chunks, N): block (k, n) sums x - x0 (x0: the group's first element) and its square over
+// positions [k * positions_per_block, (k + 1) * positions_per_block) of sample n, for every group
+// at once, into partial[(n * G + g) * chunks + k]. Thread t reads channel vector t % lanes of
+// every (kThreads / lanes)-th position; the block's sums per channel, then per group, are added
+// in a fixed order (deterministic). Dynamic shared memory: (2 kVec kThreads + 2 C) floats.
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kThreads)
+    group_partial_sums_ndhwc(const T* __restrict__ x, float2* __restrict__ partial,
+                             int64_t positions, int channels, int channels_per_group,
+                             int64_t positions_per_block, int64_t chunks) {
+  extern __shared__ float shared[];
+  const int lanes = channels / kVec, rows = kThreads / lanes;
+  const int lane = threadIdx.x % lanes, row = threadIdx.x / lanes;
+  const T* sample = x + blockIdx.y * positions * channels;
+  float x0[kVec], sum[kVec], squares[kVec];
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    const int c = lane * kVec + j;
+    x0[j] = to_float(sample[c / channels_per_group * channels_per_group]);
+    sum[j] = 0.f, squares[j] = 0.f;
+  }
+  if (row < rows) {
+    const int64_t begin = blockIdx.x * positions_per_block;
+    const int64_t end =
+        begin + positions_per_block < positions ? begin + positions_per_block : positions;
+    for (int64_t pos = begin + row; pos < end; pos += rows) {
+      const Pack<T, kVec> in =
+          *reinterpret_cast<const Pack<T, kVec>*>(sample + pos * channels + lane * kVec);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        const float d = to_float(in.v[j]) - x0[j];
+        sum[j] += d;
+        squares[j] += d * d;
+      }
+    }
+  }
+  float* mine = shared + threadIdx.x * 2 * kVec;  // zeros from threads past the last row
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) mine[j] = sum[j], mine[kVec + j] = squares[j];
+  __syncthreads();
+  float* channel_sums = shared + 2 * kVec * kThreads;
+  for (int c = threadIdx.x; c < channels; c += kThreads) {
+    float s = 0.f, q = 0.f;
+    for (int r = 0; r < rows; ++r) {
+      const float* t = shared + (r * lanes + c / kVec) * 2 * kVec;
+      s += t[c % kVec];
+      q += t[kVec + c % kVec];
+    }
+    channel_sums[2 * c] = s, channel_sums[2 * c + 1] = q;
+  }
+  __syncthreads();
+  const int groups = channels / channels_per_group;
+  for (int g = threadIdx.x; g < groups; g += kThreads) {
+    float s = 0.f, q = 0.f;
+    for (int c = g * channels_per_group; c < (g + 1) * channels_per_group; ++c) {
+      s += channel_sums[2 * c];
+      q += channel_sums[2 * c + 1];
+    }
+    partial[(blockIdx.y * groups + g) * chunks + blockIdx.x] = make_float2(s, q);
+  }
+}
+
+// The elementwise pass of group_norm_apply over channel vectors, each output position reading the
+// input position `map` gives it (replicate padding, or none).
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kGatherThreads)
+    group_norm_apply_ndhwc(const T* __restrict__ x, T* __restrict__ out,
+                           const T* __restrict__ weight, const T* __restrict__ bias,
+                           const float2* __restrict__ stats, int channels, int channels_per_group,
+                           VideoResample map, bool silu) {
+  const FramePacks packs(map, channels / kVec);
+  const T* source = x + packs.source_frame_offset(channels);
+  T* frame = out + packs.frame_offset(channels);
+  const float2* sample_stats = stats + packs.sample * (channels / channels_per_group);
+  for (int p = blockIdx.x * kGatherThreads + threadIdx.x; p < packs.count;
+       p += gridDim.x * kGatherThreads) {
+    const PackSource s = packs.source(p);
+    const Pack<T, kVec> in =
+        *reinterpret_cast<const Pack<T, kVec>*>(source + s.position * channels + s.lane * kVec);
+    Pack<T, kVec> res;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      const int c = s.lane * kVec + j;
+      const float2 st = sample_stats[c / channels_per_group];
+      const float a = st.y * to_float(weight[c]);
+      const float b = to_float(bias[c]) - st.x * a;
+      float y = to_float(from_float<T>(to_float(in.v[j]) * a + b));
+      if (silu) y = y / (1.f + expf(-y));
+      res.v[j] = from_float<T>(y);
+    }
+    *reinterpret_cast<Pack<T, kVec>*>(frame + static_cast<int64_t>(p) * kVec) = res;
+  }
+}
+
+template <typename T>
+bool launch_ndhwc(const T* x, T* out, const T* weight, const T* bias, float* workspace,
+                  int64_t batch, int64_t channels, int64_t groups, float eps, bool silu,
+                  const VideoResample& map, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int64_t lanes = channels / kVec;
+  dim3 grid;
+  if (channels % kVec != 0 || lanes > kThreads || reinterpret_cast<uintptr_t>(x) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(out) % 16 != 0 || !gather_grid(map, batch, lanes, &grid) ||
+      !kernel_has_image(group_partial_sums_ndhwc<T, kVec>) ||
+      !kernel_has_image(group_statistics<T>) ||
+      !kernel_has_image(group_norm_apply_ndhwc<T, kVec>)) {
+    return false;
+  }
+  const int64_t positions = static_cast<int64_t>(map.frames) * map.height * map.width;
+  const int64_t groups_total = batch * groups, channels_per_group = channels / groups;
+  if (groups_total == 0 || positions == 0 || grid.x == 0) return true;
+  if (batch > 65535) return false;  // the statistics grid's y dimension
+  const int64_t per_block = ndhwc_positions_per_block(channels);
+  const int64_t chunks = (positions + per_block - 1) / per_block;
+  auto* partial = reinterpret_cast<float2*>(workspace);
+  auto* stats = partial + groups_total * chunks;
+  const size_t shared = (2 * kVec * kThreads + 2 * channels) * sizeof(float);
+  group_partial_sums_ndhwc<T, kVec>
+      <<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(batch)), kThreads, shared,
+         stream>>>(x, partial, positions, static_cast<int>(channels),
+                   static_cast<int>(channels_per_group), per_block, chunks);
+  group_statistics<T><<<static_cast<unsigned>(groups_total), kThreads, 0, stream>>>(
+      x, partial, stats, positions * channels_per_group, chunks, eps, groups, positions * channels,
+      channels_per_group);
+  group_norm_apply_ndhwc<T, kVec>
+      <<<grid, kGatherThreads, 0, stream>>>(x, out, weight, bias, stats, static_cast<int>(channels),
+                                            static_cast<int>(channels_per_group), map, silu);
   return cudaGetLastError() == cudaSuccess;
 }
 
@@ -181,6 +315,30 @@ bool group_norm_cuda(const void* x, void* out, const void* weight, const void* b
                     static_cast<const __nv_bfloat16*>(weight),
                     static_cast<const __nv_bfloat16*>(bias), workspace, batch, channels, spatial,
                     groups, eps, silu, stream);
+  }
+  return false;
+}
+
+int64_t group_norm_ndhwc_workspace_floats(int64_t batch, int64_t channels, int64_t positions,
+                                          int64_t groups) {
+  const int64_t per_block = ndhwc_positions_per_block(channels);
+  return 2 * batch * groups * ((positions + per_block - 1) / per_block + 1);
+}
+
+bool group_norm_ndhwc_cuda(const void* x, void* out, const void* weight, const void* bias,
+                           float* workspace, NormDtype dtype, int64_t batch, int64_t channels,
+                           int64_t groups, float eps, bool silu, const VideoResample& map,
+                           cudaStream_t stream) {
+  switch (dtype) {
+    case NormDtype::float32:
+      return launch_ndhwc(static_cast<const float*>(x), static_cast<float*>(out),
+                          static_cast<const float*>(weight), static_cast<const float*>(bias),
+                          workspace, batch, channels, groups, eps, silu, map, stream);
+    case NormDtype::bfloat16:
+      return launch_ndhwc(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(out),
+                          static_cast<const __nv_bfloat16*>(weight),
+                          static_cast<const __nv_bfloat16*>(bias), workspace, batch, channels,
+                          groups, eps, silu, map, stream);
   }
   return false;
 }

@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include "optimizations/kernels/video_resample_cuda.h"
+
 namespace ditbench {
 
 enum class NormDtype { float32, bfloat16 };
@@ -31,5 +33,17 @@ int64_t group_norm_workspace_floats(int64_t batch, int64_t channels, int64_t spa
 bool group_norm_cuda(const void* x, void* out, const void* weight, const void* bias,
                      float* workspace, NormDtype dtype, int64_t batch, int64_t channels,
                      int64_t spatial, int64_t groups, float eps, bool silu, cudaStream_t stream);
+
+// The same for channels-last x [N, F, H, W, C] (F, H, W in `map`), written to out
+// [N, F', H', W', C] through `map` (each output position normalizes the input position it maps
+// to: replicate padding, or none). Statistics are summed per block over all channels of a run of
+// positions. C * element size must be a multiple of 16 bytes, C at most 256 vectors of 16 bytes,
+// the pointers 16-byte aligned; false, launching nothing, otherwise.
+int64_t group_norm_ndhwc_workspace_floats(int64_t batch, int64_t channels, int64_t positions,
+                                          int64_t groups);
+bool group_norm_ndhwc_cuda(const void* x, void* out, const void* weight, const void* bias,
+                           float* workspace, NormDtype dtype, int64_t batch, int64_t channels,
+                           int64_t groups, float eps, bool silu, const VideoResample& map,
+                           cudaStream_t stream);
 
 }  // namespace ditbench

@@ -1,7 +1,8 @@
 // GroupNorm (+ SiLU) in one statistics pass over many blocks per group and one elementwise pass
 // (optimizations/kernels/group_norm.h): on a GPU against ATen's group_norm (and silu) with float32
 // statistics, for float32 and bfloat16 tensors, over groups of one and of several statistics
-// blocks, vectorized and not, with a large mean; what it declines; without CUDA it declines.
+// blocks, vectorized and not, with a large mean; channels-last inputs, with the replicate padding
+// of a causal convolution written in the same pass; what it declines; without CUDA it declines.
 #include <gtest/gtest.h>
 
 #include "optimizations/kernels/fused.h"
@@ -68,6 +69,52 @@ TEST(GroupNormCuda, MatchesAtenWithAndWithoutSilu) {
   }
 }
 
+// Channels-last x: the same values as the reference chain (in ATen's layout), padded like
+// ATen's replicate padding when asked, written channels-last; groups of 2, 4 and 16 channels
+// (a 16-byte vector spans several groups or part of one) and of several statistics blocks.
+TEST(GroupNormCuda, ChannelsLastMatchesAtenWithAndWithoutPadding) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  struct Case {
+    std::vector<int64_t> shape;
+    int64_t groups;
+  };
+  const Case cases[] = {{{2, 64, 3, 10, 14}, 32},
+                        {{1, 128, 5, 16, 16}, 32},
+                        {{1, 512, 3, 9, 7}, 32},
+                        {{1, 64, 9, 64, 64}, 16}};
+  CausalResample pad;
+  pad.pad_frames = 2;
+  pad.pad_height = pad.pad_width = 1;
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    const auto options = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    for (const Case& c : cases) {
+      const int64_t channels = c.shape[1];
+      auto x = (at::randn(c.shape, options.dtype(at::kFloat)) * 0.5 + 3).to(dtype);
+      auto w = (at::rand({channels}, options.dtype(at::kFloat)) + 0.5).to(dtype);
+      auto b = at::randn({channels}, options.dtype(at::kFloat)).to(dtype);
+      const auto x_cl = x.contiguous(at::MemoryFormat::ChannelsLast3d);
+      for (bool silu : {false, true}) {
+        for (bool padded : {false, true}) {
+          auto fused =
+              try_group_norm(x_cl, c.groups, w, b, 1e-6, silu, padded ? pad : CausalResample{});
+          ASSERT_TRUE(fused.defined()) << dtype << " " << c.shape;
+          EXPECT_TRUE(fused.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+          auto expected = chain(x, c.groups, w, b, 1e-6, silu);
+          if (padded) expected = at::pad(expected, {1, 1, 1, 1, 2, 0}, "replicate");
+          ASSERT_EQ(fused.sizes(), expected.sizes());
+          const double tol = dtype == at::kFloat ? 1e-5 : 1.6e-2;
+          EXPECT_TRUE(at::allclose(fused.to(at::kFloat), expected.to(at::kFloat), tol, tol))
+              << dtype << " " << c.shape << " silu " << silu << " padded " << padded
+              << ": max difference "
+              << (fused.to(at::kFloat) - expected.to(at::kFloat)).abs().max().item<float>();
+          const double equal = fused.eq(expected).to(at::kFloat).mean().item<double>();
+          if (dtype != at::kFloat) EXPECT_GT(equal, 0.97) << dtype << " " << c.shape;
+        }
+      }
+    }
+  }
+}
+
 TEST(GroupNormCuda, DeclinesWhatItCannotServe) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   const auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
@@ -81,6 +128,17 @@ TEST(GroupNormCuda, DeclinesWhatItCannotServe) {
   EXPECT_FALSE(
       try_group_norm(x.to(at::kDouble), 4, w.to(at::kDouble), b.to(at::kDouble), 1e-6, false)
           .defined());
+  // Channels-last: 12 bfloat16 channels are not whole 16-byte vectors, 4096 are more vectors
+  // than a block has threads; a contiguous x serves no padding.
+  CausalResample pad;
+  pad.pad_frames = 2;
+  EXPECT_FALSE(try_group_norm(x.view({1, 8, 1, 4, 6}), 4, w, b, 1e-6, false, pad).defined());
+  auto x12 = at::randn({1, 12, 2, 4, 4}, options).contiguous(at::MemoryFormat::ChannelsLast3d);
+  auto ones12 = at::ones({12}, options);
+  EXPECT_FALSE(try_group_norm(x12, 4, ones12, ones12, 1e-6, false).defined());
+  auto x4096 = at::randn({1, 4096, 2, 2, 2}, options).contiguous(at::MemoryFormat::ChannelsLast3d);
+  auto ones4096 = at::ones({4096}, options);
+  EXPECT_FALSE(try_group_norm(x4096, 32, ones4096, ones4096, 1e-6, false).defined());
   set_fused_kernels_enabled(false);
   EXPECT_FALSE(try_group_norm(x, 4, w, b, 1e-6, false).defined());
   set_fused_kernels_enabled(true);

@@ -216,6 +216,68 @@ TEST(HunyuanVaeLayers, CausalConvIgnoresFutureFrames) {
   EXPECT_FALSE(at::allclose(y.narrow(2, 3, 2), y_future.narrow(2, 3, 2)));
 }
 
+// causal_resample against index lists written out by hand: F = 3 frames up-sampled causally by
+// 2 are frames 0, 1, 1, 2, 2, then 2 copies of the first in front; H = 2 rows by 2 with one row of
+// replicate padding per side; W = 3 columns likewise. The kernels' index map (VideoResample, on
+// the host here) gives the same lists, and a channels-last input the same values.
+TEST(HunyuanVaeLayers, CausalResampleMatchesHandIndexing) {
+  at::Tensor x = at::randn({2, 3, 3, 2, 3}, at::kDouble);
+  CausalResample resample;
+  resample.scale = {2, 2, 2};
+  resample.pad_frames = 2;
+  resample.pad_height = resample.pad_width = 1;
+  const std::vector<int64_t> frames = {0, 0, 0, 1, 1, 2, 2}, rows = {0, 0, 0, 1, 1, 1},
+                             columns = {0, 0, 0, 1, 1, 2, 2, 2};
+  auto index = [](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong); };
+  at::Tensor expected =
+      x.index_select(2, index(frames)).index_select(3, index(rows)).index_select(4, index(columns));
+  at::Tensor y = causal_resample(x, resample);
+  ASSERT_EQ(y.sizes(), expected.sizes());
+  EXPECT_TRUE(at::equal(y, expected));
+  EXPECT_EQ(at::IntArrayRef(resample.output_sizes(x.sizes())), expected.sizes());
+  EXPECT_TRUE(at::equal(causal_resample(x.contiguous(at::MemoryFormat::ChannelsLast3d), resample),
+                        expected));
+
+  const auto map = video_resample_map(x.sizes(), resample);
+  ASSERT_TRUE(map.has_value());
+  ASSERT_EQ(map->out_frames(), 7);
+  ASSERT_EQ(map->out_height(), 6);
+  ASSERT_EQ(map->out_width(), 8);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(map->source_frame(i), frames[i]) << i;
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(map->source_row(i), rows[i]) << i;
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(map->source_column(i), columns[i]) << i;
+
+  // A causal conv's padding alone: 2 frames in front, one row and column per side.
+  CausalConv3d conv(3, 4, Int3{3, 3, 3}, Int3{1, 1, 1}, at::TensorOptions().dtype(at::kDouble));
+  const CausalResample pad = conv->padding();
+  at::Tensor padded = causal_resample(x, pad);
+  EXPECT_TRUE(at::equal(padded, x.index_select(2, index({0, 0, 0, 1, 2}))
+                                    .index_select(3, index({0, 0, 1, 1}))
+                                    .index_select(4, index({0, 0, 1, 2, 2}))));
+  EXPECT_TRUE(causal_resample(x, CausalResample{}).is_same(x));
+  EXPECT_FALSE(video_resample_map({1, 8, int64_t{1} << 31, 4, 4}, pad).has_value());
+}
+
+// The decoder in channels-last activations (the GPU default) computes what it computes in ATen's
+// default layout: every layer takes either, and the output comes back contiguous.
+TEST(HunyuanVae, ChannelsLastDecodeMatchesTheDefaultLayout) {
+  auto vae = load_vae(fixture_dir() + "/model", at::kFloat);
+  auto io = load_safetensors(fixture_dir() + "/io.safetensors");
+  vae->set_tiling(false);
+  vae->decoder->channels_last = false;
+  at::Tensor reference = vae->decode(io.at("input.latents"));
+  vae->decoder->channels_last = true;
+  at::Tensor frames = vae->decode(io.at("input.latents"));
+  EXPECT_TRUE(vae->decoder->conv_in->conv->weight.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+  EXPECT_TRUE(frames.is_contiguous());
+  ASSERT_EQ(frames.sizes(), reference.sizes());
+  EXPECT_LE(rel_error(frames, reference), 1e-5);
+  EXPECT_LE(rel_error(frames, io.at("output.frames")), 1e-4);
+  vae->decoder->channels_last = false;  // the weights go back on the next decode
+  EXPECT_LE(rel_error(vae->decode(io.at("input.latents")), reference), 1e-6);
+  EXPECT_TRUE(vae->decoder->conv_in->conv->weight.is_contiguous());
+}
+
 // The mid-block attention against a direct evaluation of diffusers' formula: GroupNorm, one head
 // of width C, an explicit frame-causal mask (a token sees tokens of its own and earlier frames),
 // output projection, residual.
@@ -270,17 +332,27 @@ TEST(HunyuanVaeCuda, Fp32DecodeWithFusedGroupNormMatchesDiffusers) {
   const bool tf32 = at::globalContext().allowTF32CuDNN();
   at::globalContext().setAllowTF32CuDNN(false);
   const at::Tensor latents = io.at("input.latents").to(at::kCUDA);
-  at::Tensor fused = vae->decode(latents).cpu();
+  at::Tensor fused = vae->decode(latents).cpu();  // channels-last, the GPU default
   EXPECT_LE(rel_error(fused, io.at("output.frames")), 1e-4);
+  vae->decoder->channels_last = false;
+  at::Tensor fused_ncdhw = vae->decode(latents).cpu();
   set_fused_kernels_enabled(false);
   at::Tensor aten = vae->decode(latents).cpu();
+  vae->decoder->channels_last = true;
+  at::Tensor aten_channels_last = vae->decode(latents).cpu();
   set_fused_kernels_enabled(true);
+  vae->decoder->channels_last.reset();
   at::globalContext().setAllowTF32CuDNN(tf32);
+  EXPECT_LE(rel_error(fused_ncdhw, io.at("output.frames")), 1e-4);
   EXPECT_LE(rel_error(fused, aten), 1e-5);
+  EXPECT_LE(rel_error(fused, fused_ncdhw), 1e-5);
+  EXPECT_LE(rel_error(fused, aten_channels_last), 1e-5);
 }
 
 // The released decoder at HunyuanVideo's default 720x1280x129 with diffusers' default tiles in
-// bf16 must fit an 80 GB card. Minutes of GPU work: runs only with DITBENCH_LARGE_TESTS=1.
+// bf16 must fit an 80 GB card, in channels-last activations (the GPU default) and in ATen's
+// default layout, which agree to bf16 precision; both times are printed. Minutes of GPU work:
+// runs only with DITBENCH_LARGE_TESTS=1.
 TEST(HunyuanVaeCuda, Released720pTiledDecodeFitsIn80GB) {
   if (!at::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const char* large = std::getenv("DITBENCH_LARGE_TESTS");
@@ -291,21 +363,31 @@ TEST(HunyuanVaeCuda, Released720pTiledDecodeFitsIn80GB) {
   vae->set_tiling(true);
   // latents: [1, 16, (129 - 1) / 4 + 1, 720 / 8, 1280 / 8]
   at::Tensor latents = at::randn({1, 16, 33, 90, 160}, options);
-  c10::cuda::CUDACachingAllocator::emptyCache();
-  c10::cuda::CUDACachingAllocator::resetPeakStats(0);
-  const auto start = std::chrono::steady_clock::now();
-  at::Tensor frames = vae->decode(latents);
-  at::cuda::getCurrentCUDAStream().synchronize();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
-  const int64_t peak = stats.reserved_bytes[0].peak;  // aggregate over pools
-  std::cout << "[ info ] 720x1280x129 bf16 tiled decode: " << seconds << " s, peak reserved "
-            << peak / (1 << 20) << " MiB on " << at::cuda::getCurrentDeviceProperties()->name
-            << "\n";
-  ASSERT_EQ(frames.sizes(), (at::IntArrayRef{1, 3, 129, 720, 1280}));
-  EXPECT_TRUE(at::isfinite(frames).all().item<bool>());
-  EXPECT_LT(peak, int64_t{80} * 1000 * 1000 * 1000);
+  at::Tensor first;
+  for (bool channels_last : {true, false}) {
+    vae->decoder->channels_last = channels_last;
+    c10::cuda::CUDACachingAllocator::emptyCache();
+    c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+    const auto start = std::chrono::steady_clock::now();
+    at::Tensor frames = vae->decode(latents);
+    at::cuda::getCurrentCUDAStream().synchronize();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+    const int64_t peak = stats.reserved_bytes[0].peak;  // aggregate over pools
+    std::cout << "[ info ] 720x1280x129 bf16 tiled decode, "
+              << (channels_last ? "channels-last" : "NCDHW") << ": " << seconds
+              << " s, peak reserved " << peak / (1 << 20) << " MiB on "
+              << at::cuda::getCurrentDeviceProperties()->name << "\n";
+    ASSERT_EQ(frames.sizes(), (at::IntArrayRef{1, 3, 129, 720, 1280}));
+    EXPECT_TRUE(at::isfinite(frames).all().item<bool>());
+    EXPECT_LT(peak, int64_t{80} * 1000 * 1000 * 1000);
+    if (!first.defined()) {
+      first = frames;
+    } else {
+      EXPECT_LE(rel_error(frames.to(at::kFloat), first.to(at::kFloat)), 2e-2);
+    }
+  }
 }
 #endif
 
