@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "optimizations/kernels/group_norm.h"
+#include "optimizations/kernels/video_resample.h"
 
 namespace ditbench {
 
@@ -17,7 +18,16 @@ Conv3dImpl::Conv3dImpl(int64_t in_channels, int64_t out_channels, Int3 kernel, I
   bias = register_parameter("bias", at::empty({out_channels}, options), false);
 }
 
-at::Tensor Conv3dImpl::forward(const at::Tensor& x) { return at::conv3d(x, weight, bias, stride); }
+at::Tensor Conv3dImpl::forward(const at::Tensor& x) {
+  if (x.is_cuda() && x.is_contiguous(at::MemoryFormat::ChannelsLast3d) && !x.is_contiguous()) {
+    // ATen adds a cuDNN convolution's bias in a broadcasting pass of its own; over the channels
+    // of a channels-last output the bias kernel does the same addition in 16-byte vectors.
+    at::Tensor y = at::conv3d(x, weight, {}, stride);
+    if (try_add_channel_bias_(y, bias)) return y;
+    return y.add_(bias.view({1, -1, 1, 1, 1}));
+  }
+  return at::conv3d(x, weight, bias, stride);
+}
 
 // ---- GroupNorm ----
 

@@ -226,35 +226,53 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The elementwise pass of group_norm_apply over channel vectors, each output position reading the
-// input position `map` gives it (replicate padding, or none).
+// affine[n * C + c] = {a, b} of group_norm_apply (a = rstd * weight, b = bias - mean * a) for
+// every channel of sample n = blockIdx.x.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    group_affine(const T* __restrict__ weight, const T* __restrict__ bias,
+                 const float2* __restrict__ stats, float2* __restrict__ affine, int channels,
+                 int channels_per_group) {
+  const float2* sample_stats = stats + blockIdx.x * (channels / channels_per_group);
+  for (int c = threadIdx.x; c < channels; c += kThreads) {
+    const float2 s = sample_stats[c / channels_per_group];
+    const float a = s.y * to_float(weight[c]);
+    affine[blockIdx.x * channels + c] = make_float2(a, to_float(bias[c]) - s.x * a);
+  }
+}
+
+// The elementwise pass of group_norm_apply over channel vectors, one output row a block (grid
+// H', N * F'), each output position reading the input position `map` gives it (replicate
+// padding, or none).
 template <typename T, int kVec>
 __global__ void __launch_bounds__(kGatherThreads)
     group_norm_apply_ndhwc(const T* __restrict__ x, T* __restrict__ out,
-                           const T* __restrict__ weight, const T* __restrict__ bias,
-                           const float2* __restrict__ stats, int channels, int channels_per_group,
-                           VideoResample map, bool silu) {
-  const FramePacks packs(map, channels / kVec);
-  const T* source = x + packs.source_frame_offset(channels);
-  T* frame = out + packs.frame_offset(channels);
-  const float2* sample_stats = stats + packs.sample * (channels / channels_per_group);
-  for (int p = blockIdx.x * kGatherThreads + threadIdx.x; p < packs.count;
-       p += gridDim.x * kGatherThreads) {
-    const PackSource s = packs.source(p);
-    const Pack<T, kVec> in =
-        *reinterpret_cast<const Pack<T, kVec>*>(source + s.position * channels + s.lane * kVec);
+                           const float2* __restrict__ affine, int lanes, VideoResample map,
+                           bool silu) {
+  const float2* sample_affine =
+      affine + static_cast<int>(blockIdx.y) / map.out_frames() * lanes * kVec;
+  auto normalize = [silu](const T* in, T* to, const float2* ab) {
+    const Pack<T, kVec> v = *reinterpret_cast<const Pack<T, kVec>*>(in);
     Pack<T, kVec> res;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
-      const int c = s.lane * kVec + j;
-      const float2 st = sample_stats[c / channels_per_group];
-      const float a = st.y * to_float(weight[c]);
-      const float b = to_float(bias[c]) - st.x * a;
-      float y = to_float(from_float<T>(to_float(in.v[j]) * a + b));
+      float y = to_float(from_float<T>(to_float(v.v[j]) * ab[j].x + ab[j].y));
       if (silu) y = y / (1.f + expf(-y));
       res.v[j] = from_float<T>(y);
     }
-    *reinterpret_cast<Pack<T, kVec>*>(frame + static_cast<int64_t>(p) * kVec) = res;
+    *reinterpret_cast<Pack<T, kVec>*>(to) = res;
+  };
+  if (kGatherThreads % lanes == 0) {  // one lane a thread: its channels' {a, b} in registers
+    float2 ab[kVec];
+    const int lane = threadIdx.x % lanes;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) ab[j] = sample_affine[lane * kVec + j];
+    for_each_row_vector<kVec>(map, lanes, x, out,
+                              [&](int, const T* in, T* to) { normalize(in, to, ab); });
+  } else {
+    for_each_row_vector<kVec>(map, lanes, x, out, [&](int lane, const T* in, T* to) {
+      normalize(in, to, sample_affine + lane * kVec);
+    });
   }
 }
 
@@ -268,7 +286,7 @@ bool launch_ndhwc(const T* x, T* out, const T* weight, const T* bias, float* wor
   if (channels % kVec != 0 || lanes > kThreads || reinterpret_cast<uintptr_t>(x) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(out) % 16 != 0 || !gather_grid(map, batch, lanes, &grid) ||
       !kernel_has_image(group_partial_sums_ndhwc<T, kVec>) ||
-      !kernel_has_image(group_statistics<T>) ||
+      !kernel_has_image(group_statistics<T>) || !kernel_has_image(group_affine<T>) ||
       !kernel_has_image(group_norm_apply_ndhwc<T, kVec>)) {
     return false;
   }
@@ -280,6 +298,7 @@ bool launch_ndhwc(const T* x, T* out, const T* weight, const T* bias, float* wor
   const int64_t chunks = (positions + per_block - 1) / per_block;
   auto* partial = reinterpret_cast<float2*>(workspace);
   auto* stats = partial + groups_total * chunks;
+  auto* affine = stats + groups_total;
   const size_t shared = (2 * kVec * kThreads + 2 * channels) * sizeof(float);
   group_partial_sums_ndhwc<T, kVec>
       <<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(batch)), kThreads, shared,
@@ -288,9 +307,11 @@ bool launch_ndhwc(const T* x, T* out, const T* weight, const T* bias, float* wor
   group_statistics<T><<<static_cast<unsigned>(groups_total), kThreads, 0, stream>>>(
       x, partial, stats, positions * channels_per_group, chunks, eps, groups, positions * channels,
       channels_per_group);
+  group_affine<T><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(
+      weight, bias, stats, affine, static_cast<int>(channels),
+      static_cast<int>(channels_per_group));
   group_norm_apply_ndhwc<T, kVec>
-      <<<grid, kGatherThreads, 0, stream>>>(x, out, weight, bias, stats, static_cast<int>(channels),
-                                            static_cast<int>(channels_per_group), map, silu);
+      <<<grid, kGatherThreads, 0, stream>>>(x, out, affine, static_cast<int>(lanes), map, silu);
   return cudaGetLastError() == cudaSuccess;
 }
 
@@ -322,7 +343,7 @@ bool group_norm_cuda(const void* x, void* out, const void* weight, const void* b
 int64_t group_norm_ndhwc_workspace_floats(int64_t batch, int64_t channels, int64_t positions,
                                           int64_t groups) {
   const int64_t per_block = ndhwc_positions_per_block(channels);
-  return 2 * batch * groups * ((positions + per_block - 1) / per_block + 1);
+  return 2 * batch * (groups * ((positions + per_block - 1) / per_block + 1) + channels);
 }
 
 bool group_norm_ndhwc_cuda(const void* x, void* out, const void* weight, const void* bias,

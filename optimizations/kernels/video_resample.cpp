@@ -77,4 +77,36 @@ at::Tensor try_causal_resample(const at::Tensor& x, const CausalResample& resamp
 #endif
 }
 
+bool try_add_channel_bias_(const at::Tensor& y, const at::Tensor& bias) {
+#ifdef DITBENCH_HAS_CUDA
+  if (!fused_kernels_enabled() || !y.defined() || !y.is_cuda() || y.dim() != 5 ||
+      !y.is_contiguous(at::MemoryFormat::ChannelsLast3d) || !bias.defined() ||
+      bias.scalar_type() != y.scalar_type() || bias.device() != y.device() ||
+      !bias.is_contiguous() || bias.numel() != y.size(1)) {
+    return false;
+  }
+  GatherDtype dtype;
+  switch (y.scalar_type()) {
+    case at::kFloat:
+      dtype = GatherDtype::float32;
+      break;
+    case at::kBFloat16:
+      dtype = GatherDtype::bfloat16;
+      break;
+    default:
+      return false;
+  }
+  c10::cuda::CUDAGuard guard(y.device());
+  if (!channel_bias_cuda(y.data_ptr(), bias.data_ptr(), dtype, y.numel() / y.size(1), y.size(1),
+                         at::cuda::getCurrentCUDAStream(y.device().index()))) {
+    return false;
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return true;
+#else
+  (void)y, (void)bias;
+  return false;
+#endif
+}
+
 }  // namespace ditbench

@@ -1,27 +1,40 @@
 #include <cuda_bf16.h>
 
+#include "optimizations/kernels/float_convert.cuh"
 #include "optimizations/kernels/video_resample.cuh"
 #include "optimizations/kernels/video_resample_cuda.h"
 
 namespace ditbench {
 namespace {
 
-// Grid (x: blocks over one output frame's positions and channel vectors, y: N * F'): each thread
-// copies 16-byte vectors of channels from the input position its output position maps to.
+// Grid (x: H', y: N * F'): each thread copies 16-byte vectors of channels from the input
+// positions its output positions map to.
 template <typename T>
 __global__ void __launch_bounds__(kGatherThreads)
-    video_resample_kernel(const T* __restrict__ x, T* __restrict__ out, int channels,
+    video_resample_kernel(const T* __restrict__ x, T* __restrict__ out, int lanes,
                           VideoResample map) {
-  using Vec = uint4;  // 16 bytes
   constexpr int kVec = 16 / sizeof(T);
-  const FramePacks packs(map, channels / kVec);
-  const T* source = x + packs.source_frame_offset(channels);
-  T* frame = out + packs.frame_offset(channels);
-  for (int p = blockIdx.x * kGatherThreads + threadIdx.x; p < packs.count;
-       p += gridDim.x * kGatherThreads) {
-    const PackSource s = packs.source(p);
-    *reinterpret_cast<Vec*>(frame + static_cast<int64_t>(p) * kVec) =
-        *reinterpret_cast<const Vec*>(source + s.position * channels + s.lane * kVec);
+  for_each_row_vector<kVec>(map, lanes, x, out, [](int, const T* in, T* to) {
+    *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(in);
+  });
+}
+
+// y[m, c] += bias[c] over the rows of a channels-last tensor, a lane (16 bytes of channels) a
+// thread; the grid's stride is a multiple of the lanes, so each thread keeps its lane's bias.
+template <typename T>
+__global__ void __launch_bounds__(kGatherThreads)
+    channel_bias_kernel(T* __restrict__ y, const T* __restrict__ bias, int lanes, int64_t vectors) {
+  constexpr int kVec = 16 / sizeof(T);
+  struct alignas(16) Vec {
+    T v[kVec];
+  };
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kGatherThreads + threadIdx.x;
+  const Vec b = reinterpret_cast<const Vec*>(bias)[first % lanes];
+  for (int64_t i = first; i < vectors; i += static_cast<int64_t>(gridDim.x) * kGatherThreads) {
+    Vec v = reinterpret_cast<Vec*>(y)[i];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) v.v[j] = from_float<T>(to_float(v.v[j]) + to_float(b.v[j]));
+    reinterpret_cast<Vec*>(y)[i] = v;
   }
 }
 
@@ -37,7 +50,28 @@ bool launch(const T* x, T* out, int64_t batch, int64_t channels, const VideoResa
   if (!gather_grid(map, batch, channels / kVec, &grid)) return false;
   if (grid.x == 0 || grid.y == 0) return true;
   video_resample_kernel<T>
-      <<<grid, kGatherThreads, 0, stream>>>(x, out, static_cast<int>(channels), map);
+      <<<grid, kGatherThreads, 0, stream>>>(x, out, static_cast<int>(channels / kVec), map);
+  return cudaGetLastError() == cudaSuccess;
+}
+
+template <typename T>
+bool launch_bias(T* y, const T* bias, int64_t rows, int64_t channels, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int64_t lanes = channels / kVec;
+  if (channels % kVec != 0 || lanes == 0 || kGatherThreads % lanes != 0 ||
+      reinterpret_cast<uintptr_t>(y) % 16 != 0 || reinterpret_cast<uintptr_t>(bias) % 16 != 0 ||
+      !kernel_has_image(channel_bias_kernel<T>)) {
+    return false;
+  }
+  const int64_t vectors = rows * lanes;
+  if (vectors == 0) return true;
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const int64_t wanted = (vectors + kGatherThreads - 1) / kGatherThreads;
+  const unsigned blocks = static_cast<unsigned>(wanted < 16LL * sms ? wanted : 16LL * sms);
+  channel_bias_kernel<T>
+      <<<blocks, kGatherThreads, 0, stream>>>(y, bias, static_cast<int>(lanes), vectors);
   return cudaGetLastError() == cudaSuccess;
 }
 
@@ -52,6 +86,19 @@ bool video_resample_cuda(const void* x, void* out, GatherDtype dtype, int64_t ba
     case GatherDtype::bfloat16:
       return launch(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(out), batch,
                     channels, map, stream);
+  }
+  return false;
+}
+
+bool channel_bias_cuda(void* y, const void* bias, GatherDtype dtype, int64_t rows, int64_t channels,
+                       cudaStream_t stream) {
+  switch (dtype) {
+    case GatherDtype::float32:
+      return launch_bias(static_cast<float*>(y), static_cast<const float*>(bias), rows, channels,
+                         stream);
+    case GatherDtype::bfloat16:
+      return launch_bias(static_cast<__nv_bfloat16*>(y), static_cast<const __nv_bfloat16*>(bias),
+                         rows, channels, stream);
   }
   return false;
 }

@@ -1,7 +1,7 @@
 #pragma once
 // Device helpers of the channels-last video kernels (video_resample.cu, the channels-last
-// GroupNorm of group_norm.cu): one block row (grid y) per output frame of one sample, threads over
-// the frame's positions and 16-byte channel vectors ("lanes"), each output position mapped to the
+// GroupNorm of group_norm.cu): one block per output row of one frame of one sample, threads over
+// the row's positions and 16-byte channel vectors ("lanes"), each output position mapped to the
 // input position it reads by a VideoResample.
 #include <cuda_runtime.h>
 
@@ -13,50 +13,49 @@ namespace ditbench {
 
 constexpr int kGatherThreads = 256;
 
-// Where one thread's vector comes from: the input position (h * W + w within its frame) and the
-// channel vector.
-struct PackSource {
-  int64_t position;
-  int lane;
-};
-
-// The packs (output position, channel vector) of the output frame of block row blockIdx.y.
-struct FramePacks {
-  VideoResample map;
-  int lanes, out_frames, out_width, count, sample, frame;
-
-  __device__ FramePacks(const VideoResample& m, int lanes_)
-      : map(m),
-        lanes(lanes_),
-        out_frames(m.out_frames()),
-        out_width(m.out_width()),
-        count(m.out_height() * m.out_width() * lanes_),
-        sample(static_cast<int>(blockIdx.y) / m.out_frames()),
-        frame(static_cast<int>(blockIdx.y) % m.out_frames()) {}
-  // Element offsets of the input frame this output frame copies, and of the output frame.
-  __device__ int64_t source_frame_offset(int channels) const {
-    return (static_cast<int64_t>(sample) * map.frames + map.source_frame(frame)) * map.height *
-           map.width * channels;
+// Calls op(lane, in, out) for every 16-byte vector (kVec elements, channel vector `lane` of
+// `lanes`) of the output row of this block: grid (x: H', y: N * F'), `out` the vector's place in
+// the output and `in` the input vector it maps to. When the lanes divide the block, each thread
+// keeps one lane (per-channel values can stay in registers) and walks the row's positions
+// without dividing.
+template <int kVec, typename T, typename Op>
+__device__ __forceinline__ void for_each_row_vector(const VideoResample& map, int lanes,
+                                                    const T* __restrict__ x, T* __restrict__ out,
+                                                    Op&& op) {
+  const int out_frames = map.out_frames(), out_width = map.out_width();
+  const int sample = static_cast<int>(blockIdx.y) / out_frames;
+  const int frame = static_cast<int>(blockIdx.y) % out_frames;
+  const int64_t channels = static_cast<int64_t>(lanes) * kVec;
+  const T* source =
+      x + ((static_cast<int64_t>(sample) * map.frames + map.source_frame(frame)) * map.height +
+           map.source_row(static_cast<int>(blockIdx.x))) *
+              map.width * channels;
+  T* row = out + (static_cast<int64_t>(blockIdx.y) * map.out_height() + blockIdx.x) * out_width *
+                     channels;
+  if (kGatherThreads % lanes == 0) {
+    const int lane = threadIdx.x % lanes, step = kGatherThreads / lanes;
+#pragma unroll 4
+    for (int w = threadIdx.x / lanes; w < out_width; w += step) {
+      op(lane, source + map.source_column(w) * channels + lane * kVec,
+         row + (static_cast<int64_t>(w) * lanes + lane) * kVec);
+    }
+  } else {
+    for (int i = threadIdx.x; i < out_width * lanes; i += kGatherThreads) {
+      const int w = i / lanes, lane = i - w * lanes;
+      op(lane, source + map.source_column(w) * channels + lane * kVec,
+         row + static_cast<int64_t>(i) * kVec);
+    }
   }
-  __device__ int64_t frame_offset(int channels) const {
-    return static_cast<int64_t>(blockIdx.y) * (count / lanes) * channels;
-  }
-  __device__ PackSource source(int p) const {
-    const int q = p / lanes;
-    return {static_cast<int64_t>(map.source_row(q / out_width)) * map.width +
-                map.source_column(q % out_width),
-            p % lanes};
-  }
-};
+}
 
-// The launch grid of a gather over `batch` samples; false when it does not fit (more than 65,535
-// output frames in all, or a frame of 2^31 vectors).
+// The launch grid of a row gather over `batch` samples; false when it does not fit (more than
+// 65,535 output frames in all, or a row of 2^31 vectors).
 inline bool gather_grid(const VideoResample& map, int64_t batch, int64_t lanes, dim3* grid) {
   const int64_t frames = batch * map.out_frames();
-  const int64_t packs = static_cast<int64_t>(map.out_height()) * map.out_width() * lanes;
-  if (frames > 65535 || packs >= (int64_t{1} << 31)) return false;
-  *grid = dim3(static_cast<unsigned>((packs + kGatherThreads - 1) / kGatherThreads),
-               static_cast<unsigned>(frames));
+  if (frames > 65535 || static_cast<int64_t>(map.out_width()) * lanes >= (int64_t{1} << 31)) {
+    return false;
+  }
+  *grid = dim3(static_cast<unsigned>(map.out_height()), static_cast<unsigned>(frames));
   return true;
 }
 

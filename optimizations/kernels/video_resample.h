@@ -1,7 +1,8 @@
 #pragma once
 // Causal nearest-neighbour up-sampling and replicate padding of channels-last video activations
 // in one gather (video_resample_cuda.h), for the causal 3-D VAE decoders: the copy in front of
-// every 3x3x3 convolution, and the up-sampler's interpolation with it.
+// every 3x3x3 convolution, and the up-sampler's interpolation with it; and the convolutions' bias
+// added over the channels of a channels-last output.
 #include <ATen/ATen.h>
 
 #include <array>
@@ -39,5 +40,11 @@ std::optional<VideoResample> video_resample_map(at::IntArrayRef input,
 // off, no CUDA, another layout or dtype): the caller runs ATen's interpolation and padding, which
 // give the same values (a copy).
 at::Tensor try_causal_resample(const at::Tensor& x, const CausalResample& resample);
+
+// y += bias over y's channels (dim 1) in place, for y: channels-last [N, C, F, H, W] float32 or
+// bfloat16 on a GPU and bias: [C] of its dtype and device, C a multiple of 16 bytes whose 16-byte
+// vectors divide 256: what ATen adds after a cuDNN convolution (in float32, rounded once), in one
+// vectorized pass. False, changing nothing, when the kernel does not serve.
+bool try_add_channel_bias_(const at::Tensor& y, const at::Tensor& bias);
 
 }  // namespace ditbench

@@ -16,4 +16,10 @@ enum class GatherDtype { float32, bfloat16 };
 bool video_resample_cuda(const void* x, void* out, GatherDtype dtype, int64_t batch,
                          int64_t channels, const VideoResample& map, cudaStream_t stream);
 
+// y [rows, C] += bias [C] in place, in float32, rounded once: C * element size a multiple of 16
+// bytes and its 16-byte vectors dividing 256, pointers 16-byte aligned; false, launching
+// nothing, otherwise.
+bool channel_bias_cuda(void* y, const void* bias, GatherDtype dtype, int64_t rows, int64_t channels,
+                       cudaStream_t stream);
+
 }  // namespace ditbench

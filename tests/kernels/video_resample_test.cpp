@@ -1,6 +1,7 @@
 // The channels-last causal up-sampling and replicate padding gather
 // (optimizations/kernels/video_resample.h) on a GPU against ATen's interpolation and padding, bit
-// for bit (both copy values); what it declines; without CUDA it declines.
+// for bit (both copy values); the channel bias kernel against ATen's convolution bias; what they
+// decline; without CUDA they decline.
 #include <gtest/gtest.h>
 
 #include "optimizations/kernels/fused.h"
@@ -32,6 +33,7 @@ CausalResample resample(std::array<int64_t, 3> scale, int64_t pad_frames, int64_
 TEST(VideoResample, DeclinesOnTheCpu) {
   auto x = at::randn({1, 8, 3, 4, 4}).contiguous(kChannelsLast);
   EXPECT_FALSE(try_causal_resample(x, resample({1, 1, 1}, 2, 1)).defined());
+  EXPECT_FALSE(try_add_channel_bias_(x, at::ones({8})));
 }
 
 TEST(VideoResampleCuda, MatchesAtenBitForBit) {
@@ -76,6 +78,32 @@ TEST(VideoResampleCuda, DeclinesWhatItCannotServe) {
   set_fused_kernels_enabled(false);
   EXPECT_FALSE(try_causal_resample(x.contiguous(kChannelsLast), pad).defined());
   set_fused_kernels_enabled(true);
+}
+
+// The convolution's bias over a channels-last output: what at::conv3d with the bias computes
+// (cuDNN's convolution, then ATen's broadcasting addition), bit for bit.
+TEST(ChannelBiasCuda, MatchesAtenConvolutionBiasBitForBit) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    const auto options = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    for (int64_t channels : {16, 64, 256}) {
+      auto x = at::randn({2, 32, 3, 6, 5}, options).contiguous(kChannelsLast);
+      auto w = (at::randn({channels, 32, 3, 3, 3}, options) * 0.1).contiguous(kChannelsLast);
+      auto b = at::randn({channels}, options) * 3;
+      at::Tensor expected = at::conv3d(x, w, b);
+      at::Tensor y = at::conv3d(x, w, {});
+      ASSERT_TRUE(y.is_contiguous(kChannelsLast));
+      ASSERT_TRUE(try_add_channel_bias_(y, b)) << dtype << " " << channels;
+      EXPECT_TRUE(at::equal(y, expected)) << dtype << " " << channels;
+    }
+  }
+  const auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  auto y = at::zeros({1, 24, 2, 3, 3}, options).contiguous(kChannelsLast);  // 3 vectors
+  EXPECT_FALSE(try_add_channel_bias_(y, at::ones({24}, options)));
+  EXPECT_TRUE(at::equal(y, at::zeros_like(y)));
+  auto y16 = at::zeros({1, 16, 2, 3, 3}, options);
+  EXPECT_FALSE(try_add_channel_bias_(y16, at::ones({16}, options)));  // NCDHW
+  EXPECT_FALSE(try_add_channel_bias_(y16.contiguous(kChannelsLast), at::ones({8}, options)));
 }
 
 }  // namespace
