@@ -1,5 +1,7 @@
 #include "models/hunyuan_video/vae.h"
 
+#include <cstdlib>
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -195,8 +197,13 @@ HunyuanVideoDecoder3DImpl::HunyuanVideoDecoder3DImpl(const HunyuanVideoVAEConfig
 }
 
 at::Tensor HunyuanVideoDecoder3DImpl::forward(const at::Tensor& z) {
-  const auto format = channels_last.value_or(z.is_cuda()) ? at::MemoryFormat::ChannelsLast3d
-                                                          : at::MemoryFormat::Contiguous;
+  static const bool channels_last_on_gpus = [] {
+    const char* env = std::getenv("DITBENCH_VAE_CHANNELS_LAST");
+    return !(env && std::string(env) == "0");
+  }();
+  const auto format = channels_last.value_or(z.is_cuda() && channels_last_on_gpus)
+                          ? at::MemoryFormat::ChannelsLast3d
+                          : at::MemoryFormat::Contiguous;
   for (at::Tensor& p : parameters()) {
     if (p.dim() == 5 && !p.is_contiguous(format)) p.set_data(p.contiguous(format));
   }

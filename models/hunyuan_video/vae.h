@@ -58,8 +58,9 @@ class HunyuanVideoDecoder3DImpl : public torch::nn::Module {
 
   // The activations' memory format: channels-last (NDHWC: cuDNN's convolutions run without
   // layout conversions and the GroupNorm and padding kernels read 16-byte channel vectors) when
-  // true, ATen's default (NCDHW) when false; unset, channels-last on GPUs. The convolutions'
-  // weights follow on the next forward (converted once).
+  // true, ATen's default (NCDHW) when false; unset, channels-last on GPUs unless the environment
+  // sets DITBENCH_VAE_CHANNELS_LAST=0. The convolutions' weights follow on the next forward
+  // (converted once).
   std::optional<bool> channels_last;
 
   CausalConv3d conv_in{nullptr}, conv_out{nullptr};
