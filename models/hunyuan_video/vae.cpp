@@ -204,8 +204,15 @@ at::Tensor HunyuanVideoDecoder3DImpl::forward(const at::Tensor& z) {
   const auto format = channels_last.value_or(z.is_cuda() && channels_last_on_gpus)
                           ? at::MemoryFormat::ChannelsLast3d
                           : at::MemoryFormat::Contiguous;
-  for (at::Tensor& p : parameters()) {
-    if (p.dim() == 5 && !p.is_contiguous(format)) p.set_data(p.contiguous(format));
+  if (weights_format_ != format) {
+    // Strides as at::empty gives them for the format: a 1x1x1 kernel's weight is contiguous in
+    // both, and ATen's convolution reads its layout from its strides.
+    for (at::Tensor& p : parameters()) {
+      if (p.dim() != 5) continue;
+      at::Tensor canonical = at::empty(p.sizes(), p.options().memory_format(format));
+      if (canonical.strides() != p.strides()) p.set_data(canonical.copy_(p));
+    }
+    weights_format_ = format;
   }
   at::Tensor h = conv_in(z.contiguous(format));  // h: [B, C_last, F', H', W']
   h = mid_block(h);

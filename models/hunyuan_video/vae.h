@@ -67,6 +67,9 @@ class HunyuanVideoDecoder3DImpl : public torch::nn::Module {
   MidBlock3D mid_block{nullptr};
   torch::nn::ModuleList up_blocks;
   GroupNorm conv_norm_out{nullptr};
+
+ private:
+  std::optional<at::MemoryFormat> weights_format_;  // the convolutions' weights' layout
 };
 TORCH_MODULE(HunyuanVideoDecoder3D);
 

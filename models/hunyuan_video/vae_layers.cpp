@@ -185,9 +185,11 @@ at::Tensor CausalFrameAttentionImpl::forward(const at::Tensor& x) {
   k.reset();
   v.reset();
 
-  // out: [B, S, C] -> [B, C, F, H, W]
+  // out: [B, S, C] -> [B, C, F, H, W], a channels-last view, in x's memory format
   at::Tensor out = out_proj(attended.squeeze(1));
-  out = out.transpose(1, 2).reshape({batch, channels, frames, x.size(3), x.size(4)});
+  out = out.transpose(1, 2)
+            .reshape({batch, channels, frames, x.size(3), x.size(4)})
+            .contiguous(x.suggest_memory_format());
   return out.add_(x);
 }
 

@@ -299,6 +299,11 @@ TEST(HunyuanVaeLayers, MidBlockAttentionIsFrameCausal) {
   out = at::linear(out, attn->out_proj->weight, attn->out_proj->bias);
   at::Tensor expected = out.transpose(1, 2).reshape(x.sizes()) + x;
   EXPECT_LE(rel_error(y, expected), 1e-12);
+  // The output keeps the input's memory format (the decoder's layout holds through the block).
+  EXPECT_TRUE(y.is_contiguous());
+  at::Tensor y_cl = attn(x.contiguous(at::MemoryFormat::ChannelsLast3d));
+  EXPECT_TRUE(y_cl.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+  EXPECT_LE(rel_error(y_cl, expected), 1e-12);
 }
 
 #ifdef DITBENCH_HAS_CUDA
