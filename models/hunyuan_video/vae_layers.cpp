@@ -46,8 +46,13 @@ at::Tensor GroupNormImpl::forward(const at::Tensor& x) {
 at::Tensor GroupNormImpl::forward_silu(const at::Tensor& x, const CausalResample& then) {
   at::Tensor fused = try_group_norm(x, num_groups, weight, bias, eps, /*silu=*/true, then);
   if (fused.defined()) return fused;
-  at::Tensor y = at::group_norm(x, num_groups, weight, bias, eps);
-  return causal_resample(at::silu_(y), then);
+  // The kernel pads only channels-last x: otherwise normalize, then resample.
+  if (!then.identity()) fused = try_group_norm(x, num_groups, weight, bias, eps, /*silu=*/true);
+  if (!fused.defined()) {
+    fused = at::group_norm(x, num_groups, weight, bias, eps);
+    at::silu_(fused);
+  }
+  return causal_resample(fused, then);
 }
 
 // ---- causal_resample ----
