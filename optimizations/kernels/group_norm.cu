@@ -139,13 +139,9 @@ bool launch(const T* x, T* out, const T* weight, const T* bias, float* workspace
   group_statistics<T><<<static_cast<unsigned>(groups_total), kThreads, 0, stream>>>(
       x, partial, stats, group_elements, chunks, eps, groups, groups * group_elements,
       group_elements);
-  int device = 0, sms = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   const int vec = vectors ? kVec : 1;
   const int64_t packs = batch * channels * spatial / vec;
-  const int64_t wanted = (packs + kThreads - 1) / kThreads;
-  const unsigned blocks = static_cast<unsigned>(wanted < 16LL * sms ? wanted : 16LL * sms);
+  const unsigned blocks = grid_stride_blocks(packs, kThreads, 16);
   if (vectors) {
     group_norm_apply<T, kVec><<<blocks, kThreads, 0, stream>>>(
         x, out, weight, bias, stats, channels, spatial, channels / groups, packs, silu);

@@ -1,5 +1,7 @@
 #include "optimizations/kernels/strided_copy_cuda.h"
 
+#include "optimizations/kernels/launch.cuh"
+
 namespace ditbench {
 namespace {
 
@@ -27,21 +29,12 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 bool strided_copy_cuda(const void* src, void* dst, const StridedCopy& copy, cudaStream_t stream) {
-  cudaFuncAttributes attributes;
-  if (cudaFuncGetAttributes(&attributes, strided_copy_kernel) != cudaSuccess) {
-    cudaGetLastError();  // no image for this device: the caller copies with ATen
-    return false;
-  }
+  if (!kernel_has_image(strided_copy_kernel)) return false;  // the caller copies with ATen
   int64_t total = copy.inner_vectors;
   for (int d = 0; d < copy.outer; ++d) total *= copy.sizes[d];
   if (total == 0) return true;
-  int device = 0, sms = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const int64_t wanted = (total + kThreads - 1) / kThreads;
-  const int blocks = static_cast<int>(wanted < 32LL * sms ? wanted : 32LL * sms);
-  strided_copy_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const char*>(src),
-                                                       static_cast<char*>(dst), copy, total);
+  strided_copy_kernel<<<grid_stride_blocks(total, kThreads, 32), kThreads, 0, stream>>>(
+      static_cast<const char*>(src), static_cast<char*>(dst), copy, total);
   return cudaGetLastError() == cudaSuccess;
 }
 

@@ -11,6 +11,18 @@
 
 namespace ditbench {
 
+#ifdef DITBENCH_HAS_CUDA
+namespace {
+
+std::optional<GatherDtype> gather_dtype(at::ScalarType type) {
+  if (type == at::kFloat) return GatherDtype::float32;
+  if (type == at::kBFloat16) return GatherDtype::bfloat16;
+  return std::nullopt;
+}
+
+}  // namespace
+#endif
+
 std::vector<int64_t> CausalResample::output_sizes(at::IntArrayRef input) const {
   return {input[0], input[1], 1 + scale[0] * (input[2] - 1) + pad_frames,
           scale[1] * input[3] + 2 * pad_height, scale[2] * input[4] + 2 * pad_width};
@@ -49,23 +61,14 @@ at::Tensor try_causal_resample(const at::Tensor& x, const CausalResample& resamp
       !x.is_contiguous(at::MemoryFormat::ChannelsLast3d)) {
     return {};
   }
-  GatherDtype dtype;
-  switch (x.scalar_type()) {
-    case at::kFloat:
-      dtype = GatherDtype::float32;
-      break;
-    case at::kBFloat16:
-      dtype = GatherDtype::bfloat16;
-      break;
-    default:
-      return {};
-  }
+  const auto dtype = gather_dtype(x.scalar_type());
+  if (!dtype) return {};
   const auto map = video_resample_map(x.sizes(), resample);
   if (!map) return {};
   c10::cuda::CUDAGuard guard(x.device());
   auto out = at::empty(resample.output_sizes(x.sizes()),
                        x.options().memory_format(at::MemoryFormat::ChannelsLast3d));
-  if (!video_resample_cuda(x.data_ptr(), out.data_ptr(), dtype, x.size(0), x.size(1), *map,
+  if (!video_resample_cuda(x.data_ptr(), out.data_ptr(), *dtype, x.size(0), x.size(1), *map,
                            at::cuda::getCurrentCUDAStream(x.device().index()))) {
     return {};
   }
@@ -85,19 +88,10 @@ bool try_add_channel_bias_(const at::Tensor& y, const at::Tensor& bias) {
       !bias.is_contiguous() || bias.numel() != y.size(1)) {
     return false;
   }
-  GatherDtype dtype;
-  switch (y.scalar_type()) {
-    case at::kFloat:
-      dtype = GatherDtype::float32;
-      break;
-    case at::kBFloat16:
-      dtype = GatherDtype::bfloat16;
-      break;
-    default:
-      return false;
-  }
+  const auto dtype = gather_dtype(y.scalar_type());
+  if (!dtype) return false;
   c10::cuda::CUDAGuard guard(y.device());
-  if (!channel_bias_cuda(y.data_ptr(), bias.data_ptr(), dtype, y.numel() / y.size(1), y.size(1),
+  if (!channel_bias_cuda(y.data_ptr(), bias.data_ptr(), *dtype, y.numel() / y.size(1), y.size(1),
                          at::cuda::getCurrentCUDAStream(y.device().index()))) {
     return false;
   }

@@ -65,13 +65,9 @@ bool launch_bias(T* y, const T* bias, int64_t rows, int64_t channels, cudaStream
   }
   const int64_t vectors = rows * lanes;
   if (vectors == 0) return true;
-  int device = 0, sms = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const int64_t wanted = (vectors + kGatherThreads - 1) / kGatherThreads;
-  const unsigned blocks = static_cast<unsigned>(wanted < 16LL * sms ? wanted : 16LL * sms);
   channel_bias_kernel<T>
-      <<<blocks, kGatherThreads, 0, stream>>>(y, bias, static_cast<int>(lanes), vectors);
+      <<<grid_stride_blocks(vectors, kGatherThreads, 16), kGatherThreads, 0, stream>>>(
+          y, bias, static_cast<int>(lanes), vectors);
   return cudaGetLastError() == cudaSuccess;
 }
 

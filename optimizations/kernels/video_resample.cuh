@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "optimizations/kernels/launch.cuh"
 #include "optimizations/kernels/video_resample_cuda.h"
 
 namespace ditbench {
@@ -56,18 +57,6 @@ inline bool gather_grid(const VideoResample& map, int64_t batch, int64_t lanes, 
     return false;
   }
   *grid = dim3(static_cast<unsigned>(map.out_height()), static_cast<unsigned>(frames));
-  return true;
-}
-
-// Whether the device has an image of `kernel` (clearing the error when not: the caller then runs
-// ATen's ops).
-template <typename Kernel>
-bool kernel_has_image(Kernel kernel) {
-  cudaFuncAttributes attributes;
-  if (cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
   return true;
 }
 

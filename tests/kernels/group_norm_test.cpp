@@ -5,6 +5,9 @@
 // of a causal convolution written in the same pass; what it declines; without CUDA it declines.
 #include <gtest/gtest.h>
 
+#include <sstream>
+#include <string>
+
 #include "optimizations/kernels/fused.h"
 #include "optimizations/kernels/group_norm.h"
 
@@ -29,12 +32,48 @@ TEST(GroupNorm, DeclinesOnTheCpu) {
   EXPECT_FALSE(try_group_norm(x, 4, at::ones({8}), at::zeros({8}), 1e-6, true).defined());
 }
 
+struct Case {
+  std::vector<int64_t> shape;
+  int64_t groups;
+};
+
+// Operands of a case: x with a mean far from zero (3) against a spread of 0.5 per channel (the
+// statistics must not lose the variance to cancellation), weight and bias.
+struct Operands {
+  at::Tensor x, w, b;
+};
+Operands operands(const Case& c, at::ScalarType dtype) {
+  const auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
+  const int64_t channels = c.shape[1];
+  return {(at::randn(c.shape, options) * 0.5 + 3).to(dtype),
+          (at::rand({channels}, options) + 0.5).to(dtype),
+          at::randn({channels}, options).to(dtype)};
+}
+
+// The kernel's result against the reference: within float32's last bits or bfloat16's rounding,
+// and in bfloat16 (the same roundings as the eager ops) nearly every element equal bit for bit;
+// float32 results differ in the last bits with the statistics' summation order.
+void expect_matches(const at::Tensor& fused, const at::Tensor& expected, const std::string& what) {
+  ASSERT_TRUE(fused.defined()) << what;
+  ASSERT_EQ(fused.sizes(), expected.sizes()) << what;
+  ASSERT_EQ(fused.scalar_type(), expected.scalar_type()) << what;
+  const bool fp32 = fused.scalar_type() == at::kFloat;
+  const double tol = fp32 ? 1e-5 : 1.6e-2;
+  EXPECT_TRUE(at::allclose(fused.to(at::kFloat), expected.to(at::kFloat), tol, tol))
+      << what << ": max difference "
+      << (fused.to(at::kFloat) - expected.to(at::kFloat)).abs().max().item<float>();
+  const double equal = fused.eq(expected).to(at::kFloat).mean().item<double>();
+  if (!fp32) EXPECT_GT(equal, 0.97) << what;
+}
+
+std::string describe(at::ScalarType dtype, const Case& c, bool silu) {
+  std::ostringstream out;
+  out << dtype << " " << c.shape << " silu " << silu;
+  return out.str();
+}
+
 TEST(GroupNormCuda, MatchesAtenWithAndWithoutSilu) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-  struct Case {
-    std::vector<int64_t> shape;
-    int64_t groups;
-  };
   // [N, C, F, H, W]: S = 420 (not a multiple of 8: one element a thread), S = 1280 and a group of
   // 2 x 9 x 64 x 64 = 73,728 elements (5 statistics blocks), a 4-D input.
   const Case cases[] = {{{2, 64, 3, 10, 14}, 32},
@@ -42,28 +81,11 @@ TEST(GroupNormCuda, MatchesAtenWithAndWithoutSilu) {
                         {{1, 64, 9, 64, 64}, 32},
                         {{2, 32, 24, 40}, 8}};
   for (auto dtype : {at::kFloat, at::kBFloat16}) {
-    const auto options = at::TensorOptions().device(at::kCUDA).dtype(dtype);
     for (const Case& c : cases) {
-      const int64_t channels = c.shape[1];
-      // A mean far from zero (3) against a spread of 0.5 per channel: the statistics must not
-      // lose the variance to cancellation.
-      auto x = (at::randn(c.shape, options.dtype(at::kFloat)) * 0.5 + 3).to(dtype);
-      auto w = (at::rand({channels}, options.dtype(at::kFloat)) + 0.5).to(dtype);
-      auto b = at::randn({channels}, options.dtype(at::kFloat)).to(dtype);
+      const auto [x, w, b] = operands(c, dtype);
       for (bool silu : {false, true}) {
-        auto fused = try_group_norm(x, c.groups, w, b, 1e-6, silu);
-        ASSERT_TRUE(fused.defined()) << dtype << " " << c.shape;
-        auto expected = chain(x, c.groups, w, b, 1e-6, silu);
-        ASSERT_EQ(fused.sizes(), expected.sizes());
-        ASSERT_EQ(fused.scalar_type(), dtype);
-        const double tol = dtype == at::kFloat ? 1e-5 : 1.6e-2;
-        EXPECT_TRUE(at::allclose(fused.to(at::kFloat), expected.to(at::kFloat), tol, tol))
-            << dtype << " " << c.shape << " silu " << silu << ": max difference "
-            << (fused.to(at::kFloat) - expected.to(at::kFloat)).abs().max().item<float>();
-        // bfloat16: the same roundings as the eager ops, so nearly every element is equal bit
-        // for bit (float32 results differ in the last bits with the statistics' summation order).
-        const double equal = fused.eq(expected).to(at::kFloat).mean().item<double>();
-        if (dtype != at::kFloat) EXPECT_GT(equal, 0.97) << dtype << " " << c.shape;
+        expect_matches(try_group_norm(x, c.groups, w, b, 1e-6, silu),
+                       chain(x, c.groups, w, b, 1e-6, silu), describe(dtype, c, silu));
       }
     }
   }
@@ -74,10 +96,6 @@ TEST(GroupNormCuda, MatchesAtenWithAndWithoutSilu) {
 // (a 16-byte vector spans several groups or part of one) and of several statistics blocks.
 TEST(GroupNormCuda, ChannelsLastMatchesAtenWithAndWithoutPadding) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-  struct Case {
-    std::vector<int64_t> shape;
-    int64_t groups;
-  };
   const Case cases[] = {{{2, 64, 3, 10, 14}, 32},
                         {{1, 128, 5, 16, 16}, 32},
                         {{1, 512, 3, 9, 7}, 32},
@@ -86,29 +104,20 @@ TEST(GroupNormCuda, ChannelsLastMatchesAtenWithAndWithoutPadding) {
   pad.pad_frames = 2;
   pad.pad_height = pad.pad_width = 1;
   for (auto dtype : {at::kFloat, at::kBFloat16}) {
-    const auto options = at::TensorOptions().device(at::kCUDA).dtype(dtype);
     for (const Case& c : cases) {
-      const int64_t channels = c.shape[1];
-      auto x = (at::randn(c.shape, options.dtype(at::kFloat)) * 0.5 + 3).to(dtype);
-      auto w = (at::rand({channels}, options.dtype(at::kFloat)) + 0.5).to(dtype);
-      auto b = at::randn({channels}, options.dtype(at::kFloat)).to(dtype);
+      const auto [x, w, b] = operands(c, dtype);
       const auto x_cl = x.contiguous(at::MemoryFormat::ChannelsLast3d);
       for (bool silu : {false, true}) {
         for (bool padded : {false, true}) {
           auto fused =
               try_group_norm(x_cl, c.groups, w, b, 1e-6, silu, padded ? pad : CausalResample{});
-          ASSERT_TRUE(fused.defined()) << dtype << " " << c.shape;
-          EXPECT_TRUE(fused.is_contiguous(at::MemoryFormat::ChannelsLast3d));
           auto expected = chain(x, c.groups, w, b, 1e-6, silu);
           if (padded) expected = at::pad(expected, {1, 1, 1, 1, 2, 0}, "replicate");
-          ASSERT_EQ(fused.sizes(), expected.sizes());
-          const double tol = dtype == at::kFloat ? 1e-5 : 1.6e-2;
-          EXPECT_TRUE(at::allclose(fused.to(at::kFloat), expected.to(at::kFloat), tol, tol))
-              << dtype << " " << c.shape << " silu " << silu << " padded " << padded
-              << ": max difference "
-              << (fused.to(at::kFloat) - expected.to(at::kFloat)).abs().max().item<float>();
-          const double equal = fused.eq(expected).to(at::kFloat).mean().item<double>();
-          if (dtype != at::kFloat) EXPECT_GT(equal, 0.97) << dtype << " " << c.shape;
+          expect_matches(fused, expected,
+                         describe(dtype, c, silu) + (padded ? " padded" : " unpadded"));
+          if (fused.defined()) {
+            EXPECT_TRUE(fused.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+          }
         }
       }
     }

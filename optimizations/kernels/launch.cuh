@@ -1,0 +1,31 @@
+#pragma once
+// Host-side launch helpers shared by the CUDA kernels of this folder.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ditbench {
+
+// Whether the device has an image of `kernel` (clearing the error when not: the caller then runs
+// ATen's ops).
+template <typename Kernel>
+bool kernel_has_image(Kernel kernel) {
+  cudaFuncAttributes attributes;
+  if (cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
+// Blocks of `threads` for a grid-stride loop over `items`: one item a thread, at most
+// `blocks_per_sm` blocks per SM of the current device.
+inline unsigned grid_stride_blocks(int64_t items, int threads, int64_t blocks_per_sm) {
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const int64_t wanted = (items + threads - 1) / threads, most = blocks_per_sm * sms;
+  return static_cast<unsigned>(wanted < most ? wanted : most);
+}
+
+}  // namespace ditbench
