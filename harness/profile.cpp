@@ -74,18 +74,22 @@ KernelCategory classify_kernel(std::string_view name, bool memory_operation) {
     return KernelCategory::kGemm;
   }
   if (contains_any(n, {"_rope", "rope_", "rotary"})) return KernelCategory::kRope;
+  // Our GroupNorm's statistics passes count with the norms.
   if (contains_any(n, {"layer_norm", "layernorm", "rms_norm", "rmsnorm", "group_norm", "groupnorm",
                        "batch_norm", "batchnorm", "instance_norm", "rowwisemoments", "welford",
-                       "modulate"})) {
+                       "modulate", "group_partial_sums", "group_statistics", "group_affine"})) {
     return KernelCategory::kNormModulation;
   }
+  // Padding and nearest up-sampling only move values (the VAE's causal padding, ours included).
   if (contains_any(n, {"copy", "concat", "transpose", "permute", "nchwtonhwc", "nhwctonchw",
-                       "fillfunctor", "memcpy", "memset"})) {
+                       "fillfunctor", "memcpy", "memset", "replication_pad", "reflection_pad",
+                       "upsample_nearest", "video_resample"})) {
     return KernelCategory::kCopy;
   }
-  if (contains_any(n, {"elementwise", "reduce_kernel", "reduction", "softmax", "gelu", "silu",
-                       "activation", "quantize", "pointwise", "gate_residual", "index", "scatter",
-                       "gather", "where", "arange", "distribution", "random"})) {
+  if (contains_any(
+          n, {"elementwise", "reduce_kernel", "reduction", "softmax", "gelu", "silu", "activation",
+              "quantize", "pointwise", "gate_residual", "channel_bias", "index", "scatter",
+              "gather", "where", "arange", "distribution", "random"})) {
     return KernelCategory::kElementwise;
   }
   return KernelCategory::kOther;

@@ -65,6 +65,13 @@ TEST(KernelProfile, ClassifiesRealKernelNames) {
       {"_ZN8ditbench40_GLOBAL__N__c6ce1fe7_8_fused_cu_afe6647826layer_norm_modulate_kernelILi3EEEv"
        "NS_8RowsBf16ES2_S2_P13__nv_bfloat16llif",
        C::kNormModulation},
+      // the GroupNorm kernel's statistics pass
+      {"void ditbench::(anonymous namespace)::group_partial_sums_ndhwc<__nv_bfloat16, 8>("
+       "__nv_bfloat16 const*, float2*, long, int, int, long, long)",
+       C::kNormModulation},
+      {"void ditbench::(anonymous namespace)::group_statistics<float>(float const*, float2 const*, "
+       "float2*, long, long, float, long, long, long)",
+       C::kNormModulation},
       // RoPE: the fused QK RMSNorm + RoPE
       {"_ZN8ditbench40_GLOBAL__N__c6ce1fe7_8_fused_cu_afe6647823qk_rms_norm_rope_kernelILi16EEEvPK"
        "13__nv_bfloat16S4_PS2_S5_S4_S4_PKfS7_lllilf",
@@ -81,6 +88,9 @@ TEST(KernelProfile, ClassifiesRealKernelNames) {
        C::kElementwise},
       {"_ZN8ditbench40_GLOBAL__N__c6ce1fe7_8_fused_cu_afe6647820gate_residual_kernelILi3EEEvNS_8Row"
        "sBf16ES2_S2_P13__nv_bfloat16lli",
+       C::kElementwise},
+      {"void ditbench::(anonymous namespace)::channel_bias_kernel<__nv_bfloat16>(__nv_bfloat16*, "
+       "__nv_bfloat16 const*, int, long)",
        C::kElementwise},
       {"void ditbench::(anonymous namespace)::quantize_rows_fp8_kernel<__nv_bfloat16, true>("
        "__nv_bfloat16 const*, long, long, unsigned char*, float*)",
@@ -100,6 +110,20 @@ TEST(KernelProfile, ClassifiesRealKernelNames) {
        "T1_",
        C::kCopy},
       {"void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>(int)", C::kCopy},
+      // padding and nearest up-sampling: ATen's, and the channels-last gather
+      {"void at::native::(anonymous namespace)::replication_pad_forward_kernel3d<c10::BFloat16>("
+       "at::GenericPackedTensorAccessor<c10::BFloat16 const, 5ul, at::DefaultPtrTraits, long>, "
+       "at::GenericPackedTensorAccessor<c10::BFloat16, 5ul, at::DefaultPtrTraits, long>, int, "
+       "int, int, int, int, int)",
+       C::kCopy},
+      {"void at::native::(anonymous namespace)::upsample_nearest3d_out_frame<c10::BFloat16, "
+       "&at::native::nearest_neighbor_compute_source_index>(c10::BFloat16 const*, c10::BFloat16*, "
+       "unsigned long, unsigned long, unsigned long, unsigned long, unsigned long, unsigned long, "
+       "unsigned long, unsigned long, float, float, float)",
+       C::kCopy},
+      {"void ditbench::(anonymous namespace)::video_resample_kernel<__nv_bfloat16>(__nv_bfloat16 "
+       "const*, __nv_bfloat16*, int, ditbench::VideoResample)",
+       C::kCopy},
       {"my_custom_kernel", C::kOther},
   };
   for (const auto& [name, expected] : cases) {
