@@ -40,20 +40,8 @@ std::pair<at::Tensor, at::Tensor> try_merge_attention_parts(const std::vector<at
   if (!fused_kernels_enabled() || !first.defined() || !first.is_cuda() || first.dim() != 4) {
     return {};
   }
-  MergeDtype dtype;
-  switch (first.scalar_type()) {
-    case at::kFloat:
-      dtype = MergeDtype::kFloat;
-      break;
-    case at::kHalf:
-      dtype = MergeDtype::kHalf;
-      break;
-    case at::kBFloat16:
-      dtype = MergeDtype::kBFloat16;
-      break;
-    default:
-      return {};
-  }
+  const auto dtype = kernel_dtype(first.scalar_type());
+  if (!dtype) return {};
   const auto rows = first.sizes().slice(0, 3);
   MergeParts parts;
   bool vector = true;
@@ -75,7 +63,7 @@ std::pair<at::Tensor, at::Tensor> try_merge_attention_parts(const std::vector<at
   if (out.stride(3) != 1) out = at::empty(first.sizes(), first.options());
   vector = vector && aligned16(out);
   auto lse = at::empty(rows, first.options().dtype(at::kFloat));
-  if (!merge_attention_cuda(parts, dtype, bhsd_of(out), lse.data_ptr<float>(), vector,
+  if (!merge_attention_cuda(parts, *dtype, bhsd_of(out), lse.data_ptr<float>(), vector,
                             at::cuda::getCurrentCUDAStream(first.device().index()))) {
     return {};
   }

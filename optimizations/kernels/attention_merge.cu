@@ -113,15 +113,15 @@ bool launch_for(const MergeParts& parts, Bhsd out, float* lse_out, bool vector,
 
 }  // namespace
 
-bool merge_attention_cuda(const MergeParts& parts, MergeDtype dtype, Bhsd out, float* lse_out,
+bool merge_attention_cuda(const MergeParts& parts, KernelDtype dtype, Bhsd out, float* lse_out,
                           bool vector, cudaStream_t stream) {
   if (parts.count < 1 || parts.count > kMaxMergeParts) return false;
   switch (dtype) {
-    case MergeDtype::kFloat:
+    case KernelDtype::kFloat:
       return launch_for<float>(parts, out, lse_out, vector, stream);
-    case MergeDtype::kHalf:
+    case KernelDtype::kHalf:
       return launch_for<__half>(parts, out, lse_out, vector, stream);
-    case MergeDtype::kBFloat16:
+    case KernelDtype::kBFloat16:
       return launch_for<__nv_bfloat16>(parts, out, lse_out, vector, stream);
   }
   return false;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "optimizations/kernels/fp8_tensor_cuda.h"
+#include "optimizations/kernels/kernel_dtype.h"
 
 namespace ditbench {
 
@@ -21,14 +22,12 @@ struct MergeParts {
   int count = 0;
 };
 
-enum class MergeDtype { kFloat, kHalf, kBFloat16 };
-
 // Per query row, in float32: top = max_i lse_i, w_i = exp(lse_i - top) (0 for a part whose keys
 // were all masked, lse -inf, whatever its output holds), out = sum_i w_i out_i / sum_i w_i rounded
 // once to the parts' dtype, lse_out = top + log(sum_i w_i). A row masked in every part gets out 0
 // and lse -inf. out: strides of its Bhsd (the parts' dtype); lse_out: contiguous [B, H, S] float32
 // or null. `vector` asks for 16-byte accesses (every row and D aligned to 16 bytes).
-bool merge_attention_cuda(const MergeParts& parts, MergeDtype dtype, Bhsd out, float* lse_out,
+bool merge_attention_cuda(const MergeParts& parts, KernelDtype dtype, Bhsd out, float* lse_out,
                           bool vector, cudaStream_t stream);
 
 }  // namespace ditbench

@@ -1,6 +1,7 @@
 #pragma once
 // Widening to float32 and rounding (to nearest even) back to the kernels' 16-bit types (and
-// float32 itself), shared by the CUDA kernels of this folder.
+// float32 itself), and a vector of them moved in one access, shared by the CUDA kernels of this
+// folder.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -24,5 +25,11 @@ template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
+
+// kVec values of T loaded or stored in one access (16 bytes for the 16-byte vectors).
+template <typename T, int kVec>
+struct alignas(sizeof(T) * kVec) Pack {
+  T v[kVec];
+};
 
 }  // namespace ditbench

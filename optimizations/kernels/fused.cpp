@@ -49,6 +49,19 @@ bool as_rows(const at::Tensor& t, const at::Tensor& like, bool rows, RowsBf16& o
 bool fused_kernels_enabled() { return enabled_flag().load(); }
 void set_fused_kernels_enabled(bool enabled) { enabled_flag().store(enabled); }
 
+std::optional<KernelDtype> kernel_dtype(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+      return KernelDtype::kFloat;
+    case at::kHalf:
+      return KernelDtype::kHalf;
+    case at::kBFloat16:
+      return KernelDtype::kBFloat16;
+    default:
+      return std::nullopt;
+  }
+}
+
 bool fused_kernels_serve(const at::Tensor& x) {
 #ifdef DITBENCH_HAS_CUDA
   return fused_kernels_enabled() && x.defined() && x.is_cuda() && x.scalar_type() == at::kBFloat16;

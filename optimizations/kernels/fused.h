@@ -10,6 +10,9 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
+
+#include "optimizations/kernels/kernel_dtype.h"
 
 namespace ditbench {
 
@@ -21,6 +24,9 @@ void set_fused_kernels_enabled(bool enabled);
 // Whether `x` is a tensor the fused kernels may serve: the switch is on, this is a CUDA build and
 // x is a bfloat16 CUDA tensor.
 bool fused_kernels_serve(const at::Tensor& x);
+
+// The launchers' element type for a tensor dtype: float32, float16, bfloat16; nothing otherwise.
+std::optional<KernelDtype> kernel_dtype(at::ScalarType type);
 
 // LayerNorm over D without affine (eps), then x̂ * (1 + scale[:, None]) + shift[:, None].
 // x: [B, S, D] with unit stride over D; shift, scale: [B, D] -> [B, S, D], or undefined when the

@@ -22,17 +22,8 @@ at::Tensor try_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor&
   const bool channels_last =
       x.dim() == 5 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast3d);
   if (!(channels_last || (x.is_contiguous() && then.identity()))) return {};
-  NormDtype dtype;
-  switch (x.scalar_type()) {
-    case at::kFloat:
-      dtype = NormDtype::float32;
-      break;
-    case at::kBFloat16:
-      dtype = NormDtype::bfloat16;
-      break;
-    default:
-      return {};
-  }
+  const auto dtype = kernel_dtype(x.scalar_type());
+  if (!dtype || *dtype == KernelDtype::kHalf) return {};
   const int64_t channels = x.size(1);
   for (const at::Tensor* p : {&weight, &bias}) {
     if (!p->defined() || p->scalar_type() != x.scalar_type() || p->device() != x.device() ||
@@ -52,7 +43,7 @@ at::Tensor try_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor&
     auto out = at::empty(then.output_sizes(x.sizes()),
                          x.options().memory_format(at::MemoryFormat::ChannelsLast3d));
     if (!group_norm_ndhwc_cuda(x.data_ptr(), out.data_ptr(), weight.data_ptr(), bias.data_ptr(),
-                               workspace.data_ptr<float>(), dtype, batch, channels, groups,
+                               workspace.data_ptr<float>(), *dtype, batch, channels, groups,
                                static_cast<float>(eps), silu, *map, stream)) {
       return {};
     }
@@ -63,7 +54,7 @@ at::Tensor try_group_norm(const at::Tensor& x, int64_t groups, const at::Tensor&
                              x.options().dtype(at::kFloat));
   auto out = at::empty_like(x);
   if (!group_norm_cuda(x.data_ptr(), out.data_ptr(), weight.data_ptr(), bias.data_ptr(),
-                       workspace.data_ptr<float>(), dtype, batch, channels, spatial, groups,
+                       workspace.data_ptr<float>(), *dtype, batch, channels, spatial, groups,
                        static_cast<float>(eps), silu, stream)) {
     return {};
   }

@@ -28,11 +28,6 @@ __device__ __forceinline__ void block_sum2(A& a, A& b, A* shared) {
   for (int w = 0; w < kThreads / 32; ++w) a += shared[2 * w], b += shared[2 * w + 1];
 }
 
-template <typename T, int kVec>
-struct alignas(sizeof(T) * kVec) Pack {
-  T v[kVec];
-};
-
 // Grid (chunks, N * G): block (k, ng) sums x - x0 and its square over chunk k of group ng
 // (contiguous, group_elements long, a multiple of kVec) into partial[ng][k] = {sum, sum of
 // squares}, reading kVec elements at a time.
@@ -320,18 +315,20 @@ int64_t group_norm_workspace_floats(int64_t batch, int64_t channels, int64_t spa
 }
 
 bool group_norm_cuda(const void* x, void* out, const void* weight, const void* bias,
-                     float* workspace, NormDtype dtype, int64_t batch, int64_t channels,
+                     float* workspace, KernelDtype dtype, int64_t batch, int64_t channels,
                      int64_t spatial, int64_t groups, float eps, bool silu, cudaStream_t stream) {
   switch (dtype) {
-    case NormDtype::float32:
+    case KernelDtype::kFloat:
       return launch(static_cast<const float*>(x), static_cast<float*>(out),
                     static_cast<const float*>(weight), static_cast<const float*>(bias), workspace,
                     batch, channels, spatial, groups, eps, silu, stream);
-    case NormDtype::bfloat16:
+    case KernelDtype::kBFloat16:
       return launch(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(out),
                     static_cast<const __nv_bfloat16*>(weight),
                     static_cast<const __nv_bfloat16*>(bias), workspace, batch, channels, spatial,
                     groups, eps, silu, stream);
+    case KernelDtype::kHalf:  // not served
+      return false;
   }
   return false;
 }
@@ -343,19 +340,21 @@ int64_t group_norm_ndhwc_workspace_floats(int64_t batch, int64_t channels, int64
 }
 
 bool group_norm_ndhwc_cuda(const void* x, void* out, const void* weight, const void* bias,
-                           float* workspace, NormDtype dtype, int64_t batch, int64_t channels,
+                           float* workspace, KernelDtype dtype, int64_t batch, int64_t channels,
                            int64_t groups, float eps, bool silu, const VideoResample& map,
                            cudaStream_t stream) {
   switch (dtype) {
-    case NormDtype::float32:
+    case KernelDtype::kFloat:
       return launch_ndhwc(static_cast<const float*>(x), static_cast<float*>(out),
                           static_cast<const float*>(weight), static_cast<const float*>(bias),
                           workspace, batch, channels, groups, eps, silu, map, stream);
-    case NormDtype::bfloat16:
+    case KernelDtype::kBFloat16:
       return launch_ndhwc(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(out),
                           static_cast<const __nv_bfloat16*>(weight),
                           static_cast<const __nv_bfloat16*>(bias), workspace, batch, channels,
                           groups, eps, silu, map, stream);
+    case KernelDtype::kHalf:  // not served
+      return false;
   }
   return false;
 }

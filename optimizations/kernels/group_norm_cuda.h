@@ -17,11 +17,10 @@
 
 #include <cstdint>
 
+#include "optimizations/kernels/kernel_dtype.h"
 #include "optimizations/kernels/video_resample_cuda.h"
 
 namespace ditbench {
-
-enum class NormDtype { float32, bfloat16 };
 
 // Floats of workspace group_norm_cuda needs for these sizes.
 int64_t group_norm_workspace_floats(int64_t batch, int64_t channels, int64_t spatial,
@@ -31,7 +30,7 @@ int64_t group_norm_workspace_floats(int64_t batch, int64_t channels, int64_t spa
 // bias: [C] of `dtype`; C divisible by `groups`. False, launching nothing, when there is no
 // kernel image for the device.
 bool group_norm_cuda(const void* x, void* out, const void* weight, const void* bias,
-                     float* workspace, NormDtype dtype, int64_t batch, int64_t channels,
+                     float* workspace, KernelDtype dtype, int64_t batch, int64_t channels,
                      int64_t spatial, int64_t groups, float eps, bool silu, cudaStream_t stream);
 
 // The same for channels-last x [N, F, H, W, C] (F, H, W in `map`), written to out
@@ -42,7 +41,7 @@ bool group_norm_cuda(const void* x, void* out, const void* weight, const void* b
 int64_t group_norm_ndhwc_workspace_floats(int64_t batch, int64_t channels, int64_t positions,
                                           int64_t groups);
 bool group_norm_ndhwc_cuda(const void* x, void* out, const void* weight, const void* bias,
-                           float* workspace, NormDtype dtype, int64_t batch, int64_t channels,
+                           float* workspace, KernelDtype dtype, int64_t batch, int64_t channels,
                            int64_t groups, float eps, bool silu, const VideoResample& map,
                            cudaStream_t stream);
 

@@ -11,18 +11,6 @@
 
 namespace ditbench {
 
-#ifdef DITBENCH_HAS_CUDA
-namespace {
-
-std::optional<GatherDtype> gather_dtype(at::ScalarType type) {
-  if (type == at::kFloat) return GatherDtype::float32;
-  if (type == at::kBFloat16) return GatherDtype::bfloat16;
-  return std::nullopt;
-}
-
-}  // namespace
-#endif
-
 std::vector<int64_t> CausalResample::output_sizes(at::IntArrayRef input) const {
   return {input[0], input[1], 1 + scale[0] * (input[2] - 1) + pad_frames,
           scale[1] * input[3] + 2 * pad_height, scale[2] * input[4] + 2 * pad_width};
@@ -61,8 +49,8 @@ at::Tensor try_causal_resample(const at::Tensor& x, const CausalResample& resamp
       !x.is_contiguous(at::MemoryFormat::ChannelsLast3d)) {
     return {};
   }
-  const auto dtype = gather_dtype(x.scalar_type());
-  if (!dtype) return {};
+  const auto dtype = kernel_dtype(x.scalar_type());
+  if (!dtype || *dtype == KernelDtype::kHalf) return {};
   const auto map = video_resample_map(x.sizes(), resample);
   if (!map) return {};
   c10::cuda::CUDAGuard guard(x.device());
@@ -88,8 +76,8 @@ bool try_add_channel_bias_(const at::Tensor& y, const at::Tensor& bias) {
       !bias.is_contiguous() || bias.numel() != y.size(1)) {
     return false;
   }
-  const auto dtype = gather_dtype(y.scalar_type());
-  if (!dtype) return false;
+  const auto dtype = kernel_dtype(y.scalar_type());
+  if (!dtype || *dtype == KernelDtype::kHalf) return false;
   c10::cuda::CUDAGuard guard(y.device());
   if (!channel_bias_cuda(y.data_ptr(), bias.data_ptr(), *dtype, y.numel() / y.size(1), y.size(1),
                          at::cuda::getCurrentCUDAStream(y.device().index()))) {

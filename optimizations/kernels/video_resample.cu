@@ -25,9 +25,7 @@ template <typename T>
 __global__ void __launch_bounds__(kGatherThreads)
     channel_bias_kernel(T* __restrict__ y, const T* __restrict__ bias, int lanes, int64_t vectors) {
   constexpr int kVec = 16 / sizeof(T);
-  struct alignas(16) Vec {
-    T v[kVec];
-  };
+  using Vec = Pack<T, kVec>;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kGatherThreads + threadIdx.x;
   const Vec b = reinterpret_cast<const Vec*>(bias)[first % lanes];
   for (int64_t i = first; i < vectors; i += static_cast<int64_t>(gridDim.x) * kGatherThreads) {
@@ -73,28 +71,32 @@ bool launch_bias(T* y, const T* bias, int64_t rows, int64_t channels, cudaStream
 
 }  // namespace
 
-bool video_resample_cuda(const void* x, void* out, GatherDtype dtype, int64_t batch,
+bool video_resample_cuda(const void* x, void* out, KernelDtype dtype, int64_t batch,
                          int64_t channels, const VideoResample& map, cudaStream_t stream) {
   switch (dtype) {
-    case GatherDtype::float32:
+    case KernelDtype::kFloat:
       return launch(static_cast<const float*>(x), static_cast<float*>(out), batch, channels, map,
                     stream);
-    case GatherDtype::bfloat16:
+    case KernelDtype::kBFloat16:
       return launch(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(out), batch,
                     channels, map, stream);
+    case KernelDtype::kHalf:  // not served
+      return false;
   }
   return false;
 }
 
-bool channel_bias_cuda(void* y, const void* bias, GatherDtype dtype, int64_t rows, int64_t channels,
+bool channel_bias_cuda(void* y, const void* bias, KernelDtype dtype, int64_t rows, int64_t channels,
                        cudaStream_t stream) {
   switch (dtype) {
-    case GatherDtype::float32:
+    case KernelDtype::kFloat:
       return launch_bias(static_cast<float*>(y), static_cast<const float*>(bias), rows, channels,
                          stream);
-    case GatherDtype::bfloat16:
+    case KernelDtype::kBFloat16:
       return launch_bias(static_cast<__nv_bfloat16*>(y), static_cast<const __nv_bfloat16*>(bias),
                          rows, channels, stream);
+    case KernelDtype::kHalf:  // not served
+      return false;
   }
   return false;
 }
