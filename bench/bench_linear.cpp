@@ -1,19 +1,20 @@
-// HunyuanVideo's linears at 720p x 129 frames (M = 25,696 tokens): bf16 against fp8_dynamic,
-// whose time includes quantizing the activations on every call (as inference pays it), and the
-// two parts of fp8_dynamic on their own: the row quantization of the activation (quantize/K, with
-// its effective bandwidth: bf16 read, e4m3 and scales written) and the FP8 GEMM from rows
-// quantized beforehand (fp8_gemm/KxN, what a linear costs when its producer emits e4m3 rows).
-// fp8_gemm_cutlass/KxN times the same GEMM through ATen's CUTLASS row-scaled kernel
-// (at::cuda::detail::f8f8bf16_rowwise, which at::_scaled_mm leaves for cuBLASLt from cuBLAS 12.9
-// on): another kernel to compare the cuBLASLt one against at these shapes.
+// HunyuanVideo's linears at 480x848x61 (M = 25,696 tokens: 25,440 video + 256 text): bf16 against
+// fp8_dynamic, whose time includes quantizing the activations on every call (as inference pays it),
+// and the two parts of fp8_dynamic on their own: the row quantization of the activation
+// (quantize/K, with its effective bandwidth: bf16 read, e4m3 and scales written) and the FP8 GEMM
+// from rows quantized beforehand (fp8_gemm/KxN, what a linear costs when its producer emits e4m3
+// rows). fp8_gemm/scaled_mm/KxN times the same GEMM through at::_scaled_mm (cuBLASLt's one kernel
+// for row-wise scales), fp8_gemm/<kernel>/<order>/KxN through each CUTLASS kernel of fp8_gemm.h
+// with the tile order `order`: auto (CUTLASS's choice), m1/m8 (along M, groups of 1 or 8 tiles),
+// n1/n8 (along N).
 // GPU time from CUDA events; TFLOP/s counts 2*M*K*N flops.
 #include <benchmark/benchmark.h>
 
 #include <functional>
-
-#ifdef DITBENCH_HAS_CUDA
-#include <ATen/native/cuda/RowwiseScaledMM.h>
-#endif
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "bench/gpu_timing.h"
 #include "optimizations/quant/linear.h"
@@ -75,24 +76,25 @@ void fp8_gemm_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out)
              out);
 }
 
-// The FP8 GEMM alone through ATen's CUTLASS row-scaled kernel, same operands as fp8_gemm.
-void fp8_gemm_cutlass_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out) {
+// The FP8 GEMM alone through one GEMM: at::_scaled_mm (cuBLASLt) or a CUTLASS kernel of
+// fp8_gemm.h with a given tile order; same operands as fp8_gemm.
+void fp8_gemm_kernel_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out,
+                                      std::optional<ditbench::Fp8GemmKernel> kernel,
+                                      ditbench::Fp8GemmSchedule schedule) {
   if (!runnable(state)) return;
-#ifdef DITBENCH_HAS_CUDA
   auto linear = make_linear(in, out, ditbench::QuantMode::fp8_dynamic);
   auto x = ditbench::quantize_rows_fp8(at::randn({kTokens, in}, gpu_bf16()));  // [M, K]
   const auto& w = linear->weight_fp8;  // values [N, K], scale [N, 1]
-  std::optional<at::Tensor> bias = linear->bias.to(at::kBFloat16);
-  auto y = at::empty({kTokens, w.values.size(0)}, gpu_bf16());  // [M, N]
-  set_tflops(state,
-             ditbench::bench::time_on_gpu(state,
-                                          [&] {
-                                            at::cuda::detail::f8f8bf16_rowwise(
-                                                x.values, w.values.t(), x.scale, w.scale.t(), bias,
-                                                /*use_fast_accum=*/true, y);
-                                          }),
-             in, out);
-#endif
+  auto gemm = [&] {
+    return kernel
+               ? ditbench::fp8_linear_cutlass(x, at::kBFloat16, w, linear->bias, *kernel, schedule)
+               : ditbench::fp8_linear_aten_scaled_mm(x, at::kBFloat16, w, linear->bias);
+  };
+  if (!gemm().defined()) {
+    state.SkipWithError("the kernel cannot serve these operands on this device");
+    return;
+  }
+  set_tflops(state, ditbench::bench::time_on_gpu(state, [&] { gemm(); }), in, out);
 }
 
 // The row quantization alone, with its effective bandwidth (bytes read and written per second).
@@ -112,6 +114,13 @@ benchmark::internal::Benchmark* timed(benchmark::internal::Benchmark* b) {
 int register_all() {
   const std::vector<std::pair<int64_t, int64_t>> shapes{
       {3072, 9216}, {3072, 12288}, {12288, 3072}, {15360, 3072}};
+  using ditbench::Fp8GemmRaster;
+  const std::vector<std::tuple<Fp8GemmRaster, int, std::string>> schedules{
+      {Fp8GemmRaster::heuristic, 1, "auto"},
+      {Fp8GemmRaster::along_m, 1, "m1"},
+      {Fp8GemmRaster::along_m, 8, "m8"},
+      {Fp8GemmRaster::along_n, 1, "n1"},
+      {Fp8GemmRaster::along_n, 8, "n8"}};
   for (auto [in, out] : shapes) {
     const std::string shape = std::to_string(in) + "x" + std::to_string(out);
     timed(benchmark::RegisterBenchmark(("linear/bf16/" + shape).c_str(), linear_at_hunyuan_shape,
@@ -121,8 +130,20 @@ int register_all() {
                                        in, out));
     timed(benchmark::RegisterBenchmark(("fp8_gemm/" + shape).c_str(), fp8_gemm_at_hunyuan_shape, in,
                                        out));
-    timed(benchmark::RegisterBenchmark(("fp8_gemm_cutlass/" + shape).c_str(),
-                                       fp8_gemm_cutlass_at_hunyuan_shape, in, out));
+    timed(benchmark::RegisterBenchmark(("fp8_gemm/scaled_mm/" + shape).c_str(),
+                                       fp8_gemm_kernel_at_hunyuan_shape, in, out, std::nullopt,
+                                       ditbench::Fp8GemmSchedule{}));
+    for (int k = 0; k < ditbench::kFp8GemmKernelCount; ++k) {
+      const auto kernel = static_cast<ditbench::Fp8GemmKernel>(k);
+      for (auto [raster, swizzle, name] : schedules) {
+        timed(benchmark::RegisterBenchmark(
+            ("fp8_gemm/" + std::string(ditbench::fp8_gemm_kernel_name(kernel)) + "/" + name + "/" +
+             shape)
+                .c_str(),
+            fp8_gemm_kernel_at_hunyuan_shape, in, out, kernel,
+            ditbench::Fp8GemmSchedule{raster, swizzle}));
+      }
+    }
   }
   for (int64_t in : {3072, 12288, 15360}) {
     timed(benchmark::RegisterBenchmark(("quantize/" + std::to_string(in)).c_str(),

@@ -113,6 +113,32 @@ if(DITBENCH_HAS_CUDA AND DITBENCH_CUDNN_FRONTEND)
                    "${CUDNN_FRONTEND_INCLUDE_DIR}, cudnn.h: ${CUDNN_INCLUDE_DIR}, libcudnn: ${CUDNN_LIBRARY})")
   endif()
 endif()
+# CUTLASS (header-only; scripts/fetch-cutlass.sh unpacks PyPI's nvidia-cutlass into .deps/): the
+# row-scaled FP8 GEMM kernels of optimizations/quant/fp8_gemm_sm90_*.cu. Without it they refuse
+# every product and fp8_dynamic runs at::_scaled_mm.
+option(DITBENCH_CUTLASS "Build the CUTLASS FP8 GEMM kernels when CUTLASS's headers are found" ON)
+set(DITBENCH_HAS_CUTLASS OFF)
+if(DITBENCH_HAS_CUDA AND DITBENCH_CUTLASS)
+  find_path(CUTLASS_INCLUDE_DIR cutlass/gemm/collective/collective_builder.hpp
+            HINTS ${CMAKE_CURRENT_SOURCE_DIR}/.deps/cutlass/include)
+  if(CUTLASS_INCLUDE_DIR AND EXISTS "${CUTLASS_INCLUDE_DIR}/cutlass/util/packed_stride.hpp")
+    set(DITBENCH_HAS_CUTLASS ON)
+  else()
+    message(STATUS "ditbench: CUTLASS FP8 GEMMs not built (CUTLASS headers: ${CUTLASS_INCLUDE_DIR})")
+  endif()
+endif()
+
+# Compiles the FP8 GEMM kernels of `target` against CUTLASS (only those files see its headers).
+function(dit_use_cutlass target)
+  if(DITBENCH_HAS_CUTLASS)
+    file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/optimizations/quant/fp8_gemm*.cu)
+    set_source_files_properties(${sources} TARGET_DIRECTORY ${target} PROPERTIES
+      INCLUDE_DIRECTORIES "${CUTLASS_INCLUDE_DIR}"
+      COMPILE_DEFINITIONS "DITBENCH_HAS_CUTLASS=1"
+      COMPILE_OPTIONS "--expt-relaxed-constexpr")
+  endif()
+endfunction()
+
 # Compiles `source` of `target` against the cuDNN frontend (only that file sees its headers).
 function(dit_use_cudnn_frontend target source)
   if(DITBENCH_HAS_CUDNN_FRONTEND)
@@ -243,5 +269,5 @@ function(dit_use_pch target)
 endfunction()
 
 message(STATUS "ditbench: CUDA=${DITBENCH_HAS_CUDA} NCCL=${DITBENCH_HAS_NCCL} CUPTI=${DITBENCH_HAS_CUPTI} "
-               "NVTX=${DITBENCH_HAS_NVTX} cuDNN-frontend=${DITBENCH_HAS_CUDNN_FRONTEND} OpenCV=${DITBENCH_HAS_OPENCV} FFmpeg=${DITBENCH_HAS_FFMPEG} "
+               "NVTX=${DITBENCH_HAS_NVTX} cuDNN-frontend=${DITBENCH_HAS_CUDNN_FRONTEND} CUTLASS=${DITBENCH_HAS_CUTLASS} OpenCV=${DITBENCH_HAS_OPENCV} FFmpeg=${DITBENCH_HAS_FFMPEG} "
                "GTest=${GTest_FOUND} benchmark=${benchmark_FOUND}")

@@ -50,6 +50,7 @@ build() {
     log "reusing $BUILD"; return 0
   fi
   local py; py=$(command -v python3)
+  bash scripts/fetch-cutlass.sh || log "no CUTLASS headers: fp8_dynamic runs at::_scaled_mm"
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDITBENCH_PYTHON="$py" \
     -DCMAKE_CUDA_ARCHITECTURES=90a -DDITBENCH_FIXTURES_DIR="$DITBENCH_FIXTURES" >"$OUT/cmake.log" 2>&1 \
     || { tail -40 "$OUT/cmake.log"; return 1; }

@@ -34,6 +34,8 @@ fi
 
 # The cuDNN frontend's headers (cudnn_fp8 attention) from PyPI, into .deps/.
 bash scripts/fetch-cudnn-frontend.sh
+# CUTLASS's headers (the FP8 GEMM kernels) from PyPI, into .deps/.
+bash scripts/fetch-cutlass.sh
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDITBENCH_PYTHON="$PWD/.venv/bin/python"
 cmake --build "$BUILD_DIR" -j "$(nproc)"

@@ -1,6 +1,7 @@
 #include "optimizations/quant/quant.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <regex>
 
 #include "models/common/error.h"
@@ -10,6 +11,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include "optimizations/quant/fp8_gemm_cuda.h"
 #include "optimizations/quant/fp8_rows_cuda.h"
 #endif
 
@@ -92,8 +94,73 @@ at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const
   return fp8_linear_emulated(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
 }
 
+Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k) {
+  if (const char* env = std::getenv("DITBENCH_FP8_GEMM"); env && *env) {
+    const std::string name = env;
+    if (name == "scaled_mm") return {};
+    if (auto kernel = parse_fp8_gemm_kernel(name)) return {kernel, {}};
+    std::string known = "scaled_mm";
+#define DITBENCH_FP8_GEMM_LIST(kernel) known += std::string(", ") + #kernel;
+    DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEMM_LIST)
+#undef DITBENCH_FP8_GEMM_LIST
+    throw InputError("DITBENCH_FP8_GEMM: unknown FP8 GEMM '" + name + "' (known: " + known + ")");
+  }
+  (void)n, (void)k;
+  if (m < 1024) return {};
+  return {Fp8GemmKernel::coop_128x256_c2x1, {}};
+}
+
+at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                              const at::Tensor& bias, Fp8GemmKernel kernel,
+                              Fp8GemmSchedule schedule) {
+#ifdef DITBENCH_HAS_CUDA
+  const auto& a = x.values;
+  const auto& b = weight.values;
+  if (!a.is_cuda() || a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1) ||
+      !a.is_contiguous() || !b.is_contiguous() || !x.scale.is_contiguous() ||
+      !weight.scale.is_contiguous() || x.scale.scalar_type() != at::kFloat ||
+      weight.scale.scalar_type() != at::kFloat) {
+    return {};
+  }
+  c10::cuda::CUDAGuard guard(a.device());
+  at::Tensor bias_bf16 = bias.defined() ? bias.to(at::kBFloat16).contiguous() : at::Tensor();
+  auto out = at::empty({a.size(0), b.size(0)}, a.options().dtype(at::kBFloat16));  // [M, N]
+  Fp8GemmOperands ops;
+  ops.a = a.data_ptr();
+  ops.a_scale = x.scale.data_ptr<float>();
+  ops.b = b.data_ptr();
+  ops.b_scale = weight.scale.data_ptr<float>();
+  ops.bias = bias_bf16.defined() ? bias_bf16.data_ptr() : nullptr;
+  ops.d = out.data_ptr();
+  ops.m = a.size(0), ops.n = b.size(0), ops.k = a.size(1);
+  const int64_t workspace_bytes = fp8_gemm_workspace_bytes(kernel, ops, schedule);
+  if (workspace_bytes < 0) return {};
+  at::Tensor workspace;
+  if (workspace_bytes > 0) workspace = at::empty({workspace_bytes}, a.options().dtype(at::kByte));
+  if (!fp8_gemm_cuda(kernel, ops, schedule, workspace_bytes ? workspace.data_ptr() : nullptr,
+                     at::cuda::getCurrentCUDAStream())) {
+    return {};
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out.to(out_dtype);
+#else
+  (void)x, (void)out_dtype, (void)weight, (void)bias, (void)kernel, (void)schedule;
+  return {};
+#endif
+}
+
 at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                                 const at::Tensor& bias) {
+  const auto choice = fp8_gemm_choice(x.values.size(0), weight.values.size(0), x.values.size(1));
+  if (choice.kernel) {
+    auto out = fp8_linear_cutlass(x, out_dtype, weight, bias, *choice.kernel, choice.schedule);
+    if (out.defined()) return out;  // else at::_scaled_mm: a product no CUTLASS kernel serves
+  }
+  return fp8_linear_aten_scaled_mm(x, out_dtype, weight, bias);
+}
+
+at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
+                                     const Fp8Rows& weight, const at::Tensor& bias) {
   std::optional<at::Tensor> bias_bf16;
   if (bias.defined()) bias_bf16 = bias.to(at::kBFloat16);  // row-wise scaling takes a bf16 bias
   // x: values [M, K] row-major, scale [M, 1]. The weight [N, K] row-major is the column-major

@@ -5,8 +5,11 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "optimizations/quant/fp8_gemm.h"
 
 namespace ditbench {
 
@@ -56,14 +59,33 @@ QuantizedActivation quantized_activation(const at::Tensor& x, bool quantize);
 // The emulation dequantizes both operands and multiplies in float32 (any device); the result is
 // cast to x's dtype. It is what at::_scaled_mm computes, up to float32 summation order.
 at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
-// at::_scaled_mm with row-wise scales (CUDA, compute capability 8.9+). K and N must be multiples
-// of 16 (pad the weight once; see LinearImpl::quantize); output bf16, cast to x's dtype.
+// The row-scaled FP8 GEMM on CUDA (compute capability 8.9+): the kernel fp8_gemm_choice names
+// (one of fp8_gemm.h's CUTLASS kernels on Hopper), else at::_scaled_mm. K and N must be
+// multiples of 16 (pad the weight once; see LinearImpl::quantize); output bf16, cast to x's dtype.
 at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
 // The same two with x already quantized ([M, K] e4m3 rows); the result has dtype `out_dtype`.
 at::Tensor fp8_linear_emulated(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                                const at::Tensor& bias);
 at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                                 const at::Tensor& bias);
+
+// at::_scaled_mm itself (cuBLASLt's kernel), whatever fp8_gemm_choice says.
+at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
+                                     const Fp8Rows& weight, const at::Tensor& bias);
+// The GEMM for an [M, K] x [N, K]^T product: a CUTLASS kernel and its tile order, or none for
+// at::_scaled_mm. By shape, unless the environment's DITBENCH_FP8_GEMM names one: "scaled_mm",
+// or a kernel name of fp8_gemm.h (an InputError for anything else).
+struct Fp8GemmChoice {
+  std::optional<Fp8GemmKernel> kernel;
+  Fp8GemmSchedule schedule;
+};
+Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k);
+// x times weight^T through `kernel`: the same numbers as fp8_linear_scaled_mm up to float32
+// summation order, or an undefined tensor when the kernel cannot serve these operands (a build
+// without CUTLASS, not a compute capability 9.0 GPU, K or N not a multiple of 16).
+at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                              const at::Tensor& bias, Fp8GemmKernel kernel,
+                              Fp8GemmSchedule schedule = {});
 
 // Whether `mode` can run on `device`, and if not, why (a runner's skip reason).
 struct QuantCheck {

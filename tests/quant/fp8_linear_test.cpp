@@ -1,5 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
 #include "models/common/error.h"
 #include "optimizations/quant/linear.h"
 #include "optimizations/quant/quant.h"
@@ -260,6 +266,36 @@ TEST(Fp8Quant, CheckQuantModeOnTheCpu) {
   }
 }
 
+TEST(Fp8Quant, GemmKernelNamesRoundTrip) {
+  for (int k = 0; k < kFp8GemmKernelCount; ++k) {
+    const auto kernel = static_cast<Fp8GemmKernel>(k);
+    EXPECT_EQ(parse_fp8_gemm_kernel(fp8_gemm_kernel_name(kernel)), kernel);
+  }
+  EXPECT_FALSE(parse_fp8_gemm_kernel("scaled_mm").has_value());
+}
+
+// DITBENCH_FP8_GEMM names the GEMM: at::_scaled_mm, a CUTLASS kernel, or an error listing both.
+TEST(Fp8Quant, GemmChoiceFollowsTheEnvironment) {
+  ::setenv("DITBENCH_FP8_GEMM", "scaled_mm", 1);
+  EXPECT_FALSE(fp8_gemm_choice(25696, 3072, 12288).kernel.has_value());
+  ::setenv("DITBENCH_FP8_GEMM", "pingpong_128x128_c2x1", 1);
+  EXPECT_EQ(fp8_gemm_choice(16, 16, 16).kernel, Fp8GemmKernel::pingpong_128x128_c2x1);
+  ::setenv("DITBENCH_FP8_GEMM", "cublas", 1);
+  try {
+    fp8_gemm_choice(25696, 3072, 12288);
+    ADD_FAILURE() << "no InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("DITBENCH_FP8_GEMM"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'cublas'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("coop_128x256_c2x1"), std::string::npos) << e.what();
+  }
+  ::unsetenv("DITBENCH_FP8_GEMM");
+  // Unset: small products stay with at::_scaled_mm (a persistent CUTLASS kernel's tiles would
+  // leave most SMs idle), a model-sized one takes a CUTLASS kernel.
+  EXPECT_FALSE(fp8_gemm_choice(96, 64, 256).kernel.has_value());
+  EXPECT_TRUE(fp8_gemm_choice(25696, 3072, 12288).kernel.has_value());
+}
+
 // ---- GPU: at::_scaled_mm against the emulation ----
 
 TEST(Fp8QuantCuda, ScaledMmMatchesEmulation) {
@@ -330,6 +366,54 @@ TEST(Fp8QuantCuda, QuantizedActivationMatchesTheLinearsOwnQuantization) {
     EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 33, 48}));
     EXPECT_TRUE(at::equal(y, linear(x))) << "K = " << in;
   }
+}
+
+// Every CUTLASS kernel, in every tile order, computes what at::_scaled_mm and the emulation do:
+// rows and columns that fill no whole tile (M = 300, N = 272), with and without a bias.
+TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
+  if (!check.ok) GTEST_SKIP() << check.reason;
+  at::manual_seed(9);
+  auto x = quantize_rows_fp8(at::randn({300, 512}).to(at::kCUDA, at::kBFloat16));  // [M, K]
+  auto w = quantize_rows_fp8(at::randn({272, 512}).to(at::kCUDA) * 0.05);          // [N, K]
+  auto b = at::randn({272}).to(at::kCUDA, at::kBFloat16);
+  for (bool with_bias : {true, false}) {
+    const auto bias = with_bias ? b : at::Tensor();
+    const auto reference = fp8_linear_aten_scaled_mm(x, at::kBFloat16, w, bias);
+    const auto emulated = fp8_linear_emulated(x, at::kBFloat16, w, bias);
+    EXPECT_LT(rel_error(reference.cpu(), emulated.cpu()), 1e-2);
+    for (int k = 0; k < kFp8GemmKernelCount; ++k) {
+      const auto kernel = static_cast<Fp8GemmKernel>(k);
+      for (auto schedule : {Fp8GemmSchedule{}, Fp8GemmSchedule{Fp8GemmRaster::along_m, 8},
+                            Fp8GemmSchedule{Fp8GemmRaster::along_n, 2}}) {
+        SCOPED_TRACE(std::string(fp8_gemm_kernel_name(kernel)) + " raster " +
+                     std::to_string(int(schedule.raster)) + " swizzle " +
+                     std::to_string(schedule.swizzle) + (with_bias ? " bias" : " no bias"));
+        auto out = fp8_linear_cutlass(x, at::kBFloat16, w, bias, kernel, schedule);
+        if (!out.defined()) {
+#ifdef DITBENCH_HAS_CUDA
+          // Only a device other than compute capability 9.0 (or a build without CUTLASS) refuses.
+          const auto* props = at::cuda::getCurrentDeviceProperties();
+          EXPECT_FALSE(props->major == 9 && props->minor == 0) << "refused on " << props->name;
+#endif
+          GTEST_SKIP() << "no CUTLASS FP8 GEMM on this device";
+        }
+        EXPECT_EQ(out.sizes(), reference.sizes());
+        EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+        // Same float32 products, other summation order: at most an ulp of bf16 apart.
+        EXPECT_LT(rel_error(out.cpu(), reference.cpu()), 4e-3);
+        EXPECT_LT((out - reference).abs().max().item<float>(),
+                  reference.abs().max().item<float>() * (1.0 / 64));
+      }
+    }
+  }
+  // K not a multiple of 16: refused (the Linear pads its weight so that this never happens).
+  auto narrow = quantize_rows_fp8(at::randn({64, 40}).to(at::kCUDA));
+  EXPECT_FALSE(fp8_linear_cutlass(narrow, at::kBFloat16,
+                                  quantize_rows_fp8(at::randn({32, 40}).to(at::kCUDA)),
+                                  at::Tensor(), Fp8GemmKernel::coop_128x128_c2x1)
+                   .defined());
 }
 
 }  // namespace
