@@ -5,9 +5,8 @@
 // from rows quantized beforehand (fp8_gemm/KxN, what a linear costs when its producer emits e4m3
 // rows). fp8_gemm/scaled_mm/KxN times the same GEMM through at::_scaled_mm (cuBLASLt's one kernel
 // for row-wise scales), fp8_gemm/<kernel>/<order>/KxN through each CUTLASS kernel of fp8_gemm.h
-// with the tile order `order`: auto (CUTLASS's choice), m1/m8 (along M, groups of 1 or 8 tiles),
-// n1/n8 (along N).
-// GPU time from CUDA events; TFLOP/s counts 2*M*K*N flops.
+// with the tile order `order`: auto (CUTLASS's choice), m1 (along M), n1/n8 (along N, groups of 1
+// or 8 tiles). GPU time from CUDA events; TFLOP/s counts 2*M*K*N flops.
 #include <benchmark/benchmark.h>
 
 #include <functional>
@@ -118,7 +117,6 @@ int register_all() {
   const std::vector<std::tuple<Fp8GemmRaster, int, std::string>> schedules{
       {Fp8GemmRaster::heuristic, 1, "auto"},
       {Fp8GemmRaster::along_m, 1, "m1"},
-      {Fp8GemmRaster::along_m, 8, "m8"},
       {Fp8GemmRaster::along_n, 1, "n1"},
       {Fp8GemmRaster::along_n, 8, "n8"}};
   for (auto [in, out] : shapes) {

@@ -9,12 +9,14 @@
 namespace ditbench {
 
 // The kernels compiled in, named by schedule, tile shape (M x N per thread block, K 128) and
-// cluster: "coop" kernels split each tile's rows between two warp groups, "pingpong" ones let the
-// two alternate whole tiles. X(name) for each.
+// cluster: "coop" kernels split each tile's rows between two warp groups, "streamk" ones do too
+// and split the K loop of the last wave's tiles between blocks (stream-K), "pingpong" ones let
+// the two warp groups alternate whole tiles. X(name) for each.
 #define DITBENCH_FP8_GEMM_KERNELS(X) \
-  X(coop_128x128_c2x1)               \
   X(coop_128x256_c2x1)               \
   X(coop_128x256_c1x2)               \
+  X(coop_256x128_c1x2)               \
+  X(streamk_128x256_c2x1)            \
   X(pingpong_128x128_c2x1)
 #define DITBENCH_FP8_GEMM_ENUM(name) name,
 enum class Fp8GemmKernel { DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEMM_ENUM) };

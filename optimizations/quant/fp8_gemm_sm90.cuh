@@ -41,7 +41,8 @@ inline bool device_is_sm90() {
   return major == 9 && minor == 0;
 }
 
-template <class TileShape, class ClusterShape, class MainloopSchedule, class EpilogueSchedule>
+template <class TileShape, class ClusterShape, class MainloopSchedule, class EpilogueSchedule,
+          class TileScheduler = cutlass::gemm::PersistentScheduler>
 struct RowScaledGemm {
   using Acc = cutlass::epilogue::fusion::Sm90AccFetch;
   // a_scale[m] broadcast along a row of the tile, b_scale[n] and bias[n] along a column.
@@ -74,7 +75,7 @@ struct RowScaledGemm {
           sizeof(typename Epilogue::SharedStorage))>,
       MainloopSchedule>::CollectiveOp;
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, Mainloop,
-                                                      Epilogue, cutlass::gemm::PersistentScheduler>;
+                                                      Epilogue, TileScheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 
   static typename Gemm::Arguments arguments(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule) {
@@ -129,11 +130,13 @@ struct RowScaledGemm {
 };
 
 // Cooperative kernels pair with the cooperative epilogue, ping-pong ones with the plain one.
-template <int M, int N, int CM, int CN>
+// Stream-K kernels (cooperative only) split the K loop of some tiles between thread blocks so
+// that the last wave of tiles keeps every SM busy.
+template <int M, int N, int CM, int CN, class TileScheduler = cutlass::gemm::PersistentScheduler>
 using Cooperative = RowScaledGemm<cute::Shape<cute::Int<M>, cute::Int<N>, cute::_128>,
                                   cute::Shape<cute::Int<CM>, cute::Int<CN>, cute::_1>,
                                   cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
-                                  cutlass::epilogue::TmaWarpSpecializedCooperative>;
+                                  cutlass::epilogue::TmaWarpSpecializedCooperative, TileScheduler>;
 template <int M, int N, int CM, int CN>
 using Pingpong = RowScaledGemm<cute::Shape<cute::Int<M>, cute::Int<N>, cute::_128>,
                                cute::Shape<cute::Int<CM>, cute::Int<CN>, cute::_1>,

@@ -105,8 +105,11 @@ Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k) {
 #undef DITBENCH_FP8_GEMM_LIST
     throw InputError("DITBENCH_FP8_GEMM: unknown FP8 GEMM '" + name + "' (known: " + known + ")");
   }
-  (void)n, (void)k;
-  if (m < 1024) return {};
+  // Measured on an H100 at HunyuanVideo's shapes (bench_linear, bench/RESULTS.md): cuBLASLt's
+  // kernel leads where K is 3072, the CUTLASS 128x256 tiles where K is 12,288 or 15,360. Small
+  // products stay with cuBLASLt too: a persistent kernel of large tiles would idle most SMs.
+  (void)n;
+  if (m < 1024 || k < 8192) return {};
   return {Fp8GemmKernel::coop_128x256_c2x1, {}};
 }
 

@@ -290,9 +290,10 @@ TEST(Fp8Quant, GemmChoiceFollowsTheEnvironment) {
     EXPECT_NE(std::string(e.what()).find("coop_128x256_c2x1"), std::string::npos) << e.what();
   }
   ::unsetenv("DITBENCH_FP8_GEMM");
-  // Unset: small products stay with at::_scaled_mm (a persistent CUTLASS kernel's tiles would
-  // leave most SMs idle), a model-sized one takes a CUTLASS kernel.
+  // Unset: small products and K = 3072 stay with at::_scaled_mm, the model's large-K products
+  // take a CUTLASS kernel.
   EXPECT_FALSE(fp8_gemm_choice(96, 64, 256).kernel.has_value());
+  EXPECT_FALSE(fp8_gemm_choice(25696, 9216, 3072).kernel.has_value());
   EXPECT_TRUE(fp8_gemm_choice(25696, 3072, 12288).kernel.has_value());
 }
 
@@ -412,7 +413,7 @@ TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
   auto narrow = quantize_rows_fp8(at::randn({64, 40}).to(at::kCUDA));
   EXPECT_FALSE(fp8_linear_cutlass(narrow, at::kBFloat16,
                                   quantize_rows_fp8(at::randn({32, 40}).to(at::kCUDA)),
-                                  at::Tensor(), Fp8GemmKernel::coop_128x128_c2x1)
+                                  at::Tensor(), Fp8GemmKernel::coop_128x256_c2x1)
                    .defined());
 }
 
