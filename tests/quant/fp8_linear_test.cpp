@@ -4,6 +4,8 @@
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 #include "models/common/error.h"
@@ -416,6 +418,34 @@ TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
                                   at::Tensor(), Fp8GemmKernel::coop_128x256_c2x1)
                    .defined());
 }
+
+#ifdef DITBENCH_HAS_CUDA
+// The CUTLASS kernels inside a CUDA graph (the `graphs` axis captures the transformer step): the
+// replay computes what the eager call did, stream-K's workspace included.
+TEST(Fp8QuantCuda, CutlassGemmsReplayInCudaGraphs) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  if (!(props->major == 9 && props->minor == 0)) GTEST_SKIP() << "no sm_90a device";
+  at::manual_seed(10);
+  auto x = quantize_rows_fp8(at::randn({2048, 8192}).to(at::kCUDA, at::kBFloat16));  // [M, K]
+  auto w = quantize_rows_fp8(at::randn({512, 8192}).to(at::kCUDA) * 0.02);           // [N, K]
+  auto b = at::randn({512}).to(at::kCUDA, at::kBFloat16);
+  c10::cuda::CUDAStreamGuard stream_guard(c10::cuda::getStreamFromPool());
+  for (auto kernel : {Fp8GemmKernel::coop_128x256_c2x1, Fp8GemmKernel::streamk_128x256_c2x1}) {
+    SCOPED_TRACE(fp8_gemm_kernel_name(kernel));
+    auto eager = fp8_linear_cutlass(x, at::kBFloat16, w, b, kernel);
+    ASSERT_TRUE(eager.defined());
+    at::cuda::CUDAGraph graph;
+    graph.capture_begin();
+    auto captured = fp8_linear_cutlass(x, at::kBFloat16, w, b, kernel);
+    graph.capture_end();
+    ASSERT_TRUE(captured.defined());
+    captured.zero_();
+    graph.replay();
+    EXPECT_LT(rel_error(captured.cpu(), eager.cpu()), 1e-6);
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace ditbench
