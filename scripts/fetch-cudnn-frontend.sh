@@ -11,18 +11,6 @@ DEST=.deps/cudnn_frontend
 if [ -f "$DEST/include/cudnn_frontend.h" ] && grep -q "$VERSION" "$DEST/version" 2>/dev/null; then
   exit 0
 fi
-PY="${DITBENCH_PYTHON:-.venv/bin/python}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-echo "fetch-cudnn-frontend: nvidia-cudnn-frontend==$VERSION"
-"$PY" -m pip download --quiet --no-deps -d "$tmp" "nvidia-cudnn-frontend==$VERSION"
-rm -rf "$DEST" && mkdir -p "$DEST"
 # Only the headers: the wheel's Python module and kernels are not needed.
-"$PY" - "$tmp" "$DEST" <<'EOF'
-import glob, sys, zipfile
-src, dest = sys.argv[1], sys.argv[2]
-wheel = glob.glob(src + "/nvidia_cudnn_frontend-*.whl")[0]
-with zipfile.ZipFile(wheel) as z:
-    z.extractall(dest, [n for n in z.namelist() if n.startswith("include/")])
-EOF
+bash scripts/unpack-wheel.sh "nvidia-cudnn-frontend==$VERSION" "$DEST" include/
 echo "$VERSION" > "$DEST/version"

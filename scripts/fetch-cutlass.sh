@@ -17,31 +17,8 @@ if grep -qx "$VERSION" "$DEST/version" 2>/dev/null; then
     exit 0
   fi
 fi
-PY="${DITBENCH_PYTHON:-.venv/bin/python}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-echo "fetch-cutlass: nvidia-cutlass==$VERSION"
-"$PY" -m pip download --quiet --no-deps -d "$tmp" "nvidia-cutlass==$VERSION"
-rm -rf "$DEST" && mkdir -p "$DEST/include"
-"$PY" - "$tmp" "$DEST/include" <<'PYEOF'
-import glob, os, shutil, sys, zipfile
-src, dest = sys.argv[1], sys.argv[2]
-wheel = glob.glob(src + "/nvidia_cutlass-*.whl")[0]
-include = "cutlass_library/source/include/"
-extra = "cutlass_library/source/tools/util/include/cutlass/util/packed_stride.hpp"
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        if name.endswith("/"):
-            continue
-        if name.startswith(include + "cute/") or name.startswith(include + "cutlass/"):
-            target = os.path.join(dest, name[len(include):])
-        elif name == extra:
-            target = os.path.join(dest, "cutlass/util/packed_stride.hpp")
-        else:
-            continue
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with z.open(name) as f, open(target, "wb") as out:
-            shutil.copyfileobj(f, out)
-PYEOF
+bash scripts/unpack-wheel.sh "nvidia-cutlass==$VERSION" "$DEST/include" \
+  cutlass_library/source/include/cute/=cute cutlass_library/source/include/cutlass/=cutlass \
+  cutlass_library/source/tools/util/include/cutlass/util/packed_stride.hpp=cutlass/util/packed_stride.hpp
 tar -cJf "$DEST/headers.tar.xz" -C "$DEST/include" cute cutlass
 echo "$VERSION" > "$DEST/version"

@@ -10,14 +10,13 @@ namespace ditbench {
 
 // The kernels compiled in, named by schedule, tile shape (M x N per thread block, K 128) and
 // cluster: "coop" kernels split each tile's rows between two warp groups, "streamk" ones do too
-// and split the K loop of the last wave's tiles between blocks (stream-K), "pingpong" ones let
-// the two warp groups alternate whole tiles. X(name) for each.
+// and split the K loop of the last wave's tiles between blocks (stream-K). X(name) for each.
+// (Measured and dropped: 128x128 tiles, cooperative or ping-pong, and 128x256 in 1x2 clusters,
+// slower at every one of HunyuanVideo's shapes; bench/RESULTS.md.)
 #define DITBENCH_FP8_GEMM_KERNELS(X) \
   X(coop_128x256_c2x1)               \
-  X(coop_128x256_c1x2)               \
   X(coop_256x128_c1x2)               \
-  X(streamk_128x256_c2x1)            \
-  X(pingpong_128x128_c2x1)
+  X(streamk_128x256_c2x1)
 #define DITBENCH_FP8_GEMM_ENUM(name) name,
 enum class Fp8GemmKernel { DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEMM_ENUM) };
 #undef DITBENCH_FP8_GEMM_ENUM

@@ -22,13 +22,14 @@
 namespace ditbench {
 namespace fp8_gemm_detail {
 
-// Whether the operands suit every kernel: TMA wants 16-byte aligned rows and bases.
+// Whether the operands suit every kernel: TMA and the epilogue's vector loads want 16-byte
+// aligned rows and bases.
 inline bool operands_fit(const Fp8GemmOperands& ops) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   return ops.m > 0 && ops.n > 0 && ops.k > 0 && ops.k % 16 == 0 && ops.n % 16 == 0 &&
          ops.m < (int64_t(1) << 31) && ops.n < (int64_t(1) << 31) && ops.k < (int64_t(1) << 31) &&
          aligned(ops.a) && aligned(ops.b) && aligned(ops.d) && ops.a_scale && ops.b_scale &&
-         (ops.bias == nullptr || reinterpret_cast<uintptr_t>(ops.bias) % 16 == 0);
+         aligned(ops.a_scale) && aligned(ops.b_scale) && (ops.bias == nullptr || aligned(ops.bias));
 }
 
 #ifdef DITBENCH_HAS_CUTLASS
@@ -129,7 +130,7 @@ struct RowScaledGemm {
   }
 };
 
-// Cooperative kernels pair with the cooperative epilogue, ping-pong ones with the plain one.
+// Cooperative kernels pair with the cooperative epilogue.
 // Stream-K kernels (cooperative only) split the K loop of some tiles between thread blocks so
 // that the last wave of tiles keeps every SM busy.
 template <int M, int N, int CM, int CN, class TileScheduler = cutlass::gemm::PersistentScheduler>
@@ -137,11 +138,6 @@ using Cooperative = RowScaledGemm<cute::Shape<cute::Int<M>, cute::Int<N>, cute::
                                   cute::Shape<cute::Int<CM>, cute::Int<CN>, cute::_1>,
                                   cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
                                   cutlass::epilogue::TmaWarpSpecializedCooperative, TileScheduler>;
-template <int M, int N, int CM, int CN>
-using Pingpong = RowScaledGemm<cute::Shape<cute::Int<M>, cute::Int<N>, cute::_128>,
-                               cute::Shape<cute::Int<CM>, cute::Int<CN>, cute::_1>,
-                               cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8FastAccum,
-                               cutlass::epilogue::TmaWarpSpecialized>;
 #endif
 
 }  // namespace fp8_gemm_detail

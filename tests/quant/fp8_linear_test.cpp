@@ -280,8 +280,8 @@ TEST(Fp8Quant, GemmKernelNamesRoundTrip) {
 TEST(Fp8Quant, GemmChoiceFollowsTheEnvironment) {
   ::setenv("DITBENCH_FP8_GEMM", "scaled_mm", 1);
   EXPECT_FALSE(fp8_gemm_choice(25696, 3072, 12288).kernel.has_value());
-  ::setenv("DITBENCH_FP8_GEMM", "pingpong_128x128_c2x1", 1);
-  EXPECT_EQ(fp8_gemm_choice(16, 16, 16).kernel, Fp8GemmKernel::pingpong_128x128_c2x1);
+  ::setenv("DITBENCH_FP8_GEMM", "coop_256x128_c1x2", 1);
+  EXPECT_EQ(fp8_gemm_choice(16, 16, 16).kernel, Fp8GemmKernel::coop_256x128_c1x2);
   ::setenv("DITBENCH_FP8_GEMM", "cublas", 1);
   try {
     fp8_gemm_choice(25696, 3072, 12288);
@@ -372,13 +372,13 @@ TEST(Fp8QuantCuda, QuantizedActivationMatchesTheLinearsOwnQuantization) {
 }
 
 // Every CUTLASS kernel, in every tile order, computes what at::_scaled_mm and the emulation do:
-// rows and columns that fill no whole tile (M = 300, N = 272), with and without a bias.
+// rows and columns that fill no whole tile (M = 301, N = 272), with and without a bias.
 TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
   if (!check.ok) GTEST_SKIP() << check.reason;
   at::manual_seed(9);
-  auto x = quantize_rows_fp8(at::randn({300, 512}).to(at::kCUDA, at::kBFloat16));  // [M, K]
+  auto x = quantize_rows_fp8(at::randn({301, 512}).to(at::kCUDA, at::kBFloat16));  // [M, K]
   auto w = quantize_rows_fp8(at::randn({272, 512}).to(at::kCUDA) * 0.05);          // [N, K]
   auto b = at::randn({272}).to(at::kCUDA, at::kBFloat16);
   for (bool with_bias : {true, false}) {

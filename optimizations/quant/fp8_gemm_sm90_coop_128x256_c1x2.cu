@@ -1,6 +1,0 @@
-// The coop_128x256_c1x2 kernel of fp8_gemm_cuda.h (one kernel per file: they compile in parallel).
-#include "optimizations/quant/fp8_gemm_sm90.cuh"
-
-namespace ditbench {
-DITBENCH_FP8_GEMM_KERNEL(coop_128x256_c1x2, Cooperative<128, 256, 1, 2>)
-}  // namespace ditbench
