@@ -66,7 +66,17 @@ int cmd_list() {
                     ? ""
                     : " (" + KernelNameCollector::unavailable_reason() + ")")
             << "\n  NVTX: " << yes(build::kHasNvtx) << "\n  OpenCV: " << yes(build::kHasOpenCV)
-            << "\n  FFmpeg: " << yes(build::kHasFFmpeg) << "\n";
+            << "\n  FFmpeg: " << yes(build::kHasFFmpeg) << "\n  CUTLASS FP8 GEMMs: ";
+  if (build::kHasCutlass) {
+    std::vector<std::string> kernels;
+    for (int k = 0; k < kFp8GemmKernelCount; ++k) {
+      kernels.push_back(fp8_gemm_kernel_name(static_cast<Fp8GemmKernel>(k)));
+    }
+    std::cout << "yes, compute capability 9.0 (" << join(kernels)
+              << "; DITBENCH_FP8_GEMM picks one, or scaled_mm)\n";
+  } else {
+    std::cout << "no (fp8_dynamic runs at::_scaled_mm)\n";
+  }
   return 0;
 }
 
