@@ -4,6 +4,8 @@
 // and an epilogue visitor tree that scales the float32 accumulator by the weight's per-column and
 // the activation's per-row scale, adds the bias and rounds to bf16 before the TMA store.
 // Each fp8_gemm_sm90_*.cu instantiates one kernel (nvcc compiles them in parallel).
+#include <optional>
+
 #include "optimizations/kernels/launch.cuh"
 #include "optimizations/quant/fp8_gemm_cuda.h"
 
@@ -110,22 +112,32 @@ struct RowScaledGemm {
     return args;
   }
 
-  static int64_t workspace_bytes(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule) {
+  // The arguments for `ops` when this kernel can run them on the current device.
+  static std::optional<typename Gemm::Arguments> checked_arguments(const Fp8GemmOperands& ops,
+                                                                   Fp8GemmSchedule schedule) {
+    int device = 0;
     if (!operands_fit(ops) || !device_is_sm90() ||
-        !kernel_has_image(cutlass::device_kernel<Kernel>)) {
-      return -1;
+        !kernel_has_image(cutlass::device_kernel<Kernel>) ||
+        cudaGetDevice(&device) != cudaSuccess) {
+      return std::nullopt;
     }
     auto args = arguments(ops, schedule);
-    if (Gemm::can_implement(args) != cutlass::Status::kSuccess) return -1;
-    return static_cast<int64_t>(Gemm::get_workspace_size(args));
+    args.hw_info.device_id = device;  // the scheduler sizes the persistent grid by its SMs
+    cudaDeviceGetAttribute(&args.hw_info.sm_count, cudaDevAttrMultiProcessorCount, device);
+    if (Gemm::can_implement(args) != cutlass::Status::kSuccess) return std::nullopt;
+    return args;
+  }
+
+  static int64_t workspace_bytes(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule) {
+    auto args = checked_arguments(ops, schedule);
+    return args ? static_cast<int64_t>(Gemm::get_workspace_size(*args)) : -1;
   }
 
   static bool run(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule, void* workspace,
                   cudaStream_t stream) {
-    if (workspace_bytes(ops, schedule) < 0) return false;
+    auto args = checked_arguments(ops, schedule);
     Gemm gemm;
-    auto args = arguments(ops, schedule);
-    return gemm.initialize(args, workspace, stream) == cutlass::Status::kSuccess &&
+    return args && gemm.initialize(*args, workspace, stream) == cutlass::Status::kSuccess &&
            gemm.run(stream) == cutlass::Status::kSuccess;
   }
 };
