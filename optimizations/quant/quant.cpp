@@ -120,10 +120,15 @@ at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const 
   const auto& a = x.values;
   const auto& b = weight.values;
   if (!a.is_cuda() || a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1) ||
+      a.scalar_type() != at::kFloat8_e4m3fn || b.scalar_type() != at::kFloat8_e4m3fn ||
       !a.is_contiguous() || !b.is_contiguous() || !x.scale.is_contiguous() ||
       !weight.scale.is_contiguous() || x.scale.scalar_type() != at::kFloat ||
-      weight.scale.scalar_type() != at::kFloat) {
+      weight.scale.scalar_type() != at::kFloat || x.scale.numel() != a.size(0) ||
+      weight.scale.numel() != b.size(0) || (bias.defined() && bias.numel() != b.size(0))) {
     return {};
+  }
+  for (const auto* t : {&b, &x.scale, &weight.scale, &bias}) {
+    if (t->defined() && t->device() != a.device()) return {};
   }
   c10::cuda::CUDAGuard guard(a.device());
   at::Tensor bias_bf16 = bias.defined() ? bias.to(at::kBFloat16).contiguous() : at::Tensor();

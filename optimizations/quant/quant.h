@@ -82,7 +82,8 @@ struct Fp8GemmChoice {
 Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k);
 // x times weight^T through `kernel`: the same numbers as fp8_linear_scaled_mm up to float32
 // summation order, or an undefined tensor when the kernel cannot serve these operands (a build
-// without CUTLASS, not a compute capability 9.0 GPU, K or N not a multiple of 16).
+// without CUTLASS, not a compute capability 9.0 GPU, K or N not a multiple of 16, operands not
+// e4m3 and contiguous on one device, scales or bias of other lengths than M and N).
 at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                               const at::Tensor& bias, Fp8GemmKernel kernel,
                               Fp8GemmSchedule schedule = {});

@@ -411,6 +411,13 @@ TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
       }
     }
   }
+  // Scales of the wrong length or on another device: refused, not misread.
+  EXPECT_FALSE(fp8_linear_cutlass(Fp8Rows{x.values, x.scale.narrow(0, 0, 300)}, at::kBFloat16, w, b,
+                                  Fp8GemmKernel::coop_128x256_c2x1)
+                   .defined());
+  EXPECT_FALSE(fp8_linear_cutlass(Fp8Rows{x.values, x.scale.cpu()}, at::kBFloat16, w, b,
+                                  Fp8GemmKernel::coop_128x256_c2x1)
+                   .defined());
   // K not a multiple of 16: refused (the Linear pads its weight so that this never happens).
   auto narrow = quantize_rows_fp8(at::randn({64, 40}).to(at::kCUDA));
   EXPECT_FALSE(fp8_linear_cutlass(narrow, at::kBFloat16,
