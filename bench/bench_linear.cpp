@@ -6,7 +6,10 @@
 // rows). fp8_gemm/scaled_mm/KxN times the same GEMM through at::_scaled_mm (cuBLASLt's one kernel
 // for row-wise scales), fp8_gemm/<kernel>/<order>/KxN through each CUTLASS kernel of fp8_gemm.h
 // with the tile order `order`: auto (CUTLASS's choice), m1 (along M), n1/n8 (along N, groups of 1
-// or 8 tiles). GPU time from CUDA events; TFLOP/s counts 2*M*K*N flops.
+// or 8 tiles), and fp8_gemm/<kernel>/less<Q>/KxN on all SMs but Q. At the large-K shapes,
+// linear/fp8_dynamic_q<Q>/KxN is fp8_dynamic through the default CUTLASS kernel with the
+// activation quantized on Q SMs beside the GEMM (fp8_linear_overlapped), q0 quantizing first.
+// GPU time from CUDA events; TFLOP/s counts 2*M*K*N flops.
 #include <benchmark/benchmark.h>
 
 #include <functional>
@@ -14,6 +17,10 @@
 #include <string>
 #include <tuple>
 #include <vector>
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 #include "bench/gpu_timing.h"
 #include "optimizations/quant/linear.h"
@@ -84,6 +91,11 @@ void fp8_gemm_kernel_at_hunyuan_shape(benchmark::State& state, int64_t in, int64
   auto linear = make_linear(in, out, ditbench::QuantMode::fp8_dynamic);
   auto x = ditbench::quantize_rows_fp8(at::randn({kTokens, in}, gpu_bf16()));  // [M, K]
   const auto& w = linear->weight_fp8;  // values [N, K], scale [N, 1]
+#ifdef DITBENCH_HAS_CUDA
+  if (schedule.sm_count < 0) {
+    schedule.sm_count += at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  }
+#endif
   auto gemm = [&] {
     return kernel
                ? ditbench::fp8_linear_cutlass(x, at::kBFloat16, w, linear->bias, *kernel, schedule)
@@ -94,6 +106,27 @@ void fp8_gemm_kernel_at_hunyuan_shape(benchmark::State& state, int64_t in, int64
     return;
   }
   set_tflops(state, ditbench::bench::time_on_gpu(state, [&] { gemm(); }), in, out);
+}
+
+// fp8_dynamic from a bf16 activation through the default CUTLASS kernel, the activation
+// quantized on `quant_sms` SMs beside the GEMM, or first when quant_sms is 0.
+void overlapped_at_hunyuan_shape(benchmark::State& state, int64_t in, int64_t out, int quant_sms) {
+  if (!runnable(state)) return;
+  auto linear = make_linear(in, out, ditbench::QuantMode::fp8_dynamic);
+  auto x = at::randn({kTokens, in}, gpu_bf16());  // [M, K]
+  const auto& w = linear->weight_fp8;
+  constexpr auto kernel = ditbench::Fp8GemmKernel::coop_128x256_c2x1;
+  auto run = [&] {
+    return quant_sms > 0
+               ? ditbench::fp8_linear_overlapped(x, w, linear->bias, kernel, {}, quant_sms)
+               : ditbench::fp8_linear_cutlass(ditbench::quantize_rows_fp8(x), at::kBFloat16, w,
+                                              linear->bias, kernel);
+  };
+  if (!run().defined()) {
+    state.SkipWithError("the kernel cannot serve these operands on this device");
+    return;
+  }
+  set_tflops(state, ditbench::bench::time_on_gpu(state, [&] { run(); }), in, out);
 }
 
 // The row quantization alone, with its effective bandwidth (bytes read and written per second).
@@ -141,6 +174,23 @@ int register_all() {
             fp8_gemm_kernel_at_hunyuan_shape, in, out, kernel,
             ditbench::Fp8GemmSchedule{raster, swizzle}));
       }
+    }
+  }
+  for (auto [in, out] : shapes) {
+    if (in < 8192) continue;
+    const std::string shape = std::to_string(in) + "x" + std::to_string(out);
+    for (int quant_sms : {0, 8, 12, 16, 20, 24}) {
+      timed(benchmark::RegisterBenchmark(
+          ("linear/fp8_dynamic_q" + std::to_string(quant_sms) + "/" + shape).c_str(),
+          overlapped_at_hunyuan_shape, in, out, quant_sms));
+    }
+    for (int less : {8, 16, 24}) {
+      ditbench::Fp8GemmSchedule schedule;
+      schedule.sm_count = -less;  // resolved against the device's SMs when the benchmark runs
+      timed(benchmark::RegisterBenchmark(
+          ("fp8_gemm/coop_128x256_c2x1/less" + std::to_string(less) + "/" + shape).c_str(),
+          fp8_gemm_kernel_at_hunyuan_shape, in, out, ditbench::Fp8GemmKernel::coop_128x256_c2x1,
+          schedule));
     }
   }
   for (int64_t in : {3072, 12288, 15360}) {

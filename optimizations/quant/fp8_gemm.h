@@ -25,12 +25,14 @@ constexpr int kFp8GemmKernelCount = 0 DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEM
 #undef DITBENCH_FP8_GEMM_COUNT
 
 // How the persistent scheduler walks the output tiles: along M or N first (or CUTLASS's choice by
-// shape), and how many tiles it groups (1, 2, 4 or 8) so that neighbouring blocks share operand
-// tiles in L2.
+// shape), how many tiles it groups (1, 2, 4 or 8) so that neighbouring blocks share operand
+// tiles in L2, and over how many SMs (0: all of the device's; fewer leave the rest to other
+// work, such as the row quantization of fp8_linear_overlapped).
 enum class Fp8GemmRaster { heuristic, along_m, along_n };
 struct Fp8GemmSchedule {
   Fp8GemmRaster raster = Fp8GemmRaster::heuristic;
   int swizzle = 1;
+  int sm_count = 0;
 };
 
 // "coop_128x256_c2x1", ...

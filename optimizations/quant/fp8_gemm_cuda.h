@@ -8,7 +8,9 @@
 // device, K or N not a multiple of 16, or pointers not 16-byte aligned.
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "optimizations/quant/fp8_gemm.h"
 
@@ -22,13 +24,19 @@ struct Fp8GemmOperands {
   const void* bias = nullptr;      // [N] bfloat16 or null
   void* d = nullptr;               // [M, N] bfloat16
   int64_t m = 0, n = 0, k = 0;
+  // When `a` and `a_scale` are still being written by a row quantizer running beside the GEMM
+  // (quantize_rows_fp8_signalled_cuda): its counters, one per `rows_per_flag` rows, which the
+  // GEMM waits to see complete before it reads a tile's rows. Null: the rows are ready.
+  const int* rows_ready = nullptr;
+  int rows_per_flag = 128;
 };
 
-// Bytes of global workspace the kernel needs for these operands (0 when it needs none), or -1
-// when it cannot serve them.
-int64_t fp8_gemm_workspace_bytes(Fp8GemmKernel kernel, const Fp8GemmOperands& ops,
-                                 Fp8GemmSchedule schedule);
+// Device memory of at least `bytes`, valid for the kernel launched next on the stream.
+using Fp8GemmWorkspace = std::function<void*(size_t bytes)>;
+
+// Launches `kernel` on `stream`, asking `workspace` for global memory when the kernel needs some
+// (stream-K's partial tiles).
 bool fp8_gemm_cuda(Fp8GemmKernel kernel, const Fp8GemmOperands& ops, Fp8GemmSchedule schedule,
-                   void* workspace, cudaStream_t stream);
+                   const Fp8GemmWorkspace& workspace, cudaStream_t stream);
 
 }  // namespace ditbench

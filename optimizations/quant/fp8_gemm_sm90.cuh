@@ -44,6 +44,76 @@ inline bool device_is_sm90() {
   return major == 9 && minor == 0;
 }
 
+// The mainloop `Base` whose producer warp, before it loads a tile's rows of A, waits until the
+// row quantizer running beside the GEMM has counted every one of them (Fp8GemmOperands::
+// rows_ready; without counters it loads at once). The epilogue reads those rows' scales after
+// the tile's loads have landed, so they are ready too.
+template <class Base>
+struct AwaitRowsMainloop : Base {
+  struct Arguments : Base::Arguments {
+    const int* rows_ready = nullptr;
+    int rows_per_flag = 128;
+  };
+  struct Params : Base::Params {
+    const int* rows_ready;
+    int rows_per_flag;
+    int m;
+  };
+
+  template <class ProblemShape>
+  static Params to_underlying_arguments(ProblemShape const& problem_shape, Arguments const& args,
+                                        void* workspace) {
+    return {Base::to_underlying_arguments(problem_shape, args, workspace), args.rows_ready,
+            args.rows_per_flag, static_cast<int>(cute::get<0>(problem_shape))};
+  }
+
+  // Past this many nanoseconds of waiting the quantizer is taken to be gone (it cannot run): the
+  // kernel traps, an error, rather than hanging the device.
+  static constexpr uint64_t kAwaitLimitNs = 20'000'000'000ull;
+
+  CUTLASS_DEVICE static uint64_t now_ns() {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+  }
+
+  CUTLASS_DEVICE static void await_rows(Params const& params, int m_block) {
+    constexpr int kBlockM = cute::size<0>(typename Base::TileShape{});
+    if (cute::elect_one_sync()) {
+      const int first = m_block * kBlockM, last = cute::min(params.m, first + kBlockM) - 1;
+      for (int f = first / params.rows_per_flag; f <= last / params.rows_per_flag; ++f) {
+        const int want = cute::min(params.rows_per_flag, params.m - f * params.rows_per_flag);
+        const uint64_t start = now_ns();
+        for (;;) {
+          int seen;
+          asm volatile("ld.acquire.gpu.global.b32 %0, [%1];"
+                       : "=r"(seen)
+                       : "l"(params.rows_ready + f)
+                       : "memory");
+          if (seen >= want) break;
+          __nanosleep(256);
+          if (now_ns() - start > kAwaitLimitNs) __trap();
+        }
+      }
+      // The rows were written through the generic proxy; TMA reads them through the async one.
+      asm volatile("fence.proxy.async.global;" ::: "memory");
+    }
+    __syncwarp();
+  }
+
+  template <class TensorA, class TensorB, class KTileIterator, class BlockCoord>
+  CUTLASS_DEVICE void load(Params const& params, typename Base::MainloopPipeline pipeline,
+                           typename Base::PipelineState smem_pipe_write,
+                           cute::tuple<TensorA, TensorB> const& load_inputs,
+                           BlockCoord const& blk_coord, KTileIterator k_tile_iter, int k_tile_count,
+                           int thread_idx, uint32_t block_rank_in_cluster,
+                           typename Base::TensorStorage& shared_tensors) {
+    if (params.rows_ready != nullptr) await_rows(params, static_cast<int>(cute::get<0>(blk_coord)));
+    Base::load(params, pipeline, smem_pipe_write, load_inputs, blk_coord, k_tile_iter, k_tile_count,
+               thread_idx, block_rank_in_cluster, shared_tensors);
+  }
+};
+
 template <class TileShape, class ClusterShape, class MainloopSchedule, class EpilogueSchedule,
           class TileScheduler = cutlass::gemm::PersistentScheduler>
 struct RowScaledGemm {
@@ -69,14 +139,14 @@ struct RowScaledGemm {
       void, cutlass::layout::RowMajor, 8,                             // no source matrix C
       cutlass::bfloat16_t, cutlass::layout::RowMajor, 8,              // D [M, N]
       EpilogueSchedule, Output>::CollectiveOp;
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+  using Mainloop = AwaitRowsMainloop<typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp,      //
       cutlass::float_e4m3_t, cutlass::layout::RowMajor, 16,     // A [M, K]
       cutlass::float_e4m3_t, cutlass::layout::ColumnMajor, 16,  // B [K, N] = the weight [N, K]
       float, TileShape, ClusterShape,
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
           sizeof(typename Epilogue::SharedStorage))>,
-      MainloopSchedule>::CollectiveOp;
+      MainloopSchedule>::CollectiveOp>;
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, Mainloop,
                                                       Epilogue, TileScheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
@@ -87,13 +157,17 @@ struct RowScaledGemm {
     using StrideB = typename Kernel::StrideB;
     using StrideC = typename Kernel::StrideC;
     using StrideD = typename Kernel::StrideD;
+    typename Mainloop::Arguments mainloop;
+    mainloop.ptr_A = static_cast<const cutlass::float_e4m3_t*>(ops.a);
+    mainloop.dA = cutlass::make_cute_packed_stride(StrideA{}, cute::make_shape(m, k, 1));
+    mainloop.ptr_B = static_cast<const cutlass::float_e4m3_t*>(ops.b);
+    mainloop.dB = cutlass::make_cute_packed_stride(StrideB{}, cute::make_shape(n, k, 1));
+    mainloop.rows_ready = ops.rows_ready;
+    mainloop.rows_per_flag = ops.rows_per_flag;
     typename Gemm::Arguments args{
         cutlass::gemm::GemmUniversalMode::kGemm,
         {m, n, k, 1},
-        {static_cast<const cutlass::float_e4m3_t*>(ops.a),
-         cutlass::make_cute_packed_stride(StrideA{}, cute::make_shape(m, k, 1)),
-         static_cast<const cutlass::float_e4m3_t*>(ops.b),
-         cutlass::make_cute_packed_stride(StrideB{}, cute::make_shape(n, k, 1))},
+        mainloop,
         {{},
          nullptr,
          cutlass::make_cute_packed_stride(StrideC{}, cute::make_shape(m, n, 1)),
@@ -112,32 +186,28 @@ struct RowScaledGemm {
     return args;
   }
 
-  // The arguments for `ops` when this kernel can run them on the current device.
-  static std::optional<typename Gemm::Arguments> checked_arguments(const Fp8GemmOperands& ops,
-                                                                   Fp8GemmSchedule schedule) {
-    int device = 0;
-    if (!operands_fit(ops) || !device_is_sm90() ||
+  // Launches the kernel when it can run `ops` on the current device; validates and builds the
+  // arguments once per call.
+  static bool run(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule,
+                  const Fp8GemmWorkspace& workspace, cudaStream_t stream) {
+    int device = 0, sms = 0;
+    if (!operands_fit(ops) || ops.rows_per_flag < 1 || !device_is_sm90() ||
         !kernel_has_image(cutlass::device_kernel<Kernel>) ||
-        cudaGetDevice(&device) != cudaSuccess) {
-      return std::nullopt;
+        cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        schedule.sm_count < 0) {
+      return false;
     }
     auto args = arguments(ops, schedule);
     args.hw_info.device_id = device;  // the scheduler sizes the persistent grid by its SMs
-    cudaDeviceGetAttribute(&args.hw_info.sm_count, cudaDevAttrMultiProcessorCount, device);
-    if (Gemm::can_implement(args) != cutlass::Status::kSuccess) return std::nullopt;
-    return args;
-  }
-
-  static int64_t workspace_bytes(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule) {
-    auto args = checked_arguments(ops, schedule);
-    return args ? static_cast<int64_t>(Gemm::get_workspace_size(*args)) : -1;
-  }
-
-  static bool run(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule, void* workspace,
-                  cudaStream_t stream) {
-    auto args = checked_arguments(ops, schedule);
+    args.hw_info.sm_count =
+        schedule.sm_count > 0 && schedule.sm_count < sms ? schedule.sm_count : sms;
+    if (Gemm::can_implement(args) != cutlass::Status::kSuccess) return false;
+    const size_t bytes = Gemm::get_workspace_size(args);
+    void* memory = bytes > 0 ? workspace(bytes) : nullptr;
+    if (bytes > 0 && memory == nullptr) return false;
     Gemm gemm;
-    return args && gemm.initialize(*args, workspace, stream) == cutlass::Status::kSuccess &&
+    return gemm.initialize(args, memory, stream) == cutlass::Status::kSuccess &&
            gemm.run(stream) == cutlass::Status::kSuccess;
   }
 };
@@ -154,30 +224,26 @@ using Cooperative = RowScaledGemm<cute::Shape<cute::Int<M>, cute::Int<N>, cute::
 
 }  // namespace fp8_gemm_detail
 
-// Each kernel's launchers, defined in its fp8_gemm_sm90_<name>.cu by DITBENCH_FP8_GEMM_KERNEL.
-#define DITBENCH_FP8_GEMM_DECLARE(name)                                                          \
-  int64_t fp8_gemm_workspace_bytes_##name(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule); \
-  bool fp8_gemm_##name(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule, void* workspace,    \
-                       cudaStream_t stream);
+// Each kernel's launcher, defined in its fp8_gemm_sm90_<name>.cu by DITBENCH_FP8_GEMM_KERNEL.
+#define DITBENCH_FP8_GEMM_DECLARE(name)                                      \
+  bool fp8_gemm_##name(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule, \
+                       const Fp8GemmWorkspace& workspace, cudaStream_t stream);
 DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEMM_DECLARE)
 #undef DITBENCH_FP8_GEMM_DECLARE
 
-// Defines the two launchers of kernel `name` as those of `...` (a RowScaledGemm), or as refusals
-// in a build without CUTLASS.
+// Defines the launcher of kernel `name` as that of `...` (a RowScaledGemm), or as a refusal in a
+// build without CUTLASS.
 #ifdef DITBENCH_HAS_CUTLASS
-#define DITBENCH_FP8_GEMM_KERNEL(name, ...)                                                       \
-  int64_t fp8_gemm_workspace_bytes_##name(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule) { \
-    return fp8_gemm_detail::__VA_ARGS__::workspace_bytes(ops, schedule);                          \
-  }                                                                                               \
-  bool fp8_gemm_##name(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule, void* workspace,     \
-                       cudaStream_t stream) {                                                     \
-    return fp8_gemm_detail::__VA_ARGS__::run(ops, schedule, workspace, stream);                   \
+#define DITBENCH_FP8_GEMM_KERNEL(name, ...)                                      \
+  bool fp8_gemm_##name(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule,     \
+                       const Fp8GemmWorkspace& workspace, cudaStream_t stream) { \
+    return fp8_gemm_detail::__VA_ARGS__::run(ops, schedule, workspace, stream);  \
   }
 #else
-#define DITBENCH_FP8_GEMM_KERNEL(name, ...)                                                       \
-  int64_t fp8_gemm_workspace_bytes_##name(const Fp8GemmOperands&, Fp8GemmSchedule) { return -1; } \
-  bool fp8_gemm_##name(const Fp8GemmOperands&, Fp8GemmSchedule, void*, cudaStream_t) {            \
-    return false;                                                                                 \
+#define DITBENCH_FP8_GEMM_KERNEL(name, ...)                                              \
+  bool fp8_gemm_##name(const Fp8GemmOperands&, Fp8GemmSchedule, const Fp8GemmWorkspace&, \
+                       cudaStream_t) {                                                   \
+    return false;                                                                        \
   }
 #endif
 

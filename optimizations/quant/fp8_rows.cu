@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "optimizations/quant/fp8_rows.cuh"
 #include "optimizations/quant/fp8_rows_cuda.h"
 
@@ -59,6 +61,117 @@ bool launch(const void* x, int64_t rows, int64_t cols, int64_t row_stride, void*
   return true;
 }
 
+// The signalled quantizer: each block holds `groups` rows at a time, one per group of
+// `group_threads` threads (kSignalVecs vectors a thread), and loads a group's next row while it
+// reduces and stores the current one. Rows go in order over the grid (row r to group
+// r % groups of block (r / groups) % gridDim.x), so blocks of rows finish roughly in order.
+constexpr int kSignalThreads = 1024;
+constexpr int kSignalVecs = 4;
+constexpr int kSignalMaxGroups = 15;  // named barriers 1..15; 0 is __syncthreads'
+
+__device__ __forceinline__ void group_sync(int group, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(group + 1), "r"(threads) : "memory");
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kSignalThreads, 1)
+    quantize_rows_signalled_kernel(StridedRows<T> source, int64_t rows, int vecs, int group_threads,
+                                   __nv_fp8_storage_t* __restrict__ out, float* __restrict__ scale,
+                                   int* __restrict__ ready, int rows_per_flag) {
+  using V = fp8_rows::Vec<T>;
+  __shared__ float partial[fp8_rows::kMaxWarps];
+  const int groups = blockDim.x / group_threads, group = threadIdx.x / group_threads;
+  const int t = threadIdx.x - group * group_threads, warps = group_threads / 32;
+  float* group_partial = partial + group * warps;
+  const int64_t step = int64_t(gridDim.x) * groups;
+  auto load = [&](V(&v)[kSignalVecs], int64_t row) {
+#pragma unroll
+    for (int i = 0; i < kSignalVecs; ++i) {
+      const int c = t + i * group_threads;
+      v[i].raw = row < rows && c < vecs ? source.load(row, c) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  V cur[kSignalVecs];
+  int64_t row = int64_t(blockIdx.x) * groups + group;
+  load(cur, row);
+  for (; row < rows; row += step) {
+    V next[kSignalVecs];
+    load(next, row + step);  // in flight while this row is reduced and stored
+    float amax = 0.f;
+#pragma unroll
+    for (int i = 0; i < kSignalVecs; ++i) amax = fmaxf(amax, cur[i].amax());  // zero past vecs
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2)
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+    if (t % 32 == 0) group_partial[t / 32] = amax;
+    group_sync(group, group_threads);
+    for (int w = 0; w < warps; ++w) amax = fmaxf(amax, group_partial[w]);
+    const float s = fp8_rows::scale_of(amax);
+    __nv_fp8_storage_t* out_row = out + row * vecs * V::kSize;
+#pragma unroll
+    for (int i = 0; i < kSignalVecs; ++i) {
+      const int c = t + i * group_threads;
+      if (c < vecs) cur[i].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, s);
+    }
+    if (t == 0) scale[row] = s;
+    group_sync(group, group_threads);  // the row's stores are issued; group_partial is free
+    if (t == 0) {
+      __threadfence();  // release: the group's stores before the count
+      atomicAdd(ready + row / rows_per_flag, 1);
+    }
+#pragma unroll
+    for (int i = 0; i < kSignalVecs; ++i) cur[i] = next[i];
+  }
+}
+
+template <typename T>
+bool launch_signalled(const void* x, int64_t rows, int64_t cols, int64_t row_stride, void* out,
+                      float* scale, int* ready, int rows_per_flag, int blocks,
+                      cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int64_t vecs = cols / kVec;
+  if (!fp8_rows::aligned16(x) || !fp8_rows::aligned16(out) || cols % kVec != 0 ||
+      row_stride % kVec != 0 || vecs == 0 || vecs > int64_t{kSignalThreads} * kSignalVecs ||
+      blocks < 2 || blocks % 2 != 0 || rows_per_flag < 1) {
+    return false;
+  }
+  if (rows == 0) return true;
+  constexpr auto kernel = quantize_rows_signalled_kernel<T>;
+  if (!fp8_rows::has_image<kernel>()) return false;
+  const int group_threads = fp8_rows::threads_for(vecs, kSignalVecs);
+  const int groups = std::min(kSignalThreads / group_threads, kSignalMaxGroups);
+  // Over half an SM's shared memory (unused): one block per SM, never beside a GEMM block.
+  int device = 0, smem_per_sm = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
+  const int smem = smem_per_sm / 2 + 1;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+      cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  cudaLaunchAttribute cluster;
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = 2;
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(static_cast<unsigned>(groups * group_threads));
+  config.dynamicSmemBytes = static_cast<size_t>(smem);
+  config.stream = stream;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  const StridedRows<T> source{static_cast<const T*>(x), row_stride};
+  if (cudaLaunchKernelEx(&config, kernel, source, rows, static_cast<int>(vecs), group_threads,
+                         static_cast<__nv_fp8_storage_t*>(out), scale, ready,
+                         rows_per_flag) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool quantize_rows_fp8_cuda(const void* x, Fp8RowsInput dtype, int64_t rows, int64_t cols,
@@ -70,6 +183,23 @@ bool quantize_rows_fp8_cuda(const void* x, Fp8RowsInput dtype, int64_t rows, int
       return launch<__half>(x, rows, cols, row_stride, out, scale, stream);
     case Fp8RowsInput::bfloat16:
       return launch<__nv_bfloat16>(x, rows, cols, row_stride, out, scale, stream);
+  }
+  return false;
+}
+
+bool quantize_rows_fp8_signalled_cuda(const void* x, Fp8RowsInput dtype, int64_t rows, int64_t cols,
+                                      int64_t row_stride, void* out, float* scale, int* ready,
+                                      int rows_per_flag, int blocks, cudaStream_t stream) {
+  switch (dtype) {
+    case Fp8RowsInput::float32:
+      return launch_signalled<float>(x, rows, cols, row_stride, out, scale, ready, rows_per_flag,
+                                     blocks, stream);
+    case Fp8RowsInput::float16:
+      return launch_signalled<__half>(x, rows, cols, row_stride, out, scale, ready, rows_per_flag,
+                                      blocks, stream);
+    case Fp8RowsInput::bfloat16:
+      return launch_signalled<__nv_bfloat16>(x, rows, cols, row_stride, out, scale, ready,
+                                             rows_per_flag, blocks, stream);
   }
   return false;
 }

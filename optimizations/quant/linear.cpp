@@ -48,8 +48,16 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
     case QuantMode::fp8_dynamic:
       break;
   }
-  return forward_fp8(quantize_rows_fp8(x.reshape({-1, in_features_})), x.sizes().vec(),
-                     x.scalar_type());
+  auto rows = x.reshape({-1, in_features_});  // [M, K]
+  if (use_scaled_mm_ && weight_fp8.values.size(1) == in_features_ &&
+      weight_fp8.values.size(0) == out_features_) {
+    // Unpadded: the quantization may run beside the GEMM (fp8_linear_scaled_mm).
+    count_gemm_flops(rows.size(0), in_features_, out_features_);
+    auto shape = x.sizes().vec();
+    shape.back() = out_features_;
+    return fp8_linear_scaled_mm(rows, weight_fp8, bias).view(shape);
+  }
+  return forward_fp8(quantize_rows_fp8(rows), x.sizes().vec(), x.scalar_type());
 }
 
 at::Tensor LinearImpl::forward_quantized(const QuantizedActivation& x) {

@@ -9,6 +9,7 @@
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "optimizations/quant/fp8_gemm_cuda.h"
@@ -95,64 +96,155 @@ at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const
 }
 
 Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k) {
-  if (const char* env = std::getenv("DITBENCH_FP8_GEMM"); env && *env) {
-    const std::string name = env;
-    if (name == "scaled_mm") return {};
-    if (auto kernel = parse_fp8_gemm_kernel(name)) return {kernel, {}};
-    std::string known = "scaled_mm";
-#define DITBENCH_FP8_GEMM_LIST(kernel) known += std::string(", ") + #kernel;
-    DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEMM_LIST)
-#undef DITBENCH_FP8_GEMM_LIST
-    throw InputError("DITBENCH_FP8_GEMM: unknown FP8 GEMM '" + name + "' (known: " + known + ")");
-  }
-  // Measured on an H100 at HunyuanVideo's shapes (bench_linear, bench/RESULTS.md): cuBLASLt's
-  // kernel leads where K is 3072, the CUTLASS 128x256 tiles where K is 12,288 or 15,360. Small
-  // products stay with cuBLASLt too: a persistent kernel of large tiles would idle most SMs.
   (void)n;
-  if (m < 1024 || k < 8192) return {};
-  return {Fp8GemmKernel::coop_128x256_c2x1, {}};
+  Fp8GemmChoice choice;
+  const char* gemm = std::getenv("DITBENCH_FP8_GEMM");
+  if (gemm && *gemm) {
+    const std::string name = gemm;
+    if (auto kernel = parse_fp8_gemm_kernel(name)) {
+      choice.kernel = kernel;
+    } else if (name != "scaled_mm") {
+      std::string known = "scaled_mm";
+#define DITBENCH_FP8_GEMM_LIST(kernel) known += std::string(", ") + #kernel;
+      DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEMM_LIST)
+#undef DITBENCH_FP8_GEMM_LIST
+      throw InputError("DITBENCH_FP8_GEMM: unknown FP8 GEMM '" + name + "' (known: " + known + ")");
+    }
+  } else if (m >= 1024 && k >= 8192) {
+    // Measured on an H100 at HunyuanVideo's shapes (bench_linear, bench/RESULTS.md): cuBLASLt's
+    // kernel leads where K is 3072, the CUTLASS 128x256 tiles where K is 12,288 or 15,360. Small
+    // products stay with cuBLASLt too: a persistent kernel of large tiles would idle most SMs.
+    choice.kernel = Fp8GemmKernel::coop_128x256_c2x1;
+  }
+  if (!choice.kernel) return choice;
+  // Large-K activations: quantized beside the GEMM (bench_linear's linear/fp8_dynamic_q<SMs>).
+  if (m >= 1024 && k >= 8192) choice.quant_sms = kFp8QuantSms;
+  if (const char* sms = std::getenv("DITBENCH_FP8_QUANT_SMS"); sms && *sms) {
+    char* end = nullptr;
+    const long value = std::strtol(sms, &end, 10);
+    if (*end != '\0' || value < 0 || value % 2 != 0 || value > 1024) {
+      throw InputError(std::string("DITBENCH_FP8_QUANT_SMS: '") + sms +
+                       "' is not an even number of SMs (0: quantize before the GEMM)");
+    }
+    choice.quant_sms = static_cast<int>(value);
+  }
+  return choice;
 }
+
+#ifdef DITBENCH_HAS_CUDA
+namespace {
+
+// Whether weight (values [N, K] e4m3, scale [N] float32) and bias ([N] or undefined) can be a
+// CUTLASS kernel's second operand beside an activation of `k` columns on `device`.
+bool cutlass_weight_fits(const Fp8Rows& weight, const at::Tensor& bias, int64_t k,
+                         const at::Device& device) {
+  const auto& b = weight.values;
+  if (b.dim() != 2 || b.size(1) != k || b.scalar_type() != at::kFloat8_e4m3fn ||
+      !b.is_contiguous() || !weight.scale.is_contiguous() ||
+      weight.scale.scalar_type() != at::kFloat || weight.scale.numel() != b.size(0) ||
+      (bias.defined() && bias.numel() != b.size(0))) {
+    return false;
+  }
+  for (const auto* t : {&b, &weight.scale, &bias}) {
+    if (t->defined() && t->device() != device) return false;
+  }
+  return true;
+}
+
+// `kernel` on the current stream for `ops` (activation, its scales and counters filled in) and
+// weight's operands: a new [M, N] bf16 tensor, or undefined when the kernel refuses.
+at::Tensor run_cutlass(Fp8GemmOperands ops, const Fp8Rows& weight, const at::Tensor& bias,
+                       Fp8GemmKernel kernel, Fp8GemmSchedule schedule,
+                       const at::TensorOptions& options) {
+  at::Tensor bias_bf16 = bias.defined() ? bias.to(at::kBFloat16).contiguous() : at::Tensor();
+  auto out = at::empty({ops.m, weight.values.size(0)}, options.dtype(at::kBFloat16));  // [M, N]
+  ops.b = weight.values.data_ptr();
+  ops.b_scale = weight.scale.data_ptr<float>();
+  ops.bias = bias_bf16.defined() ? bias_bf16.data_ptr() : nullptr;
+  ops.d = out.data_ptr();
+  ops.n = weight.values.size(0), ops.k = weight.values.size(1);
+  at::Tensor workspace;  // freed after the launch: the allocator orders reuse on the stream
+  auto allocate = [&](size_t bytes) {
+    workspace = at::empty({static_cast<int64_t>(bytes)}, options.dtype(at::kByte));
+    return workspace.data_ptr();
+  };
+  if (!fp8_gemm_cuda(kernel, ops, schedule, allocate, at::cuda::getCurrentCUDAStream())) return {};
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace
+#endif
 
 at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                               const at::Tensor& bias, Fp8GemmKernel kernel,
                               Fp8GemmSchedule schedule) {
 #ifdef DITBENCH_HAS_CUDA
   const auto& a = x.values;
-  const auto& b = weight.values;
-  if (!a.is_cuda() || a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1) ||
-      a.scalar_type() != at::kFloat8_e4m3fn || b.scalar_type() != at::kFloat8_e4m3fn ||
-      !a.is_contiguous() || !b.is_contiguous() || !x.scale.is_contiguous() ||
-      !weight.scale.is_contiguous() || x.scale.scalar_type() != at::kFloat ||
-      weight.scale.scalar_type() != at::kFloat || x.scale.numel() != a.size(0) ||
-      weight.scale.numel() != b.size(0) || (bias.defined() && bias.numel() != b.size(0))) {
+  if (!a.is_cuda() || a.dim() != 2 || a.scalar_type() != at::kFloat8_e4m3fn || !a.is_contiguous() ||
+      !x.scale.is_contiguous() || x.scale.scalar_type() != at::kFloat ||
+      x.scale.numel() != a.size(0) || x.scale.device() != a.device() ||
+      !cutlass_weight_fits(weight, bias, a.size(1), a.device())) {
     return {};
   }
-  for (const auto* t : {&b, &x.scale, &weight.scale, &bias}) {
-    if (t->defined() && t->device() != a.device()) return {};
-  }
   c10::cuda::CUDAGuard guard(a.device());
-  at::Tensor bias_bf16 = bias.defined() ? bias.to(at::kBFloat16).contiguous() : at::Tensor();
-  auto out = at::empty({a.size(0), b.size(0)}, a.options().dtype(at::kBFloat16));  // [M, N]
   Fp8GemmOperands ops;
   ops.a = a.data_ptr();
   ops.a_scale = x.scale.data_ptr<float>();
-  ops.b = b.data_ptr();
-  ops.b_scale = weight.scale.data_ptr<float>();
-  ops.bias = bias_bf16.defined() ? bias_bf16.data_ptr() : nullptr;
-  ops.d = out.data_ptr();
-  ops.m = a.size(0), ops.n = b.size(0), ops.k = a.size(1);
-  const int64_t workspace_bytes = fp8_gemm_workspace_bytes(kernel, ops, schedule);
-  if (workspace_bytes < 0) return {};
-  at::Tensor workspace;
-  if (workspace_bytes > 0) workspace = at::empty({workspace_bytes}, a.options().dtype(at::kByte));
-  if (!fp8_gemm_cuda(kernel, ops, schedule, workspace_bytes ? workspace.data_ptr() : nullptr,
-                     at::cuda::getCurrentCUDAStream())) {
-    return {};
-  }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out.to(out_dtype);
+  ops.m = a.size(0);
+  auto out = run_cutlass(ops, weight, bias, kernel, schedule, a.options());
+  return out.defined() ? out.to(out_dtype) : out;
 #else
   (void)x, (void)out_dtype, (void)weight, (void)bias, (void)kernel, (void)schedule;
+  return {};
+#endif
+}
+
+at::Tensor fp8_linear_overlapped(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias,
+                                 Fp8GemmKernel kernel, Fp8GemmSchedule schedule, int quant_sms) {
+#ifdef DITBENCH_HAS_CUDA
+  const auto dtype = x.scalar_type();
+  if (!x.is_cuda() || x.dim() != 2 || x.size(0) == 0 || x.stride(1) != 1 ||
+      (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16) || quant_sms < 2 ||
+      quant_sms % 2 != 0 || !cutlass_weight_fits(weight, bias, x.size(1), x.device())) {
+    return {};
+  }
+  c10::cuda::CUDAGuard guard(x.device());
+  const int sms = at::cuda::getDeviceProperties(x.device().index())->multiProcessorCount;
+  if (quant_sms >= sms) return {};
+  const int64_t m = x.size(0), k = x.size(1);
+  constexpr int kRowsPerFlag = 128;
+  auto values = at::empty({m, k}, x.options().dtype(at::kFloat8_e4m3fn));  // [M, K]
+  auto scale = at::empty({m, 1}, x.options().dtype(at::kFloat));           // [M, 1]
+  auto ready = at::zeros({(m + kRowsPerFlag - 1) / kRowsPerFlag}, x.options().dtype(at::kInt));
+  // The quantizer on a side stream of high priority (its blocks go first to SMs that free up),
+  // the GEMM on the caller's; both after the counters are zeroed, the caller's stream after both.
+  auto main = at::cuda::getCurrentCUDAStream();
+  auto side = at::cuda::getStreamFromPool(/*isHighPriority=*/true, x.device().index());
+  at::cuda::CUDAEvent forked, quantized;
+  forked.record(main);
+  forked.block(side);
+  const auto input = dtype == at::kFloat  ? Fp8RowsInput::float32
+                     : dtype == at::kHalf ? Fp8RowsInput::float16
+                                          : Fp8RowsInput::bfloat16;
+  if (!quantize_rows_fp8_signalled_cuda(x.data_ptr(), input, m, k, x.stride(0), values.data_ptr(),
+                                        scale.data_ptr<float>(), ready.data_ptr<int>(),
+                                        kRowsPerFlag, quant_sms, side)) {
+    return {};
+  }
+  quantized.record(side);
+  Fp8GemmOperands ops;
+  ops.a = values.data_ptr();
+  ops.a_scale = scale.data_ptr<float>();
+  ops.m = m;
+  ops.rows_ready = ready.data_ptr<int>();
+  ops.rows_per_flag = kRowsPerFlag;
+  schedule.sm_count = sms - quant_sms;
+  auto out = run_cutlass(ops, weight, bias, kernel, schedule, x.options());
+  quantized.block(main);  // also orders the reuse of x, values, scale and ready after the quantizer
+  return out.defined() ? out.to(dtype) : out;
+#else
+  (void)x, (void)weight, (void)bias, (void)kernel, (void)schedule, (void)quant_sms;
   return {};
 #endif
 }
@@ -181,6 +273,14 @@ at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
 
 at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight,
                                 const at::Tensor& bias) {
+  if (x.is_cuda() && x.dim() == 2) {
+    const auto choice = fp8_gemm_choice(x.size(0), weight.values.size(0), x.size(1));
+    if (choice.kernel && choice.quant_sms > 0) {
+      auto out =
+          fp8_linear_overlapped(x, weight, bias, *choice.kernel, choice.schedule, choice.quant_sms);
+      if (out.defined()) return out;  // else quantized first
+    }
+  }
   return fp8_linear_scaled_mm(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
 }
 

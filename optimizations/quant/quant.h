@@ -60,8 +60,9 @@ QuantizedActivation quantized_activation(const at::Tensor& x, bool quantize);
 // cast to x's dtype. It is what at::_scaled_mm computes, up to float32 summation order.
 at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
 // The row-scaled FP8 GEMM on CUDA (compute capability 8.9+): the kernel fp8_gemm_choice names
-// (one of fp8_gemm.h's CUTLASS kernels on Hopper), else at::_scaled_mm. K and N must be
-// multiples of 16 (pad the weight once; see LinearImpl::quantize); output bf16, cast to x's dtype.
+// (one of fp8_gemm.h's CUTLASS kernels on Hopper, with x quantized beside it where the choice
+// says so: fp8_linear_overlapped), else at::_scaled_mm. K and N must be multiples of 16 (pad the
+// weight once; see LinearImpl::quantize); output bf16, cast to x's dtype.
 at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias);
 // The same two with x already quantized ([M, K] e4m3 rows); the result has dtype `out_dtype`.
 at::Tensor fp8_linear_emulated(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
@@ -73,11 +74,16 @@ at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, cons
 at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
                                      const Fp8Rows& weight, const at::Tensor& bias);
 // The GEMM for an [M, K] x [N, K]^T product: a CUTLASS kernel and its tile order, or none for
-// at::_scaled_mm. By shape, unless the environment's DITBENCH_FP8_GEMM names one: "scaled_mm",
-// or a kernel name of fp8_gemm.h (an InputError for anything else).
+// at::_scaled_mm, and for a CUTLASS kernel given the activation unquantized, on how many SMs to
+// quantize it beside the GEMM (fp8_linear_overlapped; 0: quantize first). By shape, unless the
+// environment says otherwise: DITBENCH_FP8_GEMM names "scaled_mm" or a kernel of fp8_gemm.h,
+// DITBENCH_FP8_QUANT_SMS an even number of SMs or 0 (an InputError for anything else).
+// SMs that quantize a large-K activation beside the GEMM by default (fp8_gemm_choice).
+constexpr int kFp8QuantSms = 16;
 struct Fp8GemmChoice {
   std::optional<Fp8GemmKernel> kernel;
   Fp8GemmSchedule schedule;
+  int quant_sms = 0;
 };
 Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k);
 // x times weight^T through `kernel`: the same numbers as fp8_linear_scaled_mm up to float32
@@ -87,6 +93,15 @@ Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k);
 at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                               const at::Tensor& bias, Fp8GemmKernel kernel,
                               Fp8GemmSchedule schedule = {});
+// x [M, K] (float32, float16 or bfloat16 with unit column stride) times weight^T through
+// `kernel`, with x's row quantization running beside the GEMM on `quant_sms` SMs (even, at
+// least 2) and the GEMM on the others, each 128-row block of x multiplied as soon as it is
+// quantized: bit for bit what quantize_rows_fp8 followed by fp8_linear_cutlass on the other SMs
+// computes, cast to x's dtype. An undefined tensor where either cannot serve (as
+// fp8_linear_cutlass; rows longer than 4096 16-byte vectors; quant_sms odd or leaving the GEMM
+// no SMs).
+at::Tensor fp8_linear_overlapped(const at::Tensor& x, const Fp8Rows& weight, const at::Tensor& bias,
+                                 Fp8GemmKernel kernel, Fp8GemmSchedule schedule, int quant_sms);
 
 // Whether `mode` can run on `device`, and if not, why (a runner's skip reason).
 struct QuantCheck {

@@ -299,6 +299,37 @@ TEST(Fp8Quant, GemmChoiceFollowsTheEnvironment) {
   EXPECT_TRUE(fp8_gemm_choice(25696, 3072, 12288).kernel.has_value());
 }
 
+// The large-K products quantize their activation beside the GEMM unless DITBENCH_FP8_QUANT_SMS
+// says otherwise; it takes an even number of SMs (0: quantize first) and nothing else.
+TEST(Fp8Quant, QuantSmsFollowTheEnvironment) {
+  EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, kFp8QuantSms);
+  EXPECT_EQ(fp8_gemm_choice(25696, 9216, 3072).quant_sms, 0);  // at::_scaled_mm: quantize first
+  ::setenv("DITBENCH_FP8_QUANT_SMS", "0", 1);
+  EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 0);
+  ::setenv("DITBENCH_FP8_QUANT_SMS", "24", 1);
+  EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 24);
+  ::setenv("DITBENCH_FP8_GEMM", "scaled_mm", 1);  // no CUTLASS kernel: nothing beside it
+  EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 0);
+  ::unsetenv("DITBENCH_FP8_GEMM");
+  for (const char* bad : {"3", "-2", "many", "8x", ""}) {
+    ::setenv("DITBENCH_FP8_QUANT_SMS", bad, 1);
+    if (*bad == '\0') {  // empty: as if unset
+      EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, kFp8QuantSms);
+      continue;
+    }
+    try {
+      fp8_gemm_choice(25696, 3072, 12288);
+      ADD_FAILURE() << "no InputError for '" << bad << "'";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("DITBENCH_FP8_QUANT_SMS"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + bad + "'"), std::string::npos)
+          << e.what();
+    }
+  }
+  ::unsetenv("DITBENCH_FP8_QUANT_SMS");
+}
+
 // ---- GPU: at::_scaled_mm against the emulation ----
 
 TEST(Fp8QuantCuda, ScaledMmMatchesEmulation) {
@@ -427,6 +458,81 @@ TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
 }
 
 #ifdef DITBENCH_HAS_CUDA
+int device_sms() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+
+// The row quantization beside the GEMM gives what quantizing first and running the same kernel
+// on the SMs left over gives, bit for bit (the cooperative kernels add each tile's products in
+// one order whatever the grid): M = 1000 (eight 128-row blocks, the last partial), float32,
+// bfloat16 and strided rows, 2 and 16 quantizing SMs, with and without bias.
+TEST(Fp8QuantCuda, OverlappedQuantizationMatchesQuantizingFirst) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  if (!(props->major == 9 && props->minor == 0)) GTEST_SKIP() << "no sm_90a device";
+  at::manual_seed(12);
+  auto wide = (at::randn({1000, 1088}) * at::exp(at::randn({1000, 1}))).cuda();  // [M, 1088]
+  auto w = quantize_rows_fp8(at::randn({272, 1024}).to(at::kCUDA) * 0.05);       // [N, K]
+  auto b = at::randn({272}).to(at::kCUDA, at::kBFloat16);
+  const std::vector<std::pair<std::string, at::Tensor>> inputs{
+      {"bf16", wide.narrow(1, 0, 1024).contiguous().to(at::kBFloat16)},
+      {"float32", wide.narrow(1, 0, 1024).contiguous()},
+      {"strided bf16", wide.to(at::kBFloat16).narrow(1, 0, 1024)}};
+  for (const auto& [what, x] : inputs) {
+    for (int quant_sms : {2, 16}) {
+      for (bool with_bias : {true, false}) {
+        SCOPED_TRACE(what + ", " + std::to_string(quant_sms) + " SMs" +
+                     (with_bias ? ", bias" : ", no bias"));
+        const auto bias = with_bias ? b : at::Tensor();
+        Fp8GemmSchedule schedule;
+        schedule.sm_count = device_sms() - quant_sms;
+        auto first = fp8_linear_cutlass(quantize_rows_fp8(x), x.scalar_type(), w, bias,
+                                        Fp8GemmKernel::coop_128x256_c2x1, schedule);
+        auto beside =
+            fp8_linear_overlapped(x, w, bias, Fp8GemmKernel::coop_128x256_c2x1, {}, quant_sms);
+        ASSERT_TRUE(beside.defined());
+        EXPECT_EQ(beside.scalar_type(), x.scalar_type());
+        EXPECT_TRUE(at::equal(beside, first));
+      }
+    }
+  }
+  // Stream-K splits tiles by the grid too: equal up to summation order.
+  const auto& x = inputs[0].second;
+  auto streamk = fp8_linear_overlapped(x, w, b, Fp8GemmKernel::streamk_128x256_c2x1, {}, 16);
+  ASSERT_TRUE(streamk.defined());
+  auto reference = fp8_linear_aten_scaled_mm(quantize_rows_fp8(x), at::kBFloat16, w, b);
+  EXPECT_LT(rel_error(streamk.cpu(), reference.cpu()), 4e-3);
+  // Refused: an odd number of SMs, none left to the GEMM, rows too long to hold (K = 32,784
+  // bf16: 4098 vectors), a weight of another K.
+  EXPECT_FALSE(fp8_linear_overlapped(x, w, b, Fp8GemmKernel::coop_128x256_c2x1, {}, 3).defined());
+  EXPECT_FALSE(
+      fp8_linear_overlapped(x, w, b, Fp8GemmKernel::coop_128x256_c2x1, {}, device_sms()).defined());
+  auto long_rows = at::randn({4, 32784}).to(at::kCUDA, at::kBFloat16);
+  auto long_w = quantize_rows_fp8(at::randn({16, 32784}).to(at::kCUDA));
+  EXPECT_FALSE(fp8_linear_overlapped(long_rows, long_w, at::Tensor(),
+                                     Fp8GemmKernel::coop_128x256_c2x1, {}, 16)
+                   .defined());
+  EXPECT_FALSE(
+      fp8_linear_overlapped(x.narrow(1, 0, 512), w, b, Fp8GemmKernel::coop_128x256_c2x1, {}, 16)
+          .defined());
+}
+
+// A Linear given a large-K bf16 activation takes the overlapped path by default (and its counted
+// flops): the same result as from rows quantized beforehand, bit for bit.
+TEST(Fp8QuantCuda, LinearQuantizesLargeKBesideTheGemm) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  if (!(props->major == 9 && props->minor == 0)) GTEST_SKIP() << "no sm_90a device";
+  at::manual_seed(13);
+  Linear linear(8192, 256, true, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16));
+  linear->weight.normal_(0, 0.02);
+  linear->bias.normal_();
+  linear->quantize(QuantMode::fp8_dynamic);
+  auto x = at::randn({2, 1100, 8192}, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16));
+  ASSERT_GT(fp8_gemm_choice(2200, 256, 8192).quant_sms, 0);
+  auto y = linear(x);
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 1100, 256}));
+  EXPECT_TRUE(at::equal(y, linear->forward_quantized(quantized_activation(x, true))));
+}
+
 // The CUTLASS kernels inside a CUDA graph (the `graphs` axis captures the transformer step): the
 // replay computes what the eager call did, stream-K's workspace included.
 TEST(Fp8QuantCuda, CutlassGemmsReplayInCudaGraphs) {
@@ -451,6 +557,18 @@ TEST(Fp8QuantCuda, CutlassGemmsReplayInCudaGraphs) {
     graph.replay();
     EXPECT_LT(rel_error(captured.cpu(), eager.cpu()), 1e-6);
   }
+  // The quantization beside the GEMM: its side stream, counters and zeroing are captured too.
+  auto rows = at::randn({2048, 8192}).to(at::kCUDA, at::kBFloat16);
+  auto eager = fp8_linear_overlapped(rows, w, b, Fp8GemmKernel::coop_128x256_c2x1, {}, 16);
+  ASSERT_TRUE(eager.defined());
+  at::cuda::CUDAGraph graph;
+  graph.capture_begin();
+  auto captured = fp8_linear_overlapped(rows, w, b, Fp8GemmKernel::coop_128x256_c2x1, {}, 16);
+  graph.capture_end();
+  ASSERT_TRUE(captured.defined());
+  captured.zero_();
+  graph.replay();
+  EXPECT_TRUE(at::equal(captured, eager));
 }
 #endif
 

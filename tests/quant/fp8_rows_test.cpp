@@ -5,11 +5,18 @@
 // thread, strided rows, and the two-pass kernel for unaligned or very long rows).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 #include <sstream>
 #include <string>
 
 #include "optimizations/quant/quant.h"
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "optimizations/quant/fp8_rows_cuda.h"
+#endif
 
 namespace ditbench {
 namespace {
@@ -113,6 +120,51 @@ TEST_F(Fp8RowsCuda, ManyRowsMatchAten) {
   auto rows = (at::randn({4099, 3072}) * at::rand({4099, 1}) * 20).to(at::kBFloat16).cuda();
   expect_matches_aten(rows, "4099 x 3072");
 }
+
+#ifdef DITBENCH_HAS_CUDA
+// The quantizer that runs beside a GEMM (fp8_linear_overlapped): the same numbers, and every
+// counter ends at the number of rows it covers, for each dtype, short and long rows, and a grid
+// of 4 blocks walking 301 rows in blocks of 64 (the last partial).
+TEST_F(Fp8RowsCuda, SignalledQuantizerMatchesAtenAndCountsEveryRow) {
+  constexpr int64_t kRows = 301;
+  constexpr int kPerFlag = 64;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  for (auto dtype : {at::kBFloat16, at::kHalf, at::kFloat}) {
+    for (int64_t cols : {16, 3072, 15360}) {
+      SCOPED_TRACE(std::string(c10::toString(dtype)) + " cols " + std::to_string(cols));
+      auto rows = at::cat({edge_rows(cols, dtype), (at::randn({kRows - 8, cols}) * 3).to(dtype)})
+                      .cuda();  // [301, C]
+      Fp8Rows out{at::empty({kRows, cols}, rows.options().dtype(at::kFloat8_e4m3fn)),
+                  at::empty({kRows, 1}, rows.options().dtype(at::kFloat))};
+      auto ready = at::zeros({(kRows + kPerFlag - 1) / kPerFlag}, rows.options().dtype(at::kInt));
+      const auto input = dtype == at::kFloat  ? Fp8RowsInput::float32
+                         : dtype == at::kHalf ? Fp8RowsInput::float16
+                                              : Fp8RowsInput::bfloat16;
+      ASSERT_TRUE(quantize_rows_fp8_signalled_cuda(
+          rows.data_ptr(), input, kRows, cols, cols, out.values.data_ptr(),
+          out.scale.data_ptr<float>(), ready.data_ptr<int>(), kPerFlag, 4, stream));
+      EXPECT_EQ(first_difference(out, quantize_rows_fp8_aten(rows), rows), "");
+      auto counts = ready.cpu();
+      for (int64_t f = 0; f < counts.size(0); ++f) {
+        EXPECT_EQ(counts[f].item<int>(), std::min<int64_t>(kPerFlag, kRows - f * kPerFlag))
+            << "counter " << f;
+      }
+    }
+  }
+  // Refused, launching nothing: an odd grid, and rows of 4097 vectors (too long to hold).
+  auto rows = at::randn({4, 32776}, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16));
+  auto values = at::empty({4, 32776}, rows.options().dtype(at::kFloat8_e4m3fn));
+  auto scale = at::empty({4}, rows.options().dtype(at::kFloat));
+  auto ready = at::zeros({1}, rows.options().dtype(at::kInt));
+  EXPECT_FALSE(quantize_rows_fp8_signalled_cuda(rows.data_ptr(), Fp8RowsInput::bfloat16, 4, 3072,
+                                                32776, values.data_ptr(), scale.data_ptr<float>(),
+                                                ready.data_ptr<int>(), 128, 3, stream));
+  EXPECT_FALSE(quantize_rows_fp8_signalled_cuda(rows.data_ptr(), Fp8RowsInput::bfloat16, 4, 32776,
+                                                32776, values.data_ptr(), scale.data_ptr<float>(),
+                                                ready.data_ptr<int>(), 128, 4, stream));
+  EXPECT_EQ(ready.item<int>(), 0);
+}
+#endif
 
 TEST_F(Fp8RowsCuda, EmptyRowsAreFine) {
   auto q = quantize_rows_fp8(at::empty({0, 64}, at::TensorOptions().device(at::kCUDA)));
