@@ -61,10 +61,10 @@ bool launch(const void* x, int64_t rows, int64_t cols, int64_t row_stride, void*
   return true;
 }
 
-// The signalled quantizer: each block holds `groups` rows at a time, one per group of
-// `group_threads` threads (kSignalVecs vectors a thread), and loads a group's next row while it
-// reduces and stores the current one. Rows go in order over the grid (row r to group
-// r % groups of block (r / groups) % gridDim.x), so blocks of rows finish roughly in order.
+// The signalled quantizer: block b takes the units (rows_per_flag rows each) b, b + gridDim.x, ...
+// and quantizes each with `groups` groups of `group_threads` threads (kSignalVecs vectors a
+// thread), one row per group at a time, loading a group's next row while it reduces and stores
+// the current one; a unit's counter is raised once, when all its rows are written.
 constexpr int kSignalThreads = 1024;
 constexpr int kSignalVecs = 4;
 constexpr int kSignalMaxGroups = 15;  // named barriers 1..15; 0 is __syncthreads'
@@ -83,20 +83,30 @@ __global__ void __launch_bounds__(kSignalThreads, 1)
   const int groups = blockDim.x / group_threads, group = threadIdx.x / group_threads;
   const int t = threadIdx.x - group * group_threads, warps = group_threads / 32;
   float* group_partial = partial + group * warps;
-  const int64_t step = int64_t(gridDim.x) * groups;
+  const int64_t units = (rows + rows_per_flag - 1) / rows_per_flag;
+  const int per_unit = (rows_per_flag + groups - 1) / groups;  // rows a group takes per unit
+  const int64_t my_units =
+      blockIdx.x < units ? (units - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  // The group's n-th row, or -1 where its share of the unit runs past the unit or the rows.
+  auto row_of = [&](int64_t n) -> int64_t {
+    const int64_t unit = blockIdx.x + (n / per_unit) * gridDim.x;
+    const int within = group + static_cast<int>(n % per_unit) * groups;
+    const int64_t row = unit * rows_per_flag + within;
+    return n < my_units * per_unit && within < rows_per_flag && row < rows ? row : -1;
+  };
   auto load = [&](V(&v)[kSignalVecs], int64_t row) {
 #pragma unroll
     for (int i = 0; i < kSignalVecs; ++i) {
       const int c = t + i * group_threads;
-      v[i].raw = row < rows && c < vecs ? source.load(row, c) : make_uint4(0, 0, 0, 0);
+      v[i].raw = row >= 0 && c < vecs ? source.load(row, c) : make_uint4(0, 0, 0, 0);
     }
   };
   V cur[kSignalVecs];
-  int64_t row = int64_t(blockIdx.x) * groups + group;
-  load(cur, row);
-  for (; row < rows; row += step) {
+  load(cur, row_of(0));
+  for (int64_t n = 0; n < my_units * per_unit; ++n) {
+    const int64_t row = row_of(n);
     V next[kSignalVecs];
-    load(next, row + step);  // in flight while this row is reduced and stored
+    load(next, row_of(n + 1));  // in flight while this row is reduced and stored
     float amax = 0.f;
 #pragma unroll
     for (int i = 0; i < kSignalVecs; ++i) amax = fmaxf(amax, cur[i].amax());  // zero past vecs
@@ -106,18 +116,26 @@ __global__ void __launch_bounds__(kSignalThreads, 1)
     if (t % 32 == 0) group_partial[t / 32] = amax;
     group_sync(group, group_threads);
     for (int w = 0; w < warps; ++w) amax = fmaxf(amax, group_partial[w]);
-    const float s = fp8_rows::scale_of(amax);
-    __nv_fp8_storage_t* out_row = out + row * vecs * V::kSize;
+    if (row >= 0) {
+      const float s = fp8_rows::scale_of(amax);
+      const float inverse = __frcp_rn(s);
+      __nv_fp8_storage_t* out_row = out + row * vecs * V::kSize;
 #pragma unroll
-    for (int i = 0; i < kSignalVecs; ++i) {
-      const int c = t + i * group_threads;
-      if (c < vecs) cur[i].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, s);
+      for (int i = 0; i < kSignalVecs; ++i) {
+        const int c = t + i * group_threads;
+        if (c < vecs) cur[i].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, s, inverse);
+      }
+      if (t == 0) scale[row] = s;
     }
-    if (t == 0) scale[row] = s;
-    group_sync(group, group_threads);  // the row's stores are issued; group_partial is free
-    if (t == 0) {
-      __threadfence();  // release: the group's stores before the count
-      atomicAdd(ready + row / rows_per_flag, 1);
+    group_sync(group, group_threads);  // group_partial is free again
+    if ((n + 1) % per_unit == 0) {     // the unit's last rows: every group's stores issued
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        const int64_t unit = blockIdx.x + (n / per_unit) * gridDim.x;
+        __threadfence();  // release: the unit's values and scales before its count
+        atomicAdd(ready + unit,
+                  static_cast<int>(std::min<int64_t>(rows_per_flag, rows - unit * rows_per_flag)));
+      }
     }
 #pragma unroll
     for (int i = 0; i < kSignalVecs; ++i) cur[i] = next[i];
