@@ -20,6 +20,8 @@
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
+
+#include "optimizations/quant/fp8_rows_cuda.h"
 #endif
 
 #include "bench/gpu_timing.h"
@@ -139,6 +141,27 @@ void quantize_at_hunyuan_shape(benchmark::State& state, int64_t in) {
   ditbench::bench::set_rate(state, "TB/s", bytes, seconds, 1e12);
 }
 
+// The row quantizer that runs beside the GEMM (fp8_linear_overlapped), alone on `blocks` SMs.
+void signalled_quantize_at_hunyuan_shape(benchmark::State& state, int64_t in, int blocks) {
+  if (!runnable(state)) return;
+#ifdef DITBENCH_HAS_CUDA
+  auto x = at::randn({kTokens, in}, gpu_bf16());  // [M, K]
+  auto values = at::empty({kTokens, in}, x.options().dtype(at::kFloat8_e4m3fn));
+  auto scale = at::empty({kTokens}, x.options().dtype(at::kFloat));
+  auto ready = at::zeros({(kTokens + 127) / 128}, x.options().dtype(at::kInt));
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const double seconds = ditbench::bench::time_on_gpu(state, [&] {
+    ditbench::quantize_rows_fp8_signalled_cuda(
+        x.data_ptr(), ditbench::Fp8RowsInput::bfloat16, kTokens, in, in, values.data_ptr(),
+        scale.data_ptr<float>(), ready.data_ptr<int>(), 128, blocks, stream);
+  });
+  const double bytes = double(kTokens) * (double(in) * 3 + 4);
+  ditbench::bench::set_rate(state, "TB/s", bytes, seconds, 1e12);
+#else
+  (void)in, (void)blocks;
+#endif
+}
+
 benchmark::internal::Benchmark* timed(benchmark::internal::Benchmark* b) {
   return b->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
 }
@@ -192,6 +215,11 @@ int register_all() {
           fp8_gemm_kernel_at_hunyuan_shape, in, out, ditbench::Fp8GemmKernel::coop_128x256_c2x1,
           schedule));
     }
+  }
+  for (int blocks : {16, 32, 132}) {
+    timed(benchmark::RegisterBenchmark(
+        ("quantize/signalled_q" + std::to_string(blocks) + "/12288").c_str(),
+        signalled_quantize_at_hunyuan_shape, 12288, blocks));
   }
   for (int64_t in : {3072, 12288, 15360}) {
     timed(benchmark::RegisterBenchmark(("quantize/" + std::to_string(in)).c_str(),
