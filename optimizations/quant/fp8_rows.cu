@@ -61,84 +61,134 @@ bool launch(const void* x, int64_t rows, int64_t cols, int64_t row_stride, void*
   return true;
 }
 
-// The signalled quantizer: block b takes the units (rows_per_flag rows each) b, b + gridDim.x, ...
-// and quantizes each with `groups` groups of `group_threads` threads (kSignalVecs vectors a
-// thread), one row per group at a time, loading a group's next row while it reduces and stores
-// the current one; a unit's counter is raised once, when all its rows are written.
-constexpr int kSignalThreads = 1024;
-constexpr int kSignalVecs = 4;
-constexpr int kSignalMaxGroups = 15;  // named barriers 1..15; 0 is __syncthreads'
+// The signalled quantizer. Block b takes the units (rows_per_flag rows each) b, b + gridDim.x, ...
+// in order and streams their rows through `stages` row buffers of shared memory, filled by bulk
+// copies (the copy engine of the SM, cp.async.bulk) up to `stages` rows ahead, so that a few SMs
+// keep ~200 KB each in flight. All threads take one row at a time: each loads its vectors from
+// the buffer (which its copy may then refill), the block reduces the amax (one barrier: the warp
+// maxima alternate between two slots) and each thread rounds and stores its own vectors. A
+// unit's counter is raised once all its rows are stored: after the next row's barrier.
+constexpr int kSignalThreads = 512;
+constexpr int kSignalVecs = 8;  // vectors a thread at most: rows of up to 4096 vectors
+constexpr int kSignalMaxStages = 8;
 
-__device__ __forceinline__ void group_sync(int group, int threads) {
-  asm volatile("bar.sync %0, %1;" ::"r"(group + 1), "r"(threads) : "memory");
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
+
+// Where the rows of block `block` of `blocks` go: unit by unit, row by row.
+struct UnitWalk {
+  int64_t rows, unit;
+  int rows_per_flag, within = 0;
+  int64_t stride;
+
+  __device__ int64_t row() const { return unit * rows_per_flag + within; }
+  __device__ bool done() const { return row() >= rows; }
+  __device__ bool last_of_unit() const { return within + 1 == rows_per_flag || row() + 1 == rows; }
+  __device__ void advance() {
+    if (last_of_unit()) {
+      unit += stride;
+      within = 0;
+    } else {
+      ++within;
+    }
+  }
+};
 
 template <typename T>
 __global__ void __launch_bounds__(kSignalThreads, 1)
-    quantize_rows_signalled_kernel(StridedRows<T> source, int64_t rows, int vecs, int group_threads,
+    quantize_rows_signalled_kernel(const T* __restrict__ x, int64_t rows, int vecs,
+                                   int64_t row_stride, int stages,
                                    __nv_fp8_storage_t* __restrict__ out, float* __restrict__ scale,
                                    int* __restrict__ ready, int rows_per_flag) {
   using V = fp8_rows::Vec<T>;
-  __shared__ float partial[fp8_rows::kMaxWarps];
-  const int groups = blockDim.x / group_threads, group = threadIdx.x / group_threads;
-  const int t = threadIdx.x - group * group_threads, warps = group_threads / 32;
-  float* group_partial = partial + group * warps;
-  const int64_t units = (rows + rows_per_flag - 1) / rows_per_flag;
-  const int per_unit = (rows_per_flag + groups - 1) / groups;  // rows a group takes per unit
-  const int64_t my_units =
-      blockIdx.x < units ? (units - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
-  // The group's n-th row, or -1 where its share of the unit runs past the unit or the rows.
-  auto row_of = [&](int64_t n) -> int64_t {
-    const int64_t unit = blockIdx.x + (n / per_unit) * gridDim.x;
-    const int within = group + static_cast<int>(n % per_unit) * groups;
-    const int64_t row = unit * rows_per_flag + within;
-    return n < my_units * per_unit && within < rows_per_flag && row < rows ? row : -1;
+  extern __shared__ __align__(128) uint4 buffers[];  // [stages][vecs]
+  __shared__ __align__(8) uint64_t full[kSignalMaxStages];
+  __shared__ float partial[2][kSignalThreads / 32];
+  const uint32_t row_bytes = static_cast<uint32_t>(vecs) * 16;
+  UnitWalk fill{rows, blockIdx.x, rows_per_flag, 0, gridDim.x};
+  UnitWalk take = fill;
+  // Thread 0 issues the bulk copy of the row `fill` is at into buffer `stage`.
+  auto issue = [&](int stage) {
+    const uint32_t bar = smem_address(&full[stage]);
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(row_bytes)
+                 : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+            "r"(smem_address(buffers + static_cast<int64_t>(stage) * vecs)),
+        "l"(x + fill.row() * row_stride), "r"(row_bytes), "r"(bar)
+        : "memory");
+    fill.advance();
   };
-  auto load = [&](V(&v)[kSignalVecs], int64_t row) {
-#pragma unroll
-    for (int i = 0; i < kSignalVecs; ++i) {
-      const int c = t + i * group_threads;
-      v[i].raw = row >= 0 && c < vecs ? source.load(row, c) : make_uint4(0, 0, 0, 0);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) {
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_address(&full[s])));
     }
-  };
-  V cur[kSignalVecs];
-  load(cur, row_of(0));
-  for (int64_t n = 0; n < my_units * per_unit; ++n) {
-    const int64_t row = row_of(n);
-    V next[kSignalVecs];
-    load(next, row_of(n + 1));  // in flight while this row is reduced and stored
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    for (int s = 0; s < stages && !fill.done(); ++s) issue(s);
+  }
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  int64_t signal_unit = -1;  // a unit whose rows are all stored once the next barrier passes
+  for (int64_t i = 0; !take.done(); ++i) {
+    const int stage = static_cast<int>(i % stages);
+    const uint32_t parity = static_cast<uint32_t>((i / stages) & 1);
+    const uint32_t bar = smem_address(&full[stage]);
+    asm volatile(
+        "{\n"
+        ".reg .pred ready;\n"
+        "wait:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 ready, [%0], %1;\n"
+        "@!ready bra wait;\n"
+        "}\n" ::"r"(bar),
+        "r"(parity)
+        : "memory");
+    const uint4* buffer = buffers + static_cast<int64_t>(stage) * vecs;
+    V v[kSignalVecs];
     float amax = 0.f;
 #pragma unroll
-    for (int i = 0; i < kSignalVecs; ++i) amax = fmaxf(amax, cur[i].amax());  // zero past vecs
+    for (int j = 0; j < kSignalVecs; ++j) {
+      const int c = threadIdx.x + j * kSignalThreads;
+      v[j].raw = c < vecs ? buffer[c] : make_uint4(0, 0, 0, 0);
+      amax = fmaxf(amax, v[j].amax());
+    }
 #pragma unroll
     for (int offset = 16; offset > 0; offset /= 2)
       amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-    if (t % 32 == 0) group_partial[t / 32] = amax;
-    group_sync(group, group_threads);
-    for (int w = 0; w < warps; ++w) amax = fmaxf(amax, group_partial[w]);
-    if (row >= 0) {
-      const float s = fp8_rows::scale_of(amax);
-      const float inverse = __frcp_rn(s);
-      __nv_fp8_storage_t* out_row = out + row * vecs * V::kSize;
-#pragma unroll
-      for (int i = 0; i < kSignalVecs; ++i) {
-        const int c = t + i * group_threads;
-        if (c < vecs) cur[i].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, s, inverse);
-      }
-      if (t == 0) scale[row] = s;
-    }
-    group_sync(group, group_threads);  // group_partial is free again
-    if ((n + 1) % per_unit == 0) {     // the unit's last rows: every group's stores issued
-      __syncthreads();
-      if (threadIdx.x == 0) {
-        const int64_t unit = blockIdx.x + (n / per_unit) * gridDim.x;
+    float* slot = partial[i & 1];
+    if (lane == 0) slot[warp] = amax;
+    __syncthreads();  // the buffer is read; the warp maxima are in; the rows before are stored
+    if (threadIdx.x == 0) {
+      if (signal_unit >= 0) {
         __threadfence();  // release: the unit's values and scales before its count
-        atomicAdd(ready + unit,
-                  static_cast<int>(std::min<int64_t>(rows_per_flag, rows - unit * rows_per_flag)));
+        atomicAdd(ready + signal_unit, static_cast<int>(min(int64_t{rows_per_flag},
+                                                            rows - signal_unit * rows_per_flag)));
+      }
+      if (!fill.done()) {
+        // The buffer's generic reads before the copy engine's writes into it.
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        issue(stage);
       }
     }
+    for (int w = 0; w < warps; ++w) amax = fmaxf(amax, slot[w]);
+    const float s = fp8_rows::scale_of(amax);
+    const float inverse = __frcp_rn(s);
+    const int64_t row = take.row();
+    __nv_fp8_storage_t* out_row = out + row * vecs * V::kSize;
 #pragma unroll
-    for (int i = 0; i < kSignalVecs; ++i) cur[i] = next[i];
+    for (int j = 0; j < kSignalVecs; ++j) {
+      const int c = threadIdx.x + j * kSignalThreads;
+      if (c < vecs) v[j].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, s, inverse);
+    }
+    if (threadIdx.x == 0) scale[row] = s;
+    signal_unit = take.last_of_unit() ? take.unit : -1;
+    take.advance();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && signal_unit >= 0) {
+    __threadfence();
+    atomicAdd(ready + signal_unit,
+              static_cast<int>(min(int64_t{rows_per_flag}, rows - signal_unit * rows_per_flag)));
   }
 }
 
@@ -156,15 +206,20 @@ bool launch_signalled(const void* x, int64_t rows, int64_t cols, int64_t row_str
   if (rows == 0) return true;
   constexpr auto kernel = quantize_rows_signalled_kernel<T>;
   if (!fp8_rows::has_image<kernel>()) return false;
-  const int group_threads = fp8_rows::threads_for(vecs, kSignalVecs);
-  const int groups = std::min(kSignalThreads / group_threads, kSignalMaxGroups);
-  // Over half an SM's shared memory (unused): one block per SM, never beside a GEMM block.
-  int device = 0, smem_per_sm = 0;
+  int device = 0, smem_per_sm = 0, smem_per_block = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
-  const int smem = smem_per_sm / 2 + 1;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
-      cudaSuccess) {
+  cudaDeviceGetAttribute(&smem_per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  // As many row buffers as fit beside the static shared memory (~4.2 KB), at least two; and over
+  // half an SM's shared memory in any case: one block per SM, never beside a GEMM block.
+  const int64_t row_bytes = vecs * 16;
+  const int stages = static_cast<int>(
+      std::min<int64_t>(kSignalMaxStages, (smem_per_block - 8 * 1024) / row_bytes));
+  if (stages < 2) return false;
+  const int smem = static_cast<int>(std::max<int64_t>(stages * row_bytes, smem_per_sm / 2 + 1));
+  if (smem > smem_per_block - 8 * 1024 ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+          cudaSuccess) {
     cudaGetLastError();
     return false;
   }
@@ -175,14 +230,13 @@ bool launch_signalled(const void* x, int64_t rows, int64_t cols, int64_t row_str
   cluster.val.clusterDim.z = 1;
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(blocks));
-  config.blockDim = dim3(static_cast<unsigned>(groups * group_threads));
+  config.blockDim = dim3(kSignalThreads);
   config.dynamicSmemBytes = static_cast<size_t>(smem);
   config.stream = stream;
   config.attrs = &cluster;
   config.numAttrs = 1;
-  const StridedRows<T> source{static_cast<const T*>(x), row_stride};
-  if (cudaLaunchKernelEx(&config, kernel, source, rows, static_cast<int>(vecs), group_threads,
-                         static_cast<__nv_fp8_storage_t*>(out), scale, ready,
+  if (cudaLaunchKernelEx(&config, kernel, static_cast<const T*>(x), rows, static_cast<int>(vecs),
+                         row_stride, stages, static_cast<__nv_fp8_storage_t*>(out), scale, ready,
                          rows_per_flag) != cudaSuccess) {
     cudaGetLastError();
     return false;

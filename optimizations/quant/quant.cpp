@@ -213,7 +213,7 @@ at::Tensor fp8_linear_overlapped(const at::Tensor& x, const Fp8Rows& weight, con
   const int sms = at::cuda::getDeviceProperties(x.device().index())->multiProcessorCount;
   if (quant_sms >= sms) return {};
   const int64_t m = x.size(0), k = x.size(1);
-  constexpr int kRowsPerFlag = 128;
+  constexpr int kRowsPerFlag = 64;
   auto values = at::empty({m, k}, x.options().dtype(at::kFloat8_e4m3fn));  // [M, K]
   auto scale = at::empty({m, 1}, x.options().dtype(at::kFloat));           // [M, 1]
   auto ready = at::zeros({(m + kRowsPerFlag - 1) / kRowsPerFlag}, x.options().dtype(at::kInt));

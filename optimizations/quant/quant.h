@@ -95,7 +95,7 @@ at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const 
                               Fp8GemmSchedule schedule = {});
 // x [M, K] (float32, float16 or bfloat16 with unit column stride) times weight^T through
 // `kernel`, with x's row quantization running beside the GEMM on `quant_sms` SMs (even, at
-// least 2) and the GEMM on the others, each 128-row block of x multiplied as soon as it is
+// least 2) and the GEMM on the others, each tile of x's rows multiplied as soon as they are
 // quantized: bit for bit what quantize_rows_fp8 followed by fp8_linear_cutlass on the other SMs
 // computes, cast to x's dtype. An undefined tensor where either cannot serve (as
 // fp8_linear_cutlass; rows longer than 4096 16-byte vectors; quant_sms odd or leaving the GEMM
