@@ -39,9 +39,10 @@ __global__ void __launch_bounds__(kScalarThreads)
     amax = fmaxf(amax, fabsf(to_float(in[c])));
   }
   const float s = fp8_rows::scale_of(fp8_rows::block_max(amax, partial));
+  const float inverse = fp8_rows::inverse_of(s);
   if (threadIdx.x == 0) scale[row] = s;
   for (int64_t c = threadIdx.x; c < cols; c += kScalarThreads)
-    row_out[c] = to_e4m3(to_float(in[c]), s);
+    row_out[c] = to_e4m3(to_float(in[c]), inverse);
 }
 
 template <typename T>
@@ -172,13 +173,13 @@ __global__ void __launch_bounds__(kSignalThreads, 1)
     }
     for (int w = 0; w < warps; ++w) amax = fmaxf(amax, slot[w]);
     const float s = fp8_rows::scale_of(amax);
-    const float inverse = __frcp_rn(s);
+    const float inverse = fp8_rows::inverse_of(s);
     const int64_t row = take.row();
     __nv_fp8_storage_t* out_row = out + row * vecs * V::kSize;
 #pragma unroll
     for (int j = 0; j < kSignalVecs; ++j) {
       const int c = threadIdx.x + j * kSignalThreads;
-      if (c < vecs) v[j].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, s, inverse);
+      if (c < vecs) v[j].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, inverse);
     }
     if (threadIdx.x == 0) scale[row] = s;
     signal_unit = take.last_of_unit() ? take.unit : -1;

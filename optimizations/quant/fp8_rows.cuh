@@ -2,7 +2,7 @@
 // Device code of the row-wise e4m3 quantization, shared by the row quantizer (fp8_rows.cu) and
 // the producers that emit e4m3 directly (optimizations/kernels/fused_fp8.cu), so every path
 // rounds as quantize_rows_fp8's ATen form does: scale = amax / 448 (1 for a zero row), value =
-// round-to-nearest-even(clamp(x / scale, ±448)), both divisions IEEE.
+// round-to-nearest-even(clamp(x * (1 / scale), ±448)), the divisions and the product IEEE.
 //
 // A row is held in registers while its amax is reduced: a block of `threads` (a multiple of 32,
 // at most 1024) owns one row; thread t owns the 16-byte input vectors t, t + threads, ... of it,
@@ -28,23 +28,14 @@ __device__ __forceinline__ float scale_of(float amax) {
   return amax > 0.f ? __fdiv_rn(amax, 448.f) : 1.f;
 }
 
-// The saturating conversion is the clamp to ±448 followed by round-to-nearest-even.
-__device__ __forceinline__ __nv_fp8_storage_t to_e4m3(float v, float scale) {
-  return __nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3);
-}
+// 1 / scale by IEEE division: the rows are multiplied by it (one multiplication an element
+// where a division would cost about ten instructions).
+__device__ __forceinline__ float inverse_of(float scale) { return __frcp_rn(scale); }
 
-// to_e4m3(v, scale) without the division where it can be spared, same result: `inverse` is
-// 1 / scale (IEEE). v * inverse is within two float ulps of v / scale (each rounding adds half an
-// ulp of relative error), so where the floats two ulps either side of it round to one e4m3 value,
-// so does the quotient; elsewhere (values next to a rounding boundary between two e4m3 values,
-// zeros) the division decides.
-__device__ __forceinline__ __nv_fp8_storage_t to_e4m3(float v, float scale, float inverse) {
-  const unsigned bits = __float_as_uint(v * inverse);
-  const __nv_fp8_storage_t below =
-      __nv_cvt_float_to_fp8(__uint_as_float(bits - 2), __NV_SATFINITE, __NV_E4M3);
-  const __nv_fp8_storage_t above =
-      __nv_cvt_float_to_fp8(__uint_as_float(bits + 2), __NV_SATFINITE, __NV_E4M3);
-  return below == above ? below : to_e4m3(v, scale);
+// The saturating conversion of v * inverse (IEEE, not fused): the clamp to ±448 followed by
+// round-to-nearest-even.
+__device__ __forceinline__ __nv_fp8_storage_t to_e4m3(float v, float inverse) {
+  return __nv_cvt_float_to_fp8(__fmul_rn(v, inverse), __NV_SATFINITE, __NV_E4M3);
 }
 
 // Maximum over the block. `partial` holds kMaxWarps floats; every thread gets the result.
@@ -79,14 +70,15 @@ struct Vec {
     for (int j = 0; j < kSize; ++j) m = fmaxf(m, fabsf((*this)[j]));
     return m;
   }
-  // Stores the kSize e4m3 bytes at out (aligned to kSize bytes). With `inverse` (1 / scale),
-  // the same bytes by fewer divisions (to_e4m3's three-argument form).
-  __device__ __forceinline__ void store_e4m3(__nv_fp8_storage_t* out, float scale,
-                                             float inverse = 0.f) const {
-    alignas(16) __nv_fp8_storage_t q[kSize];
+  // Stores the kSize e4m3 bytes of the elements times `inverse` at out (aligned to kSize bytes),
+  // converted two at a time.
+  __device__ __forceinline__ void store_e4m3(__nv_fp8_storage_t* out, float inverse) const {
+    alignas(16) __nv_fp8x2_storage_t q[kSize / 2];
 #pragma unroll
-    for (int j = 0; j < kSize; ++j) {
-      q[j] = inverse != 0.f ? to_e4m3((*this)[j], scale, inverse) : to_e4m3((*this)[j], scale);
+    for (int j = 0; j < kSize / 2; ++j) {
+      q[j] = __nv_cvt_float2_to_fp8x2(
+          make_float2(__fmul_rn((*this)[2 * j], inverse), __fmul_rn((*this)[2 * j + 1], inverse)),
+          __NV_SATFINITE, __NV_E4M3);
     }
     if constexpr (kSize == 8) {
       *reinterpret_cast<uint2*>(out) = *reinterpret_cast<const uint2*>(q);
@@ -110,12 +102,12 @@ __device__ __forceinline__ void quantize_held_row(const Vec<E> (&v)[kVecs], int 
   for (int i = 0; i < kVecs; ++i) {
     if (threadIdx.x + i * blockDim.x < vecs) amax = fmaxf(amax, v[i].amax());
   }
-  const float scale = scale_of(block_max(amax, partial));
+  const float scale = scale_of(block_max(amax, partial)), inverse = inverse_of(scale);
   if (threadIdx.x == 0) *scale_out = scale;
 #pragma unroll
   for (int i = 0; i < kVecs; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
-    if (c < vecs) v[i].store_e4m3(out_row + static_cast<int64_t>(c) * kSize, scale);
+    if (c < vecs) v[i].store_e4m3(out_row + static_cast<int64_t>(c) * kSize, inverse);
   }
 }
 

@@ -4,7 +4,7 @@
 // long (65,536 bf16 elements) are read once into registers (fp8_rows.cuh), so the kernel moves
 // each input byte once and each output byte once; other rows take a two-pass scalar kernel. Same
 // numbers as quantize_rows_fp8's ATen form: scale = amax / 448 (1 for a zero row),
-// value = round-to-nearest-even(clamp(x / scale, ±448)).
+// value = round-to-nearest-even(clamp(x * (1 / scale), ±448)).
 #include <cuda_runtime.h>
 
 #include <cstdint>

@@ -28,7 +28,8 @@ std::string quant_mode_name(QuantMode mode);
 constexpr double kFp8E4m3Max = 448.0;
 
 // Rows quantized to e4m3 with one float32 scale per row: scale = amax(|row|) / 448 (1 for an
-// all-zero row), values = e4m3(clamp(row / scale, -448, 448)) rounded to nearest even.
+// all-zero row), values = e4m3(clamp(row * (1 / scale), -448, 448)) rounded to nearest even,
+// the reciprocal and the product IEEE.
 struct Fp8Rows {
   at::Tensor values;  // [R, C] Float8_e4m3fn
   at::Tensor scale;   // [R, 1] float32
