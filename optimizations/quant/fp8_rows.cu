@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "optimizations/kernels/launch.cuh"
 #include "optimizations/quant/fp8_rows.cuh"
 #include "optimizations/quant/fp8_rows_cuda.h"
 
@@ -65,19 +66,20 @@ bool launch(const void* x, int64_t rows, int64_t cols, int64_t row_stride, void*
 // The signalled quantizer. Block b takes the units (rows_per_flag rows each) b, b + gridDim.x, ...
 // in order and streams their rows through `stages` row buffers of shared memory, filled by bulk
 // copies (the copy engine of the SM, cp.async.bulk) up to `stages` rows ahead, so that a few SMs
-// keep ~200 KB each in flight. All threads take one row at a time: each loads its vectors from
-// the buffer (which its copy may then refill), the block reduces the amax (one barrier: the warp
-// maxima alternate between two slots) and each thread rounds and stores its own vectors. A
-// unit's counter is raised once all its rows are stored: after the next row's barrier.
-constexpr int kSignalThreads = 512;
-constexpr int kSignalVecs = 8;  // vectors a thread at most: rows of up to 4096 vectors
+// keep ~200 KB each in flight. The block takes kRows rows a step: each thread loads its kVpt
+// vectors of each from the buffers (which the copies may then refill), the block reduces the
+// rows' amax together (one barrier a step: the warp maxima alternate between two slots), and
+// each thread rounds and stores its own vectors. A unit's counter is raised once all its rows
+// are stored: at the next step's barrier.
+constexpr int kSignalThreads = 1024;
+constexpr int kSignalMaxVpt = 4;  // vectors a thread and row at most: rows of up to 4096 vectors
 constexpr int kSignalMaxStages = 8;
 
 __device__ __forceinline__ uint32_t smem_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// Where the rows of block `block` of `blocks` go: unit by unit, row by row.
+// Where the rows of a block go: unit by unit (every `stride`-th), row by row.
 struct UnitWalk {
   int64_t rows, unit;
   int rows_per_flag, within = 0;
@@ -96,16 +98,21 @@ struct UnitWalk {
   }
 };
 
-template <typename T>
+// Rows a block takes a step: as many as keep each thread at 8 vectors in registers, at most 4.
+constexpr int signalled_rows_a_step(int vpt) { return vpt <= 2 ? 4 : 8 / vpt; }
+
+template <typename T, int kVpt>
 __global__ void __launch_bounds__(kSignalThreads, 1)
     quantize_rows_signalled_kernel(const T* __restrict__ x, int64_t rows, int vecs,
                                    int64_t row_stride, int stages,
                                    __nv_fp8_storage_t* __restrict__ out, float* __restrict__ scale,
                                    int* __restrict__ ready, int rows_per_flag) {
+  constexpr int kRows = signalled_rows_a_step(kVpt);
+  constexpr int kWarps = kSignalThreads / 32;
   using V = fp8_rows::Vec<T>;
   extern __shared__ __align__(128) uint4 buffers[];  // [stages][vecs]
   __shared__ __align__(8) uint64_t full[kSignalMaxStages];
-  __shared__ float partial[2][kSignalThreads / 32];
+  __shared__ float partial[2][kRows][kWarps];
   const uint32_t row_bytes = static_cast<uint32_t>(vecs) * 16;
   UnitWalk fill{rows, blockIdx.x, rows_per_flag, 0, gridDim.x};
   UnitWalk take = fill;
@@ -121,6 +128,11 @@ __global__ void __launch_bounds__(kSignalThreads, 1)
         : "memory");
     fill.advance();
   };
+  auto signal = [&](int64_t unit) {
+    __threadfence();  // release: the unit's values and scales before its count
+    atomicAdd(ready + unit,
+              static_cast<int>(min(int64_t{rows_per_flag}, rows - unit * rows_per_flag)));
+  };
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) {
       asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_address(&full[s])));
@@ -129,67 +141,81 @@ __global__ void __launch_bounds__(kSignalThreads, 1)
     for (int s = 0; s < stages && !fill.done(); ++s) issue(s);
   }
   __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  int64_t signal_unit = -1;  // a unit whose rows are all stored once the next barrier passes
-  for (int64_t i = 0; !take.done(); ++i) {
-    const int stage = static_cast<int>(i % stages);
-    const uint32_t parity = static_cast<uint32_t>((i / stages) & 1);
-    const uint32_t bar = smem_address(&full[stage]);
-    asm volatile(
-        "{\n"
-        ".reg .pred ready;\n"
-        "wait:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 ready, [%0], %1;\n"
-        "@!ready bra wait;\n"
-        "}\n" ::"r"(bar),
-        "r"(parity)
-        : "memory");
-    const uint4* buffer = buffers + static_cast<int64_t>(stage) * vecs;
-    V v[kSignalVecs];
-    float amax = 0.f;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t pending[kRows];  // units whose rows were all stored in the step before
 #pragma unroll
-    for (int j = 0; j < kSignalVecs; ++j) {
-      const int c = threadIdx.x + j * kSignalThreads;
-      v[j].raw = c < vecs ? buffer[c] : make_uint4(0, 0, 0, 0);
-      amax = fmaxf(amax, v[j].amax());
+  for (int r = 0; r < kRows; ++r) pending[r] = -1;
+  for (int64_t i = 0; !take.done(); i += kRows) {
+    V v[kRows][kVpt];
+    int64_t row[kRows], finished[kRows];
+    float* slot = &partial[(i / kRows) & 1][0][0];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      float amax = 0.f;
+      row[r] = finished[r] = -1;
+      if (!take.done()) {
+        row[r] = take.row();
+        if (take.last_of_unit()) finished[r] = take.unit;
+        take.advance();
+        const int stage = static_cast<int>((i + r) % stages);
+        const uint32_t parity = static_cast<uint32_t>(((i + r) / stages) & 1);
+        asm volatile(
+            "{\n"
+            ".reg .pred ready;\n"
+            "wait:\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 ready, [%0], %1;\n"
+            "@!ready bra wait;\n"
+            "}\n" ::"r"(smem_address(&full[stage])),
+            "r"(parity)
+            : "memory");
+        const uint4* buffer = buffers + static_cast<int64_t>(stage) * vecs;
+#pragma unroll
+        for (int j = 0; j < kVpt; ++j) {
+          const int c = threadIdx.x + j * kSignalThreads;
+          v[r][j].raw = c < vecs ? buffer[c] : make_uint4(0, 0, 0, 0);
+          amax = fmaxf(amax, v[r][j].amax());
+        }
+      }
+#pragma unroll
+      for (int offset = 16; offset > 0; offset /= 2)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+      if (lane == 0) slot[r * kWarps + warp] = amax;
     }
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2)
-      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-    float* slot = partial[i & 1];
-    if (lane == 0) slot[warp] = amax;
-    __syncthreads();  // the buffer is read; the warp maxima are in; the rows before are stored
+    __syncthreads();  // the buffers are read; the warp maxima are in; the step before is stored
     if (threadIdx.x == 0) {
-      if (signal_unit >= 0) {
-        __threadfence();  // release: the unit's values and scales before its count
-        atomicAdd(ready + signal_unit, static_cast<int>(min(int64_t{rows_per_flag},
-                                                            rows - signal_unit * rows_per_flag)));
-      }
-      if (!fill.done()) {
-        // The buffer's generic reads before the copy engine's writes into it.
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        issue(stage);
-      }
-    }
-    for (int w = 0; w < warps; ++w) amax = fmaxf(amax, slot[w]);
-    const float s = fp8_rows::scale_of(amax);
-    const float inverse = fp8_rows::inverse_of(s);
-    const int64_t row = take.row();
-    __nv_fp8_storage_t* out_row = out + row * vecs * V::kSize;
 #pragma unroll
-    for (int j = 0; j < kSignalVecs; ++j) {
-      const int c = threadIdx.x + j * kSignalThreads;
-      if (c < vecs) v[j].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, inverse);
+      for (int r = 0; r < kRows; ++r) {
+        if (pending[r] >= 0) signal(pending[r]);
+      }
+      // The buffers' generic reads before the copy engine's writes into them.
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        if (row[r] >= 0 && !fill.done()) issue(static_cast<int>((i + r) % stages));
+      }
     }
-    if (threadIdx.x == 0) scale[row] = s;
-    signal_unit = take.last_of_unit() ? take.unit : -1;
-    take.advance();
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      pending[r] = finished[r];
+      if (row[r] < 0) continue;
+      float amax = 0.f;
+      for (int w = 0; w < kWarps; ++w) amax = fmaxf(amax, slot[r * kWarps + w]);
+      const float s = fp8_rows::scale_of(amax), inverse = fp8_rows::inverse_of(s);
+      __nv_fp8_storage_t* out_row = out + row[r] * vecs * V::kSize;
+#pragma unroll
+      for (int j = 0; j < kVpt; ++j) {
+        const int c = threadIdx.x + j * kSignalThreads;
+        if (c < vecs) v[r][j].store_e4m3(out_row + static_cast<int64_t>(c) * V::kSize, inverse);
+      }
+      if (threadIdx.x == 0) scale[row[r]] = s;
+    }
   }
   __syncthreads();
-  if (threadIdx.x == 0 && signal_unit >= 0) {
-    __threadfence();
-    atomicAdd(ready + signal_unit,
-              static_cast<int>(min(int64_t{rows_per_flag}, rows - signal_unit * rows_per_flag)));
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (pending[r] >= 0) signal(pending[r]);
+    }
   }
 }
 
@@ -200,23 +226,26 @@ bool launch_signalled(const void* x, int64_t rows, int64_t cols, int64_t row_str
   constexpr int kVec = 16 / sizeof(T);
   const int64_t vecs = cols / kVec;
   if (!fp8_rows::aligned16(x) || !fp8_rows::aligned16(out) || cols % kVec != 0 ||
-      row_stride % kVec != 0 || vecs == 0 || vecs > int64_t{kSignalThreads} * kSignalVecs ||
+      row_stride % kVec != 0 || vecs == 0 || vecs > int64_t{kSignalThreads} * kSignalMaxVpt ||
       blocks < 2 || blocks % 2 != 0 || rows_per_flag < 1) {
     return false;
   }
   if (rows == 0) return true;
-  constexpr auto kernel = quantize_rows_signalled_kernel<T>;
-  if (!fp8_rows::has_image<kernel>()) return false;
+  const int64_t vpt = (vecs + kSignalThreads - 1) / kSignalThreads;
+  const auto kernel = vpt <= 1   ? quantize_rows_signalled_kernel<T, 1>
+                      : vpt <= 2 ? quantize_rows_signalled_kernel<T, 2>
+                                 : quantize_rows_signalled_kernel<T, 4>;
+  if (!kernel_has_image(kernel)) return false;
   int device = 0, smem_per_sm = 0, smem_per_block = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
   cudaDeviceGetAttribute(&smem_per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  // As many row buffers as fit beside the static shared memory (~4.2 KB), at least two; and over
-  // half an SM's shared memory in any case: one block per SM, never beside a GEMM block.
+  // As many row buffers as fit beside the static shared memory (~4.2 KB), at least a step's rows;
+  // and over half an SM's shared memory in any case: one block per SM, never beside a GEMM block.
   const int64_t row_bytes = vecs * 16;
   const int stages = static_cast<int>(
       std::min<int64_t>(kSignalMaxStages, (smem_per_block - 8 * 1024) / row_bytes));
-  if (stages < 2) return false;
+  if (stages < signalled_rows_a_step(static_cast<int>(vpt))) return false;  // a step's rows
   const int smem = static_cast<int>(std::max<int64_t>(stages * row_bytes, smem_per_sm / 2 + 1));
   if (smem > smem_per_block - 8 * 1024 ||
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
