@@ -119,8 +119,9 @@ Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k) {
     choice.kernel = Fp8GemmKernel::coop_128x256_c2x1;
   }
   if (!choice.kernel) return choice;
-  // Large-K activations: quantized beside the GEMM (bench_linear's linear/fp8_dynamic_q<SMs>).
-  if (m >= 1024 && k >= 8192) choice.quant_sms = kFp8QuantSms;
+  // Quantizing first by default: on an H100 the quantizer beside the GEMM streams ~22 GB/s an
+  // SM, so the SMs it needs cost the GEMM more than the overlap saves (bench_linear's
+  // linear/fp8_dynamic_q<SMs>, bench/RESULTS.md).
   if (const char* sms = std::getenv("DITBENCH_FP8_QUANT_SMS"); sms && *sms) {
     char* end = nullptr;
     const long value = std::strtol(sms, &end, 10);

@@ -76,11 +76,10 @@ at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
                                      const Fp8Rows& weight, const at::Tensor& bias);
 // The GEMM for an [M, K] x [N, K]^T product: a CUTLASS kernel and its tile order, or none for
 // at::_scaled_mm, and for a CUTLASS kernel given the activation unquantized, on how many SMs to
-// quantize it beside the GEMM (fp8_linear_overlapped; 0: quantize first). By shape, unless the
-// environment says otherwise: DITBENCH_FP8_GEMM names "scaled_mm" or a kernel of fp8_gemm.h,
+// quantize it beside the GEMM (fp8_linear_overlapped; 0, the default: quantize first, which is
+// faster on an H100, bench/RESULTS.md). The kernel by shape, unless the environment says
+// otherwise: DITBENCH_FP8_GEMM names "scaled_mm" or a kernel of fp8_gemm.h,
 // DITBENCH_FP8_QUANT_SMS an even number of SMs or 0 (an InputError for anything else).
-// SMs that quantize a large-K activation beside the GEMM by default (fp8_gemm_choice).
-constexpr int kFp8QuantSms = 16;
 struct Fp8GemmChoice {
   std::optional<Fp8GemmKernel> kernel;
   Fp8GemmSchedule schedule;

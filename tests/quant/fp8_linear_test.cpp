@@ -299,22 +299,23 @@ TEST(Fp8Quant, GemmChoiceFollowsTheEnvironment) {
   EXPECT_TRUE(fp8_gemm_choice(25696, 3072, 12288).kernel.has_value());
 }
 
-// The large-K products quantize their activation beside the GEMM unless DITBENCH_FP8_QUANT_SMS
-// says otherwise; it takes an even number of SMs (0: quantize first) and nothing else.
+// Activations are quantized first unless DITBENCH_FP8_QUANT_SMS asks for the quantization
+// beside a CUTLASS GEMM; it takes an even number of SMs (0: quantize first) and nothing else.
 TEST(Fp8Quant, QuantSmsFollowTheEnvironment) {
-  EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, kFp8QuantSms);
+  EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 0);
+  ::setenv("DITBENCH_FP8_QUANT_SMS", "24", 1);
+  EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 24);
   EXPECT_EQ(fp8_gemm_choice(25696, 9216, 3072).quant_sms, 0);  // at::_scaled_mm: quantize first
   ::setenv("DITBENCH_FP8_QUANT_SMS", "0", 1);
   EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 0);
   ::setenv("DITBENCH_FP8_QUANT_SMS", "24", 1);
-  EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 24);
   ::setenv("DITBENCH_FP8_GEMM", "scaled_mm", 1);  // no CUTLASS kernel: nothing beside it
   EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 0);
   ::unsetenv("DITBENCH_FP8_GEMM");
   for (const char* bad : {"3", "-2", "many", "8x", ""}) {
     ::setenv("DITBENCH_FP8_QUANT_SMS", bad, 1);
     if (*bad == '\0') {  // empty: as if unset
-      EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, kFp8QuantSms);
+      EXPECT_EQ(fp8_gemm_choice(25696, 3072, 12288).quant_sms, 0);
       continue;
     }
     try {
@@ -515,8 +516,8 @@ TEST(Fp8QuantCuda, OverlappedQuantizationMatchesQuantizingFirst) {
           .defined());
 }
 
-// A Linear given a large-K bf16 activation takes the overlapped path by default (and its counted
-// flops): the same result as from rows quantized beforehand, bit for bit.
+// A Linear given a large-K bf16 activation takes the overlapped path where the environment asks
+// for it: the same result as from rows quantized beforehand, bit for bit.
 TEST(Fp8QuantCuda, LinearQuantizesLargeKBesideTheGemm) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   const auto* props = at::cuda::getCurrentDeviceProperties();
@@ -527,10 +528,13 @@ TEST(Fp8QuantCuda, LinearQuantizesLargeKBesideTheGemm) {
   linear->bias.normal_();
   linear->quantize(QuantMode::fp8_dynamic);
   auto x = at::randn({2, 1100, 8192}, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16));
-  ASSERT_GT(fp8_gemm_choice(2200, 256, 8192).quant_sms, 0);
+  ::setenv("DITBENCH_FP8_QUANT_SMS", "16", 1);
+  ASSERT_EQ(fp8_gemm_choice(2200, 256, 8192).quant_sms, 16);
   auto y = linear(x);
+  ::unsetenv("DITBENCH_FP8_QUANT_SMS");
   EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 1100, 256}));
   EXPECT_TRUE(at::equal(y, linear->forward_quantized(quantized_activation(x, true))));
+  EXPECT_TRUE(at::equal(y, linear(x)));  // quantized first: the same bits
 }
 
 // The CUTLASS kernels inside a CUDA graph (the `graphs` axis captures the transformer step): the
