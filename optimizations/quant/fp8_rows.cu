@@ -240,7 +240,7 @@ bool launch_signalled(const void* x, int64_t rows, int64_t cols, int64_t row_str
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
   cudaDeviceGetAttribute(&smem_per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  // As many row buffers as fit beside the static shared memory (~4.2 KB), at least a step's rows;
+  // As many row buffers as fit beside the static shared memory (~1 KB), at least a step's rows;
   // and over half an SM's shared memory in any case: one block per SM, never beside a GEMM block.
   const int64_t row_bytes = vecs * 16;
   const int stages = static_cast<int>(

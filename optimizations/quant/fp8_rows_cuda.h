@@ -21,10 +21,11 @@ bool quantize_rows_fp8_cuda(const void* x, Fp8RowsInput dtype, int64_t rows, int
 
 // The same numbers, made to run beside a GEMM that reads them (fp8_gemm_cuda.h's rows_ready):
 // `blocks` thread blocks (even; launched in clusters of two, one block per SM, so that they
-// leave whole pairs of SMs to a GEMM of two-block clusters) walk the rows in order, and each
-// finished row adds one to ready[row / rows_per_flag] (zeroed beforehand) once its values and
-// scale are visible device-wide. Rows of 16-byte vectors, at most 4096 of them; false (launching
-// nothing) for other rows, an odd or zero `blocks`, or no kernel image for the device.
+// leave whole pairs of SMs to a GEMM of two-block clusters) take the units of rows_per_flag rows
+// in order, block b the units b, b + blocks, ..., and once a unit's values and scales are
+// visible device-wide add its row count to ready[unit] (zeroed beforehand). Rows of 16-byte
+// vectors, at most 4096 of them; false (launching nothing) for other rows, an odd or zero
+// `blocks`, or no kernel image for the device.
 bool quantize_rows_fp8_signalled_cuda(const void* x, Fp8RowsInput dtype, int64_t rows, int64_t cols,
                                       int64_t row_stride, void* out, float* scale, int* ready,
                                       int rows_per_flag, int blocks, cudaStream_t stream);
