@@ -252,14 +252,25 @@ at::Tensor fp8_linear_overlapped(const at::Tensor& x, const Fp8Rows& weight, con
 #endif
 }
 
-at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
-                                const at::Tensor& bias) {
-  const auto choice = fp8_gemm_choice(x.values.size(0), weight.values.size(0), x.values.size(1));
+namespace {
+
+// fp8_linear_scaled_mm's GEMM for rows already quantized, as `choice` names it.
+at::Tensor fp8_linear_chosen(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                             const at::Tensor& bias, const Fp8GemmChoice& choice) {
   if (choice.kernel) {
     auto out = fp8_linear_cutlass(x, out_dtype, weight, bias, *choice.kernel, choice.schedule);
     if (out.defined()) return out;  // else at::_scaled_mm: a product no CUTLASS kernel serves
   }
   return fp8_linear_aten_scaled_mm(x, out_dtype, weight, bias);
+}
+
+}  // namespace
+
+at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                                const at::Tensor& bias) {
+  return fp8_linear_chosen(
+      x, out_dtype, weight, bias,
+      fp8_gemm_choice(x.values.size(0), weight.values.size(0), x.values.size(1)));
 }
 
 at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
@@ -276,15 +287,15 @@ at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
 
 at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight,
                                 const at::Tensor& bias) {
-  if (x.is_cuda() && x.dim() == 2) {
-    const auto choice = fp8_gemm_choice(x.size(0), weight.values.size(0), x.size(1));
-    if (choice.kernel && choice.quant_sms > 0) {
-      auto out =
-          fp8_linear_overlapped(x, weight, bias, *choice.kernel, choice.schedule, choice.quant_sms);
-      if (out.defined()) return out;  // else quantized first
-    }
+  if (x.dim() != 2)
+    return fp8_linear_scaled_mm(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
+  const auto choice = fp8_gemm_choice(x.size(0), weight.values.size(0), x.size(1));  // once a call
+  if (x.is_cuda() && choice.kernel && choice.quant_sms > 0) {
+    auto out =
+        fp8_linear_overlapped(x, weight, bias, *choice.kernel, choice.schedule, choice.quant_sms);
+    if (out.defined()) return out;  // else quantized first
   }
-  return fp8_linear_scaled_mm(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
+  return fp8_linear_chosen(quantize_rows_fp8(x), x.scalar_type(), weight, bias, choice);
 }
 
 QuantCheck check_quant_mode(QuantMode mode, const at::Device& device) {
