@@ -36,15 +36,31 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim, FeedForwardActi
   out = net->register_module("2", Linear(inner_dim, dim_out, bias, options));
 }
 
+at::Tensor FeedForwardImpl::gelu_then_out(const at::Tensor& h) {
+  if (out->takes_fp8()) {
+    auto rows = try_gelu_tanh_fp8(h);  // e4m3 rows of gelu(h), or undefined
+    if (rows.fp8.values.defined()) return out->forward_quantized(rows);
+  }
+  return out(at::gelu(h, "tanh"));
+}
+
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
   if (out->takes_fp8() && act_proj->activation() == FeedForwardActivation::kGeluTanh) {
-    // GELU and net.2's row quantization in one pass where the kernel serves: net.2 reads e4m3
-    // rows, and no bfloat16 GELU output is written or read back.
-    auto h = act_proj->proj(x);  // [..., inner] before the GELU
-    auto rows = try_gelu_tanh_fp8(h);
-    return rows.fp8.values.defined() ? out->forward_quantized(rows) : out(at::gelu(h, "tanh"));
+    return gelu_then_out(act_proj->proj(x));  // proj(x): [..., inner] before the GELU
   }
   return out(act_proj(x));
+}
+
+at::Tensor FeedForwardImpl::forward_quantized(const QuantizedActivation& x) {
+  auto& proj = act_proj->proj;
+  if (proj->takes_fp8() && x.fp8.values.defined() &&
+      act_proj->activation() == FeedForwardActivation::kGeluTanh) {
+    return gelu_then_out(proj->forward_quantized(x));
+  }
+  TORCH_CHECK(x.full.defined(), "FeedForward: net.0.proj runs ",
+              quant_mode_name(proj->quant_mode()),
+              " but its input was produced as e4m3 rows only (see any_takes_fp8)");
+  return forward(x.full);
 }
 
 OutProjectionImpl::OutProjectionImpl(int64_t in, int64_t out, bool bias,

@@ -57,9 +57,18 @@ class FeedForwardImpl : public torch::nn::Module {
                   const at::TensorOptions& options, int64_t dim_out = -1, bool bias = true);
   // x: [..., dim] -> [..., dim_out]
   at::Tensor forward(const at::Tensor& x);
+  // The same from an activation quantized for net.0's Linear (quantize_for): an fp8_dynamic
+  // net.0.proj with the GELU-tanh activation reads its e4m3 rows (the producer quantized them,
+  // no pass here); otherwise forward(x.full).
+  at::Tensor forward_quantized(const QuantizedActivation& x);
 
   FeedForwardProj act_proj{nullptr};  // key "net.0"
   Linear out{nullptr};                // key "net.2"
+
+ private:
+  // net.2(gelu_tanh(h)) for h [..., inner] before the GELU: for an fp8_dynamic net.2, the GELU and
+  // the row quantization in one pass where the kernel serves (no bfloat16 GELU output written).
+  at::Tensor gelu_then_out(const at::Tensor& h);
 };
 TORCH_MODULE(FeedForward);
 

@@ -137,6 +137,119 @@ void LinearGroup::forward_into(const at::Tensor& x, const at::Tensor& out) {
   }
 }
 
+bool LinearGroup::all_fp8_dynamic() const {
+  if (members_.empty()) return false;
+  for (const auto& m : members_) {
+    if (m->quant_mode() != QuantMode::fp8_dynamic || !m->weight_fp8.values.defined() ||
+        m->weight_fp8.values.size(0) != m->out_features() ||
+        m->weight_fp8.values.size(1) != m->in_features() ||
+        m->bias.defined() != members_.front()->bias.defined()) {
+      return false;  // another mode, a padded weight, or biases on some members only
+    }
+  }
+  return true;
+}
+
+bool LinearGroup::serves(const QuantizedActivation& x) {
+  if (x.full.defined() && serves(x.full)) return true;
+  const auto& rows = x.fp8.values;
+  if (!all_fp8_dynamic() || !rows.defined() || !rows.is_cuda() || !fused_kernels_enabled() ||
+      rows.size(1) % 16 != 0) {
+    return false;
+  }
+  for (const auto& m : members_) {
+    if (m->out_features() % 16 != 0 || m->weight_fp8.values.device() != rows.device()) return false;
+  }
+  return true;
+}
+
+bool LinearGroup::packed_fp8() const {
+  if (!weight_fp8_.values.defined()) return false;
+  // Whether t views `stack` from its element `offset` on.
+  auto views = [](const at::Tensor& t, const at::Tensor& stack, int64_t offset) {
+    return t.is_alias_of(stack) && t.storage_offset() == stack.storage_offset() + offset;
+  };
+  const int64_t in = weight_fp8_.values.size(1);
+  for (size_t i = 0; i < members_.size(); ++i) {
+    const auto& w = members_[i]->weight_fp8;
+    const auto& b = members_[i]->bias;
+    if (!views(w.values, weight_fp8_.values, offsets_[i] * in) ||
+        !views(w.scale, weight_fp8_.scale, offsets_[i]) || b.defined() != bias_fp8_.defined() ||
+        (b.defined() && !views(b, bias_fp8_, offsets_[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void LinearGroup::pack_fp8() {
+  unpack();  // a bfloat16 concatenation from before the quantization is freed
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> values, scales, biases;
+  for (const auto& m : members_) {
+    values.push_back(m->weight_fp8.values);
+    scales.push_back(m->weight_fp8.scale);
+    if (m->bias.defined()) biases.push_back(m->bias);
+  }
+  // e4m3 has no cat kernel on every device: the bytes are stacked.
+  for (auto& v : values) v = v.view(at::kByte);
+  weight_fp8_.values = at::cat(values, 0).view(at::kFloat8_e4m3fn);  // [sum out, in]
+  weight_fp8_.scale = at::cat(scales, 0);                            // [sum out, 1]
+  bias_fp8_ = biases.empty() ? at::Tensor() : at::cat(biases, 0);    // [sum out]
+  for (size_t i = 0; i < members_.size(); ++i) {
+    auto& m = members_[i];
+    m->weight_fp8.values = weight_fp8_.values.narrow(0, offsets_[i], m->out_features());
+    m->weight_fp8.scale = weight_fp8_.scale.narrow(0, offsets_[i], m->out_features());
+    if (bias_fp8_.defined()) m->bias.set_data(bias_fp8_.narrow(0, offsets_[i], m->out_features()));
+  }
+}
+
+at::Tensor LinearGroup::run_fp8(const QuantizedActivation& x, at::Tensor out) {
+  if (!packed_fp8()) pack_fp8();
+  const auto& rows = x.fp8;  // [M, in]
+  TORCH_CHECK(rows.values.defined() && rows.values.dim() == 2 &&
+                  rows.values.size(1) == weight_fp8_.values.size(1),
+              "LinearGroup: the fp8_dynamic members read e4m3 rows of ", weight_fp8_.values.size(1),
+              " columns; the activation has ",
+              rows.values.defined() ? rows.values.sizes() : at::IntArrayRef{},
+              " (see any_takes_fp8)");
+  count_gemm_flops(rows.values.size(0), weight_fp8_.values.size(1), weight_fp8_.values.size(0));
+  if (!rows.values.is_cuda()) {  // the emulation, as each member's (LinearImpl::quantize)
+    auto y = fp8_linear_emulated(rows, x.dtype, weight_fp8_, bias_fp8_);  // [M, sum out]
+    if (!out.defined()) return y;
+    out.copy_(y);
+    return out;
+  }
+  if (!out.defined()) return fp8_linear_scaled_mm(rows, x.dtype, weight_fp8_, bias_fp8_);
+  fp8_linear_scaled_mm_out(rows, weight_fp8_, bias_fp8_, out);
+  return out;
+}
+
+void LinearGroup::check_unquantized() const {
+  for (const auto& m : members_) {
+    TORCH_CHECK(m->quant_mode() == QuantMode::none, "LinearGroup: members in mixed quantization ",
+                "modes run as separate Linears (see serves)");
+  }
+}
+
+at::Tensor LinearGroup::forward(const QuantizedActivation& x) {
+  if (!all_fp8_dynamic()) {
+    check_unquantized();
+    return forward(x.full);
+  }
+  auto shape = x.shape;
+  shape.back() = out_features();
+  return run_fp8(x, {}).view(shape);  // [..., sum out]
+}
+
+void LinearGroup::forward_into(const QuantizedActivation& x, const at::Tensor& out) {
+  if (!all_fp8_dynamic()) {
+    check_unquantized();
+    return forward_into(x.full, out);
+  }
+  run_fp8(x, out);
+}
+
 at::Tensor LinearGroup::member_output(const at::Tensor& y, size_t i) const {
   return y.narrow(-1, offsets_.at(i), members_.at(i)->out_features());
 }

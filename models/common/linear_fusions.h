@@ -43,6 +43,11 @@ at::Tensor linear_gelu_tanh(Linear& linear, const at::Tensor& x);
 // shapes. A loader that copies into the parameters writes the concatenation too; one that
 // replaces a parameter (or a move to another device) is noticed and the concatenation rebuilt.
 // A member quantized after that gets its own storage back.
+//
+// Members that all run fp8_dynamic group the same way: their e4m3 weights [out_i, in] and
+// per-output-channel scales stack into one [sum of out_i, in] operand (each output channel keeps
+// its own scale, so the stacked weight is the members' weights exactly) and one FP8 GEMM reads
+// the activation's e4m3 rows once; the members' weight_fp8 become views of the stack.
 class LinearGroup {
  public:
   LinearGroup() = default;
@@ -51,12 +56,22 @@ class LinearGroup {
   // Whether the one GEMM serves x (gemm_fusion_serves for every member, same dtype and device).
   // Returns false, and gives the members their own storage back, once any member is quantized.
   bool serves(const at::Tensor& x);
+  // The same for an activation on its way into the members: the bfloat16 GEMM above for its
+  // `full` tensor, or the one FP8 GEMM where every member runs fp8_dynamic on the GPU with an
+  // unpadded weight (K and out_i multiples of 16), x has e4m3 rows on that GPU and the fused-
+  // kernel switch is on. Members in mixed modes are never grouped.
+  bool serves(const QuantizedActivation& x);
 
   // x: [..., in] -> [..., sum of out_i]
   at::Tensor forward(const at::Tensor& x);
   // The same written into out: x [M, in] -> out [M, sum of out_i], rows of out contiguous (a row
   // range of a larger buffer, so two groups can fill one joint [image, text] buffer).
   void forward_into(const at::Tensor& x, const at::Tensor& out);
+  // The same from an activation (sample_of for one sample of a batch): with fp8_dynamic members,
+  // the one FP8 GEMM on its e4m3 rows (on the CPU the emulation of the stacked weight, as each
+  // member's own emulation computes it); otherwise the bfloat16 GEMM on its `full` tensor.
+  at::Tensor forward(const QuantizedActivation& x);
+  void forward_into(const QuantizedActivation& x, const at::Tensor& out);
 
   // Member i's columns of a group output y [..., sum of out_i] -> [..., out_i] (a view).
   at::Tensor member_output(const at::Tensor& y, size_t i) const;
@@ -64,15 +79,25 @@ class LinearGroup {
 
   // The concatenated weight [sum of out_i, in] (undefined until first use); for tests.
   const at::Tensor& packed_weight() const { return weight_; }
+  // The stacked e4m3 weight of fp8_dynamic members (undefined until first use); for tests.
+  const Fp8Rows& packed_fp8_weight() const { return weight_fp8_; }
 
  private:
   bool packed() const;
   void pack();
   void unpack();
+  bool all_fp8_dynamic() const;
+  void check_unquantized() const;  // c10::Error unless every member is unquantized
+  bool packed_fp8() const;
+  void pack_fp8();
+  // x's e4m3 rows [M, in] -> out [M, sum of out_i] (undefined: a new tensor); returns the output.
+  at::Tensor run_fp8(const QuantizedActivation& x, at::Tensor out);
 
   std::vector<Linear> members_;
   std::vector<int64_t> offsets_;  // first output column of each member
   at::Tensor weight_, bias_;      // [sum of out_i, in], [sum of out_i] or undefined
+  Fp8Rows weight_fp8_;            // values [sum of out_i, in] e4m3, scale [sum of out_i, 1]
+  at::Tensor bias_fp8_;           // the members' biases stacked beside weight_fp8_, or undefined
 };
 
 // linear(cat(parts, -1)) for parts [..., K_i] with sum K_i = in_features -> [..., out].

@@ -153,15 +153,18 @@ std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
     const QuantizedActivation& xa, const QuantizedActivation& ca, const at::Tensor& key_mask,
     const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t n = xa.shape.at(1), l = ca.shape.at(1);
-  const at::Tensor &x = xa.full, &c = ca.full;
   at::Tensor q, k, v;  // joint sequence [image, text]: [B, N + L, H, Dh]
-  if (x.defined() && c.defined() && qkv_.serves(x) && added_qkv_.serves(c)) {
-    // Both streams' q | k | v projections written straight into one joint buffer, image rows
-    // first: no per-projection outputs and no [image, text] concatenation of q, k and v.
-    auto packed = at::empty({x.size(0), n + l, qkv_.out_features()}, x.options());  // [B, N+L, 3D]
-    for (int64_t b = 0; b < x.size(0); ++b) {
-      qkv_.forward_into(x[b], packed[b].narrow(0, 0, n));
-      added_qkv_.forward_into(c[b], packed[b].narrow(0, n, l));
+  if (qkv_.serves(xa) && added_qkv_.serves(ca)) {
+    // Both streams' q | k | v projections (bf16, or FP8 from the e4m3 rows) written straight
+    // into one joint buffer, image rows first: no per-projection outputs and no [image, text]
+    // concatenation of q, k and v.
+    const int64_t batch = xa.shape.at(0);
+    const auto& device_of = xa.full.defined() ? xa.full : xa.fp8.values;
+    auto packed = at::empty({batch, n + l, qkv_.out_features()},
+                            device_of.options().dtype(xa.dtype));  // [B, N + L, 3D]
+    for (int64_t b = 0; b < batch; ++b) {
+      qkv_.forward_into(sample_of(xa, b), packed[b].narrow(0, 0, n));
+      added_qkv_.forward_into(sample_of(ca, b), packed[b].narrow(0, n, l));
     }
     // Column ranges of the buffer: [B, N + L, H, Dh] views with token stride 3D.
     q = split_heads(qkv_.member_output(packed, 0), heads_);
@@ -194,16 +197,16 @@ at::Tensor HunyuanVideoAttentionImpl::forward_single(const QuantizedActivation& 
                                                      int64_t num_image_tokens,
                                                      const at::Tensor& key_mask,
                                                      const at::Tensor& cos, const at::Tensor& sin) {
-  const at::Tensor& joint = joint_in.full;
   TORCH_CHECK(cos.size(0) == num_image_tokens, "forward_single: RoPE table rows ", cos.size(0),
               " != image tokens ", num_image_tokens);
   // [B, S, H, Dh]; RoPE on the first N (image) rows only.
   at::Tensor q, k, v;
-  if (joint.defined() && qkv_.serves(joint)) {
-    // One GEMM for q | k | v ([B, S, 3D]); q, k, v are its column ranges (token stride 3D), and
-    // QK norm + RoPE run in place on them. proj_mlp, which reads the same input, stays a GEMM of
-    // its own: its GELU epilogue would apply to q, k and v too.
-    auto packed = qkv_.forward(joint);
+  if (qkv_.serves(joint_in)) {
+    // One GEMM for q | k | v ([B, S, 3D]; bf16, or FP8 from the e4m3 rows); q, k, v are its
+    // column ranges (token stride 3D), and QK norm + RoPE run in place on them. proj_mlp, which
+    // reads the same input, stays a GEMM of its own: its GELU epilogue would apply to q, k and v
+    // too.
+    auto packed = qkv_.forward(joint_in);
     q = split_heads(qkv_.member_output(packed, 0), heads_);
     k = split_heads(qkv_.member_output(packed, 1), heads_);
     v = split_heads(qkv_.member_output(packed, 2), heads_);
@@ -317,10 +320,11 @@ std::pair<at::Tensor, at::Tensor> HunyuanVideoTransformerBlockImpl::forward(
   auto [ax, ac] = attn->forward_dual(nx.x, nc.x, key_mask, cos, sin);
   auto x1 = gated_residual(x, nx.chunks[2], ax);
   auto c1 = gated_residual(c, nc.chunks[2], ac);
-  auto mx = norm_modulate(x1, nx.chunks[3], nx.chunks[4]);
-  auto mc = norm_modulate(c1, nc.chunks[3], nc.chunks[4]);
-  return {gated_residual(x1, nx.chunks[5], ff(mx)),
-          gated_residual(c1, nc.chunks[5], ff_context(mc))};
+  // The MLPs' inputs, as e4m3 rows from the LayerNorm kernel itself for an fp8_dynamic net.0.
+  auto mx = norm_modulate_for(x1, nx.chunks[3], nx.chunks[4], {ff->act_proj->proj.get()});
+  auto mc = norm_modulate_for(c1, nc.chunks[3], nc.chunks[4], {ff_context->act_proj->proj.get()});
+  return {gated_residual(x1, nx.chunks[5], ff->forward_quantized(mx)),
+          gated_residual(c1, nc.chunks[5], ff_context->forward_quantized(mc))};
 }
 
 HunyuanVideoSingleTransformerBlockImpl::HunyuanVideoSingleTransformerBlockImpl(

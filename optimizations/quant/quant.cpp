@@ -76,6 +76,20 @@ at::Tensor dequantize_rows_fp8(const Fp8Rows& rows) {
   return rows.values.to(at::kFloat) * rows.scale;  // [R, C]
 }
 
+QuantizedActivation sample_of(const QuantizedActivation& x, int64_t b) {
+  TORCH_CHECK(x.shape.size() >= 2 && b >= 0 && b < x.shape[0], "sample_of: sample ", b,
+              " of an activation of shape ", x.shape);
+  QuantizedActivation s;
+  s.shape.assign(x.shape.begin() + 1, x.shape.end());
+  s.dtype = x.dtype;
+  if (x.full.defined()) s.full = x.full[b];
+  if (x.fp8.values.defined()) {
+    const int64_t rows = x.fp8.values.size(0) / x.shape[0];  // [B * R, K] -> [R, K]
+    s.fp8 = {x.fp8.values.narrow(0, b * rows, rows), x.fp8.scale.narrow(0, b * rows, rows)};
+  }
+  return s;
+}
+
 QuantizedActivation quantized_activation(const at::Tensor& x, bool quantize) {
   QuantizedActivation a;
   a.full = x;
@@ -155,12 +169,15 @@ bool cutlass_weight_fits(const Fp8Rows& weight, const at::Tensor& bias, int64_t 
 }
 
 // `kernel` on the current stream for `ops` (activation, its scales and counters filled in) and
-// weight's operands: a new [M, N] bf16 tensor, or undefined when the kernel refuses.
+// weight's operands, into `out` ([M, N] bf16 with contiguous rows) or, undefined, a new tensor:
+// the output, or undefined when the kernel refuses.
 at::Tensor run_cutlass(Fp8GemmOperands ops, const Fp8Rows& weight, const at::Tensor& bias,
                        Fp8GemmKernel kernel, Fp8GemmSchedule schedule,
-                       const at::TensorOptions& options) {
+                       const at::TensorOptions& options, at::Tensor out = {}) {
   at::Tensor bias_bf16 = bias.defined() ? bias.to(at::kBFloat16).contiguous() : at::Tensor();
-  auto out = at::empty({ops.m, weight.values.size(0)}, options.dtype(at::kBFloat16));  // [M, N]
+  if (!out.defined()) {
+    out = at::empty({ops.m, weight.values.size(0)}, options.dtype(at::kBFloat16));  // [M, N]
+  }
   ops.b = weight.values.data_ptr();
   ops.b_scale = weight.scale.data_ptr<float>();
   ops.bias = bias_bf16.defined() ? bias_bf16.data_ptr() : nullptr;
@@ -176,13 +193,9 @@ at::Tensor run_cutlass(Fp8GemmOperands ops, const Fp8Rows& weight, const at::Ten
   return out;
 }
 
-}  // namespace
-#endif
-
-at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
-                              const at::Tensor& bias, Fp8GemmKernel kernel,
-                              Fp8GemmSchedule schedule) {
-#ifdef DITBENCH_HAS_CUDA
+// fp8_linear_cutlass's GEMM in bf16, into `out` as run_cutlass.
+at::Tensor cutlass_rows(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
+                        Fp8GemmKernel kernel, Fp8GemmSchedule schedule, const at::Tensor& out) {
   const auto& a = x.values;
   if (!a.is_cuda() || a.dim() != 2 || a.scalar_type() != at::kFloat8_e4m3fn || !a.is_contiguous() ||
       !x.scale.is_contiguous() || x.scale.scalar_type() != at::kFloat ||
@@ -195,7 +208,17 @@ at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const 
   ops.a = a.data_ptr();
   ops.a_scale = x.scale.data_ptr<float>();
   ops.m = a.size(0);
-  auto out = run_cutlass(ops, weight, bias, kernel, schedule, a.options());
+  return run_cutlass(ops, weight, bias, kernel, schedule, a.options(), out);
+}
+
+}  // namespace
+#endif
+
+at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
+                              const at::Tensor& bias, Fp8GemmKernel kernel,
+                              Fp8GemmSchedule schedule) {
+#ifdef DITBENCH_HAS_CUDA
+  auto out = cutlass_rows(x, weight, bias, kernel, schedule, {});
   return out.defined() ? out.to(out_dtype) : out;
 #else
   (void)x, (void)out_dtype, (void)weight, (void)bias, (void)kernel, (void)schedule;
@@ -273,16 +296,56 @@ at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, cons
       fp8_gemm_choice(x.values.size(0), weight.values.size(0), x.values.size(1)));
 }
 
+namespace {
+
+// at::_scaled_mm's operands for x [M, K] times weight^T: x's values row-major and its scale
+// [M, 1]; the weight [N, K] row-major is the column-major [K, N] operand _scaled_mm wants, its
+// scale [N, 1] viewed as [1, N] contiguous; row-wise scaling takes a bf16 bias. Fast
+// accumulation, as FP8 inference recipes use.
+struct ScaledMmCall {
+  ScaledMmCall(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias)
+      : x(x), weight(weight) {
+    if (bias.defined()) bias_bf16 = bias.to(at::kBFloat16);
+  }
+  at::Tensor run() const {
+    return at::_scaled_mm(x.values, weight.values.t(), x.scale, weight.scale.t(), bias_bf16,
+                          std::nullopt, at::kBFloat16, /*use_fast_accum=*/true);  // [M, N]
+  }
+  void run_into(at::Tensor& out) const {  // out: [M, N] bf16
+    at::_scaled_mm_out(out, x.values, weight.values.t(), x.scale, weight.scale.t(), bias_bf16,
+                       std::nullopt, at::kBFloat16, /*use_fast_accum=*/true);
+  }
+  const Fp8Rows& x;
+  const Fp8Rows& weight;
+  std::optional<at::Tensor> bias_bf16;
+};
+
+}  // namespace
+
 at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
                                      const Fp8Rows& weight, const at::Tensor& bias) {
-  std::optional<at::Tensor> bias_bf16;
-  if (bias.defined()) bias_bf16 = bias.to(at::kBFloat16);  // row-wise scaling takes a bf16 bias
-  // x: values [M, K] row-major, scale [M, 1]. The weight [N, K] row-major is the column-major
-  // [K, N] operand _scaled_mm wants; its scale [N, 1] viewed as [1, N] is contiguous. Fast
-  // accumulation, as FP8 inference recipes use.
-  auto out = at::_scaled_mm(x.values, weight.values.t(), x.scale, weight.scale.t(), bias_bf16,
-                            std::nullopt, at::kBFloat16, /*use_fast_accum=*/true);
-  return out.to(out_dtype);  // [M, N]
+  return ScaledMmCall(x, weight, bias).run().to(out_dtype);  // [M, N]
+}
+
+void fp8_linear_scaled_mm_out(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
+                              const at::Tensor& out) {
+  const int64_t m = x.values.size(0), n = weight.values.size(0), k = x.values.size(1);
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == m && out.size(1) == n,
+              "fp8_linear_scaled_mm_out: ", "an output of shape ", out.sizes(), " for a [", m, ", ",
+              k, "] x [", n, ", ", weight.values.size(1), "]^T product");
+  if (out.scalar_type() != at::kBFloat16 || out.stride(1) != 1 || out.stride(0) != n ||
+      out.device() != x.values.device()) {
+    out.copy_(fp8_linear_scaled_mm(x, out.scalar_type(), weight, bias));
+    return;
+  }
+#ifdef DITBENCH_HAS_CUDA
+  const auto choice = fp8_gemm_choice(m, n, k);
+  if (choice.kernel &&
+      cutlass_rows(x, weight, bias, *choice.kernel, choice.schedule, out).defined())
+    return;  // else at::_scaled_mm: a product no CUTLASS kernel serves
+#endif
+  auto result = out;
+  ScaledMmCall(x, weight, bias).run_into(result);
 }
 
 at::Tensor fp8_linear_scaled_mm(const at::Tensor& x, const Fp8Rows& weight,

@@ -54,6 +54,8 @@ struct QuantizedActivation {
 };
 // x: [..., K] kept as `full`; with `quantize`, its rows quantized by quantize_rows_fp8 too.
 QuantizedActivation quantized_activation(const at::Tensor& x, bool quantize);
+// Sample b of an activation of shape [B, ...]: full[b] and its rows of the e4m3 rows (views).
+QuantizedActivation sample_of(const QuantizedActivation& x, int64_t b);
 
 // y = x W^T + b with x quantized per row on the fly and W given quantized per output channel.
 // x: [M, K]; weight.values: [N, K], weight.scale: [N, 1]; bias: [N] or undefined.
@@ -70,6 +72,12 @@ at::Tensor fp8_linear_emulated(const Fp8Rows& x, at::ScalarType out_dtype, const
                                const at::Tensor& bias);
 at::Tensor fp8_linear_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                                 const at::Tensor& bias);
+
+// fp8_linear_scaled_mm(x, out.scalar_type(), weight, bias) written into out [M, N]. Where out
+// is bfloat16 on x's device with contiguous rows (a row range of a larger buffer, say), the GEMM
+// writes it itself, nothing copied; otherwise the result is copied in.
+void fp8_linear_scaled_mm_out(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
+                              const at::Tensor& out);
 
 // at::_scaled_mm itself (cuBLASLt's kernel), whatever fp8_gemm_choice says.
 at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,

@@ -280,7 +280,8 @@ TEST_F(FusedKernelsGpu, HunyuanVideoForwardMatchesItsAtenPath) {
 
 // The GEMM arrangements on top (GELU epilogues, q | k | v as one GEMM into a joint [image, text]
 // buffer, proj_out without the concatenation) with a batch of two, the parameters keeping their
-// keys and shapes; then with FP8 Linears, which keep their plain paths.
+// keys and shapes; then with FP8 Linears, whose q | k | v run as one FP8 GEMM from the shared
+// e4m3 rows, also into the joint buffer.
 TEST_F(FusedKernelsGpu, HunyuanVideoBatchOfTwoAndFp8MatchTheirAtenPaths) {
   torch::NoGradGuard no_grad;
   auto config = hunyuan_video_preset("hunyuan-video-tiny");
@@ -303,6 +304,13 @@ TEST_F(FusedKernelsGpu, HunyuanVideoBatchOfTwoAndFp8MatchTheirAtenPaths) {
   auto fp8_aten = model->forward(in);
   set_fused_kernels_enabled(true);
   auto fp8_fused = model->forward(in);
+  // The FP8 q | k | v groups ran: each block's e4m3 projections now view one stacked weight.
+  for (auto* attn : {model->transformer_blocks[0]->attn.get(),
+                     model->single_transformer_blocks[0]->attn.get()}) {
+    EXPECT_TRUE(attn->to_v->weight_fp8.values.is_alias_of(attn->to_q->weight_fp8.values));
+  }
+  EXPECT_TRUE(model->transformer_blocks[0]->attn->add_v_proj->weight_fp8.values.is_alias_of(
+      model->transformer_blocks[0]->attn->add_q_proj->weight_fp8.values));
   // The fused kernels round their bf16 outputs once where the chain rounds after every op; an
   // e4m3 activation (3 mantissa bits) turns a last-bit bf16 difference into a whole e4m3 step
   // now and then, so the two FP8 paths may differ by up to FP8's own effect, not by bf16's.

@@ -167,6 +167,47 @@ TEST(LinearGroup, AQuantizedMemberEndsTheGroupAndTheOthersGetTheirOwnStorage) {
   EXPECT_TRUE(at::equal(b(x), expected_b));
 }
 
+TEST(LinearGroup, Fp8MembersStackTheirWeightsAndGiveEachMemberItsColumns) {
+  at::manual_seed(8);
+  Linear a = random_linear(32, 16, {}), b = random_linear(32, 32, {}),
+         c = random_linear(32, 16, {});
+  for (auto* m : {&a, &b, &c}) (*m)->quantize(QuantMode::fp8_dynamic);
+  auto x = at::randn({2, 5, 32});
+  auto shared = quantized_activation(x, true);
+  const std::vector<at::Tensor> separate = {
+      a->forward_quantized(shared), b->forward_quantized(shared), c->forward_quantized(shared)};
+  LinearGroup group({a, b, c});
+  EXPECT_FALSE(group.serves(shared));  // CPU: callers keep the separate Linears
+  auto y = group.forward(shared);      // the emulation of the stacked weight: [2, 5, 64]
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 5, 64}));
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_LT(rel_error(group.member_output(y, i), separate[i]), 1e-6) << "member " << i;
+  }
+  // The members' e4m3 weights, scales and biases now view the stack and compute what they did.
+  for (const auto* m : {&a, &b, &c}) {
+    EXPECT_TRUE((*m)->weight_fp8.values.is_alias_of(group.packed_fp8_weight().values));
+    EXPECT_TRUE((*m)->weight_fp8.scale.is_alias_of(group.packed_fp8_weight().scale));
+  }
+  EXPECT_TRUE(b->bias.is_alias_of(a->bias));
+  EXPECT_EQ(group.packed_fp8_weight().values.sizes(), (std::vector<int64_t>{64, 32}));
+  EXPECT_TRUE(at::equal(b->forward_quantized(shared), separate[1]));
+  // One sample into a row range of a larger buffer.
+  auto buffer = at::zeros({7, 64});
+  group.forward_into(sample_of(shared, 1), buffer.narrow(0, 2, 5));
+  EXPECT_LT(rel_error(buffer.narrow(0, 2, 5), y[1]), 1e-6);
+  EXPECT_EQ(buffer.narrow(0, 0, 2).abs().sum().item<double>(), 0.0);
+}
+
+TEST(LinearGroup, MembersInMixedModesAreNotGrouped) {
+  at::manual_seed(9);
+  Linear a = random_linear(16, 16, {}), b = random_linear(16, 16, {});
+  a->quantize(QuantMode::fp8_dynamic);
+  LinearGroup group({a, b});
+  auto shared = quantized_activation(at::randn({4, 16}), true);
+  EXPECT_FALSE(group.serves(shared));
+  EXPECT_THROW(group.forward(shared), c10::Error);
+}
+
 // ---- on the GPU ----
 
 class LinearFusionsGpu : public testing::FusedKernelsGpuTest {};
@@ -249,6 +290,36 @@ TEST_F(LinearFusionsGpu, GroupGemmEqualsTheMembers) {
         rel_error(f32_cpu(group.member_output(packed.narrow(1, 30, 100), i)), f32_cpu(separate[i])),
         5e-3);
   }
+}
+
+TEST_F(LinearFusionsGpu, GroupFp8GemmEqualsTheMembers) {
+  if (!check_quant_mode(QuantMode::fp8_dynamic, at::Device(at::kCUDA)).ok) GTEST_SKIP();
+  Linear q = random_linear(384, 384, gpu()), k = random_linear(384, 384, gpu()),
+         v = random_linear(384, 384, gpu());
+  for (auto* m : {&q, &k, &v}) (*m)->quantize(QuantMode::fp8_dynamic);
+  auto x = at::randn({2, 100, 384}, gpu());
+  auto shared = quantized_activation(x, true);
+  shared.full = at::Tensor();  // as the fused producers hand it over: e4m3 rows only
+  const std::vector<at::Tensor> separate = {
+      q->forward_quantized(shared), k->forward_quantized(shared), v->forward_quantized(shared)};
+  LinearGroup group({q, k, v});
+  ASSERT_TRUE(group.serves(shared));
+  auto y = group.forward(shared);  // [2, 100, 1152]
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 100, 1152}));
+  auto packed = at::zeros({2, 130, 3 * 384}, gpu());
+  for (int64_t b = 0; b < 2; ++b)
+    group.forward_into(sample_of(shared, b), packed[b].narrow(0, 30, 100));
+  for (size_t i = 0; i < 3; ++i) {
+    // The same e4m3 operands; cuBLASLt may sum a wider GEMM in another order: bf16 rounding apart.
+    EXPECT_LT(rel_error(f32_cpu(group.member_output(y, i)), f32_cpu(separate[i])), 5e-3);
+    EXPECT_LT(
+        rel_error(f32_cpu(group.member_output(packed.narrow(1, 30, 100), i)), f32_cpu(separate[i])),
+        5e-3);
+  }
+  EXPECT_EQ(packed.narrow(1, 0, 30).abs().sum().item<double>(), 0.0);  // rows before: untouched
+  // Switched off with the fused kernels: the members run separately.
+  set_fused_kernels_enabled(false);
+  EXPECT_FALSE(group.serves(shared));
 }
 
 }  // namespace

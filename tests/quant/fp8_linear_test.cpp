@@ -196,6 +196,21 @@ TEST(Fp8Quant, E4m3OnlyActivationServesFp8LinearsAndIsRefusedByOthers) {
   EXPECT_THROW(dynamic->forward_quantized(narrow), c10::Error);
 }
 
+TEST(Fp8Quant, SampleOfAnActivationIsItsRowsOfTheBatch) {
+  at::manual_seed(14);
+  auto x = at::randn({3, 4, 16});
+  auto shared = quantized_activation(x, true);  // e4m3 rows [12, 16]
+  auto second = sample_of(shared, 1);
+  EXPECT_EQ(second.shape, (std::vector<int64_t>{4, 16}));
+  EXPECT_TRUE(at::equal(second.full, x[1]));
+  auto own = quantize_rows_fp8(x[1]);  // a row's scale depends on that row alone
+  EXPECT_TRUE(at::equal(second.fp8.values.view(at::kByte), own.values.view(at::kByte)));
+  EXPECT_TRUE(at::equal(second.fp8.scale, own.scale));
+  shared.full = at::Tensor();
+  EXPECT_FALSE(sample_of(shared, 2).full.defined());
+  EXPECT_THROW(sample_of(shared, 3), c10::Error);
+}
+
 // A module tree named as HunyuanVideo's transformer names its linears, with the pattern data
 // that family supplies.
 struct Named : torch::nn::Module {
@@ -456,6 +471,34 @@ TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
                                   quantize_rows_fp8(at::randn({32, 40}).to(at::kCUDA)),
                                   at::Tensor(), Fp8GemmKernel::coop_128x256_c2x1)
                    .defined());
+}
+
+// fp8_linear_scaled_mm_out into a row range of a larger bf16 buffer (the GEMM writes there
+// itself) and into a float32 tensor (copied in): what fp8_linear_scaled_mm returns, at K = 512
+// (cuBLASLt) and with the CUTLASS kernel named.
+TEST(Fp8QuantCuda, ScaledMmOutWritesARowRangeOfABuffer) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
+  if (!check.ok) GTEST_SKIP() << check.reason;
+  at::manual_seed(10);
+  auto x = quantize_rows_fp8(at::randn({300, 512}).to(at::kCUDA, at::kBFloat16));  // [M, K]
+  auto w = quantize_rows_fp8(at::randn({272, 512}).to(at::kCUDA) * 0.05);          // [N, K]
+  auto b = at::randn({272}).to(at::kCUDA, at::kBFloat16);
+  for (const char* gemm : {"scaled_mm", "coop_128x256_c2x1"}) {
+    SCOPED_TRACE(gemm);
+    setenv("DITBENCH_FP8_GEMM", gemm, 1);
+    const auto expected = fp8_linear_scaled_mm(x, at::kBFloat16, w, b);
+    auto buffer = at::zeros({2, 340, 272}, expected.options());
+    fp8_linear_scaled_mm_out(x, w, b, buffer[1].narrow(0, 25, 300));
+    EXPECT_LT(rel_error(buffer[1].narrow(0, 25, 300).cpu(), expected.cpu()), 4e-3);
+    EXPECT_EQ(buffer[1].narrow(0, 0, 25).abs().sum().item<double>(), 0.0);
+    EXPECT_EQ(buffer[0].abs().sum().item<double>(), 0.0);
+    auto wide = at::empty({300, 272}, expected.options().dtype(at::kFloat));
+    fp8_linear_scaled_mm_out(x, w, b, wide);
+    EXPECT_TRUE(at::equal(wide, fp8_linear_scaled_mm(x, at::kFloat, w, b)));
+    EXPECT_THROW(fp8_linear_scaled_mm_out(x, w, b, wide.narrow(0, 0, 299)), c10::Error);
+  }
+  unsetenv("DITBENCH_FP8_GEMM");
 }
 
 #ifdef DITBENCH_HAS_CUDA
