@@ -2,14 +2,16 @@
 // GEMM arrangements of the one Linear type (optimizations/quant/linear.h) that remove memory passes
 // around a DiT block's projections without changing what the block computes:
 //  - linear_gelu_tanh: GELU (tanh form) in the cuBLASLt epilogue of the projection's GEMM;
-//  - LinearGroup: Linears that read one input, run as one GEMM on their concatenated weights;
+//  - LinearGroup: Linears that read one input, run as one GEMM on their concatenated weights
+//    (bfloat16, or FP8 for fp8_dynamic members reading one activation's e4m3 rows);
 //  - linear_of_concat: a Linear over a concatenation [a, b], as GEMMs accumulating into one output
 //    so that the concatenation is never written.
-// Each serves bfloat16 CUDA activations of unquantized Linears while the fused-kernel switch is on
-// (optimizations/kernels/fused.h: DITBENCH_FUSED_KERNELS=0 turns them off with the kernels);
-// everything else runs the plain chain written beside each, which defines the numerics. The
-// results equal the chain's up to the bfloat16 rounding of one intermediate (the pre-activation,
-// or the first partial sum).
+// Each serves bfloat16 CUDA activations of unquantized Linears (LinearGroup also e4m3 rows on the
+// GPU) while the fused-kernel switch is on (optimizations/kernels/fused.h:
+// DITBENCH_FUSED_KERNELS=0 turns them off with the kernels); everything else runs the plain chain
+// written beside each, which defines the numerics. The results equal the chain's up to the
+// bfloat16 rounding of one intermediate (the pre-activation, or the first partial sum) or, for
+// the FP8 group, up to the float32 summation order of a wider GEMM.
 #include <ATen/ATen.h>
 
 #include <cstddef>
