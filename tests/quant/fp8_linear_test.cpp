@@ -418,16 +418,30 @@ TEST(Fp8QuantCuda, QuantizedActivationMatchesTheLinearsOwnQuantization) {
   }
 }
 
+// Why fp8_dynamic cannot run on a GPU here, or empty.
+std::string no_fp8_gpu() {
+  if (!at::hasCUDA()) return "no CUDA device";
+  return check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA).reason;
+}
+
+// Row-scaled GEMM operands on the GPU from `seed`: x [m, 512] (bf16 rows quantized), the weight
+// [272, 512] and a bf16 bias [272]: N fills no whole tile.
+struct GemmOperands {
+  Fp8Rows x, w;
+  at::Tensor b;
+};
+GemmOperands gemm_operands(int64_t m, uint64_t seed) {
+  at::manual_seed(seed);
+  auto x = quantize_rows_fp8(at::randn({m, 512}).to(at::kCUDA, at::kBFloat16));  // [M, K]
+  auto w = quantize_rows_fp8(at::randn({272, 512}).to(at::kCUDA) * 0.05);        // [N, K]
+  return {x, w, at::randn({272}).to(at::kCUDA, at::kBFloat16)};
+}
+
 // Every CUTLASS kernel, in every tile order, computes what at::_scaled_mm and the emulation do:
 // rows and columns that fill no whole tile (M = 301, N = 272), with and without a bias.
 TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-  auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
-  if (!check.ok) GTEST_SKIP() << check.reason;
-  at::manual_seed(9);
-  auto x = quantize_rows_fp8(at::randn({301, 512}).to(at::kCUDA, at::kBFloat16));  // [M, K]
-  auto w = quantize_rows_fp8(at::randn({272, 512}).to(at::kCUDA) * 0.05);          // [N, K]
-  auto b = at::randn({272}).to(at::kCUDA, at::kBFloat16);
+  if (auto why = no_fp8_gpu(); !why.empty()) GTEST_SKIP() << why;
+  const auto [x, w, b] = gemm_operands(301, 9);
   for (bool with_bias : {true, false}) {
     const auto bias = with_bias ? b : at::Tensor();
     const auto reference = fp8_linear_aten_scaled_mm(x, at::kBFloat16, w, bias);
@@ -477,13 +491,8 @@ TEST(Fp8QuantCuda, CutlassGemmsMatchScaledMmAndEmulation) {
 // itself) and into a float32 tensor (copied in): what fp8_linear_scaled_mm returns, at K = 512
 // (cuBLASLt) and with the CUTLASS kernel named.
 TEST(Fp8QuantCuda, ScaledMmOutWritesARowRangeOfABuffer) {
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-  auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
-  if (!check.ok) GTEST_SKIP() << check.reason;
-  at::manual_seed(10);
-  auto x = quantize_rows_fp8(at::randn({300, 512}).to(at::kCUDA, at::kBFloat16));  // [M, K]
-  auto w = quantize_rows_fp8(at::randn({272, 512}).to(at::kCUDA) * 0.05);          // [N, K]
-  auto b = at::randn({272}).to(at::kCUDA, at::kBFloat16);
+  if (auto why = no_fp8_gpu(); !why.empty()) GTEST_SKIP() << why;
+  const auto [x, w, b] = gemm_operands(300, 10);
   for (const char* gemm : {"scaled_mm", "coop_128x256_c2x1"}) {
     SCOPED_TRACE(gemm);
     setenv("DITBENCH_FP8_GEMM", gemm, 1);
