@@ -99,6 +99,19 @@ TEST_F(FusedFp8Cuda, GeluRowsMatchAtenGeluQuantized) {
   expect_nearly_bitwise(strided.fp8, quantize_rows_fp8(at::gelu(part, "tanh").reshape({-1, 1024})));
 }
 
+// Every finite bfloat16 value through the GELU rows (the kernel looks the GELU up in a table for
+// 2^-16 <= |x| < 16 and computes it elsewhere): what ATen's GELU, quantized, gives. A wrong slot
+// of the table would show as whole rows of wrong bytes.
+TEST_F(FusedFp8Cuda, GeluRowsOfEveryFiniteBf16ValueMatchAten) {
+  auto bits = at::arange(0, 65536, at::kInt);
+  const auto exponent = bits.bitwise_right_shift(7).bitwise_and(255);
+  bits = bits.index({exponent.ne(255)});  // 65,280 finite values, zeros and subnormals included
+  auto h = bits.to(at::kShort).view(at::kBFloat16).view({255, 256}).to(at::kCUDA);  // [rows, H]
+  auto got = try_gelu_tanh_fp8(h);
+  ASSERT_TRUE(got.fp8.values.defined());
+  expect_nearly_bitwise(got.fp8, quantize_rows_fp8(at::gelu(h, "tanh")));
+}
+
 TEST_F(FusedFp8Cuda, PrefixAndGeluRowsMatchTheConcatenationQuantized) {
   // HunyuanVideo's single block: proj_out(cat([attention, gelu(proj_mlp)])), at a small width.
   at::manual_seed(23);
