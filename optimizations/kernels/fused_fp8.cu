@@ -1,5 +1,3 @@
-#include <array>
-#include <atomic>
 #include <type_traits>
 
 #include "optimizations/kernels/fused_fp8_cuda.h"
@@ -145,39 +143,7 @@ __device__ __forceinline__ float gelu_tanh(float x) {
   return 0.5f * x * (1.f + tanhf(inner));
 }
 
-// The bfloat16 GELU of a bfloat16 input is a function of 16 bits, so a block looks it up instead of
-// computing tanhf for every element (which made the pass compute-bound): a table in shared memory
-// of bf16(gelu_tanh(x)) for every x with 2^-16 <= |x| < 16 (20 exponents, both signs, 128
-// mantissas each: 10 KB), filled by the same gelu_tanh, so the values are the same bits. Inputs
-// outside that range (zeros, tiny, huge, inf, NaN: rare in activations) take gelu_tanh itself.
-constexpr int kGeluTableMinExponent = 127 - 16;  // biased exponent of 2^-16
-constexpr int kGeluTableExponents = 20;          // up to 2^3's: |x| < 16
-constexpr int kGeluTableSize = kGeluTableExponents * 256;
-
-// Table slot i holds the input with biased exponent kGeluTableMinExponent + i / 256, sign bit
-// (i / 128) % 2 and mantissa i % 128.
-__device__ __forceinline__ unsigned short gelu_table_input(int i) {
-  return static_cast<unsigned short>((((i >> 7) & 1) << 15) |
-                                     ((kGeluTableMinExponent + (i >> 8)) << 7) | (i & 127));
-}
-
-__device__ __forceinline__ void fill_gelu_table(bf16* table) {
-  for (int i = threadIdx.x; i < kGeluTableSize; i += blockDim.x) {
-    const float x = __bfloat162float(__ushort_as_bfloat16(gelu_table_input(i)));
-    table[i] = __float2bfloat16_rn(gelu_tanh(x));
-  }
-  __syncthreads();
-}
-
-__device__ __forceinline__ bf16 gelu_tanh_bf16(bf16 x, const bf16* table) {
-  const unsigned bits = __bfloat16_as_ushort(x);
-  const unsigned slot = ((bits >> 7) & 0xffu) - kGeluTableMinExponent;  // wraps below the range
-  if (slot < kGeluTableExponents) return table[(slot << 8) | ((bits >> 8) & 128u) | (bits & 127u)];
-  return __float2bfloat16_rn(gelu_tanh(__bfloat162float(x)));
-}
-
-// Rows [prefix | gelu_tanh(h)], vector by vector (P a whole number of vectors); the GELU from
-// `table` (fill_gelu_table).
+// Rows [prefix | gelu_tanh(h)], vector by vector (P a whole number of vectors).
 struct PrefixGeluRows {
   using Elem = bf16;
   const bf16* prefix;
@@ -185,68 +151,20 @@ struct PrefixGeluRows {
   int prefix_vecs;
   const bf16* h;
   int64_t h_stride;
-  const bf16* table = nullptr;
 
   __device__ __forceinline__ uint4 load(int64_t row, int vec) const {
     if (vec < prefix_vecs) {
       return __ldcs(reinterpret_cast<const uint4*>(prefix + row * prefix_stride) + vec);
     }
-    uint4 raw = __ldcs(reinterpret_cast<const uint4*>(h + row * h_stride) + (vec - prefix_vecs));
-    bf16* e = reinterpret_cast<bf16*>(&raw);
+    const uint4 raw =
+        __ldcs(reinterpret_cast<const uint4*>(h + row * h_stride) + (vec - prefix_vecs));
+    float v[kVec];
+    widen(raw, v);
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) e[j] = gelu_tanh_bf16(e[j], table);
-    return raw;
+    for (int j = 0; j < kVec; ++j) v[j] = gelu_tanh(v[j]);
+    return narrow(v);
   }
 };
-
-// Row quantization of [prefix | gelu_tanh(h)]: as fp8_rows' held-row kernel (thread t holds the
-// row's vectors t, t + blockDim.x, ...), with each block filling the GELU table once and then
-// walking rows with a grid stride.
-template <int kVecs>
-__global__ void __launch_bounds__(fp8_rows::kMaxThreads)
-    gelu_rows_fp8_kernel(PrefixGeluRows source, int64_t rows, int vecs,
-                         __nv_fp8_storage_t* __restrict__ out, float* __restrict__ scale) {
-  __shared__ bf16 table[kGeluTableSize];
-  __shared__ float partial[fp8_rows::kMaxWarps];
-  fill_gelu_table(table);
-  source.table = table;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    BfVec v[kVecs];
-#pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      const int c = threadIdx.x + i * blockDim.x;
-      v[i].raw = c < vecs ? source.load(row, c) : make_uint4(0, 0, 0, 0);
-    }
-    fp8_rows::quantize_held_row<bf16, kVecs>(v, vecs, out + row * vecs * kVec, scale + row,
-                                             partial);
-  }
-}
-
-template <int kVecs>
-bool launch_gelu_rows_fp8(const PrefixGeluRows& source, int64_t rows, int64_t vecs, void* values,
-                          float* row_scale, cudaStream_t stream) {
-  constexpr auto kernel = gelu_rows_fp8_kernel<kVecs>;
-  const int threads = fp8_rows::threads_for(vecs, kVecs);
-  // Blocks resident on the device at `threads` a block, asked once per block size (0: unknown).
-  static std::array<std::atomic<int64_t>, fp8_rows::kMaxWarps + 1> resident_at{};
-  auto& cached = resident_at[threads / 32];
-  int64_t resident = cached.load(std::memory_order_relaxed);
-  if (resident == 0) {
-    int device = 0, sms = 0, per_sm = 0;
-    if (!fp8_rows::has_image<kernel>() || cudaGetDevice(&device) ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0)) {
-      cudaGetLastError();
-      return false;
-    }
-    resident = static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
-    cached.store(resident, std::memory_order_relaxed);
-  }
-  // As many blocks as are resident at once (each fills its table once), never more than rows.
-  kernel<<<static_cast<unsigned>(rows < resident ? rows : resident), threads, 0, stream>>>(
-      source, rows, static_cast<int>(vecs), static_cast<__nv_fp8_storage_t*>(values), row_scale);
-  return true;
-}
 
 // ---- launch ----
 
@@ -308,15 +226,8 @@ bool gelu_tanh_fp8_cuda(const void* prefix, int64_t prefix_cols, int64_t prefix_
   const PrefixGeluRows source{static_cast<const bf16*>(prefix), prefix_stride,
                               static_cast<int>(prefix_cols / kVec), static_cast<const bf16*>(h),
                               h_stride};
-  const int64_t vecs = (prefix_cols + h_cols) / kVec;
-  if (rows == 0 || vecs == 0) return true;
-  if (vecs <= int64_t{fp8_rows::kMaxThreads} * 4) {
-    return launch_gelu_rows_fp8<4>(source, rows, vecs, values, row_scale, stream);
-  }
-  if (vecs <= int64_t{fp8_rows::kMaxThreads} * 8) {
-    return launch_gelu_rows_fp8<8>(source, rows, vecs, values, row_scale, stream);
-  }
-  return false;
+  return fp8_rows::launch_held_rows(source, rows, (prefix_cols + h_cols) / kVec, values, row_scale,
+                                    stream);
 }
 
 }  // namespace ditbench

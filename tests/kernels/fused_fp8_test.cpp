@@ -99,14 +99,14 @@ TEST_F(FusedFp8Cuda, GeluRowsMatchAtenGeluQuantized) {
   expect_nearly_bitwise(strided.fp8, quantize_rows_fp8(at::gelu(part, "tanh").reshape({-1, 1024})));
 }
 
-// Every finite bfloat16 value through the GELU rows (the kernel looks the GELU up in a table for
-// 2^-16 <= |x| < 16 and computes it elsewhere): what ATen's GELU, quantized, gives. A wrong slot
-// of the table would show as whole rows of wrong bytes.
-TEST_F(FusedFp8Cuda, GeluRowsOfEveryFiniteBf16ValueMatchAten) {
+// Every bfloat16 value below 2^127 in magnitude through the GELU rows, zeros and subnormals
+// included: what ATen's GELU, quantized, gives. (From 2^127 on, a row's e4m3 values times its
+// scale can round past float32's largest value when dequantized.)
+TEST_F(FusedFp8Cuda, GeluRowsOfEveryBf16ValueBelow2To127MatchAten) {
   auto bits = at::arange(0, 65536, at::kInt);
   const auto exponent = bits.bitwise_right_shift(7).bitwise_and(255);
-  bits = bits.index({exponent.ne(255)});  // 65,280 finite values, zeros and subnormals included
-  auto h = bits.to(at::kShort).view(at::kBFloat16).view({255, 256}).to(at::kCUDA);  // [rows, H]
+  bits = bits.index({exponent.lt(254)});                                            // 65,024
+  auto h = bits.to(at::kShort).view(at::kBFloat16).view({254, 256}).to(at::kCUDA);  // [rows, H]
   auto got = try_gelu_tanh_fp8(h);
   ASSERT_TRUE(got.fp8.values.defined());
   expect_nearly_bitwise(got.fp8, quantize_rows_fp8(at::gelu(h, "tanh")));
