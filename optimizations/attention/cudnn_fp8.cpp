@@ -80,7 +80,7 @@ E4m3PerTensor quantize_e4m3_per_tensor(const at::Tensor& x) {
 #endif
   // One reduction kernel (the inf-norm) in float32; the amax of a bf16/fp16 tensor is exact.
   auto amax = at::linalg_vector_norm(x, INFINITY, std::nullopt, false, at::kFloat);  // []
-  q.scale = at::where(amax > 0, at::full_like(amax, kFp8E4m3Max) / amax,
+  q.scale = at::where(amax > 0, at::full_like(amax, kFp8E4m3Max) / at::clamp_min(amax, kFp8MinAmax),
                       at::ones_like(amax));  // []
   q.descale = at::reciprocal(q.scale);       // []
   // The product in float32, rounded once to e4m3. No clamp: |x| * (448 / amax) exceeds 448 by at

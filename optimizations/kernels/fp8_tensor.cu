@@ -4,6 +4,7 @@
 
 #include "optimizations/kernels/float_convert.cuh"
 #include "optimizations/kernels/fp8_tensor_cuda.h"
+#include "optimizations/quant/fp8_rows.cuh"
 
 namespace ditbench {
 namespace {
@@ -11,9 +12,10 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kVec = 8;  // 16-bit elements per 16-byte load
 
-// 448 / amax by IEEE division (as ATen divides tensors), 1 for an all-zero tensor.
+// 448 / max(amax, fp8_rows::kMinAmax) by IEEE division (as ATen divides tensors), 1 for an
+// all-zero tensor.
 __device__ __forceinline__ float scale_of(float amax) {
-  return amax > 0.f ? __fdiv_rn(448.f, amax) : 1.f;
+  return amax > 0.f ? __fdiv_rn(448.f, fmaxf(amax, fp8_rows::kMinAmax)) : 1.f;
 }
 
 // The vector `v` of the (b, h) plane of x: its row s = v / vecs_per_row, column block v % ....

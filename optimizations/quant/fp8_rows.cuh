@@ -23,9 +23,14 @@ __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-// amax / 448 by IEEE division (as ATen divides by a tensor), 1 for an all-zero row.
+// The smallest amax a scale is made from (quant.h's kFp8MinAmax): below it, 448 / amax and the
+// reciprocal of amax / 448 would overflow float32, turning zeros into NaN (0 * inf).
+constexpr float kMinAmax = 0x1p-112f;
+
+// max(amax, kMinAmax) / 448 by IEEE division (as ATen divides by a tensor), 1 for an all-zero
+// row.
 __device__ __forceinline__ float scale_of(float amax) {
-  return amax > 0.f ? __fdiv_rn(amax, 448.f) : 1.f;
+  return amax > 0.f ? __fdiv_rn(fmaxf(amax, kMinAmax), 448.f) : 1.f;
 }
 
 // 1 / scale by IEEE division: the rows are multiplied by it (one multiplication an element

@@ -62,8 +62,9 @@ Fp8Rows quantize_rows_fp8_aten(const at::Tensor& rows) {
   auto amax = at::linalg_vector_norm(rows, INFINITY, {-1}, /*keepdim=*/true, at::kFloat);  // [R, 1]
   // Divided by a tensor, not a scalar: ATen's CUDA kernels turn a scalar divisor into a
   // reciprocal multiply, which can differ in the last bit from the fused kernel's division.
-  auto scale = at::where(amax > 0, amax / at::full_like(amax, kFp8E4m3Max),
-                         at::ones_like(amax));  // [R, 1]
+  auto scale =
+      at::where(amax > 0, at::clamp_min(amax, kFp8MinAmax) / at::full_like(amax, kFp8E4m3Max),
+                at::ones_like(amax));  // [R, 1]
   // The rows times the scale's IEEE reciprocal (what the kernels compute: a multiplication an
   // element is far cheaper than a division), promoted to float32 by the float32 factor; the
   // clamp keeps float rounding from producing a value just over 448, which e4m3fn would turn

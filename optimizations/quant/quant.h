@@ -26,10 +26,15 @@ std::string quant_mode_name(QuantMode mode);
 
 // Largest finite e4m3fn value; larger magnitudes would become NaN, so values are clamped first.
 constexpr double kFp8E4m3Max = 448.0;
+// The smallest amax a scale is made from (2^-112): a row or tensor of smaller nonzero magnitudes
+// is scaled as if its amax were this, so that 448 / amax and 1 / (amax / 448) stay finite in
+// float32 (an infinite factor would turn its zeros into NaN); its values quantize to e4m3's
+// smallest steps or zero.
+constexpr double kFp8MinAmax = 0x1p-112;
 
-// Rows quantized to e4m3 with one float32 scale per row: scale = amax(|row|) / 448 (1 for an
-// all-zero row), values = e4m3(clamp(row * (1 / scale), -448, 448)) rounded to nearest even,
-// the reciprocal and the product IEEE.
+// Rows quantized to e4m3 with one float32 scale per row: scale = max(amax(|row|), kFp8MinAmax) /
+// 448 (1 for an all-zero row), values = e4m3(clamp(row * (1 / scale), -448, 448)) rounded to
+// nearest even, the reciprocal and the product IEEE.
 struct Fp8Rows {
   at::Tensor values;  // [R, C] Float8_e4m3fn
   at::Tensor scale;   // [R, 1] float32

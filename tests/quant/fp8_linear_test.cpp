@@ -64,6 +64,23 @@ TEST(Fp8Quant, ScalesSaturateAtTheRowMaximumAndZeroRowsStayZero) {
   EXPECT_FALSE(dequantize_rows_fp8(q).isnan().any().item<bool>());
 }
 
+// Rows of magnitudes below kFp8MinAmax (2^-112) take the scale of that amax, so the reciprocal
+// stays finite: zeros stay zero (not 0 * inf = NaN) and 2^-113 maps to 224 exactly.
+TEST(Fp8Quant, RowsBelowTheSmallestAmaxKeepAFiniteScale) {
+  auto rows = floats({1e-40f, 0.0f, -3e-41f, 0x1p-113f, -0x1p-114f, 0.0f}, {2, 3});
+  auto q = quantize_rows_fp8(rows);
+  const float scale = 0x1p-112f / 448.0f;
+  for (int r = 0; r < 2; ++r) EXPECT_EQ(q.scale[r][0].item<float>(), scale) << "row " << r;
+  auto dq = dequantize_rows_fp8(q);
+  EXPECT_FALSE(dq.isnan().any().item<bool>());
+  EXPECT_EQ(dq[0][1].item<float>(), 0.0f);
+  EXPECT_EQ(dq[1][2].item<float>(), 0.0f);
+  EXPECT_EQ(q.values.to(at::kFloat)[1][0].item<float>(), 224.0f);
+  EXPECT_EQ(q.values.to(at::kFloat)[1][1].item<float>(), -112.0f);
+  // Magnitudes this far below 2^-112 round to e4m3's smallest steps: within half of one.
+  EXPECT_LE((dq[0] - rows[0]).abs().max().item<float>(), scale * 0x1p-10f);
+}
+
 // y = x W^T + b on a 2x4 by 4x2 problem whose quantized operands are derived by hand:
 //   x row 0 [2, 1, 0.5, 0.1]:   scale 2/448, x/scale = [448, 224, 112, 22.4] -> 22.4 rounds to 22
 //   x row 1 [-3, 0.03, 1.5, 0]: scale 3/448, x/scale = [-448, 4.48, 224, 0]  -> 4.48 rounds to 4.5
