@@ -211,11 +211,63 @@ ProfileRecord profile_from_json(const json& j) {
   return p;
 }
 
+json telemetry_to_json(const TelemetryRecord& t) {
+  json devices = json::array();
+  for (const auto& d : t.devices) {
+    devices.push_back({{"device", d.device},
+                       {"samples", d.samples},
+                       {"sm_clock_mhz",
+                        {{"median", d.sm_clock_mhz_median},
+                         {"min", d.sm_clock_mhz_min},
+                         {"max", d.sm_clock_mhz_max}}},
+                       {"max_sm_clock_mhz", number_or_null(d.max_sm_clock_mhz)},
+                       {"power_w", {{"mean", d.power_w_mean}, {"max", d.power_w_max}}},
+                       {"power_limit_w", number_or_null(d.power_limit_w)},
+                       {"temperature_c_max", d.temperature_c_max},
+                       {"power_capped", d.power_capped},
+                       {"thermal_slowdown", d.thermal_slowdown}});
+  }
+  return {{"source", "nvml"},
+          {"period_s", t.period_s},
+          {"devices", devices},
+          {"note", t.note ? json(*t.note) : json(nullptr)}};
+}
+
+TelemetryRecord telemetry_from_json(const json& j) {
+  const std::string path = "/telemetry";
+  TelemetryRecord t;
+  const json& devices = R::field(j, path, "devices");
+  if (!devices.is_array()) R::fail(path + "/devices", "expected a list");
+  for (size_t i = 0; i < devices.size(); ++i) {
+    const std::string dp = path + "/devices/" + std::to_string(i);
+    const json& d = devices[i];
+    GpuTelemetryEntry e;
+    e.device = static_cast<int>(R::integer(d, dp, "device"));
+    e.samples = R::integer(d, dp, "samples");
+    const json& clock = R::object(d, dp, "sm_clock_mhz");
+    e.sm_clock_mhz_median = R::number(clock, dp + "/sm_clock_mhz", "median");
+    e.sm_clock_mhz_min = R::number(clock, dp + "/sm_clock_mhz", "min");
+    e.sm_clock_mhz_max = R::number(clock, dp + "/sm_clock_mhz", "max");
+    e.max_sm_clock_mhz = R::nullable_number(d, dp, "max_sm_clock_mhz");
+    const json& power = R::object(d, dp, "power_w");
+    e.power_w_mean = R::number(power, dp + "/power_w", "mean");
+    e.power_w_max = R::number(power, dp + "/power_w", "max");
+    e.power_limit_w = R::nullable_number(d, dp, "power_limit_w");
+    e.temperature_c_max = R::number(d, dp, "temperature_c_max");
+    e.power_capped = R::number(d, dp, "power_capped");
+    e.thermal_slowdown = R::number(d, dp, "thermal_slowdown");
+    t.devices.push_back(e);
+  }
+  t.period_s = R::number(j, path, "period_s");
+  t.note = R::optional_string(j, path, "note");
+  return t;
+}
+
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> keys = {
-      "schema",    "suite",        "config_id",     "baseline",  "config", "status",
-      "reason",    "env",          "timings",       "memory",    "cache",  "quality",
-      "artifacts", "weights_note", "prompt_source", "attention", "profile"};
+      "schema",    "suite",        "config_id",     "baseline",  "config",  "status",
+      "reason",    "env",          "timings",       "memory",    "cache",   "quality",
+      "artifacts", "weights_note", "prompt_source", "attention", "profile", "telemetry"};
   return keys;
 }
 
@@ -273,6 +325,7 @@ json to_json(const ResultRecord& r) {
   if (r.attention)
     j["attention"] = {{"requested", r.attention->requested}, {"kernels", r.attention->kernels}};
   if (r.profile) j["profile"] = profile_to_json(*r.profile);
+  if (r.telemetry) j["telemetry"] = telemetry_to_json(*r.telemetry);
   for (const auto& [key, value] : r.extra.items())
     if (!j.contains(key)) j[key] = value;
   return j;
@@ -334,6 +387,7 @@ ResultRecord record_from_json(const json& j) {
     r.attention = att;
   }
   if (j.contains("profile")) r.profile = profile_from_json(R::object(j, "", "profile"));
+  if (j.contains("telemetry")) r.telemetry = telemetry_from_json(R::object(j, "", "telemetry"));
   for (const auto& [key, value] : j.items())
     if (!known_keys().count(key)) r.extra[key] = value;
   return r;

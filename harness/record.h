@@ -120,6 +120,27 @@ struct ProfileRecord {
   std::optional<std::string> note;                  // why there is no breakdown (CPU, no CUPTI)
 };
 
+// Clock, power and temperature of one GPU while a config's timed repeats ran (NVML samples;
+// harness/gpu_telemetry.h).
+struct GpuTelemetryEntry {
+  int device = 0;  // CUDA device index in the writing process
+  int64_t samples = 0;
+  double sm_clock_mhz_median = 0, sm_clock_mhz_min = 0, sm_clock_mhz_max = 0;
+  std::optional<double> max_sm_clock_mhz;  // the clock the card reaches unloaded
+  double power_w_mean = 0, power_w_max = 0;
+  std::optional<double> power_limit_w;  // the limit the driver enforces
+  double temperature_c_max = 0;
+  // Fractions of the samples in which the driver held the clocks down for power (software power
+  // cap, hardware power brake) and for temperature (software or hardware thermal slowdown).
+  double power_capped = 0, thermal_slowdown = 0;
+};
+
+struct TelemetryRecord {
+  double period_s = 0;  // between samples
+  std::vector<GpuTelemetryEntry> devices;
+  std::optional<std::string> note;  // why there are no samples (no NVML library, ...)
+};
+
 struct ResultRecord {
   std::string schema = kResultSchema;
   std::string suite;
@@ -138,6 +159,7 @@ struct ResultRecord {
   std::optional<std::string> prompt_source;  // PromptSpec::describe()
   std::optional<AttentionRecord> attention;
   std::optional<ProfileRecord> profile;
+  std::optional<TelemetryRecord> telemetry;  // CUDA runs: the GPUs during the timed repeats
   // Keys this version does not know, kept so that reading and rewriting a newer record loses
   // nothing.
   nlohmann::json extra = nlohmann::json::object();

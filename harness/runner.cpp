@@ -22,6 +22,7 @@
 #include "harness/artifacts.h"
 #include "harness/env.h"
 #include "harness/generate.h"
+#include "harness/gpu_telemetry.h"
 #include "harness/profile.h"
 #include "harness/record.h"
 #include "harness/timer.h"
@@ -248,6 +249,7 @@ struct RankOutcome {
   TimingResult last_timing;  // the last repeat's spans, for the Chrome trace
   double fps = 24.0;         // the pipeline's video frame rate
   std::optional<ProfiledRun> profile;  // suite "profile": the extra generation's kernel breakdown
+  std::optional<TelemetryRecord> telemetry;  // the GPUs' clocks and power over the timed repeats
   nlohmann::json graphs;  // suite axis graphs: graphs captured and replays over the generations
   // Why some communication could not be timed; the record then has no comm stage, never a wrong
   // one (extra.comm_not_measured).
@@ -350,6 +352,20 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
   for (int w = 0; w < c.settings.warmup; ++w) generate(pipeline, caches, timer, gen);
   if (comm) comm->take();  // the warmups' communication is not a sample
   reset_peak_memory(device);
+  // The GPUs' clocks and power over the timed repeats, sampled by the rank that writes the record:
+  // with rank threads every rank's GPU (rank r runs on cuda:r), with a process per rank its own.
+  std::optional<TelemetrySampler> telemetry;
+  if (device.is_cuda() && rank == 0) {
+    std::vector<int> sampled;
+    if (groups && !own_process) {
+      for (int r = 0; r < c.axes.gpus; ++r) sampled.push_back(r);
+    } else {
+#ifdef DITBENCH_HAS_CUDA
+      sampled.push_back(device.has_index() ? device.index() : c10::cuda::current_device());
+#endif
+    }
+    telemetry.emplace(sampled);
+  }
   std::vector<TimingResult> runs;
   std::vector<CommTimes> comm_times;
   Generation last;
@@ -358,6 +374,7 @@ RankOutcome run_generations(const RunConfig& c, DiffusionPipeline& pipeline,
     runs.push_back(last.timing);
     if (comm) comm_times.push_back(comm->take());
   }
+  if (telemetry) out.telemetry = telemetry->finish();
   out.timings = timings_from(runs);
   out.timings.step_flops = last.step_flops;
   for (const CommTimes& t : comm_times) {
@@ -794,6 +811,7 @@ RunSummary run_suite(const Suite& given_suite, const RunOptions& options) {
         rec.cache = outcome->cache;
         rec.attention = outcome->attention;
         if (outcome->profile) rec.profile = outcome->profile->record;
+        rec.telemetry = outcome->telemetry;
 
         if (outcome->frames.defined()) {
           try {

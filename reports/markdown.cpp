@@ -25,6 +25,11 @@ std::string format(const char* pattern, double value) {
   return buf;
 }
 
+// A value in `pattern`, or a dash when absent.
+std::string cell(const std::optional<double>& v, const char* pattern) {
+  return v ? format(pattern, *v) : std::string(kMissing);
+}
+
 // The numbers of one table row; absent values print as a dash (Markdown) or nothing (CSV).
 struct Row {
   std::string config_id, status, reason;
@@ -38,6 +43,9 @@ struct Row {
   // The transformer's arithmetic over its time: step_flops summed over the median transformer
   // stage (a generation's total), in TFLOP/s; per GPU for several ranks.
   std::optional<double> tflop_s;
+  // The GPUs over the timed repeats: the lowest of their median SM clocks (the slowest GPU sets
+  // the pace) and their mean power draw, averaged over the GPUs.
+  std::optional<double> sm_clock_mhz, power_w;
 };
 
 std::optional<double> stage_median(const ResultRecord& r, const std::string& stage) {
@@ -121,6 +129,15 @@ Row make_row(const ResultRecord& r, const BaselineTimes& baselines) {
     row.cache_never_reused = r.cache->policy != "none" && r.cache->reused_steps == 0;
   }
   if (r.peak_bytes) row.peak_gib = static_cast<double>(*r.peak_bytes) / kBytesPerGiB;
+  if (r.telemetry && r.status == RunStatus::kOk && !r.telemetry->devices.empty()) {
+    double power = 0;
+    for (const auto& d : r.telemetry->devices) {
+      row.sm_clock_mhz =
+          std::min(row.sm_clock_mhz.value_or(d.sm_clock_mhz_median), d.sm_clock_mhz_median);
+      power += d.power_w_mean;
+    }
+    row.power_w = power / r.telemetry->devices.size();
+  }
   const json& axes = r.config.is_object() && r.config.contains("axes") ? r.config["axes"] : json();
   if (axes.is_object() && axes.contains("gpus") && axes["gpus"].is_number_integer())
     row.gpus = axes["gpus"].get<int64_t>();
@@ -241,6 +258,40 @@ std::string kernel_profile_section(const std::vector<ResultRecord>& records) {
   return out.str();
 }
 
+// Per config run on GPUs: their SM clock, power and temperature over the timed repeats (the
+// record's telemetry), or why there are none.
+std::string telemetry_section(const std::vector<ResultRecord>& records) {
+  std::vector<const ResultRecord*> sampled;
+  for (const auto& r : records)
+    if (r.status == RunStatus::kOk && r.telemetry) sampled.push_back(&r);
+  if (sampled.empty()) return "";
+  std::ostringstream out;
+  out << "\n## GPU clocks and power\n\nSampled through NVML every "
+      << format("%g", sampled.front()->telemetry->period_s)
+      << " s while the timed repeats ran. `power-capped` and `thermal`: the share of samples in "
+         "which the driver held the clocks down for power or for temperature.\n\n"
+         "| config | GPU | samples | SM clock median (min-max) (MHz) | max SM clock (MHz) | power "
+         "mean / max (W) | power limit (W) | power-capped | thermal | max temp (C) |\n"
+         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+  for (const ResultRecord* r : sampled) {
+    const std::string config = "| `" + r->config_id + "` | ";
+    for (const auto& d : r->telemetry->devices) {
+      out << config << d.device << " | " << d.samples << " | "
+          << format("%.0f", d.sm_clock_mhz_median) << " (" << format("%.0f", d.sm_clock_mhz_min)
+          << "-" << format("%.0f", d.sm_clock_mhz_max) << ") | " << cell(d.max_sm_clock_mhz, "%.0f")
+          << " | " << format("%.0f", d.power_w_mean) << " / " << format("%.0f", d.power_w_max)
+          << " | " << cell(d.power_limit_w, "%.0f") << " | "
+          << format("%.0f%%", 100 * d.power_capped) << " | "
+          << format("%.0f%%", 100 * d.thermal_slowdown) << " | "
+          << format("%.0f", d.temperature_c_max) << " |\n";
+    }
+    if (r->telemetry->devices.empty())
+      out << config << "- | 0 | " << r->telemetry->note.value_or("no readings")
+          << " | | | | | | |\n";
+  }
+  return out.str();
+}
+
 std::string markdown_report(const std::vector<ResultRecord>& all_records) {
   const std::vector<ResultRecord> records = latest_per_config(all_records);
   const BaselineTimes base_e2e = baseline_e2e(records);
@@ -270,9 +321,6 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
          "VAE decode (s) | PSNR mean/min (dB) | SSIM mean/min | reused/total steps | "
          "peak mem (GiB) | GPUs |\n";
   out << "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
-  auto cell = [](const std::optional<double>& v, const char* pattern) {
-    return v ? format(pattern, *v) : std::string(kMissing);
-  };
   for (const auto& r : records) {
     // Skipped configs have nothing to show here; they are listed with their reasons below.
     if (r.status == RunStatus::kSkipped) continue;
@@ -343,6 +391,7 @@ std::string markdown_report(const std::vector<ResultRecord>& all_records) {
             << (r.reason.empty() ? std::string("(no reason recorded)") : r.reason) << "\n";
   }
   out << kernel_profile_section(records);
+  out << telemetry_section(records);
   out << artifacts_section(records);
   out << sweep_report(records);
   return out.str();
@@ -354,7 +403,7 @@ std::string csv_report(const std::vector<ResultRecord>& all_records) {
   std::ostringstream out;
   out << "config_id,status,baseline,e2e_median_s,speedup,denoise_median_s,step_median_s,"
          "vae_decode_median_s,psnr_mean,psnr_min,ssim_mean,ssim_min,identical,reused_steps,"
-         "total_steps,peak_gib,gpus,transformer_tflop_s,reason\n";
+         "total_steps,peak_gib,gpus,transformer_tflop_s,sm_clock_mhz,power_w,reason\n";
   auto num = [](const std::optional<double>& v) { return v ? format("%.9g", *v) : std::string(); };
   for (const auto& r : records) {
     Row row = make_row(r, base_e2e);
@@ -377,7 +426,7 @@ std::string csv_report(const std::vector<ResultRecord>& all_records) {
         << (row.reused ? std::to_string(*row.reused) : "") << ","
         << (row.total ? std::to_string(*row.total) : "") << "," << num(row.peak_gib) << ","
         << (row.gpus ? std::to_string(*row.gpus) : "") << "," << num(row.tflop_s) << ","
-        << csv_cell(row.reason) << "\n";
+        << num(row.sm_clock_mhz) << "," << num(row.power_w) << "," << csv_cell(row.reason) << "\n";
   }
   return out.str();
 }

@@ -74,6 +74,7 @@ TEST_F(RunnerTest, WritesOneRecordPerConfigWithTimingsAndQuality) {
     EXPECT_EQ(r.cache->computed_steps + r.cache->reused_steps, 4);
     ASSERT_TRUE(r.weights_note);
     EXPECT_NE(r.weights_note->find("random"), std::string::npos);
+    EXPECT_FALSE(r.telemetry) << "GPU telemetry in a CPU run";
   }
   // The baseline against itself, and FBCache at threshold 0, are bit-identical to the baseline.
   EXPECT_TRUE(records[0].quality->identical);
@@ -231,6 +232,14 @@ TEST_F(RunnerTest, OutOfMemoryInOneConfigIsRecordedAndTheNextConfigRuns) {
   ASSERT_TRUE(records[0].peak_bytes && records[2].peak_bytes);
   // Nothing of the failed config stays allocated: the next config peaks where the first did.
   EXPECT_LT(*records[2].peak_bytes, *records[0].peak_bytes * 2) << "memory of the failed config";
+  // On a GPU, its clocks and power over the timed repeats (at least the first and last readings).
+  if (cuda) {
+    ASSERT_TRUE(records[0].telemetry);
+    ASSERT_EQ(records[0].telemetry->devices.size(), 1u) << records[0].telemetry->note.value_or("");
+    EXPECT_GE(records[0].telemetry->devices[0].samples, 2);
+    EXPECT_GT(records[0].telemetry->devices[0].sm_clock_mhz_median, 0);
+    EXPECT_GT(records[0].telemetry->devices[0].power_w_mean, 0);
+  }
 }
 
 TEST_F(RunnerTest, BadOutOfMemoryInjectionIsAnInputError) {

@@ -190,19 +190,19 @@ TEST(CsvReportTest, SameColumnsWithRawNumbers) {
   const std::string header =
       "config_id,status,baseline,e2e_median_s,speedup,denoise_median_s,step_median_s,"
       "vae_decode_median_s,psnr_mean,psnr_min,ssim_mean,ssim_min,identical,reused_steps,"
-      "total_steps,peak_gib,gpus,transformer_tflop_s,reason\n";
+      "total_steps,peak_gib,gpus,transformer_tflop_s,sm_clock_mhz,power_w,reason\n";
   EXPECT_EQ(csv.rfind(header, 0), 0u);
   EXPECT_NE(
       csv.find(
-          "\ncache=none/attn=sdpa/quant=none/gpus=1,ok,true,10,1,8,0.8,1.5,,,1,1,true,,,2,1,,\n"),
+          "\ncache=none/attn=sdpa/quant=none/gpus=1,ok,true,10,1,8,0.8,1.5,,,1,1,true,,,2,1,,,,\n"),
       std::string::npos)
       << csv;
   EXPECT_NE(
       csv.find("\ncache=fbcache/thr=0.06/attn=sdpa/quant=none/gpus=1,ok,false,5,2,3.5,0.375,1.5,"
-               "31.234,28.5,0.95123,0.9,false,2,4,1.5,1,,\n"),
+               "31.234,28.5,0.95123,0.9,false,2,4,1.5,1,,,,\n"),
       std::string::npos)
       << csv;
-  EXPECT_NE(csv.find("\ncache=none/attn=flash/quant=none/gpus=1,failed,false,,,,,,,,,,,,,,1,,"
+  EXPECT_NE(csv.find("\ncache=none/attn=flash/quant=none/gpus=1,failed,false,,,,,,,,,,,,,,1,,,,"
                      "flash attention needs a CUDA device\n"),
             std::string::npos)
       << csv;
@@ -220,10 +220,44 @@ TEST(MarkdownReportTest, TransformerTflopsFromStepFlopsAndTheTransformerStage) {
   const std::string report = markdown_report({r});
   EXPECT_NE(report.find("| transformer | vae_decode | TFLOP/s |"), std::string::npos) << report;
   EXPECT_NE(report.find("| 0.400 | 0.200 | 15 |"), std::string::npos) << report;
-  EXPECT_NE(csv_report({r}).find(",1,15,\n"), std::string::npos) << csv_report({r});
+  EXPECT_NE(csv_report({r}).find(",1,15,,,\n"), std::string::npos) << csv_report({r});
   // Without step_flops (older records) there is no such column.
   r.timings->step_flops.clear();
   EXPECT_EQ(markdown_report({r}).find("TFLOP/s"), std::string::npos);
+}
+
+// The clocks section and the CSV columns from a record's telemetry: a row per GPU; the CSV takes
+// the lowest median SM clock (1485 of 1485 and 1520) and the mean power over the GPUs
+// ((569 + 600) / 2 = 584.5).
+TEST(MarkdownReportTest, GpuClocksAndPowerFromTelemetry) {
+  ResultRecord r = ok_record("cache=none", 2, 1.0, 0.5, 0.2, {{0.2, 0.2}}, kGiB);
+  r.baseline = true;
+  auto has = [](const std::string& text, const char* part) {
+    return text.find(part) != std::string::npos;
+  };
+  EXPECT_FALSE(has(markdown_report({r}), "GPU clocks"));  // none recorded
+  // device, samples, SM clock median / min / max, the card's maximum, power mean / max, limit,
+  // hottest reading, power-capped and thermal shares.
+  const GpuTelemetryEntry a{0, 5, 1485, 1395, 1980, 1980.0, 569, 700, 700.0, 66, 0.6, 0.4};
+  const GpuTelemetryEntry b{1, 5, 1520, 1395, 1980, 1980.0, 600, 700, std::nullopt, 66, 0.6, 0.4};
+  r.telemetry = TelemetryRecord{0.1, {a, b}, std::nullopt};
+  const std::string report = markdown_report({r});
+  const std::string csv = csv_report({r});
+  EXPECT_TRUE(has(report, "## GPU clocks and power\n\nSampled through NVML every 0.1 s")) << report;
+  EXPECT_TRUE(has(report,
+                  "| `cache=none` | 0 | 5 | 1485 (1395-1980) | 1980 | 569 / 700 | 700 | "
+                  "60% | 40% | 66 |\n"))
+      << report;
+  EXPECT_TRUE(has(report,
+                  "| `cache=none` | 1 | 5 | 1520 (1395-1980) | 1980 | 600 / 700 | — | "
+                  "60% | 40% | 66 |\n"))
+      << report;
+  EXPECT_TRUE(has(csv, ",2,,1485,584.5,\n")) << csv;
+  // No readings: the reason instead, and empty CSV cells.
+  r.telemetry = TelemetryRecord{0.1, {}, std::string("NVML not loaded (x)")};
+  EXPECT_TRUE(has(markdown_report({r}), "| `cache=none` | - | 0 | NVML not loaded (x) |"))
+      << markdown_report({r});
+  EXPECT_TRUE(has(csv_report({r}), ",2,,,,\n")) << csv_report({r});
 }
 
 TEST(CsvReportTest, QuotesCellsWithCommas) {
