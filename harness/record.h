@@ -6,6 +6,7 @@
 // lives in record.cpp.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -140,6 +141,17 @@ struct TelemetryRecord {
   std::vector<GpuTelemetryEntry> devices;
   std::optional<std::string> note;  // why there are no samples (no NVML library, ...)
 };
+
+// The lowest median SM clock of the record's GPUs (the slowest one sets a multi-GPU run's pace);
+// none without readings.
+inline std::optional<double> slowest_sm_clock_mhz(const std::optional<TelemetryRecord>& t) {
+  std::optional<double> lowest;
+  if (t) {
+    for (const auto& d : t->devices)
+      lowest = lowest ? std::min(*lowest, d.sm_clock_mhz_median) : d.sm_clock_mhz_median;
+  }
+  return lowest;
+}
 
 struct ResultRecord {
   std::string schema = kResultSchema;

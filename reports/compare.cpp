@@ -179,6 +179,16 @@ ConfigComparison compare_config(const ResultRecord& base, const ResultRecord& no
     return c;
   }
   compare_timings(base, now, options, c);
+  // Clocks that moved by more than the slowdown threshold: the card's doing, not the code's.
+  const auto base_clock = slowest_sm_clock_mhz(base.telemetry);
+  const auto new_clock = slowest_sm_clock_mhz(now.telemetry);
+  if (base_clock && new_clock && *base_clock > 0 &&
+      std::abs(*new_clock / *base_clock - 1.0) > options.max_slowdown) {
+    c.notes.push_back("GPU clock moved: median SM clock " + format("%.0f", *base_clock) + " → " +
+                      format("%.0f", *new_clock) + " MHz (" +
+                      percent(*new_clock / *base_clock - 1.0) +
+                      "); part of a timing change may be the card's, not the code's");
+  }
   c.base_quality = base.quality;
   c.new_quality = now.quality;
   compare_quality(options, c);

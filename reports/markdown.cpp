@@ -130,12 +130,9 @@ Row make_row(const ResultRecord& r, const BaselineTimes& baselines) {
   }
   if (r.peak_bytes) row.peak_gib = static_cast<double>(*r.peak_bytes) / kBytesPerGiB;
   if (r.telemetry && r.status == RunStatus::kOk && !r.telemetry->devices.empty()) {
+    row.sm_clock_mhz = slowest_sm_clock_mhz(r.telemetry);
     double power = 0;
-    for (const auto& d : r.telemetry->devices) {
-      row.sm_clock_mhz =
-          std::min(row.sm_clock_mhz.value_or(d.sm_clock_mhz_median), d.sm_clock_mhz_median);
-      power += d.power_w_mean;
-    }
+    for (const auto& d : r.telemetry->devices) power += d.power_w_mean;
     row.power_w = power / r.telemetry->devices.size();
   }
   const json& axes = r.config.is_object() && r.config.contains("axes") ? r.config["axes"] : json();

@@ -194,6 +194,37 @@ TEST(Compare, DifferentEnvironmentIsALoudWarningNotARegression) {
   EXPECT_EQ(same.markdown.find("environments differ"), std::string::npos);
 }
 
+// The slowest GPU's median SM clock, 1500 MHz in BASE: 1350 in NEW (-10 %) is worth a note,
+// 1470 (-2 %, inside the 5 % threshold) is not; a record without readings compares nothing.
+TEST(Compare, GpuClockThatMovedIsANote) {
+  auto with_clocks = [](std::vector<double> medians) {
+    ResultRecord r = timed_record("a", kFive);
+    TelemetryRecord t;
+    t.period_s = 0.1;
+    for (double m : medians) {
+      GpuTelemetryEntry e;
+      e.device = static_cast<int>(t.devices.size());
+      e.sm_clock_mhz_median = m;
+      t.devices.push_back(e);
+    }
+    r.telemetry = t;
+    return r;
+  };
+  auto moved =
+      compare_results({with_clocks({1500, 1600})}, {with_clocks({1350, 1600})}, CompareOptions{});
+  EXPECT_FALSE(moved.regression);
+  const auto& c = only_config(moved);
+  ASSERT_EQ(c.notes.size(), 1u);
+  EXPECT_NE(c.notes[0].find("median SM clock 1500 → 1350 MHz (-10.0%)"), std::string::npos)
+      << c.notes[0];
+  EXPECT_NE(moved.markdown.find("GPU clock moved"), std::string::npos);
+  auto steady = compare_results({with_clocks({1500})}, {with_clocks({1470})}, CompareOptions{});
+  EXPECT_TRUE(only_config(steady).notes.empty());
+  auto unread =
+      compare_results({with_clocks({1500})}, {timed_record("a", kFive)}, CompareOptions{});
+  EXPECT_TRUE(only_config(unread).notes.empty());
+}
+
 TEST(Compare, ConfigsOnOneSideAreListed) {
   auto result = compare_results({timed_record("a", kFive), timed_record("gone", kFive)},
                                 {timed_record("a", kFive), timed_record("added", kFive)}, {});
