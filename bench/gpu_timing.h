@@ -9,12 +9,16 @@
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/Context.h>
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAFunctions.h>
+
+#include "harness/gpu_telemetry.h"
 #endif
 
 namespace ditbench::bench {
 
 // The GPU seconds summed over the timed iterations; 0 with the benchmark skipped where there is
-// no CUDA build or device.
+// no CUDA build or device. Where NVML can be read, counters `sm_clock_mhz` (median) and `power_w`
+// (mean) say what the card ran at meanwhile: a rate means little without its clock.
 inline double time_on_gpu(benchmark::State& state, const std::function<void()>& work,
                           int warmups = 1) {
 #ifndef DITBENCH_HAS_CUDA
@@ -29,6 +33,7 @@ inline double time_on_gpu(benchmark::State& state, const std::function<void()>& 
   for (int i = 0; i < warmups; ++i) work();
   at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
   double gpu_seconds = 0;
+  TelemetrySampler telemetry({c10::cuda::current_device()}, std::chrono::milliseconds(20));
   for (auto _ : state) {
     start.record();
     work();
@@ -37,6 +42,11 @@ inline double time_on_gpu(benchmark::State& state, const std::function<void()>& 
     const double seconds = start.elapsed_time(stop) / 1e3;
     state.SetIterationTime(seconds);
     gpu_seconds += seconds;
+  }
+  const TelemetryRecord card = telemetry.finish();
+  if (!card.devices.empty()) {
+    state.counters["sm_clock_mhz"] = card.devices[0].sm_clock_mhz_median;
+    state.counters["power_w"] = card.devices[0].power_w_mean;
   }
   return gpu_seconds;
 #endif
