@@ -12,6 +12,8 @@
 namespace ditbench {
 
 // One reading of one GPU.
+// power_w is NVML's power usage: on GPUs newer than the A100 (the H100 among them) an average over
+// the last second, so a run of a fraction of a second reads low; the clock is instantaneous.
 struct TelemetrySample {
   double sm_clock_mhz = 0, power_w = 0, temperature_c = 0;
   // NVML's clock event reasons (nvmlDeviceGetCurrentClocksEventReasons): why the driver holds the
