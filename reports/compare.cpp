@@ -50,6 +50,21 @@ json file_env(const std::vector<ResultRecord>& records) {
   return json::object();
 }
 
+// The power limits of a file's GPUs ("700 W" per GPU of its first record with readings), or
+// empty: a card held to another limit runs the same kernels at other clocks.
+std::string file_power_limits(const std::vector<ResultRecord>& records) {
+  for (const auto& r : records) {
+    if (r.status != RunStatus::kOk || !r.telemetry || r.telemetry->devices.empty()) continue;
+    std::string limits;
+    for (const auto& d : r.telemetry->devices) {
+      limits += limits.empty() ? "" : ", ";
+      limits += d.power_limit_w ? format("%.0f W", *d.power_limit_w) : "unknown";
+    }
+    return limits;
+  }
+  return "";
+}
+
 std::vector<std::string> env_differences(const json& base, const json& now) {
   std::vector<std::string> out;
   for (const char* key : kEnvKeys) {
@@ -336,6 +351,9 @@ CompareResult compare_results(const std::vector<ResultRecord>& base_records,
 
   const json base_env = file_env(base), new_env = file_env(now);
   result.env_differences = env_differences(base_env, new_env);
+  const std::string base_limits = file_power_limits(base), new_limits = file_power_limits(now);
+  if (!base_limits.empty() && !new_limits.empty() && base_limits != new_limits)
+    result.env_differences.push_back("GPU power limit: " + base_limits + " → " + new_limits);
   result.markdown = markdown_summary(result, options, base_label, new_label, base_env, new_env);
   return result;
 }

@@ -194,6 +194,29 @@ TEST(Compare, DifferentEnvironmentIsALoudWarningNotARegression) {
   EXPECT_EQ(same.markdown.find("environments differ"), std::string::npos);
 }
 
+// The same card held to another power limit (telemetry's enforced limit) is an environment
+// difference too; a side without readings says nothing about it.
+TEST(Compare, DifferentGpuPowerLimitIsAnEnvironmentDifference) {
+  auto limited = [](std::optional<double> watts) {
+    ResultRecord r = timed_record("a", kFive);
+    GpuTelemetryEntry e;
+    e.sm_clock_mhz_median = 1500;
+    e.power_limit_w = watts;
+    r.telemetry = TelemetryRecord{0.1, {e}, std::nullopt};
+    return r;
+  };
+  auto result = compare_results({limited(700.0)}, {limited(500.0)}, CompareOptions{});
+  EXPECT_FALSE(result.regression);
+  ASSERT_EQ(result.env_differences.size(), 1u);
+  EXPECT_EQ(result.env_differences[0], "GPU power limit: 700 W → 500 W");
+  EXPECT_NE(result.markdown.find("environments differ"), std::string::npos);
+  EXPECT_TRUE(compare_results({limited(700.0)}, {limited(700.0)}, {}).env_differences.empty());
+  EXPECT_TRUE(
+      compare_results({limited(700.0)}, {timed_record("a", kFive)}, {}).env_differences.empty());
+  EXPECT_EQ(compare_results({limited(700.0)}, {limited(std::nullopt)}, {}).env_differences,
+            std::vector<std::string>{"GPU power limit: 700 W → unknown"});
+}
+
 // The slowest GPU's median SM clock, 1500 MHz in BASE: 1350 in NEW (-10 %) is worth a note,
 // 1470 (-2 %, inside the 5 % threshold) is not; a record without readings compares nothing.
 TEST(Compare, GpuClockThatMovedIsANote) {
