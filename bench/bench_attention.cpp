@@ -7,7 +7,9 @@
 // (token stride 3*H*D), the layout the HunyuanVideo blocks hand to attention. The
 // `attention-sustained` family runs the packed case 300 times in a row (about 4 s on an H100): long
 // enough for the card to settle at its power limit, as inside a full-size step, where a burst of
-// 20 calls still runs at a higher clock (the counters sm_clock_mhz and power_w say which).
+// 20 calls still runs at a higher clock (the counters sm_clock_mhz and power_w say which). The
+// `attention-fmha` families run each CUTLASS FMHA variant (fmha_sm90_cuda.h) on the packed case,
+// in bursts of 20 and sustained (300).
 #include <benchmark/benchmark.h>
 
 #include <array>
@@ -15,6 +17,7 @@
 #include "bench/gpu_timing.h"
 #include "optimizations/attention/attention.h"
 #include "optimizations/attention/backends.h"
+#include "optimizations/attention/cutlass_fmha.h"
 
 namespace {
 
@@ -105,8 +108,36 @@ void unmasked_attention_in_layout(benchmark::State& state, const std::string& ba
 #endif
 }
 
+// One CUTLASS FMHA variant on the packed case, called directly (the backend runs the default one).
+void fmha_variant_packed(benchmark::State& state, ditbench::FmhaVariant variant) {
+  if (!backend_ready(state, "cutlass_fmha", false)) return;
+#ifdef DITBENCH_HAS_CUDA
+  const int64_t tokens = 25440 + kValidText;
+  auto [q, k, v] = qkv_in_layout("packed", tokens,
+                                 at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
+  const double seconds = ditbench::bench::time_on_gpu(
+      state, [&] { ditbench::cutlass_fmha_attention(q, k, v, false, variant); });
+  const double flops = 4.0 * double(kHeads) * double(tokens) * double(tokens) * double(kHeadDim);
+  ditbench::bench::set_rate(state, "TFLOP/s", flops, seconds, 1e12);
+#else
+  (void)variant;
+#endif
+}
+
 int register_all() {
-  for (const std::string backend : {"cudnn", "flash"}) {
+  for (const auto& [variant, name] : ditbench::fmha_variants()) {
+    for (int calls : {20, 300}) {
+      benchmark::RegisterBenchmark(
+          (std::string(calls == 20 ? "attention-fmha/" : "attention-fmha-sustained/") + name +
+           "/packed/25640")
+              .c_str(),
+          fmha_variant_packed, variant)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Iterations(calls);
+    }
+  }
+  for (const std::string backend : {"cudnn", "flash", "cutlass_fmha"}) {
     for (const std::string layout : {"bhsd", "bshd", "packed"}) {
       benchmark::RegisterBenchmark(
           ("attention-layout/" + backend + "/" + layout + "/25640").c_str(),
@@ -116,12 +147,13 @@ int register_all() {
           ->Iterations(20);
     }
   }
-  benchmark::RegisterBenchmark("attention-sustained/cudnn/packed/25640",
-                               unmasked_attention_in_layout, std::string("cudnn"),
-                               std::string("packed"))
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond)
-      ->Iterations(300);
+  for (const std::string backend : {"cudnn", "cutlass_fmha"}) {
+    benchmark::RegisterBenchmark(("attention-sustained/" + backend + "/packed/25640").c_str(),
+                                 unmasked_attention_in_layout, backend, std::string("packed"))
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(300);
+  }
   for (const auto& backend : ditbench::attention_backend_names()) {
     for (int64_t video : {int64_t{25440}, int64_t{118800}}) {
       // The float32 reference takes seconds per call at 119k tokens; it is measured at 25k only.

@@ -114,27 +114,32 @@ if(DITBENCH_HAS_CUDA AND DITBENCH_CUDNN_FRONTEND)
   endif()
 endif()
 # CUTLASS (header-only; scripts/fetch-cutlass.sh unpacks PyPI's nvidia-cutlass into .deps/): the
-# row-scaled FP8 GEMM kernels of optimizations/quant/fp8_gemm_sm90_*.cu. Without it they refuse
-# every product and fp8_dynamic runs at::_scaled_mm.
+# row-scaled FP8 GEMM kernels of optimizations/quant/fp8_gemm_sm90_*.cu and the attention kernels
+# of optimizations/kernels/fmha_sm90*.cu (CUTLASS's Hopper FMHA collectives, hopper_fmha/).
+# Without it the GEMMs refuse every product (fp8_dynamic runs at::_scaled_mm) and the
+# cutlass_fmha attention backend says it was not built.
 option(DITBENCH_CUTLASS "Build the CUTLASS FP8 GEMM kernels when CUTLASS's headers are found" ON)
 set(DITBENCH_HAS_CUTLASS OFF)
 if(DITBENCH_HAS_CUDA AND DITBENCH_CUTLASS)
   find_path(CUTLASS_INCLUDE_DIR cutlass/gemm/collective/collective_builder.hpp
             HINTS ${CMAKE_CURRENT_SOURCE_DIR}/.deps/cutlass/include)
-  if(CUTLASS_INCLUDE_DIR AND EXISTS "${CUTLASS_INCLUDE_DIR}/cutlass/util/packed_stride.hpp")
+  if(CUTLASS_INCLUDE_DIR AND EXISTS "${CUTLASS_INCLUDE_DIR}/cutlass/util/packed_stride.hpp"
+     AND EXISTS "${CUTLASS_INCLUDE_DIR}/hopper_fmha/kernel/fmha_kernel_builder.hpp")
     set(DITBENCH_HAS_CUTLASS ON)
   else()
-    message(STATUS "ditbench: CUTLASS FP8 GEMMs not built (CUTLASS headers: ${CUTLASS_INCLUDE_DIR})")
+    message(STATUS "ditbench: CUTLASS FP8 GEMMs and FMHA not built (CUTLASS headers: "
+                   "${CUTLASS_INCLUDE_DIR}; scripts/fetch-cutlass.sh unpacks them)")
   endif()
 endif()
 
-# Compiles the FP8 GEMM kernels of `target` against CUTLASS (only those files see its headers).
-function(dit_use_cutlass target)
+# Compiles the sources of `target` that match `pattern` (relative to the source root) against
+# CUTLASS (only those files see its headers), defining `definition`=1 in them.
+function(dit_use_cutlass target pattern definition)
   if(DITBENCH_HAS_CUTLASS)
-    file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/optimizations/quant/fp8_gemm*.cu)
+    file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${pattern})
     set_source_files_properties(${sources} TARGET_DIRECTORY ${target} PROPERTIES
       INCLUDE_DIRECTORIES "${CUTLASS_INCLUDE_DIR}"
-      COMPILE_DEFINITIONS "DITBENCH_HAS_CUTLASS=1"
+      COMPILE_DEFINITIONS "${definition}=1"
       COMPILE_OPTIONS "--expt-relaxed-constexpr")
   endif()
 endfunction()

@@ -9,6 +9,7 @@
 
 #include "models/common/error.h"
 #include "optimizations/attention/cudnn_fp8.h"
+#include "optimizations/attention/cutlass_fmha.h"
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/native/transformers/cuda/sdp_utils.h>
@@ -284,12 +285,21 @@ const Registry& registry() {
     r.add(std::make_unique<EfficientBackend>());
     r.add(std::make_unique<CudnnBackend>());
     r.add(make_cudnn_fp8_backend());
+    r.add(make_cutlass_fmha_backend());
     return r;
   }();
   return instance;
 }
 
 }  // namespace
+
+at::Tensor dense_like(const at::Tensor& x, at::ScalarType dtype) {
+  const auto options = x.options().dtype(dtype);
+  if (x.dim() == 4 && x.size(1) > 1 && x.size(2) > 1 && x.stride(1) < x.stride(2)) {
+    return at::empty({x.size(0), x.size(2), x.size(1), x.size(3)}, options).transpose(1, 2);
+  }
+  return at::empty(x.sizes(), options);
+}
 
 std::string attention_dtype_name(at::ScalarType dtype) {
   switch (dtype) {

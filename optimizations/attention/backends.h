@@ -1,7 +1,8 @@
 #pragma once
 // The attention backend registry: the reference (math), ATen's own choice (sdpa), ATen's fused
-// kernels called directly (flash, efficient, cudnn) and cuDNN's FP8 attention through the cuDNN
-// frontend (cudnn_fp8, optimizations/attention/cudnn_fp8.h). A backend either serves a
+// kernels called directly (flash, efficient, cudnn), cuDNN's FP8 attention through the cuDNN
+// frontend (cudnn_fp8, optimizations/attention/cudnn_fp8.h) and CUTLASS's Hopper FMHA kernels
+// (cutlass_fmha, optimizations/attention/cutlass_fmha.h). A backend either serves a
 // configuration exactly (masked keys included) or says why it cannot; nothing falls back silently.
 #include <ATen/ATen.h>
 
@@ -36,7 +37,8 @@ class AttentionBackend {
                                    const at::Tensor& key_mask, bool need_lse) const = 0;
 };
 
-// Registered names, in listing order: math, sdpa, flash, efficient, cudnn, cudnn_fp8.
+// Registered names, in listing order: math, sdpa, flash, efficient, cudnn, cudnn_fp8,
+// cutlass_fmha.
 const std::vector<std::string>& attention_backend_names();
 
 // The backend registered as `name`; throws InputError naming the known backends otherwise.
@@ -45,6 +47,11 @@ const AttentionBackend& attention_backend(const std::string& name);
 // can_serve of the named backend (InputError for an unknown name).
 BackendCheck check_backend(const std::string& name, const at::Device& device, at::ScalarType dtype,
                            int64_t head_dim, bool has_mask);
+
+// An empty tensor of x's sizes in `dtype`, dense in x's dimension order: a [B, H, S, D] view of
+// [B, S, H, D] storage (head stride below token stride, as models hand q, k, v over) gets
+// [B, S, H, D] storage, anything else row-major storage. Kernels write their output in it.
+at::Tensor dense_like(const at::Tensor& x, at::ScalarType dtype);
 
 // "float32", "bf16", "fp16", "float64", else ATen's name: how skip reasons name a dtype.
 std::string attention_dtype_name(at::ScalarType dtype);

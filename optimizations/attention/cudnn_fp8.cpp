@@ -25,17 +25,6 @@
 namespace ditbench {
 namespace {
 
-// An empty tensor of x's sizes in `dtype`, dense in x's dimension order: a [B, H, S, D] view of
-// [B, S, H, D] storage (head stride below token stride, as models hand q, k, v over) gets
-// [B, S, H, D] storage, anything else row-major storage.
-at::Tensor dense_like(const at::Tensor& x, at::ScalarType dtype) {
-  const auto options = x.options().dtype(dtype);
-  if (x.dim() == 4 && x.size(1) > 1 && x.size(2) > 1 && x.stride(1) < x.stride(2)) {
-    return at::empty({x.size(0), x.size(2), x.size(1), x.size(3)}, options).transpose(1, 2);
-  }
-  return at::empty(x.sizes(), options);
-}
-
 #ifdef DITBENCH_HAS_CUDA
 Bhsd bhsd_of(const at::Tensor& t) {
   return {t.data_ptr(), t.size(0),   t.size(1),   t.size(2),

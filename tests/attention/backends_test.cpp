@@ -49,8 +49,8 @@ LocalAttentionResult double_reference(const Inputs& in, const at::Tensor& key_ma
 }
 
 TEST(AttentionBackends, RegistryListsEveryBackendInOrder) {
-  const std::vector<std::string> expected{"math",      "sdpa",  "flash",
-                                          "efficient", "cudnn", "cudnn_fp8"};
+  const std::vector<std::string> expected{"math",  "sdpa",      "flash",       "efficient",
+                                          "cudnn", "cudnn_fp8", "cutlass_fmha"};
   EXPECT_EQ(attention_backend_names(), expected);
   for (const auto& name : expected) EXPECT_EQ(attention_backend(name).name(), name);
   EXPECT_THROW(attention_backend("flash3"), InputError);
@@ -165,7 +165,7 @@ TEST(AttentionBackends, KeySelectionIsExactForSharedAndPerSampleMasks) {
 }
 
 TEST(AttentionBackends, FusedBackendsExplainWhyTheyCannotServe) {
-  for (const std::string name : {"flash", "efficient", "cudnn", "cudnn_fp8"}) {
+  for (const std::string name : {"flash", "efficient", "cudnn", "cudnn_fp8", "cutlass_fmha"}) {
     auto check = check_backend(name, at::kCPU, at::kFloat, 128, true);
     EXPECT_FALSE(check.ok) << name;
     EXPECT_EQ(check.reason.rfind(name + " needs a CUDA", 0), 0u) << check.reason;
@@ -190,6 +190,10 @@ TEST(AttentionBackends, FusedBackendsExplainWhyTheyCannotServe) {
             "flash: head dim 320 > 256");
   EXPECT_EQ(check_backend("flash", cuda, at::kBFloat16, 100, false).reason,
             "flash: head dim 100 is not a multiple of 8");
+  EXPECT_EQ(check_backend("cutlass_fmha", cuda, at::kHalf, 128, false).reason,
+            "cutlass_fmha takes bf16, not fp16");
+  EXPECT_EQ(check_backend("cutlass_fmha", cuda, at::kBFloat16, 64, false).reason,
+            "cutlass_fmha: head dim 64 (built for 128)");
 }
 
 TEST(AttentionBackends, UnservableBackendThrowsUnsupportedWithTheReason) {

@@ -24,8 +24,8 @@ const std::vector<FamilyInfo>& model_families() {
 }
 
 const std::vector<std::string>& attention_backend_names() {
-  static const std::vector<std::string> names = {"math",      "sdpa",  "flash",
-                                                 "efficient", "cudnn", "cudnn_fp8"};
+  static const std::vector<std::string> names = {"math",  "sdpa",      "flash",       "efficient",
+                                                 "cudnn", "cudnn_fp8", "cutlass_fmha"};
   return names;
 }
 

@@ -100,7 +100,7 @@ const BadSuite kBadSuites[] = {
     {"unknown_attention",
      {{"axes", {{"attention", {"flash2"}}}}},
      {"/axes/attention/0: unknown attention backend \"flash2\" (allowed: math, sdpa, flash, "
-      "efficient, cudnn, cudnn_fp8)"}},
+      "efficient, cudnn, cudnn_fp8, cutlass_fmha)"}},
     {"unknown_quant",
      {{"axes", {{"quant", {"none", "int8"}}}}},
      {"/axes/quant/1: unknown quant mode \"int8\" (allowed: none, fp8_dynamic, fp8_weight_only)"}},

@@ -1,0 +1,140 @@
+#include "optimizations/attention/cutlass_fmha.h"
+
+#include <string>
+
+#include "models/common/error.h"
+
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
+namespace ditbench {
+namespace {
+
+const std::string& backend_name() {
+  static const std::string name = "cutlass_fmha";
+  return name;
+}
+
+#ifdef DITBENCH_HAS_CUDA
+// x [B, H, S, D] as the kernel's operand. A dim of size 1 takes a neighbour's stride: any stride
+// reads the same elements, and the kernel wants each one a multiple of 8.
+FmhaOperand operand_of(const at::Tensor& x) {
+  FmhaOperand o{x.data_ptr(), x.stride(2), x.stride(1), x.stride(0)};
+  if (x.size(2) == 1) o.token_stride = x.size(3);
+  if (x.size(1) == 1) o.head_stride = o.token_stride;
+  if (x.size(0) == 1) o.batch_stride = o.head_stride;
+  return o;
+}
+
+// x copied into [B, S, H, D] storage (viewed as [B, H, S, D]): strides the kernel reads.
+at::Tensor token_major(const at::Tensor& x) { return dense_like(x, x.scalar_type()).copy_(x); }
+
+FmhaProblem problem_of(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const at::Tensor& out, const at::Tensor& lse) {
+  FmhaProblem p;
+  p.batch = q.size(0), p.heads = q.size(1), p.queries = q.size(2), p.keys = k.size(2);
+  p.head_dim = q.size(3);
+  p.half = q.scalar_type() == at::kHalf;
+  p.q = operand_of(q), p.k = operand_of(k), p.v = operand_of(v);
+  const auto o = operand_of(out);
+  p.out = out.data_ptr();
+  p.out_token_stride = o.token_stride, p.out_head_stride = o.head_stride;
+  p.out_batch_stride = o.batch_stride;
+  p.lse = lse.data_ptr<float>();
+  return p;
+}
+#endif
+
+class CutlassFmhaBackend : public AttentionBackend {
+ public:
+  const std::string& name() const override { return backend_name(); }
+  BackendCheck can_serve(const at::Device& device, at::ScalarType dtype, int64_t head_dim,
+                         bool) const override {
+#ifdef DITBENCH_HAS_CUDA
+    if (!device.is_cuda()) return {false, name() + " needs a CUDA device, not " + device.str()};
+    if (dtype != at::kBFloat16)
+      return {false, name() + " takes bf16, not " + attention_dtype_name(dtype)};
+    if (head_dim != 128) {
+      return {false, name() + ": head dim " + std::to_string(head_dim) + " (built for 128)"};
+    }
+    // A probe on that device: the kernel's own check answers (build, compute capability).
+    c10::cuda::CUDAGuard guard(device);
+    auto probe = at::empty({1, 1, 8, head_dim}, at::TensorOptions().device(device).dtype(dtype));
+    auto lse = at::empty({1, 1, 8}, probe.options().dtype(at::kFloat));
+    const auto why =
+        fmha_sm90_check(problem_of(probe, probe, probe, probe, lse), kFmhaDefaultVariant);
+    if (!why.empty()) return {false, name() + ": " + why};
+    return {};
+#else
+    (void)device, (void)dtype, (void)head_dim;
+    return {false, name() + " needs a CUDA build of ditbench"};
+#endif
+  }
+  LocalAttentionResult run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& key_mask, bool need_lse) const override {
+    note_attention_served(name(), "ditbench CUTLASS FMHA sm90 (" + variant_name() + ")");
+    return attend_by_key_selection(
+        q, k, v, key_mask, need_lse,
+        [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool need_lse) {
+          return cutlass_fmha_attention(q, k, v, need_lse);
+        });
+  }
+
+ private:
+  static std::string variant_name() {
+    for (const auto& [variant, name] : fmha_variants())
+      if (variant == kFmhaDefaultVariant) return name;
+    return "?";
+  }
+};
+
+}  // namespace
+
+LocalAttentionResult cutlass_fmha_attention(const at::Tensor& q, const at::Tensor& k,
+                                            const at::Tensor& v, bool need_lse,
+                                            FmhaVariant variant) {
+#ifdef DITBENCH_HAS_CUDA
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "cutlass_fmha: q, k, v must be 4-d");
+  for (const auto* x : {&q, &k, &v}) {
+    if (!x->is_cuda() || x->scalar_type() != at::kBFloat16) {
+      throw Unsupported(backend_name() + " takes bf16 CUDA tensors, not " +
+                        attention_dtype_name(x->scalar_type()) + " on " + x->device().str());
+    }
+  }
+  const int64_t queries = q.size(2), padded = (queries + 7) / 8 * 8;
+  at::Tensor q_in = q;
+  if (padded != queries) {  // [B, H, padded, D], the extra queries zero
+    q_in = at::zeros({q.size(0), padded, q.size(1), q.size(3)}, q.options()).transpose(1, 2);
+    q_in.narrow(2, 0, queries).copy_(q);
+  }
+  c10::cuda::CUDAGuard guard(q.device());
+  auto out = dense_like(q_in, q.scalar_type());  // [B, H, padded, D], token-major storage
+  auto lse = at::empty({q.size(0), q.size(1), padded}, q.options().dtype(at::kFloat));
+  auto problem = problem_of(q_in, k, v, out, lse);
+  at::Tensor k_in = k, v_in = v;
+  auto why = fmha_sm90_check(problem, variant);
+  if (!why.empty()) {  // a layout the kernel cannot read: token-major copies can be read
+    q_in = token_major(q_in), k_in = token_major(k), v_in = token_major(v);
+    problem = problem_of(q_in, k_in, v_in, out, lse);
+    why = fmha_sm90_check(problem, variant);
+    if (!why.empty()) throw Unsupported(backend_name() + ": " + why);
+  }
+  why = fmha_sm90_forward(problem, variant, at::cuda::getCurrentCUDAStream().stream());
+  if (!why.empty()) throw std::runtime_error(backend_name() + ": " + why);
+  LocalAttentionResult result{out, {}};
+  if (padded != queries) result.out = out.narrow(2, 0, queries);
+  if (need_lse) result.lse = padded != queries ? lse.narrow(2, 0, queries) : lse;
+  return result;
+#else
+  (void)q, (void)k, (void)v, (void)need_lse, (void)variant;
+  throw Unsupported(backend_name() + " needs a CUDA build of ditbench");
+#endif
+}
+
+std::unique_ptr<AttentionBackend> make_cutlass_fmha_backend() {
+  return std::make_unique<CutlassFmhaBackend>();
+}
+
+}  // namespace ditbench

@@ -1,0 +1,60 @@
+#pragma once
+// Fused attention forward for Hopper (sm_90a) from CUTLASS's FMHA collectives (the kernels CUTLASS
+// ships as its example 88: TMA loads, warp-specialized WGMMA, online softmax in registers),
+// unpacked from PyPI's nvidia-cutlass by scripts/fetch-cutlass.sh. Plain pointers and strides
+// (in elements), no LibTorch: optimizations/attention/cutlass_fmha.cpp adapts tensors to it.
+//   out[b, s, h, :] = softmax(q[b, s, h, :] . k[b, :, h, :] / sqrt(D)) v[b, :, h, :]
+//   lse[b, h, s]    = log(sum_t exp(q[b, s, h, :] . k[b, t, h, :] / sqrt(D)))   (natural log)
+// Every key is attended (no mask). Each variant is one kernel (a tile shape and schedule) in a
+// file of its own, so that they compile in parallel.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ditbench {
+
+// One operand [B, S, H, D] by its strides; D has unit stride.
+struct FmhaOperand {
+  const void* data = nullptr;
+  int64_t token_stride = 0, head_stride = 0, batch_stride = 0;
+};
+
+struct FmhaProblem {
+  int64_t batch = 0, heads = 0, queries = 0, keys = 0, head_dim = 0;
+  bool half = false;  // fp16 operands, else bf16
+  FmhaOperand q, k, v;
+  void* out = nullptr;  // [B, Sq, H, D] by out's strides, q's dtype
+  int64_t out_token_stride = 0, out_head_stride = 0, out_batch_stride = 0;
+  float* lse = nullptr;  // [B, H, Sq] float32, contiguous
+};
+
+enum class FmhaVariant {
+  kCooperative128x128,  // two consumer warp groups share a 128-query tile, 128-key blocks
+  kCooperative128x256,  // the same with 256-key blocks
+  kPingpong128x128,     // persistent; the two warp groups alternate softmax and GEMMs
+};
+
+// Every variant with its name ("coop_128x128"), in declaration order.
+const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants();
+
+// The variant attention runs with.
+constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kCooperative128x128;
+
+// Empty when `variant` can run `problem` on the current device, else why not (a build without
+// CUTLASS's FMHA headers, a device other than compute capability 9.0, a head dim other than 128,
+// fp16, a query count not a multiple of 8, strides not multiples of 8 elements or past 2^31,
+// pointers not 16-byte aligned).
+std::string fmha_sm90_check(const FmhaProblem& problem, FmhaVariant variant);
+
+// Launches `variant` on `stream` after fmha_sm90_check said yes; returns the launch's error text,
+// empty on success.
+std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, cudaStream_t stream);
+
+// The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
+std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
+std::string fmha_sm90_coop_128x256(const FmhaProblem& problem, cudaStream_t stream);
+std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
+
+}  // namespace ditbench
