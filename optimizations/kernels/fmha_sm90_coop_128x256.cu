@@ -2,5 +2,7 @@
 #include "optimizations/kernels/fmha_sm90.cuh"
 
 namespace ditbench {
-DITBENCH_FMHA_KERNEL(coop_128x256, 128, 256, cutlass::gemm::KernelTmaWarpSpecializedCooperative)
+// Two K/V stages: five (the collective's default) of 256 x 128 bf16 blocks exceed shared memory.
+DITBENCH_FMHA_KERNEL(coop_128x256, 128, 256, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+                     cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kStagesKV, _2>)
 }  // namespace ditbench

@@ -32,7 +32,7 @@ struct FmhaProblem {
 
 enum class FmhaVariant {
   kCooperative128x128,  // two consumer warp groups share a 128-query tile, 128-key blocks
-  kCooperative128x256,  // the same with 256-key blocks
+  kCooperative128x256,  // the same with 256-key blocks (two K/V stages)
   kPingpong128x128,     // persistent; the two warp groups alternate softmax and GEMMs
 };
 
