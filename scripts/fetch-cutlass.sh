@@ -20,7 +20,7 @@ complete() {
 if grep -qx "$VERSION" "$DEST/version" 2>/dev/null; then
   complete && exit 0
   if [ -f "$DEST/headers.tar.xz" ] &&
-    tar -tJf "$DEST/headers.tar.xz" | grep -qx "hopper_fmha/kernel/fmha_kernel_builder.hpp"; then
+    tar -tJf "$DEST/headers.tar.xz" hopper_fmha/kernel/fmha_kernel_builder.hpp >/dev/null 2>&1; then
     rm -rf "$DEST/include" && mkdir -p "$DEST/include"
     tar -xJf "$DEST/headers.tar.xz" -C "$DEST/include"
     exit 0
