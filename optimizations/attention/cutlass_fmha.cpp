@@ -1,5 +1,6 @@
 #include "optimizations/attention/cutlass_fmha.h"
 
+#include <cstdlib>
 #include <string>
 
 #include "models/common/error.h"
@@ -47,6 +48,19 @@ FmhaProblem problem_of(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 }
 #endif
 
+// The variant the backend runs: DITBENCH_FMHA_KERNEL names one (fmha_variants), else the default.
+FmhaVariant chosen_variant() {
+  const char* env = std::getenv("DITBENCH_FMHA_KERNEL");
+  if (env == nullptr || *env == 0) return kFmhaDefaultVariant;
+  std::string known;
+  for (const auto& [variant, name] : fmha_variants()) {
+    if (name == env) return variant;
+    known += (known.empty() ? "" : ", ") + name;
+  }
+  throw InputError("DITBENCH_FMHA_KERNEL: unknown FMHA kernel '" + std::string(env) +
+                   "' (known: " + known + ")");
+}
+
 class CutlassFmhaBackend : public AttentionBackend {
  public:
   const std::string& name() const override { return backend_name(); }
@@ -74,18 +88,19 @@ class CutlassFmhaBackend : public AttentionBackend {
   }
   LocalAttentionResult run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& key_mask, bool need_lse) const override {
-    note_attention_served(name(), "ditbench CUTLASS FMHA sm90 (" + variant_name() + ")");
+    const FmhaVariant variant = chosen_variant();
+    note_attention_served(name(), "ditbench CUTLASS FMHA sm90 (" + variant_name(variant) + ")");
     return attend_by_key_selection(
         q, k, v, key_mask, need_lse,
-        [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool need_lse) {
-          return cutlass_fmha_attention(q, k, v, need_lse);
+        [variant](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool need_lse) {
+          return cutlass_fmha_attention(q, k, v, need_lse, variant);
         });
   }
 
  private:
-  static std::string variant_name() {
+  static std::string variant_name(FmhaVariant chosen) {
     for (const auto& [variant, name] : fmha_variants())
-      if (variant == kFmhaDefaultVariant) return name;
+      if (variant == chosen) return name;
     return "?";
   }
 };

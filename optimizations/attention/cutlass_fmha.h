@@ -3,7 +3,9 @@
 // bf16, head dim 128, compute capability 9.0. Registered as the attention backend
 // "cutlass_fmha". q, k and v are read in place through their strides (the column ranges of a
 // packed projection included); the output is written token-major, as the models read it back. A
-// key mask is served by running the kernel on the valid keys (attend_by_key_selection).
+// key mask is served by running the kernel on the valid keys (attend_by_key_selection). The
+// backend runs kFmhaDefaultVariant; DITBENCH_FMHA_KERNEL=<name> (a name of fmha_variants) picks
+// another, an unknown name is an InputError naming the known ones.
 #include <memory>
 
 #include "optimizations/attention/backends.h"

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "models/common/error.h"
 #include "test_util.h"
 
@@ -29,6 +31,21 @@ TEST(CutlassFmha, RefusesWhatItCannotRun) {
   std::vector<std::string> names;
   for (const auto& [variant, name] : fmha_variants()) names.push_back(name);
   EXPECT_EQ(names, (std::vector<std::string>{"coop_128x128", "coop_128x256", "pingpong_128x128"}));
+}
+
+TEST(CutlassFmha, UnknownKernelNameIsAnInputErrorNamingTheKnownOnes) {
+  auto q = at::randn({1, 2, 16, 128}).to(at::kBFloat16);
+  setenv("DITBENCH_FMHA_KERNEL", "coop_64x64", 1);
+  try {
+    attention_backend("cutlass_fmha").run(q, q, q, {}, false);
+    unsetenv("DITBENCH_FMHA_KERNEL");
+    FAIL() << "an unknown kernel name was accepted";
+  } catch (const InputError& e) {
+    unsetenv("DITBENCH_FMHA_KERNEL");
+    EXPECT_EQ(std::string(e.what()),
+              "DITBENCH_FMHA_KERNEL: unknown FMHA kernel 'coop_64x64' (known: coop_128x128, "
+              "coop_128x256, pingpong_128x128)");
+  }
 }
 
 // q [B, H, Sq, D] and k, v [B, H, Sk, D] as column ranges of packed projections
