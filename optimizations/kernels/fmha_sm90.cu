@@ -27,7 +27,6 @@ std::string operand_problem(const char* name, const void* data, int64_t token, i
 const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
   static const std::vector<std::pair<FmhaVariant, std::string>> variants = {
       {FmhaVariant::kCooperative128x128, "coop_128x128"},
-      {FmhaVariant::kCooperative128x256, "coop_128x256"},
       {FmhaVariant::kPingpong128x128, "pingpong_128x128"},
   };
   return variants;
@@ -72,8 +71,6 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
   switch (variant) {
     case FmhaVariant::kCooperative128x128:
       return fmha_sm90_coop_128x128(p, stream);
-    case FmhaVariant::kCooperative128x256:
-      return fmha_sm90_coop_128x256(p, stream);
     case FmhaVariant::kPingpong128x128:
       return fmha_sm90_pingpong_128x128(p, stream);
   }

@@ -32,7 +32,6 @@ struct FmhaProblem {
 
 enum class FmhaVariant {
   kCooperative128x128,  // two consumer warp groups share a 128-query tile, 128-key blocks
-  kCooperative128x256,  // the same with 256-key blocks (two K/V stages)
   kPingpong128x128,     // persistent; the two warp groups alternate softmax and GEMMs
 };
 
@@ -54,7 +53,6 @@ std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, c
 
 // The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
 std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_coop_128x256(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
 
 }  // namespace ditbench
