@@ -31,15 +31,20 @@ struct FmhaProblem {
 };
 
 enum class FmhaVariant {
-  kCooperative128x128,  // two consumer warp groups share a 128-query tile, 128-key blocks
-  kPingpong128x128,     // persistent; the two warp groups alternate softmax and GEMMs
+  // Two consumer warp groups of 64 query rows each share a 128-query tile, 128-key blocks; one
+  // block per tile.
+  kCooperative128x128,
+  // The same tiles, persistent (a block per SM walks them), Q loaded by a producer warp of its
+  // own: CUTLASS's "ping-pong" schedule for this kernel.
+  kPingpong128x128,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
 const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants();
 
-// The variant attention runs with.
-constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kCooperative128x128;
+// The variant attention runs with: on an H100 at HunyuanVideo's 480p shape the two sustain the
+// same rate within 0.5 % (bench/RESULTS.md); ping-pong's 480p steps were 0.3 % faster.
+constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kPingpong128x128;
 
 // Empty when `variant` can run `problem` on the current device, else why not (a build without
 // CUTLASS's FMHA headers, a device other than compute capability 9.0, a head dim other than 128,
