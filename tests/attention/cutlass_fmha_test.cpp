@@ -11,6 +11,12 @@
 #include "models/common/error.h"
 #include "test_util.h"
 
+#ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 namespace ditbench {
 namespace {
 
@@ -53,8 +59,9 @@ TEST(CutlassFmha, UnknownKernelNameIsAnInputErrorNamingTheKnownOnes) {
 struct Packed {
   at::Tensor q, k, v;
 };
-Packed packed_inputs(int64_t batch, int64_t heads, int64_t queries, int64_t keys) {
-  at::manual_seed(11);
+Packed packed_inputs(int64_t batch, int64_t heads, int64_t queries, int64_t keys,
+                     uint64_t seed = 11) {
+  at::manual_seed(seed);
   auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
   auto pq = at::randn({batch, queries, 3, heads, 128}, options);
   auto pkv = at::randn({batch, keys, 3, heads, 128}, options);
@@ -101,6 +108,29 @@ TEST(CutlassFmhaCuda, OperandsItCannotReadInPlaceAreCopiedFirst) {
   // One kernel on the same values: the same bits.
   EXPECT_TRUE(at::equal(copied.out, aligned.out));
   EXPECT_TRUE(at::equal(copied.lse, aligned.lse));
+}
+
+TEST(CutlassFmhaCuda, ReplaysOfACapturedCallComputeWhatTheEagerCallDoes) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  auto check = check_backend("cutlass_fmha", at::Device(at::kCUDA, 0), at::kBFloat16, 128, false);
+  if (!check.ok) GTEST_SKIP() << check.reason;
+#ifdef DITBENCH_HAS_CUDA
+  auto input = packed_inputs(1, 2, 333, 333);               // the padded-query path, captured too
+  cutlass_fmha_attention(input.q, input.k, input.v, true);  // eager first, as the models capture
+  c10::cuda::CUDAStreamGuard on_side_stream(c10::cuda::getStreamFromPool());
+  at::cuda::CUDAGraph graph;
+  graph.capture_begin();
+  auto captured = cutlass_fmha_attention(input.q, input.k, input.v, true);
+  graph.capture_end();
+  for (uint64_t seed : {21, 22}) {
+    auto fresh = packed_inputs(1, 2, 333, 333, seed);
+    input.q.copy_(fresh.q), input.k.copy_(fresh.k), input.v.copy_(fresh.v);
+    graph.replay();
+    auto eager = cutlass_fmha_attention(fresh.q, fresh.k, fresh.v, true);
+    EXPECT_TRUE(at::equal(captured.out, eager.out)) << "seed " << seed;
+    EXPECT_TRUE(at::equal(captured.lse, eager.lse)) << "seed " << seed;
+  }
+#endif
 }
 
 }  // namespace
