@@ -37,8 +37,6 @@ enum class FmhaVariant {
   // The same tiles, persistent (a block per SM walks them), Q loaded by a producer warp of its
   // own: CUTLASS's "ping-pong" schedule for this kernel.
   kPingpong128x128,
-  // Ping-pong with 192-key blocks (three K/V stages: four do not fit in shared memory).
-  kPingpong128x192,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
@@ -61,6 +59,5 @@ std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, c
 // The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
 std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x192(const FmhaProblem& problem, cudaStream_t stream);
 
 }  // namespace ditbench

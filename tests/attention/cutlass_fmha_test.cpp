@@ -36,8 +36,7 @@ TEST(CutlassFmha, RefusesWhatItCannotRun) {
   }
   std::vector<std::string> names;
   for (const auto& [variant, name] : fmha_variants()) names.push_back(name);
-  EXPECT_EQ(names,
-            (std::vector<std::string>{"coop_128x128", "pingpong_128x128", "pingpong_128x192"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"coop_128x128", "pingpong_128x128"}));
 }
 
 TEST(CutlassFmha, UnknownKernelNameIsAnInputErrorNamingTheKnownOnes) {
@@ -51,7 +50,7 @@ TEST(CutlassFmha, UnknownKernelNameIsAnInputErrorNamingTheKnownOnes) {
     unsetenv("DITBENCH_FMHA_KERNEL");
     EXPECT_EQ(std::string(e.what()),
               "DITBENCH_FMHA_KERNEL: unknown FMHA kernel 'coop_64x64' (known: coop_128x128, "
-              "pingpong_128x128, pingpong_128x192)");
+              "pingpong_128x128)");
   }
 }
 
@@ -75,7 +74,7 @@ TEST(CutlassFmhaCuda, EveryVariantMatchesTheReference) {
   auto check = check_backend("cutlass_fmha", at::Device(at::kCUDA, 0), at::kBFloat16, 128, false);
   if (!check.ok) GTEST_SKIP() << check.reason;
   // (queries, keys): a partial query tile, 333 queries (padded to 336) against keys that end
-  // inside a 128- and a 192-key block, and more keys than queries.
+  // inside a 128-key block, and more keys than queries.
   const std::vector<std::pair<int64_t, int64_t>> sizes{{200, 200}, {333, 333}, {512, 777}};
   for (const auto& [variant, name] : fmha_variants()) {
     for (const auto& [queries, keys] : sizes) {
