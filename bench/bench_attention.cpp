@@ -43,6 +43,13 @@ bool backend_ready(benchmark::State& state, const std::string& backend, bool has
 }
 
 #ifdef DITBENCH_HAS_CUDA
+// The TFLOP/s counter of self-attention over q [1, H, S, D] taking `seconds` in all.
+void set_attention_rate(benchmark::State& state, const at::Tensor& q, double seconds) {
+  const double tokens = double(q.size(2));
+  const double flops = 4.0 * double(q.size(1)) * tokens * tokens * double(q.size(3));
+  ditbench::bench::set_rate(state, "TFLOP/s", flops, seconds, 1e12);
+}
+
 // Times ditbench::attend(q, k, v, key_mask) with CUDA events after one warm-up call (kernel
 // selection, cuDNN plan build): TFLOP/s counter and the kernel as label. Returns the last output.
 at::Tensor time_attend(benchmark::State& state, const at::Tensor& q, const at::Tensor& k,
@@ -50,10 +57,8 @@ at::Tensor time_attend(benchmark::State& state, const at::Tensor& q, const at::T
   at::Tensor out;
   const double seconds =
       ditbench::bench::time_on_gpu(state, [&] { out = ditbench::attend(q, k, v, key_mask); });
-  const double tokens = double(q.size(2));
-  const double flops = 4.0 * double(q.size(1)) * tokens * tokens * double(q.size(3));
-  ditbench::bench::set_rate(state, "TFLOP/s", flops, seconds, 1e12);
-  state.counters["tokens"] = tokens;
+  set_attention_rate(state, q, seconds);
+  state.counters["tokens"] = double(q.size(2));
   state.SetLabel(ditbench::take_kernel_log().front());
   return out;
 }
@@ -117,8 +122,7 @@ void fmha_variant_packed(benchmark::State& state, ditbench::FmhaVariant variant)
                                  at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
   const double seconds = ditbench::bench::time_on_gpu(
       state, [&] { ditbench::cutlass_fmha_attention(q, k, v, false, variant); });
-  const double flops = 4.0 * double(kHeads) * double(tokens) * double(tokens) * double(kHeadDim);
-  ditbench::bench::set_rate(state, "TFLOP/s", flops, seconds, 1e12);
+  set_attention_rate(state, q, seconds);
 #else
   (void)variant;
 #endif

@@ -23,7 +23,6 @@ struct TelemetrySample {
 
 // NVML's clock event reason bits the summary counts.
 inline constexpr uint64_t kClockEventSwPowerCap = 0x4;
-inline constexpr uint64_t kClockEventHwSlowdown = 0x8;
 inline constexpr uint64_t kClockEventSwThermal = 0x20;
 inline constexpr uint64_t kClockEventHwThermal = 0x40;
 inline constexpr uint64_t kClockEventHwPowerBrake = 0x80;

@@ -77,8 +77,7 @@ class CutlassFmhaBackend : public AttentionBackend {
     c10::cuda::CUDAGuard guard(device);
     auto probe = at::empty({1, 1, 8, head_dim}, at::TensorOptions().device(device).dtype(dtype));
     auto lse = at::empty({1, 1, 8}, probe.options().dtype(at::kFloat));
-    const auto why =
-        fmha_sm90_check(problem_of(probe, probe, probe, probe, lse), kFmhaDefaultVariant);
+    const auto why = fmha_sm90_check(problem_of(probe, probe, probe, probe, lse));
     if (!why.empty()) return {false, name() + ": " + why};
     return {};
 #else
@@ -129,11 +128,11 @@ LocalAttentionResult cutlass_fmha_attention(const at::Tensor& q, const at::Tenso
   auto lse = at::empty({q.size(0), q.size(1), padded}, q.options().dtype(at::kFloat));
   auto problem = problem_of(q_in, k, v, out, lse);
   at::Tensor k_in = k, v_in = v;
-  auto why = fmha_sm90_check(problem, variant);
+  auto why = fmha_sm90_check(problem);
   if (!why.empty()) {  // a layout the kernel cannot read: token-major copies can be read
     q_in = token_major(q_in), k_in = token_major(k), v_in = token_major(v);
     problem = problem_of(q_in, k_in, v_in, out, lse);
-    why = fmha_sm90_check(problem, variant);
+    why = fmha_sm90_check(problem);
     if (!why.empty()) throw Unsupported(backend_name() + ": " + why);
   }
   why = fmha_sm90_forward(problem, variant, at::cuda::getCurrentCUDAStream().stream());

@@ -2,6 +2,7 @@
 #include <cstdint>
 
 #include "optimizations/kernels/fmha_sm90_cuda.h"
+#include "optimizations/kernels/launch.cuh"
 
 namespace ditbench {
 namespace {
@@ -32,21 +33,16 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
   return variants;
 }
 
-std::string fmha_sm90_check(const FmhaProblem& p, FmhaVariant) {
+std::string fmha_sm90_check(const FmhaProblem& p) {
 #ifndef DITBENCH_HAS_CUTLASS_FMHA
   (void)p;
   return "built without CUTLASS's Hopper FMHA headers (scripts/fetch-cutlass.sh)";
 #else
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) {
-    cudaGetLastError();
-    return "no CUDA device";
-  }
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-  if (major != 9 || minor != 0) {
-    return "needs compute capability 9.0 (sm_90a), not " + std::to_string(major) + "." +
-           std::to_string(minor);
+  const int capability = current_compute_capability();
+  if (capability < 0) return "no CUDA device";
+  if (capability != 90) {
+    return "needs compute capability 9.0 (sm_90a), not " + std::to_string(capability / 10) + "." +
+           std::to_string(capability % 10);
   }
   if (p.head_dim != 128) return "head dim " + std::to_string(p.head_dim) + " (built for 128)";
   if (p.half) return "fp16 (built for bf16)";

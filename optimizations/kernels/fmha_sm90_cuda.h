@@ -46,11 +46,11 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants();
 // same rate within 0.5 % (bench/RESULTS.md); ping-pong's 480p steps were 0.3 % faster.
 constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kPingpong128x128;
 
-// Empty when `variant` can run `problem` on the current device, else why not (a build without
+// Empty when every variant can run `problem` on the current device, else why not (a build without
 // CUTLASS's FMHA headers, a device other than compute capability 9.0, a head dim other than 128,
 // fp16, a query count not a multiple of 8, strides not multiples of 8 elements or past 2^31,
 // pointers not 16-byte aligned).
-std::string fmha_sm90_check(const FmhaProblem& problem, FmhaVariant variant);
+std::string fmha_sm90_check(const FmhaProblem& problem);
 
 // Launches `variant` on `stream` after fmha_sm90_check said yes; returns the launch's error text,
 // empty on success.

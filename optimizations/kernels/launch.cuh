@@ -18,6 +18,19 @@ bool kernel_has_image(Kernel kernel) {
   return true;
 }
 
+// The current device's compute capability as major * 10 + minor (90 for an H100), or -1 without a
+// device (the error cleared). sm_90a kernels run on 90 only.
+inline int current_compute_capability() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  return major * 10 + minor;
+}
+
 // Blocks of `threads` for a grid-stride loop over `items`: one item a thread, at most
 // `blocks_per_sm` blocks per SM of the current device.
 inline unsigned grid_stride_blocks(int64_t items, int threads, int64_t blocks_per_sm) {

@@ -35,15 +35,6 @@ inline bool operands_fit(const Fp8GemmOperands& ops) {
 }
 
 #ifdef DITBENCH_HAS_CUTLASS
-// sm_90a kernels run on compute capability 9.0 only.
-inline bool device_is_sm90() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-  return major == 9 && minor == 0;
-}
-
 // The mainloop `Base` whose producer warp, before it loads a tile's rows of A, waits until the
 // row quantizer running beside the GEMM has counted every one of them (Fp8GemmOperands::
 // rows_ready; without counters it loads at once). The epilogue reads those rows' scales after
@@ -191,7 +182,7 @@ struct RowScaledGemm {
   static bool run(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule,
                   const Fp8GemmWorkspace& workspace, cudaStream_t stream) {
     int device = 0, sms = 0;
-    if (!operands_fit(ops) || ops.rows_per_flag < 1 || !device_is_sm90() ||
+    if (!operands_fit(ops) || ops.rows_per_flag < 1 || current_compute_capability() != 90 ||
         !kernel_has_image(cutlass::device_kernel<Kernel>) ||
         cudaGetDevice(&device) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
