@@ -29,8 +29,6 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
   static const std::vector<std::pair<FmhaVariant, std::string>> variants = {
       {FmhaVariant::kCooperative128x128, "coop_128x128"},
       {FmhaVariant::kPingpong128x128, "pingpong_128x128"},
-      {FmhaVariant::kCooperative128x128Ftz, "coop_128x128_ftz"},
-      {FmhaVariant::kPingpong128x128Ftz, "pingpong_128x128_ftz"},
   };
   return variants;
 }
@@ -71,10 +69,6 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
       return fmha_sm90_coop_128x128(p, stream);
     case FmhaVariant::kPingpong128x128:
       return fmha_sm90_pingpong_128x128(p, stream);
-    case FmhaVariant::kCooperative128x128Ftz:
-      return fmha_sm90_coop_128x128_ftz(p, stream);
-    case FmhaVariant::kPingpong128x128Ftz:
-      return fmha_sm90_pingpong_128x128_ftz(p, stream);
   }
   return "unknown FMHA variant";
 }

@@ -37,10 +37,6 @@ enum class FmhaVariant {
   // The same tiles, persistent (a block per SM walks them), Q loaded by a producer warp of its
   // own: CUTLASS's "ping-pong" schedule for this kernel.
   kPingpong128x128,
-  // The same two kernels compiled with float32 denormals flushed to zero (nvcc -ftz=true): the
-  // softmax's exp2 is one MUFU.EX2 without the denormal range's fix-up instructions.
-  kCooperative128x128Ftz,
-  kPingpong128x128Ftz,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
@@ -63,7 +59,5 @@ std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, c
 // The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
 std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_coop_128x128_ftz(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128_ftz(const FmhaProblem& problem, cudaStream_t stream);
 
 }  // namespace ditbench
