@@ -1,5 +1,6 @@
 #include "models/common/layers.h"
 
+#include "optimizations/kernels/fused.h"
 #include "optimizations/kernels/fused_fp8.h"
 
 #include "models/common/flop_count.h"
@@ -36,12 +37,28 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim, FeedForwardActi
   out = net->register_module("2", Linear(inner_dim, dim_out, bias, options));
 }
 
-at::Tensor FeedForwardImpl::gelu_then_out(const at::Tensor& h) {
+at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y) {
+  auto out = try_gate_residual(x, gate, y);
+  return out.defined() ? out : x + y * gate.unsqueeze(1);
+}
+
+at::Tensor linear_gated_residual(Linear& linear, const QuantizedActivation& h, const at::Tensor& x,
+                                 const at::Tensor& gate) {
+  auto out = linear->forward_gated_residual(h, x, gate);
+  return out.defined() ? out : gated_residual(x, gate, linear->forward_quantized(h));
+}
+
+at::Tensor FeedForwardImpl::gelu_then_out(const at::Tensor& h, const at::Tensor& residual,
+                                          const at::Tensor& gate) {
   if (out->takes_fp8()) {
     auto rows = try_gelu_tanh_fp8(h);  // e4m3 rows of gelu(h), or undefined
-    if (rows.fp8.values.defined()) return out->forward_quantized(rows);
+    if (rows.fp8.values.defined()) {
+      return residual.defined() ? linear_gated_residual(out, rows, residual, gate)
+                                : out->forward_quantized(rows);
+    }
   }
-  return out(at::gelu(h, "tanh"));
+  auto y = out(at::gelu(h, "tanh"));
+  return residual.defined() ? gated_residual(residual, gate, y) : y;
 }
 
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
@@ -61,6 +78,17 @@ at::Tensor FeedForwardImpl::forward_quantized(const QuantizedActivation& x) {
               quant_mode_name(proj->quant_mode()),
               " but its input was produced as e4m3 rows only (see any_takes_fp8)");
   return forward(x.full);
+}
+
+at::Tensor FeedForwardImpl::forward_gated_residual(const QuantizedActivation& x,
+                                                   const at::Tensor& residual,
+                                                   const at::Tensor& gate) {
+  auto& proj = act_proj->proj;
+  if (out->takes_fp8() && proj->takes_fp8() && x.fp8.values.defined() &&
+      act_proj->activation() == FeedForwardActivation::kGeluTanh) {
+    return gelu_then_out(proj->forward_quantized(x), residual, gate);
+  }
+  return gated_residual(residual, gate, forward_quantized(x));
 }
 
 OutProjectionImpl::OutProjectionImpl(int64_t in, int64_t out, bool bias,

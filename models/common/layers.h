@@ -61,6 +61,11 @@ class FeedForwardImpl : public torch::nn::Module {
   // net.0.proj with the GELU-tanh activation reads its e4m3 rows (the producer quantized them,
   // no pass here); otherwise forward(x.full).
   at::Tensor forward_quantized(const QuantizedActivation& x);
+  // residual + gate[:, None] * forward_quantized(x) (a DiT block's gated MLP branch), residual
+  // [B, S, dim_out], gate [B, dim_out]: gated_residual, or for an fp8_dynamic net.2 on e4m3
+  // rows the residual added in the GEMM's epilogue where it serves (linear_gated_residual).
+  at::Tensor forward_gated_residual(const QuantizedActivation& x, const at::Tensor& residual,
+                                    const at::Tensor& gate);
 
   FeedForwardProj act_proj{nullptr};  // key "net.0"
   Linear out{nullptr};                // key "net.2"
@@ -68,9 +73,21 @@ class FeedForwardImpl : public torch::nn::Module {
  private:
   // net.2(gelu_tanh(h)) for h [..., inner] before the GELU: for an fp8_dynamic net.2, the GELU and
   // the row quantization in one pass where the kernel serves (no bfloat16 GELU output written).
-  at::Tensor gelu_then_out(const at::Tensor& h);
+  // With a residual (defined) and gate, their gated residual with that.
+  at::Tensor gelu_then_out(const at::Tensor& h, const at::Tensor& residual = {},
+                           const at::Tensor& gate = {});
 };
 TORCH_MODULE(FeedForward);
+
+// x + gate[:, None] * y: x, y [B, S, D], gate [B, D] -> [B, S, D]. The fused kernel where it
+// serves (optimizations/kernels/fused.h), else the ATen chain, which defines the numbers.
+at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y);
+
+// gated_residual(x, gate, linear->forward_quantized(h)), with the residual added in the FP8
+// GEMM's epilogue where LinearImpl::forward_gated_residual serves (the same numbers, the
+// product never written).
+at::Tensor linear_gated_residual(Linear& linear, const QuantizedActivation& h, const at::Tensor& x,
+                                 const at::Tensor& gate);
 
 // An nn.ModuleList([Linear, Dropout]) output projection: only index 0 owns keys ("to_out.0").
 class OutProjectionImpl : public torch::nn::Module {

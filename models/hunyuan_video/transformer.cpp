@@ -45,12 +45,6 @@ at::Tensor norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at:
   return out.defined() ? out : modulate(layer_norm_plain(x, kNormEps), shift, scale);
 }
 
-// x + gate[:, None] * y: x, y [B, S, D], gate [B, D] -> [B, S, D]
-at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y) {
-  auto out = try_gate_residual(x, gate, y);
-  return out.defined() ? out : x + y * gate.unsqueeze(1);
-}
-
 // QK RMSNorm, then RoPE on the first cos.size(0) rows of the sequence (none when cos is
 // undefined). q, k: fresh projections [B, S, H, Dh], replaced (or written in place).
 void qk_norm_rope(at::Tensor& q, at::Tensor& k, RMSNorm& norm_q, RMSNorm& norm_k,
@@ -323,8 +317,8 @@ std::pair<at::Tensor, at::Tensor> HunyuanVideoTransformerBlockImpl::forward(
   // The MLPs' inputs, as e4m3 rows from the LayerNorm kernel itself for an fp8_dynamic net.0.
   auto mx = norm_modulate_for(x1, nx.chunks[3], nx.chunks[4], {ff->act_proj->proj.get()});
   auto mc = norm_modulate_for(c1, nc.chunks[3], nc.chunks[4], {ff_context->act_proj->proj.get()});
-  return {gated_residual(x1, nx.chunks[5], ff->forward_quantized(mx)),
-          gated_residual(c1, nc.chunks[5], ff_context->forward_quantized(mc))};
+  return {ff->forward_gated_residual(mx, x1, nx.chunks[5]),
+          ff_context->forward_gated_residual(mc, c1, nc.chunks[5])};
 }
 
 HunyuanVideoSingleTransformerBlockImpl::HunyuanVideoSingleTransformerBlockImpl(
@@ -346,9 +340,12 @@ at::Tensor HunyuanVideoSingleTransformerBlockImpl::forward(
   const auto& gate = normed.chunks[2];
   if (proj_out->takes_fp8()) {
     // FP8 proj_out: the GELU of the MLP branch and the row quantization of [attn_out, mlp] in one
-    // pass, without writing the GELU output or the concatenation.
+    // pass, without writing the GELU output or the concatenation; the gated residual in the
+    // GEMM's epilogue where it serves.
     auto h = proj_mlp->forward_quantized(normed.x);  // [B, S, M] before the GELU
     auto attn_out = attn->forward_single(normed.x, num_image_tokens, key_mask, cos, sin);
+    auto rows = try_gelu_tanh_fp8(h, attn_out);  // e4m3 rows of [attn_out, gelu(h)]
+    if (rows.fp8.values.defined()) return linear_gated_residual(proj_out, rows, joint, gate);
     return gated_residual(joint, gate, linear_of_prefix_and_gelu(proj_out, attn_out, h));
   }
   // [B, S, M], GELU in the GEMM epilogue where it serves.

@@ -24,6 +24,11 @@ enum class Fp8GemmKernel { DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEMM_ENUM) };
 constexpr int kFp8GemmKernelCount = 0 DITBENCH_FP8_GEMM_KERNELS(DITBENCH_FP8_GEMM_COUNT);
 #undef DITBENCH_FP8_GEMM_COUNT
 
+// The kernel whose tiles, cluster and schedule also come with a gated-residual epilogue
+// (fp8_gemm_gated_residual_cuda): the one fp8_gemm_choice picks for the large-K products it
+// sends to CUTLASS, DiT blocks' output projections among them.
+inline constexpr Fp8GemmKernel kFp8GemmGatedResidualTiles = Fp8GemmKernel::coop_128x256_c2x1;
+
 // How the persistent scheduler walks the output tiles: along M or N first (or CUTLASS's choice by
 // shape), how many tiles it groups (1, 2, 4 or 8) so that neighbouring blocks share operand
 // tiles in L2, and over how many SMs (0: all of the device's; fewer leave the rest to other

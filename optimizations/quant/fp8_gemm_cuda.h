@@ -29,6 +29,9 @@ struct Fp8GemmOperands {
   // GEMM waits to see complete before it reads a tile's rows. Null: the rows are ready.
   const int* rows_ready = nullptr;
   int rows_per_flag = 128;
+  // For fp8_gemm_gated_residual_cuda: residual [M, N] and gate [N], bfloat16, contiguous.
+  const void* residual = nullptr;
+  const void* gate = nullptr;
 };
 
 // Device memory of at least `bytes`, valid for the kernel launched next on the stream.
@@ -38,5 +41,15 @@ using Fp8GemmWorkspace = std::function<void*(size_t bytes)>;
 // (stream-K's partial tiles).
 bool fp8_gemm_cuda(Fp8GemmKernel kernel, const Fp8GemmOperands& ops, Fp8GemmSchedule schedule,
                    const Fp8GemmWorkspace& workspace, cudaStream_t stream);
+
+// The kernel whose epilogue also adds a gated residual (a DiT block's x + gate * proj(h)):
+// d[m, n] = bf16(residual[m, n] + bf16(gate[n] * bf16(a_scale[m] * b_scale[n] * acc + bias[n]))),
+// each step rounded as the bfloat16 ATen chain `residual + y * gate` rounds it, so the result
+// equals that chain on this kernel's product bit for bit without the product being written.
+// The tiles, cluster and schedule of kFp8GemmGatedResidualTiles (fp8_gemm.h); false as
+// fp8_gemm_cuda, and also when
+// residual or gate is missing or not 16-byte aligned, or rows_ready is set.
+bool fp8_gemm_gated_residual_cuda(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule,
+                                  const Fp8GemmWorkspace& workspace, cudaStream_t stream);
 
 }  // namespace ditbench

@@ -2,7 +2,8 @@
 // The row-scaled e4m3 GEMM of fp8_gemm_cuda.h as one CUTLASS kernel per tile shape, cluster and
 // schedule: TMA loads, warp-specialized WGMMA with fast accumulation, a persistent tile scheduler,
 // and an epilogue visitor tree that scales the float32 accumulator by the weight's per-column and
-// the activation's per-row scale, adds the bias and rounds to bf16 before the TMA store.
+// the activation's per-row scale, adds the bias and rounds to bf16 before the TMA store (and, for
+// the gated-residual kernel, scales that by the gate and adds it to the residual it reads as C).
 // Each fp8_gemm_sm90_*.cu instantiates one kernel (nvcc compiles them in parallel).
 #include <optional>
 
@@ -32,6 +33,12 @@ inline bool operands_fit(const Fp8GemmOperands& ops) {
          ops.m < (int64_t(1) << 31) && ops.n < (int64_t(1) << 31) && ops.k < (int64_t(1) << 31) &&
          aligned(ops.a) && aligned(ops.b) && aligned(ops.d) && ops.a_scale && ops.b_scale &&
          aligned(ops.a_scale) && aligned(ops.b_scale) && (ops.bias == nullptr || aligned(ops.bias));
+}
+
+// The gated residual's operands: present, 16-byte aligned, the rows already quantized.
+inline bool gated_residual_fits(const Fp8GemmOperands& ops) {
+  auto aligned = [](const void* p) { return p && reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return aligned(ops.residual) && aligned(ops.gate) && ops.rows_ready == nullptr;
 }
 
 #ifdef DITBENCH_HAS_CUTLASS
@@ -105,29 +112,57 @@ struct AwaitRowsMainloop : Base {
   }
 };
 
-template <class TileShape, class ClusterShape, class MainloopSchedule, class EpilogueSchedule,
-          class TileScheduler = cutlass::gemm::PersistentScheduler>
-struct RowScaledGemm {
+// The epilogue visitor trees of RowScaledGemm: the scaled product, and the scaled product as a
+// gated residual's branch.
+template <class TileShape>
+struct RowScaledOutput {
   using Acc = cutlass::epilogue::fusion::Sm90AccFetch;
-  // a_scale[m] broadcast along a row of the tile, b_scale[n] and bias[n] along a column.
+  // a_scale[m] broadcast along a row of the tile, b_scale[n], bias[n] and gate[n] along a column.
   using RowScale = cutlass::epilogue::fusion::Sm90ColBroadcast<0, TileShape, float, float>;
   using ColScale = cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, float, float>;
-  using Bias =
+  using ColBf16 =
       cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, cutlass::bfloat16_t, float>;
-  using Round = cutlass::FloatRoundStyle;
+  template <template <class> class Op>
+  using Bf16Op = cutlass::epilogue::fusion::Sm90Compute<Op, cutlass::bfloat16_t, float,
+                                                        cutlass::FloatRoundStyle::round_to_nearest>;
   using Scaled = cutlass::epilogue::fusion::Sm90EVT<  // b_scale[n] * acc
       cutlass::epilogue::fusion::Sm90Compute<cutlass::multiplies, float, float,
-                                             Round::round_to_nearest>,
+                                             cutlass::FloatRoundStyle::round_to_nearest>,
       ColScale, Acc>;
-  using Output = cutlass::epilogue::fusion::Sm90EVT<  // a_scale[m] * scaled + bias[n] -> bf16
-      cutlass::epilogue::fusion::Sm90Compute<cutlass::multiply_add, cutlass::bfloat16_t, float,
-                                             Round::round_to_nearest>,
-      RowScale, Scaled, Bias>;
+  using Product = cutlass::epilogue::fusion::Sm90EVT<  // a_scale[m] * scaled + bias[n] -> bf16
+      Bf16Op<cutlass::multiply_add>, RowScale, Scaled, ColBf16>;
+  using Gated = cutlass::epilogue::fusion::Sm90EVT<  // bf16(gate[n] * product)
+      Bf16Op<cutlass::multiplies>, ColBf16, Product>;
+  using GatedResidual = cutlass::epilogue::fusion::Sm90EVT<  // bf16(residual + gated)
+      Bf16Op<cutlass::plus>, cutlass::epilogue::fusion::Sm90SrcFetch<cutlass::bfloat16_t>, Gated>;
+
+  static typename Product::Arguments product(const Fp8GemmOperands& ops) {
+    return {{ops.a_scale},                                        // RowScale
+            {{ops.b_scale}, {}, {}},                              // Scaled: ColScale, Acc, multiply
+            {static_cast<const cutlass::bfloat16_t*>(ops.bias)},  // bias (null: zero)
+            {}};                                                  // multiply_add
+  }
+  static typename GatedResidual::Arguments gated_residual(const Fp8GemmOperands& ops) {
+    return {{},  // residual (C)
+            {{static_cast<const cutlass::bfloat16_t*>(ops.gate)}, product(ops), {}},  // gate *
+            {}};                                                                      // plus
+  }
+};
+
+// kGatedResidual: the epilogue adds the gated residual (fp8_gemm_gated_residual_cuda), reading
+// the residual as the source matrix C.
+template <class TileShape, class ClusterShape, class MainloopSchedule, class EpilogueSchedule,
+          class TileScheduler = cutlass::gemm::PersistentScheduler, bool kGatedResidual = false>
+struct RowScaledGemm {
+  using Trees = RowScaledOutput<TileShape>;
+  using Output =
+      std::conditional_t<kGatedResidual, typename Trees::GatedResidual, typename Trees::Product>;
+  using ElementC = std::conditional_t<kGatedResidual, cutlass::bfloat16_t, void>;
 
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
       cutlass::epilogue::collective::EpilogueTileAuto, float, float,  //
-      void, cutlass::layout::RowMajor, 8,                             // no source matrix C
+      ElementC, cutlass::layout::RowMajor, 8,                         // the residual, or none
       cutlass::bfloat16_t, cutlass::layout::RowMajor, 8,              // D [M, N]
       EpilogueSchedule, Output>::CollectiveOp;
   using Mainloop = AwaitRowsMainloop<typename cutlass::gemm::collective::CollectiveBuilder<
@@ -160,15 +195,15 @@ struct RowScaledGemm {
         {m, n, k, 1},
         mainloop,
         {{},
-         nullptr,
+         static_cast<const ElementC*>(kGatedResidual ? ops.residual : nullptr),
          cutlass::make_cute_packed_stride(StrideC{}, cute::make_shape(m, n, 1)),
          static_cast<cutlass::bfloat16_t*>(ops.d),
          cutlass::make_cute_packed_stride(StrideD{}, cute::make_shape(m, n, 1))}};
-    args.epilogue.thread = {
-        {ops.a_scale},                                        // RowScale
-        {{ops.b_scale}, {}, {}},                              // Scaled: ColScale, Acc, multiply
-        {static_cast<const cutlass::bfloat16_t*>(ops.bias)},  // Bias (null: zero)
-        {}};                                                  // multiply_add
+    if constexpr (kGatedResidual) {
+      args.epilogue.thread = Trees::gated_residual(ops);
+    } else {
+      args.epilogue.thread = Trees::product(ops);
+    }
     using Raster = cutlass::gemm::kernel::detail::RasterOrderOptions;
     args.scheduler.raster_order = schedule.raster == Fp8GemmRaster::along_m   ? Raster::AlongM
                                   : schedule.raster == Fp8GemmRaster::along_n ? Raster::AlongN
@@ -183,6 +218,7 @@ struct RowScaledGemm {
                   const Fp8GemmWorkspace& workspace, cudaStream_t stream) {
     int device = 0, sms = 0;
     if (!operands_fit(ops) || ops.rows_per_flag < 1 || current_compute_capability() != 90 ||
+        (kGatedResidual && !gated_residual_fits(ops)) ||
         !kernel_has_image(cutlass::device_kernel<Kernel>) ||
         cudaGetDevice(&device) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
@@ -206,11 +242,13 @@ struct RowScaledGemm {
 // Cooperative kernels pair with the cooperative epilogue.
 // Stream-K kernels (cooperative only) split the K loop of some tiles between thread blocks so
 // that the last wave of tiles keeps every SM busy.
-template <int M, int N, int CM, int CN, class TileScheduler = cutlass::gemm::PersistentScheduler>
-using Cooperative = RowScaledGemm<cute::Shape<cute::Int<M>, cute::Int<N>, cute::_128>,
-                                  cute::Shape<cute::Int<CM>, cute::Int<CN>, cute::_1>,
-                                  cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
-                                  cutlass::epilogue::TmaWarpSpecializedCooperative, TileScheduler>;
+template <int M, int N, int CM, int CN, class TileScheduler = cutlass::gemm::PersistentScheduler,
+          bool kGatedResidual = false>
+using Cooperative =
+    RowScaledGemm<cute::Shape<cute::Int<M>, cute::Int<N>, cute::_128>,
+                  cute::Shape<cute::Int<CM>, cute::Int<CN>, cute::_1>,
+                  cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
+                  cutlass::epilogue::TmaWarpSpecializedCooperative, TileScheduler, kGatedResidual>;
 #endif
 
 }  // namespace fp8_gemm_detail

@@ -74,6 +74,36 @@ at::Tensor LinearImpl::forward_quantized(const QuantizedActivation& x) {
   return forward(x.full);
 }
 
+at::Tensor LinearImpl::forward_gated_residual(const QuantizedActivation& x,
+                                              const at::Tensor& residual, const at::Tensor& gate) {
+  const auto& rows = x.fp8;
+  if (!takes_fp8() || !use_scaled_mm_ || !rows.values.defined() || rows.values.dim() != 2 ||
+      rows.values.size(1) != in_features_ || weight_fp8.values.size(0) != out_features_ ||
+      weight_fp8.values.size(1) != in_features_ || residual.dim() != 3 || gate.dim() != 2) {
+    return {};
+  }
+  const int64_t batch = residual.size(0), tokens = residual.size(1);
+  if (residual.size(2) != out_features_ || gate.size(0) != batch || gate.size(1) != out_features_ ||
+      rows.values.size(0) != batch * tokens || rows.scale.numel() != batch * tokens) {
+    return {};
+  }
+  const auto choice = fp8_gemm_choice(tokens, out_features_, in_features_);
+  if (choice.kernel != kFp8GemmGatedResidualTiles || choice.quant_sms > 0) return {};
+  // Each sample's operands 16-byte aligned as the first's: its scales, gate and residual rows.
+  if (batch > 1 && (tokens % 4 != 0 || gate.stride(0) % 8 != 0)) return {};
+  auto out = at::empty(residual.sizes(), residual.options());  // [B, S, out]
+  for (int64_t b = 0; b < batch; ++b) {
+    const Fp8Rows sample{rows.values.narrow(0, b * tokens, tokens),
+                         rows.scale.reshape({-1, 1}).narrow(0, b * tokens, tokens)};
+    if (!fp8_linear_gated_residual_out(sample, weight_fp8, bias, residual[b], gate[b], out[b],
+                                       choice.schedule)) {
+      return {};  // refused at the first sample (device, layout): nothing is left half-written
+    }
+  }
+  count_gemm_flops(rows.values.size(0), in_features_, out_features_);
+  return out;
+}
+
 at::Tensor LinearImpl::forward_fp8(const Fp8Rows& rows, std::vector<int64_t> shape,
                                    at::ScalarType dtype) {
   shape.back() = out_features_;

@@ -27,6 +27,14 @@ class LinearImpl : public torch::nn::Module {
   // quantize_rows_fp8(x.full) (and, from a fused producer, up to the producer's own rounding).
   // Not an overload of forward: LibTorch's module holder needs forward to be one function.
   at::Tensor forward_quantized(const QuantizedActivation& x);
+  // residual + gate[:, None] * forward_quantized(x) for residual [B, S, out] and gate [B, out]
+  // (bfloat16, x's rows [B*S, in]) with the gated residual added in the FP8 GEMM's epilogue
+  // (fp8_linear_gated_residual_out, one GEMM a sample): an fp8_dynamic Linear on the GPU with an
+  // unpadded weight, x given as e4m3 rows, the product one fp8_gemm_choice sends to the
+  // kernel of kFp8GemmGatedResidualTiles. Undefined where it does not serve (the caller runs
+  // the chain, which this equals bit for bit where it does).
+  at::Tensor forward_gated_residual(const QuantizedActivation& x, const at::Tensor& residual,
+                                    const at::Tensor& gate);
   // Whether forward runs on e4m3 rows of its input (fp8_dynamic), so a producer feeding it
   // should emit them.
   bool takes_fp8() const { return quant_mode_ == QuantMode::fp8_dynamic; }

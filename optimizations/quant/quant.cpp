@@ -169,9 +169,10 @@ bool cutlass_weight_fits(const Fp8Rows& weight, const at::Tensor& bias, int64_t 
   return true;
 }
 
-// `kernel` on the current stream for `ops` (activation, its scales and counters filled in) and
-// weight's operands, into `out` ([M, N] bf16 with contiguous rows) or, undefined, a new tensor:
-// the output, or undefined when the kernel refuses.
+// `kernel` on the current stream for `ops` (activation, its scales and counters filled in; with
+// a residual and gate, the gated-residual kernel, which has `kernel`'s tiles) and weight's
+// operands, into `out` ([M, N] bf16 with contiguous rows) or, undefined, a new tensor: the
+// output, or undefined when the kernel refuses.
 at::Tensor run_cutlass(Fp8GemmOperands ops, const Fp8Rows& weight, const at::Tensor& bias,
                        Fp8GemmKernel kernel, Fp8GemmSchedule schedule,
                        const at::TensorOptions& options, at::Tensor out = {}) {
@@ -189,14 +190,21 @@ at::Tensor run_cutlass(Fp8GemmOperands ops, const Fp8Rows& weight, const at::Ten
     workspace = at::empty({static_cast<int64_t>(bytes)}, options.dtype(at::kByte));
     return workspace.data_ptr();
   };
-  if (!fp8_gemm_cuda(kernel, ops, schedule, allocate, at::cuda::getCurrentCUDAStream())) return {};
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const bool launched = ops.residual != nullptr
+                            ? kernel == kFp8GemmGatedResidualTiles &&
+                                  fp8_gemm_gated_residual_cuda(ops, schedule, allocate, stream)
+                            : fp8_gemm_cuda(kernel, ops, schedule, allocate, stream);
+  if (!launched) return {};
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
-// fp8_linear_cutlass's GEMM in bf16, into `out` as run_cutlass.
+// fp8_linear_cutlass's GEMM in bf16, into `out` as run_cutlass; with `residual` and `gate`
+// (checked by the caller), the gated-residual kernel.
 at::Tensor cutlass_rows(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
-                        Fp8GemmKernel kernel, Fp8GemmSchedule schedule, const at::Tensor& out) {
+                        Fp8GemmKernel kernel, Fp8GemmSchedule schedule, const at::Tensor& out,
+                        const at::Tensor& residual = {}, const at::Tensor& gate = {}) {
   const auto& a = x.values;
   if (!a.is_cuda() || a.dim() != 2 || a.scalar_type() != at::kFloat8_e4m3fn || !a.is_contiguous() ||
       !x.scale.is_contiguous() || x.scale.scalar_type() != at::kFloat ||
@@ -209,6 +217,7 @@ at::Tensor cutlass_rows(const Fp8Rows& x, const Fp8Rows& weight, const at::Tenso
   ops.a = a.data_ptr();
   ops.a_scale = x.scale.data_ptr<float>();
   ops.m = a.size(0);
+  if (residual.defined()) ops.residual = residual.data_ptr(), ops.gate = gate.data_ptr();
   return run_cutlass(ops, weight, bias, kernel, schedule, a.options(), out);
 }
 
@@ -224,6 +233,29 @@ at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const 
 #else
   (void)x, (void)out_dtype, (void)weight, (void)bias, (void)kernel, (void)schedule;
   return {};
+#endif
+}
+
+bool fp8_linear_gated_residual_out(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
+                                   const at::Tensor& residual, const at::Tensor& gate,
+                                   const at::Tensor& out, Fp8GemmSchedule schedule) {
+#ifdef DITBENCH_HAS_CUDA
+  const auto& a = x.values;
+  if (!a.defined() || a.dim() != 2 || weight.values.dim() != 2) return false;
+  const int64_t m = a.size(0), n = weight.values.size(0);
+  auto bf16_rows = [&](const at::Tensor& t, at::IntArrayRef shape) {
+    return t.defined() && t.scalar_type() == at::kBFloat16 && t.device() == a.device() &&
+           t.sizes() == shape && t.is_contiguous();
+  };
+  if (!bf16_rows(residual, {m, n}) || !bf16_rows(gate, {n}) || !bf16_rows(out, {m, n}) ||
+      out.data_ptr() == residual.data_ptr()) {
+    return false;
+  }
+  return cutlass_rows(x, weight, bias, kFp8GemmGatedResidualTiles, schedule, out, residual, gate)
+      .defined();
+#else
+  (void)x, (void)weight, (void)bias, (void)residual, (void)gate, (void)out, (void)schedule;
+  return false;
 #endif
 }
 

@@ -106,6 +106,16 @@ Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k);
 at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const Fp8Rows& weight,
                               const at::Tensor& bias, Fp8GemmKernel kernel,
                               Fp8GemmSchedule schedule = {});
+// residual + gate * (x weight^T + bias) into out, for x's e4m3 rows [M, K], residual and out
+// [M, N] and gate [N] (bfloat16, contiguous, on x's device; out a tensor of its own): the
+// gated residual added in the epilogue of the CUTLASS kernel of kFp8GemmGatedResidualTiles
+// (fp8_gemm_gated_residual_cuda), equal bit for bit to the bfloat16 chain `residual +
+// fp8_linear_cutlass(x, bf16, weight, bias, kFp8GemmGatedResidualTiles) * gate` without the
+// product written. False, writing nothing, where it does not serve: as fp8_linear_cutlass, or
+// residual, gate or out of other shapes, dtypes, devices or layouts.
+bool fp8_linear_gated_residual_out(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
+                                   const at::Tensor& residual, const at::Tensor& gate,
+                                   const at::Tensor& out, Fp8GemmSchedule schedule = {});
 // x [M, K] (float32, float16 or bfloat16 with unit column stride) times weight^T through
 // `kernel`, with x's row quantization running beside the GEMM on `quant_sms` SMs (even, at
 // least 2) and the GEMM on the others, each tile of x's rows multiplied as soon as they are

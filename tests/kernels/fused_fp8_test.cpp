@@ -146,6 +146,39 @@ TEST_F(FusedFp8Cuda, FeedForwardWithFp8OutputProjectionMatchesTheChain) {
   EXPECT_LT(rel_error(fused.to(at::kFloat).cpu(), chain.to(at::kFloat).cpu()), 2e-3);
 }
 
+// A block's gated MLP branch, residual + gate * ff(x), with both projections in FP8 at a size
+// whose net.2 product goes to CUTLASS (K = 8192, 1024 tokens): the GELU rows feed the GEMM that
+// adds the gated residual in its epilogue, the chain's result bit for bit.
+TEST_F(FusedFp8Cuda, FeedForwardAddsItsGatedResidualAsTheChain) {
+  auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
+  if (!check.ok) GTEST_SKIP() << check.reason;
+  at::manual_seed(25);
+  FeedForward ff(256, 8192, FeedForwardActivation::kGeluTanh, gpu_bf16());
+  for (auto& p : ff->parameters()) p.set_data(at::randn(p.sizes()).to(gpu_bf16()) * 0.05);
+  ff->act_proj->proj->quantize(QuantMode::fp8_dynamic);
+  ff->out->quantize(QuantMode::fp8_dynamic);
+  auto h = quantized_activation(at::randn({1, 1024, 256}).to(gpu_bf16()), true);
+  auto residual = at::randn({1, 1024, 256}).to(gpu_bf16());
+  auto gate = at::randn({1, 256}).to(gpu_bf16());
+  auto fused = ff->forward_gated_residual(h, residual, gate);
+  EXPECT_TRUE(at::equal(fused, residual + ff->forward_quantized(h) * gate.unsqueeze(1)));
+}
+
+// Off the GPU the gated branch is the chain itself.
+TEST(FeedForwardGatedResidual, OnTheCpuIsTheChain) {
+  at::manual_seed(26);
+  const auto options = at::TensorOptions().dtype(at::kBFloat16);
+  FeedForward ff(32, 64, FeedForwardActivation::kGeluTanh, options);
+  for (auto& p : ff->parameters()) p.set_data(at::randn(p.sizes()).to(options) * 0.2);
+  ff->out->quantize(QuantMode::fp8_dynamic);
+  auto x = at::randn({2, 5, 32}).to(options);
+  auto residual = at::randn({2, 5, 32}).to(options);
+  auto gate = at::randn({2, 32}).to(options);
+  auto h = quantized_activation(x, false);
+  EXPECT_TRUE(at::equal(ff->forward_gated_residual(h, residual, gate),
+                        residual + ff(x) * gate.unsqueeze(1)));
+}
+
 TEST_F(FusedFp8Cuda, DeclineWhatTheKernelsDoNotServe) {
   auto h = at::randn({4, 1001}).to(gpu_bf16());  // not whole 16-byte vectors
   EXPECT_FALSE(try_gelu_tanh_fp8(h).fp8.values.defined());

@@ -294,6 +294,25 @@ TEST(Fp8Quant, InvalidPatternIsAnInputErrorNamingIt) {
   }
 }
 
+// The gated residual in the GEMM's epilogue is a GPU path: on the CPU the Linear declines it
+// (the caller runs the chain) and the product's operands alone decide nothing.
+TEST(Fp8Quant, GatedResidualEpilogueIsDeclinedOnTheCpu) {
+  at::manual_seed(15);
+  Linear linear(8192, 32, true, at::TensorOptions().dtype(at::kBFloat16));
+  linear->weight.normal_(0, 0.02);
+  linear->bias.normal_();
+  linear->quantize(QuantMode::fp8_dynamic);
+  auto x = at::randn({1, 1024, 8192}).to(at::kBFloat16);
+  auto residual = at::randn({1, 1024, 32}).to(at::kBFloat16);
+  auto gate = at::randn({1, 32}).to(at::kBFloat16);
+  EXPECT_FALSE(
+      linear->forward_gated_residual(quantized_activation(x, true), residual, gate).defined());
+  auto out = at::empty({1024, 32}, residual.options());
+  EXPECT_FALSE(fp8_linear_gated_residual_out(quantized_activation(x[0], true).fp8,
+                                             linear->weight_fp8, linear->bias, residual[0], gate[0],
+                                             out));
+}
+
 TEST(Fp8Quant, CheckQuantModeOnTheCpu) {
   for (auto mode : {QuantMode::none, QuantMode::fp8_dynamic, QuantMode::fp8_weight_only}) {
     EXPECT_TRUE(check_quant_mode(mode, at::kCPU).ok);
@@ -604,6 +623,60 @@ TEST(Fp8QuantCuda, LinearQuantizesLargeKBesideTheGemm) {
   EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 1100, 256}));
   EXPECT_TRUE(at::equal(y, linear->forward_quantized(quantized_activation(x, true))));
   EXPECT_TRUE(at::equal(y, linear(x)));  // quantized first: the same bits
+}
+
+// The gated-residual epilogue: residual + gate * product, each step rounded as the bfloat16 chain
+// rounds it on the same kernel's product, so equal to the chain bit for bit; rows and columns
+// that fill no whole tile (M = 301, N = 272), with and without a bias. Operands it cannot take
+// are refused, not misread.
+TEST(Fp8QuantCuda, GatedResidualEpilogueEqualsTheChainBitForBit) {
+  if (auto why = no_fp8_gpu(); !why.empty()) GTEST_SKIP() << why;
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  if (!(props->major == 9 && props->minor == 0)) GTEST_SKIP() << "no sm_90a device";
+  const auto [x, w, b] = gemm_operands(301, 11);
+  auto residual = at::randn({301, 272}).to(at::kCUDA, at::kBFloat16) * 4;  // [M, N]
+  auto gate = at::randn({272}).to(at::kCUDA, at::kBFloat16);               // [N]
+  for (bool with_bias : {true, false}) {
+    SCOPED_TRACE(with_bias ? "bias" : "no bias");
+    const auto bias = with_bias ? b : at::Tensor();
+    auto product = fp8_linear_cutlass(x, at::kBFloat16, w, bias, kFp8GemmGatedResidualTiles);
+    ASSERT_TRUE(product.defined());
+    auto out = at::full_like(residual, 7);
+    ASSERT_TRUE(fp8_linear_gated_residual_out(x, w, bias, residual, gate, out));
+    EXPECT_TRUE(at::equal(out, residual + product * gate));
+    EXPECT_FALSE(at::equal(out, residual));  // the branch arrived
+  }
+  auto out = at::empty_like(residual);
+  EXPECT_FALSE(fp8_linear_gated_residual_out(x, w, b, residual, residual, out));  // gate [M, N]
+  EXPECT_FALSE(fp8_linear_gated_residual_out(x, w, b, residual.to(at::kFloat), gate, out));
+  EXPECT_FALSE(fp8_linear_gated_residual_out(x, w, b, residual, gate, residual));  // in place
+  EXPECT_FALSE(fp8_linear_gated_residual_out(x, w, b, residual.t().contiguous().t(), gate, out));
+}
+
+// A Linear adds the gated residual in its GEMM's epilogue for a product fp8_gemm_choice sends to
+// CUTLASS (M = 1100 a sample, K = 8192), one GEMM a sample of the batch: the chain's result bit
+// for bit. A product left to cuBLASLt, or a gate of another batch, is declined.
+TEST(Fp8QuantCuda, LinearAddsAGatedResidualInItsGemmEpilogue) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  if (!(props->major == 9 && props->minor == 0)) GTEST_SKIP() << "no sm_90a device";
+  at::manual_seed(14);
+  const auto options = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  Linear linear(8192, 256, true, options);
+  linear->weight.normal_(0, 0.02);
+  linear->bias.normal_();
+  linear->quantize(QuantMode::fp8_dynamic);
+  auto h = quantized_activation(at::randn({2, 1100, 8192}, options), true);
+  auto residual = at::randn({2, 1100, 256}, options);
+  auto gate = at::randn({2, 256}, options);
+  auto fused = linear->forward_gated_residual(h, residual, gate);
+  ASSERT_TRUE(fused.defined());
+  EXPECT_EQ(fused.sizes(), residual.sizes());
+  EXPECT_TRUE(at::equal(fused, residual + linear->forward_quantized(h) * gate.unsqueeze(1)));
+  EXPECT_FALSE(linear->forward_gated_residual(h, residual, gate.narrow(0, 0, 1)).defined());
+  ::setenv("DITBENCH_FP8_GEMM", "scaled_mm", 1);
+  EXPECT_FALSE(linear->forward_gated_residual(h, residual, gate).defined());
+  ::unsetenv("DITBENCH_FP8_GEMM");
 }
 
 // The CUTLASS kernels inside a CUDA graph (the `graphs` axis captures the transformer step): the
