@@ -68,8 +68,23 @@ __global__ void __launch_bounds__(kLnThreads)
   const float inv_dim = 1.f / static_cast<float>(dim);
   uint4 one_plus_scale[kVecs], shift_raw[kVecs];
   int64_t loaded_batch = -1;
+  // The next row's vectors, loaded while this row is reduced (its loads stay in flight across
+  // the block reductions instead of starting after them).
+  uint4 next[kVecs];
+  auto load_row = [&](int64_t row) {
+    if (row >= batch * seq) return;
+    const int64_t b = row / seq;
+    const bf16* in = row_of(x, b, row - b * seq);
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      const int c = threadIdx.x + i * kLnThreads;
+      next[i] = c < vecs ? __ldcs(reinterpret_cast<const uint4*>(in + c * kVec))
+                         : make_uint4(0, 0, 0, 0);  // zeros add nothing
+    }
+  };
+  load_row(blockIdx.x);
   for (int64_t row = blockIdx.x; row < batch * seq; row += gridDim.x) {
-    const int64_t b = row / seq, s = row - b * seq;
+    const int64_t b = row / seq;
     if (b != loaded_batch) {
 #pragma unroll
       for (int i = 0; i < kVecs; ++i) {
@@ -84,14 +99,10 @@ __global__ void __launch_bounds__(kLnThreads)
       }
       loaded_batch = b;
     }
-    const bf16* in = row_of(x, b, s);
     BfVec out[kVecs];
 #pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      const int c = threadIdx.x + i * kLnThreads;
-      out[i].raw = c < vecs ? __ldcs(reinterpret_cast<const uint4*>(in + c * kVec))
-                            : make_uint4(0, 0, 0, 0);  // zeros add nothing
-    }
+    for (int i = 0; i < kVecs; ++i) out[i].raw = next[i];
+    load_row(row + gridDim.x);
     float sum = 0.f;
 #pragma unroll
     for (int i = 0; i < kVecs; ++i) {

@@ -81,6 +81,16 @@ TEST_F(FusedFp8Cuda, LayerNormModulateRowsEqualTheFusedBf16ResultQuantized) {
     auto one_bf16 = try_layer_norm_modulate(x, shift.narrow(0, 0, 1), scale.narrow(0, 0, 1), 1e-6);
     expect_bitwise(one.fp8, quantize_rows_fp8(one_bf16.view({-1, dim})));
   }
+  // More rows than blocks resident at once: each block walks rows, loading the next while it
+  // reduces this one, across the batch boundary (the modulation rows reloaded there).
+  auto x = (at::randn({2, 3001, 3072}) * 3 + 1).to(gpu_bf16());
+  auto shift = at::randn({2, 3072}).to(gpu_bf16());
+  auto scale = (at::randn({2, 3072}) * 0.5).to(gpu_bf16());
+  auto bf16 = try_layer_norm_modulate(x, shift, scale, 1e-6);
+  ASSERT_TRUE(bf16.defined());
+  auto got = try_layer_norm_modulate_fp8(x, shift, scale, 1e-6, false);
+  ASSERT_TRUE(got.fp8.values.defined());
+  expect_bitwise(got.fp8, quantize_rows_fp8(bf16.view({-1, 3072})));
 }
 
 TEST_F(FusedFp8Cuda, GeluRowsMatchAtenGeluQuantized) {
