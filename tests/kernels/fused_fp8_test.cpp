@@ -139,15 +139,23 @@ TEST_F(FusedFp8Cuda, PrefixAndGeluRowsMatchTheConcatenationQuantized) {
   EXPECT_TRUE(at::equal(got_prefix.index({same_scale}), want_prefix.index({same_scale})));
 }
 
+// A GELU-tanh FeedForward of random weights (normal, standard deviation `std`) whose net.2 runs
+// fp8_dynamic.
+FeedForward fp8_output_feed_forward(int64_t dim, int64_t inner, const at::TensorOptions& options,
+                                    double std) {
+  FeedForward ff(dim, inner, FeedForwardActivation::kGeluTanh, options);
+  for (auto& p : ff->parameters()) p.set_data(at::randn(p.sizes()).to(options) * std);
+  ff->out->quantize(QuantMode::fp8_dynamic);
+  return ff;
+}
+
 // FeedForward with an FP8 net.2 after a GELU: the fused GELU + quantization feeds net.2 its e4m3
 // rows; the result is the unfused chain's, up to the few GELU values rounded differently.
 TEST_F(FusedFp8Cuda, FeedForwardWithFp8OutputProjectionMatchesTheChain) {
   auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
   if (!check.ok) GTEST_SKIP() << check.reason;
   at::manual_seed(24);
-  FeedForward ff(64, 256, FeedForwardActivation::kGeluTanh, gpu_bf16());
-  for (auto& p : ff->parameters()) p.set_data(at::randn(p.sizes()).to(gpu_bf16()) * 0.2);
-  ff->out->quantize(QuantMode::fp8_dynamic);
+  auto ff = fp8_output_feed_forward(64, 256, gpu_bf16(), 0.2);
   auto x = at::randn({2, 40, 64}).to(gpu_bf16());
   auto fused = ff(x);
   auto chain = ff->out(at::gelu(ff->act_proj->proj(x), "tanh"));
@@ -163,10 +171,8 @@ TEST_F(FusedFp8Cuda, FeedForwardAddsItsGatedResidualAsTheChain) {
   auto check = check_quant_mode(QuantMode::fp8_dynamic, at::kCUDA);
   if (!check.ok) GTEST_SKIP() << check.reason;
   at::manual_seed(25);
-  FeedForward ff(256, 8192, FeedForwardActivation::kGeluTanh, gpu_bf16());
-  for (auto& p : ff->parameters()) p.set_data(at::randn(p.sizes()).to(gpu_bf16()) * 0.05);
+  auto ff = fp8_output_feed_forward(256, 8192, gpu_bf16(), 0.05);
   ff->act_proj->proj->quantize(QuantMode::fp8_dynamic);
-  ff->out->quantize(QuantMode::fp8_dynamic);
   auto h = quantized_activation(at::randn({1, 1024, 256}).to(gpu_bf16()), true);
   auto residual = at::randn({1, 1024, 256}).to(gpu_bf16());
   auto gate = at::randn({1, 256}).to(gpu_bf16());
@@ -178,9 +184,7 @@ TEST_F(FusedFp8Cuda, FeedForwardAddsItsGatedResidualAsTheChain) {
 TEST(FeedForwardGatedResidual, OnTheCpuIsTheChain) {
   at::manual_seed(26);
   const auto options = at::TensorOptions().dtype(at::kBFloat16);
-  FeedForward ff(32, 64, FeedForwardActivation::kGeluTanh, options);
-  for (auto& p : ff->parameters()) p.set_data(at::randn(p.sizes()).to(options) * 0.2);
-  ff->out->quantize(QuantMode::fp8_dynamic);
+  auto ff = fp8_output_feed_forward(32, 64, options, 0.2);
   auto x = at::randn({2, 5, 32}).to(options);
   auto residual = at::randn({2, 5, 32}).to(options);
   auto gate = at::randn({2, 32}).to(options);
