@@ -29,9 +29,6 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
   static const std::vector<std::pair<FmhaVariant, std::string>> variants = {
       {FmhaVariant::kCooperative128x128, "coop_128x128"},
       {FmhaVariant::kPingpong128x128, "pingpong_128x128"},
-      {FmhaVariant::kCooperative128x160, "coop_128x160"},
-      {FmhaVariant::kPingpong128x160, "pingpong_128x160"},
-      {FmhaVariant::kCooperative128x176, "coop_128x176"},
   };
   return variants;
 }
@@ -72,12 +69,6 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
       return fmha_sm90_coop_128x128(p, stream);
     case FmhaVariant::kPingpong128x128:
       return fmha_sm90_pingpong_128x128(p, stream);
-    case FmhaVariant::kCooperative128x160:
-      return fmha_sm90_coop_128x160(p, stream);
-    case FmhaVariant::kPingpong128x160:
-      return fmha_sm90_pingpong_128x160(p, stream);
-    case FmhaVariant::kCooperative128x176:
-      return fmha_sm90_coop_128x176(p, stream);
   }
   return "unknown FMHA variant";
 }

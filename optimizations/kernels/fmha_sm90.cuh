@@ -20,7 +20,7 @@ namespace ditbench {
 namespace fmha_detail {
 
 #ifdef DITBENCH_HAS_CUTLASS_FMHA
-template <class TileShape, class Schedule, class... Options>
+template <class TileShape, class Schedule>
 struct Forward {
   using Element = cutlass::bfloat16_t;
   // (S, D, (B, H)) by (token stride, 1, (batch stride, head stride)) for q, k, v and out.
@@ -28,7 +28,7 @@ struct Forward {
   using StrideLse = cute::tuple<cute::_1, cute::tuple<int, int>>;  // (S, (B, H))
   using Operation = cutlass::device::Universal<typename cutlass::fmha::kernel::FmhaBuilder<
       Element, float, float, TileShape, Stride, Stride, Stride,
-      cutlass::fmha::collective::ResidualFusion, Schedule, Options...>::Kernel>;
+      cutlass::fmha::collective::ResidualFusion, Schedule>::Kernel>;
 
   static Stride stride_of(int64_t token, int64_t batch, int64_t head) {
     return Stride{static_cast<int>(token), cute::_1{},
@@ -76,19 +76,17 @@ struct Forward {
 
 }  // namespace fmha_detail
 
-// Defines the launcher `name` as the kernel of tile shape (Q block, K block, 128) and `schedule`
-// (with CUTLASS's FMHA options after it, such as the K/V stage count), or as a refusal in a build
-// without CUTLASS's FMHA headers.
+// Defines the launcher `name` as the kernel of tile shape (Q block, K block, 128) and `schedule`,
+// or as a refusal in a build without CUTLASS's FMHA headers.
 #ifdef DITBENCH_HAS_CUTLASS_FMHA
-#define DITBENCH_FMHA_KERNEL(name, block_q, block_k, schedule, ...)                \
-  std::string fmha_sm90_##name(const FmhaProblem& problem, cudaStream_t stream) {  \
-    using namespace cute;                                                          \
-    using namespace cutlass::fmha::kernel;                                         \
-    return fmha_detail::Forward<Shape<Int<block_q>, Int<block_k>, _128>, schedule, \
-                                ##__VA_ARGS__>::run(problem, stream);              \
+#define DITBENCH_FMHA_KERNEL(name, block_q, block_k, schedule)                                   \
+  std::string fmha_sm90_##name(const FmhaProblem& problem, cudaStream_t stream) {                \
+    using namespace cute;                                                                        \
+    return fmha_detail::Forward<Shape<Int<block_q>, Int<block_k>, _128>, schedule>::run(problem, \
+                                                                                        stream); \
   }
 #else
-#define DITBENCH_FMHA_KERNEL(name, block_q, block_k, schedule, ...)                  \
+#define DITBENCH_FMHA_KERNEL(name, block_q, block_k, schedule)                       \
   std::string fmha_sm90_##name(const FmhaProblem&, cudaStream_t) {                   \
     return "built without CUTLASS's Hopper FMHA headers (scripts/fetch-cutlass.sh)"; \
   }

@@ -37,12 +37,6 @@ enum class FmhaVariant {
   // The same tiles, persistent (a block per SM walks them), Q loaded by a producer warp of its
   // own: CUTLASS's "ping-pong" schedule for this kernel.
   kPingpong128x128,
-  // 160-key blocks (four K/V stages: five do not fit beside the ping-pong epilogue's buffers):
-  // each query tile's Q is read from shared memory once per 160 keys instead of per 128.
-  kCooperative128x160,
-  kPingpong128x160,
-  // 176-key blocks, four K/V stages, one block per tile.
-  kCooperative128x176,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
@@ -65,8 +59,5 @@ std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, c
 // The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
 std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_coop_128x160(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x160(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_coop_128x176(const FmhaProblem& problem, cudaStream_t stream);
 
 }  // namespace ditbench
