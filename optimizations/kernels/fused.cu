@@ -204,20 +204,28 @@ __device__ __forceinline__ void rms_norm_head(float (&v)[kVec], const float (&we
   for (int j = 0; j < kVec; ++j) v[j] = round_bf16(round_bf16(v[j] * r) * weight[j]);
 }
 
-// Interleaved rotary embedding of the pairs (v[2i], v[2i+1]): products and sum each rounded in
-// float32 (no contraction into an FMA), as apply_rotary_emb's eager ops compute them.
-__device__ __forceinline__ void rotate(float (&v)[kVec], const float* cos, const float* sin) {
+// One token's cos and sin for a lane's 8 elements of a head.
+struct RopeSlice {
+  float c[kVec], s[kVec];
+};
+
+__device__ __forceinline__ RopeSlice load_rope(const float* cos, const float* sin) {
   const float4 c0 = reinterpret_cast<const float4*>(cos)[0];
   const float4 c1 = reinterpret_cast<const float4*>(cos)[1];
   const float4 s0 = reinterpret_cast<const float4*>(sin)[0];
   const float4 s1 = reinterpret_cast<const float4*>(sin)[1];
-  const float c[kVec] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
-  const float s[kVec] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+  return {{c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w},
+          {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w}};
+}
+
+// Interleaved rotary embedding of the pairs (v[2i], v[2i+1]): products and sum each rounded in
+// float32 (no contraction into an FMA), as apply_rotary_emb's eager ops compute them.
+__device__ __forceinline__ void rotate(float (&v)[kVec], const RopeSlice& r) {
 #pragma unroll
   for (int j = 0; j < kVec; j += 2) {
     const float a = v[j], b = v[j + 1];
-    v[j] = __fadd_rn(__fmul_rn(a, c[j]), __fmul_rn(-b, s[j]));
-    v[j + 1] = __fadd_rn(__fmul_rn(b, c[j + 1]), __fmul_rn(a, s[j + 1]));
+    v[j] = __fadd_rn(__fmul_rn(a, r.c[j]), __fmul_rn(-b, r.s[j]));
+    v[j + 1] = __fadd_rn(__fmul_rn(b, r.c[j + 1]), __fmul_rn(a, r.s[j + 1]));
   }
 }
 
@@ -240,28 +248,50 @@ __global__ void __launch_bounds__(kRowThreads)
   load8(weight_q + lane * kVec, wq);
   load8(weight_k + lane * kVec, wk);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kGroupsPerBlock;
+  const int64_t group = threadIdx.x / kLanes;
+  // An item's place: its token's batch and row, and its lane's offset within the token.
+  struct Place {
+    int64_t b, s, within;
+  };
+  auto place_of = [&](int64_t item) {
+    const int64_t token = item / heads, h = item - token * heads;
+    const int64_t b = token / seq;
+    return Place{b, token - b * seq, h * head_dim + lane * kVec};
+  };
+  // The next item's q and k, loaded while this one is normed (their loads stay in flight across
+  // the group reductions); zeros past the end.
+  uint4 next_q = make_uint4(0, 0, 0, 0), next_k = next_q;
+  auto load_item = [&](int64_t item) {
+    if (item >= items) return;
+    const Place p = place_of(item);
+    const int64_t offset = p.b * in.batch + p.s * in.token + p.within;
+    next_q = load16(q + offset);
+    next_k = load16(k + offset);
+  };
+  load_item(static_cast<int64_t>(blockIdx.x) * kGroupsPerBlock + group);
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * kGroupsPerBlock; base < items;
        base += stride) {
-    const int64_t item = base + threadIdx.x / kLanes;
+    const int64_t item = base + group;
     const bool active = item < items;
-    const int64_t token = item / heads, h = item - token * heads;
-    const int64_t b = token / seq, s = token - b * seq;
-    const int64_t within = h * head_dim + lane * kVec;
-    const int64_t in_offset = b * in.batch + s * in.token + within;
-    float qv[kVec] = {}, kv[kVec] = {};
-    if (active) {
-      load8(q + in_offset, qv);
-      load8(k + in_offset, kv);
+    float qv[kVec], kv[kVec];
+    widen(next_q, qv);
+    widen(next_k, kv);
+    load_item(item + stride);
+    const Place p = place_of(item);
+    const bool rope = active && p.s < rope_rows;
+    RopeSlice slice{};
+    if (rope) {  // issued before the reductions too
+      const int64_t table = p.s * head_dim + lane * kVec;
+      slice = load_rope(cos + table, sin + table);
     }
     rms_norm_head<kLanes>(qv, wq, inv_dim, eps);
     rms_norm_head<kLanes>(kv, wk, inv_dim, eps);
     if (!active) continue;
-    if (s < rope_rows) {
-      const int64_t table = s * head_dim + lane * kVec;
-      rotate(qv, cos + table, sin + table);
-      rotate(kv, cos + table, sin + table);
+    if (rope) {
+      rotate(qv, slice);
+      rotate(kv, slice);
     }
-    const int64_t out_offset = b * out.batch + s * out.token + within;
+    const int64_t out_offset = p.b * out.batch + p.s * out.token + p.within;
     store8(q_out + out_offset, qv);
     store8(k_out + out_offset, kv);
   }

@@ -172,6 +172,9 @@ TEST_F(FusedKernelsGpu, QkRmsNormRopeEqualsTheAtenChain) {
       {24, 128, 40, {0, 0, 0}, {}},              // text stream: norm only
       {2, 16, 30, {2, 3, 4}, {4, 6, 6}},         // the tiny preset
       {4, 64, 33, {2, 3, 4}, {16, 24, 24}},
+      // More items than resident groups: each group walks items, loading the next while it
+      // norms this one; image rows, then text rows without RoPE.
+      {24, 128, 1040, {4, 10, 25}, {16, 56, 56}},
   };
   for (const auto& c : cases) {
     const int64_t rope_rows = c.grid[0] * c.grid[1] * c.grid[2];
