@@ -9,7 +9,10 @@
 // 3·3072) into its send buffer [4, 1, 29,750, 3, 6, 128] on one rank at 720x1280x129.
 // group_norm_silu: GroupNorm (32 groups) + SiLU of the HunyuanVideo VAE decoder's widest
 // activation, one 256x256 tile of 65 frames at 128 channels [1, 128, 65, 256, 256] (GB/s counts
-// one read and one write).
+// one read and one write). gelu_tanh_fp8: the single block's MLP input to proj_out,
+// e4m3 rows of [attention | GELU-tanh(proj_mlp)] (3072 + 12,288 columns, 25,696 rows);
+// quantize_rows_fp8: the e4m3 rows of one [25,696 x 3072] bf16 activation (GB/s: the bf16 read
+// and the e4m3 write).
 #include <benchmark/benchmark.h>
 
 #include <functional>
@@ -19,6 +22,7 @@
 #include "models/common/embeddings.h"
 #include "models/common/norms.h"
 #include "optimizations/kernels/fused.h"
+#include "optimizations/kernels/fused_fp8.h"
 #include "optimizations/kernels/group_norm.h"
 #include "optimizations/kernels/strided_copy.h"
 #include "optimizations/parallel/context_parallel.h"
@@ -154,6 +158,33 @@ void group_norm_silu(benchmark::State& state, bool fused) {
   });
 }
 
+void gelu_tanh_fp8(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  constexpr int64_t kHidden = 4 * kDim;
+  auto attention = at::randn({1, kTokens, kDim}, bf16());
+  auto h = at::randn({1, kTokens, kHidden}, bf16());
+  if (fused && !ditbench::try_gelu_tanh_fp8(h, attention).fp8.values.defined()) {
+    return state.SkipWithError("the fused kernel declined");
+  }
+  time_on_gpu(state, double(kTokens) * (kDim + kHidden) * 3, [&] {
+    if (fused) {
+      benchmark::DoNotOptimize(ditbench::try_gelu_tanh_fp8(h, attention));
+    } else {
+      auto rows = at::cat({attention, at::gelu(h, "tanh")}, 2).view({kTokens, -1});
+      benchmark::DoNotOptimize(ditbench::quantize_rows_fp8(rows));
+    }
+  });
+}
+
+void quantize_rows_fp8(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  auto x = at::randn({kTokens, kDim}, bf16());
+  time_on_gpu(state, 1.5 * kActivationBytes, [&] {
+    benchmark::DoNotOptimize(fused ? ditbench::quantize_rows_fp8(x)
+                                   : ditbench::quantize_rows_fp8_aten(x));
+  });
+}
+
 int register_all() {
   using Fn = void (*)(benchmark::State&, bool);
   const std::pair<const char*, Fn> kernels[] = {{"layer_norm_modulate", layer_norm_modulate},
@@ -161,7 +192,9 @@ int register_all() {
                                                 {"qk_rms_norm_rope", qk_rms_norm_rope},
                                                 {"ring_merge", ring_merge},
                                                 {"ulysses_pack", ulysses_pack},
-                                                {"group_norm_silu", group_norm_silu}};
+                                                {"group_norm_silu", group_norm_silu},
+                                                {"gelu_tanh_fp8", gelu_tanh_fp8},
+                                                {"quantize_rows_fp8", quantize_rows_fp8}};
   for (const auto& [name, fn] : kernels) {
     for (bool fused : {true, false}) {
       const std::string id = std::string(name) + (fused ? "/fused" : "/aten_chain");

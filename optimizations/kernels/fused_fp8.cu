@@ -145,13 +145,24 @@ __global__ void __launch_bounds__(kLnThreads)
 
 // ---- GELU (tanh) ending in the row quantization, after an optional prefix ----
 
-// at::gelu(x, "tanh") on CUDA for bfloat16: float32 math, rounded once to bfloat16.
+// at::gelu(x, "tanh") on CUDA for bfloat16: 0.5 x (1 + tanh(u)) with u = sqrt(2 / pi) (x +
+// 0.044715 x^3) in float32, rounded once to bfloat16. tanh(u) is computed as 2 / (1 + e^(-2u)) - 1
+// with the hardware's base-2 exponential and reciprocal (each within a few float32 units in the
+// last place), and rounded to float32 as tanhf's result is, so 1 + tanh(u) cancels as ATen's does
+// for negative x (a multiple of 2^-24 there, 0 past u ~ -9); the bfloat16 results differ from
+// ATen's only where the two tanh differ in their last bit and that bit decides the rounding.
+// Eight arithmetic instructions and two special-function ones an element; tanhf takes ~25.
 __device__ __forceinline__ float gelu_tanh(float x) {
-  constexpr float kBeta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5);
-  constexpr float kKappa = 0.044715f;
-  const float cube = x * x * x;
-  const float inner = kBeta * (x + kKappa * cube);
-  return 0.5f * x * (1.f + tanhf(inner));
+  // -2u log2(e) = x (kLinear + kCubic x^2)
+  constexpr double kBeta = M_SQRT2 * M_2_SQRTPI * 0.5, kLog2e = 1.4426950408889634;
+  constexpr float kLinear = static_cast<float>(-2.0 * kBeta * kLog2e);
+  constexpr float kCubic = static_cast<float>(-2.0 * kBeta * kLog2e * 0.044715);
+  const float exponent = x * fmaf(kCubic, x * x, kLinear);
+  float power, inverse;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(power) : "f"(exponent));       // e^(-2u), inf past 2^128
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(inverse) : "f"(1.f + power));  // 0 for inf
+  const float tanh_u = fmaf(2.f, inverse, -1.f);                         // rounded once
+  return 0.5f * x * (1.f + tanh_u);
 }
 
 // Rows [prefix | gelu_tanh(h)], vector by vector (P a whole number of vectors).
@@ -163,12 +174,13 @@ struct PrefixGeluRows {
   const bf16* h;
   int64_t h_stride;
 
-  __device__ __forceinline__ uint4 load(int64_t row, int vec) const {
-    if (vec < prefix_vecs) {
-      return __ldcs(reinterpret_cast<const uint4*>(prefix + row * prefix_stride) + vec);
-    }
-    const uint4 raw =
-        __ldcs(reinterpret_cast<const uint4*>(h + row * h_stride) + (vec - prefix_vecs));
+  __device__ __forceinline__ uint4 fetch(int64_t row, int vec) const {
+    return vec < prefix_vecs
+               ? __ldcs(reinterpret_cast<const uint4*>(prefix + row * prefix_stride) + vec)
+               : __ldcs(reinterpret_cast<const uint4*>(h + row * h_stride) + (vec - prefix_vecs));
+  }
+  __device__ __forceinline__ uint4 finish(uint4 raw, int vec) const {
+    if (vec < prefix_vecs) return raw;
     float v[kVec];
     widen(raw, v);
 #pragma unroll
@@ -188,16 +200,7 @@ bool launch_layer_norm_modulate_fp8(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, 
                                     void* values, float* row_scale, int64_t batch, int64_t seq,
                                     int64_t dim, float eps, cudaStream_t stream) {
   constexpr auto kernel = layer_norm_modulate_quantize_kernel<kVecs>;
-  static const int64_t resident = [] {
-    int device = 0, sms = 0, per_sm = 0;
-    if (!fp8_rows::has_image<kernel>() || cudaGetDevice(&device) ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kLnThreads, 0)) {
-      cudaGetLastError();
-      return int64_t{0};
-    }
-    return static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
-  }();
+  static const int64_t resident = fp8_rows::resident_blocks<kernel>(kLnThreads);
   if (resident == 0) return false;
   // As many blocks as are resident at once, each walking rows with a grid stride (so the [B, D]
   // modulation rows are loaded once per batch), never more blocks than rows.

@@ -17,9 +17,10 @@ struct StridedRows {
   const T* x;
   int64_t row_stride;  // elements
 
-  __device__ __forceinline__ uint4 load(int64_t row, int vec) const {
+  __device__ __forceinline__ uint4 fetch(int64_t row, int vec) const {
     return __ldcs(reinterpret_cast<const uint4*>(x + row * row_stride) + vec);
   }
+  __device__ __forceinline__ uint4 finish(uint4 raw, int) const { return raw; }
 };
 
 // The general case (rows that are not 16-byte vectors, or too long to hold): one block per row,

@@ -5,8 +5,9 @@
 // round-to-nearest-even(clamp(x * (1 / scale), ±448)), the divisions and the product IEEE.
 //
 // A row is held in registers while its amax is reduced: a block of `threads` (a multiple of 32,
-// at most 1024) owns one row; thread t owns the 16-byte input vectors t, t + threads, ... of it,
-// kVecs of them at most. One read of the input, one write of the e4m3 values.
+// at most 1024) quantizes one row at a time; thread t owns the 16-byte input vectors t,
+// t + threads, ... of it, kVecs of them at most. One read of the input, one write of the e4m3
+// values.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -116,24 +117,43 @@ __device__ __forceinline__ void quantize_held_row(const Vec<E> (&v)[kVecs], int 
   }
 }
 
-// Row quantization of what a Source yields: one block per row, the whole row loaded into
-// registers first (every load in flight at once), then reduced and quantized. A Source has
-// `using Elem` (the element type of its vectors) and `uint4 load(int64_t row, int vec) const`,
-// the row's 16-byte vector `vec` holding the values the unfused producer would have stored.
+// Row quantization of what a Source yields: each block walks rows with a grid stride, holding a
+// whole row in registers (every load in flight at once) and issuing the next row's loads before
+// it transforms, reduces and quantizes this one, so they stay in flight across the block
+// reduction. A Source has `using Elem` (the element type of its vectors), `uint4 fetch(int64_t
+// row, int vec) const` (the row's raw 16-byte vector `vec`) and `uint4 finish(uint4 raw, int vec)
+// const` (from it, the vector of values the unfused producer would have stored).
 template <typename Source, int kVecs>
 __global__ void __launch_bounds__(kMaxThreads)
-    quantize_rows_held_kernel(Source source, int vecs, __nv_fp8_storage_t* __restrict__ out,
-                              float* __restrict__ scale) {
+    quantize_rows_held_kernel(Source source, int64_t rows, int vecs,
+                              __nv_fp8_storage_t* __restrict__ out, float* __restrict__ scale) {
   using E = typename Source::Elem;
   __shared__ float partial[kMaxWarps];
-  const int64_t row = blockIdx.x;
-  Vec<E> v[kVecs];
+  uint4 next[kVecs];
+  auto fetch = [&](int64_t row) {
 #pragma unroll
-  for (int i = 0; i < kVecs; ++i) {
-    const int c = threadIdx.x + i * blockDim.x;
-    v[i].raw = c < vecs ? source.load(row, c) : make_uint4(0, 0, 0, 0);
+    for (int i = 0; i < kVecs; ++i) {
+      const int c = threadIdx.x + i * blockDim.x;
+      next[i] = c < vecs && row < rows ? source.fetch(row, c) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  // Two rows of 8 vectors a thread would not fit in the 64 registers of 1024 threads: those
+  // rows (over 32,768 bfloat16 columns) are loaded when their turn comes.
+  constexpr bool kPrefetch = kVecs <= 4;
+  if (kPrefetch) fetch(blockIdx.x);
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    if (!kPrefetch) fetch(row);
+    Vec<E> v[kVecs];
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) v[i].raw = next[i];
+    if (kPrefetch) fetch(row + gridDim.x);
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      const int c = threadIdx.x + i * blockDim.x;
+      if (c < vecs) v[i].raw = source.finish(v[i].raw, c);
+    }
+    quantize_held_row<E, kVecs>(v, vecs, out + row * vecs * Vec<E>::kSize, scale + row, partial);
   }
-  quantize_held_row<E, kVecs>(v, vecs, out + row * vecs * Vec<E>::kSize, scale + row, partial);
 }
 
 // Threads per row for rows of `vecs` vectors at kVecs per thread: a multiple of 32.
@@ -154,16 +174,41 @@ bool has_image() {
   return ok;
 }
 
+// Blocks of `threads` threads of `kernel` resident at once on the current device (0 when this
+// build has no image of it or the runtime cannot say): the grid of a kernel whose blocks walk
+// rows with a grid stride.
+template <auto kernel>
+int64_t resident_blocks(int threads) {
+  static const int sms = [] {
+    int device = 0, count = 0;
+    if (!has_image<kernel>() || cudaGetDevice(&device) ||
+        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device)) {
+      cudaGetLastError();
+      return 0;
+    }
+    return count;
+  }();
+  int per_sm = 0;
+  if (sms == 0 || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0)) {
+    cudaGetLastError();
+    return 0;
+  }
+  return static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
+}
+
 // Launches quantize_rows_held_kernel for `rows` rows of `vecs` vectors with 4 vectors per thread
-// or, for rows longer than 4096 vectors, 8. Returns false (launching nothing) when the row is too
-// long to hold or this build has no kernel image for the device.
+// or, for rows longer than 4096 vectors, 8: as many blocks as are resident at once, never more
+// than rows. Returns false (launching nothing) when the row is too long to hold or this build has
+// no kernel image for the device.
 template <typename Source, int kVecs>
 bool launch_held_rows_as(const Source& source, int64_t rows, int64_t vecs, void* out, float* scale,
                          cudaStream_t stream) {
   constexpr auto kernel = quantize_rows_held_kernel<Source, kVecs>;
-  if (!has_image<kernel>()) return false;
-  kernel<<<static_cast<unsigned>(rows), threads_for(vecs, kVecs), 0, stream>>>(
-      source, static_cast<int>(vecs), static_cast<__nv_fp8_storage_t*>(out), scale);
+  const int threads = threads_for(vecs, kVecs);
+  const int64_t resident = resident_blocks<kernel>(threads);
+  if (resident == 0) return false;
+  kernel<<<static_cast<unsigned>(rows < resident ? rows : resident), threads, 0, stream>>>(
+      source, rows, static_cast<int>(vecs), static_cast<__nv_fp8_storage_t*>(out), scale);
   return true;
 }
 
@@ -171,7 +216,6 @@ template <typename Source>
 bool launch_held_rows(const Source& source, int64_t rows, int64_t vecs, void* out, float* scale,
                       cudaStream_t stream) {
   if (rows == 0 || vecs == 0) return true;
-  if (rows > 0x7fffffff) return false;
   if (vecs <= int64_t{kMaxThreads} * 4) {
     return launch_held_rows_as<Source, 4>(source, rows, vecs, out, scale, stream);
   }

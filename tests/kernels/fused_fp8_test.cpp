@@ -107,6 +107,12 @@ TEST_F(FusedFp8Cuda, GeluRowsMatchAtenGeluQuantized) {
   auto strided = try_gelu_tanh_fp8(part);
   ASSERT_TRUE(strided.fp8.values.defined());
   expect_nearly_bitwise(strided.fp8, quantize_rows_fp8(at::gelu(part, "tanh").reshape({-1, 1024})));
+  // HunyuanVideo's MLP width over more rows than blocks resident at once (each block walks
+  // rows, loading the next while it quantizes one).
+  auto mlp = (at::randn({2, 700, 12288}) * 3).to(gpu_bf16());
+  auto many = try_gelu_tanh_fp8(mlp);
+  ASSERT_TRUE(many.fp8.values.defined());
+  expect_nearly_bitwise(many.fp8, quantize_rows_fp8(at::gelu(mlp, "tanh").view({-1, 12288})));
 }
 
 // Every bfloat16 value below 2^127 in magnitude through the GELU rows, zeros and subnormals

@@ -115,10 +115,15 @@ TEST_F(Fp8RowsCuda, StridedAndMisalignedRowsMatchAten) {
 }
 
 TEST_F(Fp8RowsCuda, ManyRowsMatchAten) {
-  // Enough rows that every SM runs many blocks (and the grid is not a single wave).
+  // More rows than blocks resident at once, so each block walks several, loading the next while
+  // it quantizes one: 3072 columns (96 threads a row), 15,360 (480 threads, two blocks an SM),
+  // 40,000 (8 vectors a thread, loaded in turn).
   at::manual_seed(11);
-  auto rows = (at::randn({4099, 3072}) * at::rand({4099, 1}) * 20).to(at::kBFloat16).cuda();
-  expect_matches_aten(rows, "4099 x 3072");
+  for (auto [count, cols] :
+       {std::pair<int64_t, int64_t>{4099, 3072}, {1100, 15360}, {600, 40000}}) {
+    auto rows = (at::randn({count, cols}) * at::rand({count, 1}) * 20).to(at::kBFloat16).cuda();
+    expect_matches_aten(rows, std::to_string(count) + " x " + std::to_string(cols));
+  }
 }
 
 #ifdef DITBENCH_HAS_CUDA
