@@ -48,6 +48,11 @@ at::Tensor linear_gated_residual(Linear& linear, const QuantizedActivation& h, c
   return out.defined() ? out : gated_residual(x, gate, linear->forward_quantized(h));
 }
 
+at::Tensor linear_gated_residual(Linear& linear, const at::Tensor& h, const at::Tensor& x,
+                                 const at::Tensor& gate) {
+  return linear_gated_residual(linear, quantize_for(h, {linear.get()}), x, gate);
+}
+
 at::Tensor FeedForwardImpl::gelu_then_out(const at::Tensor& h, const at::Tensor& residual,
                                           const at::Tensor& gate) {
   if (out->takes_fp8()) {

@@ -88,6 +88,9 @@ at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at:
 // product never written).
 at::Tensor linear_gated_residual(Linear& linear, const QuantizedActivation& h, const at::Tensor& x,
                                  const at::Tensor& gate);
+// The same for a bfloat16 input h [B, S, in], quantized for the Linear as its forward would.
+at::Tensor linear_gated_residual(Linear& linear, const at::Tensor& h, const at::Tensor& x,
+                                 const at::Tensor& gate);
 
 // An nn.ModuleList([Linear, Dropout]) output projection: only index 0 owns keys ("to_out.0").
 class OutProjectionImpl : public torch::nn::Module {

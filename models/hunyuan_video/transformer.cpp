@@ -143,9 +143,10 @@ HunyuanVideoAttentionImpl::HunyuanVideoAttentionImpl(int64_t heads, int64_t head
   qkv_ = LinearGroup({to_q, to_k, to_v});
 }
 
-std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
-    const QuantizedActivation& xa, const QuantizedActivation& ca, const at::Tensor& key_mask,
-    const at::Tensor& cos, const at::Tensor& sin) {
+at::Tensor HunyuanVideoAttentionImpl::attend_dual(const QuantizedActivation& xa,
+                                                  const QuantizedActivation& ca,
+                                                  const at::Tensor& key_mask, const at::Tensor& cos,
+                                                  const at::Tensor& sin) {
   const int64_t n = xa.shape.at(1), l = ca.shape.at(1);
   at::Tensor q, k, v;  // joint sequence [image, text]: [B, N + L, H, Dh]
   if (qkv_.serves(xa) && added_qkv_.serves(ca)) {
@@ -183,8 +184,7 @@ std::pair<at::Tensor, at::Tensor> HunyuanVideoAttentionImpl::forward_dual(
   }
   // Attention layout [B, H, N + L, Dh] (views).
   auto out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask);
-  out = out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, N + L, D]
-  return {to_out(out.narrow(1, 0, n)), to_add_out(out.narrow(1, n, l))};
+  return out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, N + L, D]
 }
 
 at::Tensor HunyuanVideoAttentionImpl::forward_single(const QuantizedActivation& joint_in,
@@ -311,9 +311,12 @@ std::pair<at::Tensor, at::Tensor> HunyuanVideoTransformerBlockImpl::forward(
   auto nx = ada_norm_for(norm1, x, temb, 6, {attn->to_q.get(), attn->to_k.get(), attn->to_v.get()});
   auto nc = ada_norm_for(norm1_context, c, temb, 6,
                          {attn->add_q_proj.get(), attn->add_k_proj.get(), attn->add_v_proj.get()});
-  auto [ax, ac] = attn->forward_dual(nx.x, nc.x, key_mask, cos, sin);
-  auto x1 = gated_residual(x, nx.chunks[2], ax);
-  auto c1 = gated_residual(c, nc.chunks[2], ac);
+  auto o = attn->attend_dual(nx.x, nc.x, key_mask, cos, sin);  // [B, N + L, D]
+  const int64_t n = x.size(1), l = c.size(1);
+  // x + gate_msa ⊙ to_out(o's image rows), c likewise with to_add_out: for an fp8_dynamic
+  // to_out the residual is added in the GEMM's epilogue where it serves.
+  auto x1 = linear_gated_residual(attn->to_out->linear, o.narrow(1, 0, n), x, nx.chunks[2]);
+  auto c1 = linear_gated_residual(attn->to_add_out, o.narrow(1, n, l), c, nc.chunks[2]);
   // The MLPs' inputs, as e4m3 rows from the LayerNorm kernel itself for an fp8_dynamic net.0.
   auto mx = norm_modulate_for(x1, nx.chunks[3], nx.chunks[4], {ff->act_proj->proj.get()});
   auto mc = norm_modulate_for(c1, nc.chunks[3], nc.chunks[4], {ff_context->act_proj->proj.get()});

@@ -50,11 +50,11 @@ class HunyuanVideoAttentionImpl : public torch::nn::Module {
   // The inputs come as QuantizedActivation (optimizations/quant/quant.h): the q, k and v
   // projections read the bfloat16 activation, or, those on fp8_dynamic, its e4m3 rows quantized
   // once for all three (and for the single block's MLP projection).
-  // Dual stream. x: [B, N, D], c: [B, L, D] -> (x_out [B, N, D], c_out [B, L, D])
-  std::pair<at::Tensor, at::Tensor> forward_dual(const QuantizedActivation& x,
-                                                 const QuantizedActivation& c,
-                                                 const at::Tensor& key_mask, const at::Tensor& cos,
-                                                 const at::Tensor& sin);
+  // Dual stream, before the output projections (to_out on the image rows, to_add_out on the
+  // text rows, which the block runs with its gated residuals). x: [B, N, D], c: [B, L, D] ->
+  // the joint attention output [B, N + L, D], image rows first.
+  at::Tensor attend_dual(const QuantizedActivation& x, const QuantizedActivation& c,
+                         const at::Tensor& key_mask, const at::Tensor& cos, const at::Tensor& sin);
   // Single stream over the joint sequence [image N, text]. joint: [B, S, D] -> [B, S, D]
   at::Tensor forward_single(const QuantizedActivation& joint, int64_t num_image_tokens,
                             const at::Tensor& key_mask, const at::Tensor& cos,

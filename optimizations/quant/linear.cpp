@@ -87,7 +87,7 @@ at::Tensor LinearImpl::forward_gated_residual(const QuantizedActivation& x,
       rows.values.size(0) != batch * tokens || rows.scale.numel() != batch * tokens) {
     return {};
   }
-  const auto choice = fp8_gemm_choice(tokens, out_features_, in_features_);
+  const auto choice = fp8_gemm_choice(tokens, out_features_, in_features_, true);
   if (choice.kernel != kFp8GemmGatedResidualTiles || choice.quant_sms > 0) return {};
   // Each sample's operands 16-byte aligned as the first's: its scales, gate and residual rows.
   if (batch > 1 && (tokens % 4 != 0 || gate.stride(0) % 8 != 0)) return {};

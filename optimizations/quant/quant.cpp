@@ -112,7 +112,7 @@ at::Tensor fp8_linear_emulated(const at::Tensor& x, const Fp8Rows& weight, const
   return fp8_linear_emulated(quantize_rows_fp8(x), x.scalar_type(), weight, bias);
 }
 
-Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k) {
+Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k, bool gated_residual) {
   (void)n;
   Fp8GemmChoice choice;
   const char* gemm = std::getenv("DITBENCH_FP8_GEMM");
@@ -127,10 +127,12 @@ Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k) {
 #undef DITBENCH_FP8_GEMM_LIST
       throw InputError("DITBENCH_FP8_GEMM: unknown FP8 GEMM '" + name + "' (known: " + known + ")");
     }
-  } else if (m >= 1024 && k >= 8192) {
+  } else if (m >= 1024 && (k >= 8192 || gated_residual)) {
     // Measured on an H100 at HunyuanVideo's shapes (bench_linear, bench/RESULTS.md): cuBLASLt's
-    // kernel leads where K is 3072, the CUTLASS 128x256 tiles where K is 12,288 or 15,360. Small
-    // products stay with cuBLASLt too: a persistent kernel of large tiles would idle most SMs.
+    // kernel leads where K is 3072, the CUTLASS 128x256 tiles where K is 12,288 or 15,360; with
+    // a residual to add, those tiles at K = 3072 too, their epilogue saving the separate pass
+    // (the 480p step). Small products stay with cuBLASLt: a persistent kernel of large tiles
+    // would idle most SMs.
     choice.kernel = Fp8GemmKernel::coop_128x256_c2x1;
   }
   if (!choice.kernel) return choice;

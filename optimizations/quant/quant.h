@@ -92,13 +92,16 @@ at::Tensor fp8_linear_aten_scaled_mm(const Fp8Rows& x, at::ScalarType out_dtype,
 // quantize it beside the GEMM (fp8_linear_overlapped; 0, the default: quantize first, which is
 // faster on an H100, bench/RESULTS.md). The kernel by shape, unless the environment says
 // otherwise: DITBENCH_FP8_GEMM names "scaled_mm" or a kernel of fp8_gemm.h,
-// DITBENCH_FP8_QUANT_SMS an even number of SMs or 0 (an InputError for anything else).
+// DITBENCH_FP8_QUANT_SMS an even number of SMs or 0 (an InputError for anything else). With
+// gated_residual, for a product whose caller adds it to a residual: the gated-residual kernel's
+// tiles (kFp8GemmGatedResidualTiles) for every large product, K = 3072 included, where its
+// epilogue saves the residual's separate pass.
 struct Fp8GemmChoice {
   std::optional<Fp8GemmKernel> kernel;
   Fp8GemmSchedule schedule;
   int quant_sms = 0;
 };
-Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k);
+Fp8GemmChoice fp8_gemm_choice(int64_t m, int64_t n, int64_t k, bool gated_residual = false);
 // x times weight^T through `kernel`: the same numbers as fp8_linear_scaled_mm up to float32
 // summation order, or an undefined tensor when the kernel cannot serve these operands (a build
 // without CUTLASS, not a compute capability 9.0 GPU, K or N not a multiple of 16, operands not

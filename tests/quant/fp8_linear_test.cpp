@@ -348,6 +348,14 @@ TEST(Fp8Quant, GemmChoiceFollowsTheEnvironment) {
   EXPECT_FALSE(fp8_gemm_choice(96, 64, 256).kernel.has_value());
   EXPECT_FALSE(fp8_gemm_choice(25696, 9216, 3072).kernel.has_value());
   EXPECT_TRUE(fp8_gemm_choice(25696, 3072, 12288).kernel.has_value());
+  // A product added to a residual takes the gated-residual kernel's tiles at K = 3072 too, small
+  // products excepted, and whatever the environment names.
+  EXPECT_EQ(fp8_gemm_choice(25440, 3072, 3072, true).kernel, kFp8GemmGatedResidualTiles);
+  EXPECT_EQ(fp8_gemm_choice(25440, 3072, 12288, true).kernel, kFp8GemmGatedResidualTiles);
+  EXPECT_FALSE(fp8_gemm_choice(256, 3072, 3072, true).kernel.has_value());
+  ::setenv("DITBENCH_FP8_GEMM", "scaled_mm", 1);
+  EXPECT_FALSE(fp8_gemm_choice(25440, 3072, 3072, true).kernel.has_value());
+  ::unsetenv("DITBENCH_FP8_GEMM");
 }
 
 // Activations are quantized first unless DITBENCH_FP8_QUANT_SMS asks for the quantization
