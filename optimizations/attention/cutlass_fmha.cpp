@@ -4,6 +4,8 @@
 #include <string>
 
 #include "models/common/error.h"
+#include "optimizations/kernels/attention_merge.h"
+#include "optimizations/kernels/fused.h"
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -45,6 +47,69 @@ FmhaProblem problem_of(const at::Tensor& q, const at::Tensor& k, const at::Tenso
   p.out_batch_stride = o.batch_stride;
   p.lse = lse.data_ptr<float>();
   return p;
+}
+#endif
+
+constexpr int64_t kTileQueries = 128, kKeyBlock = 128;
+
+#ifdef DITBENCH_HAS_CUDA
+// The plan for `problem` on the current device, unless DITBENCH_FMHA_SPLIT_TAIL=0 or the merge
+// kernel is switched off.
+FmhaTailSplit default_split(const FmhaProblem& problem) {
+  const char* env = std::getenv("DITBENCH_FMHA_SPLIT_TAIL");
+  if ((env != nullptr && std::string(env) == "0") || !fused_kernels_enabled()) return {};
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  return plan_fmha_tail_split(problem.batch, problem.heads, problem.queries, problem.keys, sms);
+}
+
+bool split_fits(const FmhaTailSplit& split, const FmhaProblem& problem) {
+  return split.parts > 1 && split.parts <= 16 && problem.batch == 1 && split.main_queries > 0 &&
+         split.main_queries % kTileQueries == 0 && split.main_queries < problem.queries &&
+         problem.keys % split.parts == 0;
+}
+
+// Runs `problem` (batch 1, checked) as `split` says: the main queries in one launch into out's
+// rows, the rest against each key chunk (a launch of batch `parts`, the rest's queries copied
+// once per chunk), merged into out's remaining rows. Returns the lse [1, H, Sq] when asked.
+at::Tensor run_split(const FmhaProblem& problem, const FmhaTailSplit& split, const at::Tensor& q,
+                     const at::Tensor& out, bool need_lse, FmhaVariant variant) {
+  const auto stream = at::cuda::getCurrentCUDAStream().stream();
+  const int64_t heads = problem.heads, main = split.main_queries;
+  const int64_t rest = problem.queries - main, parts = split.parts;
+  const auto f32 = q.options().dtype(at::kFloat);
+  auto main_lse = at::empty({1, heads, main}, f32);
+  FmhaProblem first = problem;
+  first.queries = main;
+  first.lse = main_lse.data_ptr<float>();
+  // The rest: `parts` problems of the same queries against consecutive key chunks.
+  auto rest_q = at::empty({parts, rest, heads, problem.head_dim}, q.options());  // [P, R, H, D]
+  rest_q.copy_(q.narrow(2, main, rest).transpose(1, 2).expand({parts, -1, -1, -1}));
+  auto rest_out = at::empty_like(rest_q);                // [P, R, H, D]
+  auto rest_lse = at::empty({parts, heads, rest}, f32);  // [P, H, R]
+  FmhaProblem second = problem;
+  second.batch = parts, second.queries = rest, second.keys = problem.keys / parts;
+  second.q = operand_of(rest_q.transpose(1, 2));
+  second.k.batch_stride = second.keys * problem.k.token_stride;
+  second.v.batch_stride = second.keys * problem.v.token_stride;
+  second.out = rest_out.data_ptr();
+  second.out_token_stride = heads * problem.head_dim, second.out_head_stride = problem.head_dim;
+  second.out_batch_stride = rest * heads * problem.head_dim;
+  second.lse = rest_lse.data_ptr<float>();
+  for (const auto* launch : {&first, &second}) {
+    auto why = fmha_sm90_check(*launch);
+    if (why.empty()) why = fmha_sm90_forward(*launch, variant, stream);
+    if (!why.empty()) throw std::runtime_error(backend_name() + " (split tail): " + why);
+  }
+  std::vector<at::Tensor> outs, lses;
+  for (int64_t i = 0; i < parts; ++i) {
+    outs.push_back(rest_out.narrow(0, i, 1).transpose(1, 2));  // [1, H, R, D]
+    lses.push_back(rest_lse.narrow(0, i, 1));                  // [1, H, R]
+  }
+  auto merged = try_merge_attention_parts(outs, lses, out.narrow(2, main, rest));
+  if (!merged.first.defined()) {
+    throw std::runtime_error(backend_name() + ": the merge of the split tail did not run");
+  }
+  return need_lse ? at::cat({main_lse, merged.second}, 2) : at::Tensor();
 }
 #endif
 
@@ -106,9 +171,32 @@ class CutlassFmhaBackend : public AttentionBackend {
 
 }  // namespace
 
+FmhaTailSplit plan_fmha_tail_split(int64_t batch, int64_t heads, int64_t queries, int64_t keys,
+                                   int64_t sms) {
+  const int64_t query_tiles = (queries + kTileQueries - 1) / kTileQueries;
+  const int64_t tiles = query_tiles * heads;
+  if (batch != 1 || sms <= 0 || tiles < 4 * sms || tiles % sms == 0) return {};
+  auto rounds = [sms](int64_t n) { return static_cast<double>((n + sms - 1) / sms); };
+  const double blocks = static_cast<double>(keys) / kKeyBlock;  // a whole tile's key blocks
+  // The main launch: the most whole query tiles (of every head) within its full rounds.
+  const int64_t main_tiles = tiles / sms * sms / heads;
+  if (main_tiles == 0) return {};
+  const int64_t rest_tiles = (query_tiles - main_tiles) * heads;
+  FmhaTailSplit best;
+  double best_cost = rounds(tiles);  // one launch
+  for (int64_t parts = 2; parts <= 16; ++parts) {
+    if (keys % parts != 0 || keys / parts < 1024) continue;
+    const double tile = (blocks / parts + 2) / blocks;  // in whole tiles
+    const double cost =
+        rounds(main_tiles * heads) + rounds(rest_tiles * parts) * tile + 16 / blocks;
+    if (cost < best_cost) best = {main_tiles * kTileQueries, parts}, best_cost = cost;
+  }
+  return best;
+}
+
 LocalAttentionResult cutlass_fmha_attention(const at::Tensor& q, const at::Tensor& k,
-                                            const at::Tensor& v, bool need_lse,
-                                            FmhaVariant variant) {
+                                            const at::Tensor& v, bool need_lse, FmhaVariant variant,
+                                            std::optional<FmhaTailSplit> split) {
 #ifdef DITBENCH_HAS_CUDA
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "cutlass_fmha: q, k, v must be 4-d");
   for (const auto* x : {&q, &k, &v}) {
@@ -135,14 +223,20 @@ LocalAttentionResult cutlass_fmha_attention(const at::Tensor& q, const at::Tenso
     why = fmha_sm90_check(problem);
     if (!why.empty()) throw Unsupported(backend_name() + ": " + why);
   }
-  why = fmha_sm90_forward(problem, variant, at::cuda::getCurrentCUDAStream().stream());
-  if (!why.empty()) throw std::runtime_error(backend_name() + ": " + why);
+  const auto tail = split ? *split : default_split(problem);
+  if (split_fits(tail, problem)) {
+    auto split_lse = run_split(problem, tail, q_in, out, need_lse, variant);
+    if (need_lse) lse = split_lse;
+  } else {
+    why = fmha_sm90_forward(problem, variant, at::cuda::getCurrentCUDAStream().stream());
+    if (!why.empty()) throw std::runtime_error(backend_name() + ": " + why);
+  }
   LocalAttentionResult result{out, {}};
   if (padded != queries) result.out = out.narrow(2, 0, queries);
   if (need_lse) result.lse = padded != queries ? lse.narrow(2, 0, queries) : lse;
   return result;
 #else
-  (void)q, (void)k, (void)v, (void)need_lse, (void)variant;
+  (void)q, (void)k, (void)v, (void)need_lse, (void)variant, (void)split;
   throw Unsupported(backend_name() + " needs a CUDA build of ditbench");
 #endif
 }

@@ -33,7 +33,8 @@ bool aligned16(const at::Tensor& t) {
 #endif
 
 std::pair<at::Tensor, at::Tensor> try_merge_attention_parts(const std::vector<at::Tensor>& outs,
-                                                            const std::vector<at::Tensor>& lses) {
+                                                            const std::vector<at::Tensor>& lses,
+                                                            const at::Tensor& into) {
 #ifdef DITBENCH_HAS_CUDA
   if (outs.empty() || outs.size() != lses.size() || outs.size() > kMaxMergeParts) return {};
   const auto& first = outs[0];
@@ -58,8 +59,13 @@ std::pair<at::Tensor, at::Tensor> try_merge_attention_parts(const std::vector<at
     parts.lse[parts.count] = bhsd_of(lse);
     ++parts.count;
   }
+  if (into.defined() &&
+      (into.sizes() != first.sizes() || into.scalar_type() != first.scalar_type() ||
+       into.device() != first.device() || into.stride(3) != 1)) {
+    return {};
+  }
   c10::cuda::CUDAGuard guard(first.device());
-  auto out = at::empty_like(first);  // outs[0]'s layout where it is dense
+  auto out = into.defined() ? into : at::empty_like(first);  // outs[0]'s layout where it is dense
   if (out.stride(3) != 1) out = at::empty(first.sizes(), first.options());
   vector = vector && aligned16(out);
   auto lse = at::empty(rows, first.options().dtype(at::kFloat));
@@ -70,7 +76,7 @@ std::pair<at::Tensor, at::Tensor> try_merge_attention_parts(const std::vector<at
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {out, lse};
 #else
-  (void)outs, (void)lses;
+  (void)outs, (void)lses, (void)into;
   return {};
 #endif
 }

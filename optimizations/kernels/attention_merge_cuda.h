@@ -12,7 +12,7 @@
 
 namespace ditbench {
 
-constexpr int kMaxMergeParts = 8;
+constexpr int kMaxMergeParts = 16;
 
 // The parts, attention over disjoint key blocks for the same queries: out[i] [B, H, S, D] with
 // unit stride over D, lse[i] [B, H, S] float32 (its Bhsd with dim 1).

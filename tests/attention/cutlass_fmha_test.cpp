@@ -6,12 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdlib>
 
 #include "models/common/error.h"
 #include "test_util.h"
 
 #ifdef DITBENCH_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -52,6 +54,29 @@ TEST(CutlassFmha, UnknownKernelNameIsAnInputErrorNamingTheKnownOnes) {
               "DITBENCH_FMHA_KERNEL: unknown FMHA kernel 'coop_64x64' (known: coop_128x128, "
               "pingpong_128x128)");
   }
+}
+
+// The tail split's plan in tile rounds, derived by hand. HunyuanVideo 480x848x61 on 132 SMs:
+// 201 query tiles x 24 heads = 4824 tiles, 36.5 rounds; the main launch takes 198 query tiles
+// (4752 tiles, 36 full rounds), the other 72 tiles split 11 ways (2336 keys each) fill 6 rounds
+// of 0.10 tile: 36 + 0.61 + 0.08 against 37. Among 2..16 chunks dividing 25,696 keys, 8 (5
+// rounds of 0.135) and 16 (9 of 0.072) finish later.
+TEST(CutlassFmha, TailSplitPlanFillsTheLastRound) {
+  auto p480 = plan_fmha_tail_split(1, 24, 25696, 25696, 132);
+  EXPECT_EQ(p480.main_queries, 198 * 128);
+  EXPECT_EQ(p480.parts, 11);
+  // 720x1280x129 (119,056 tokens): 931 x 24 = 22,344 tiles; the main launch 929 query tiles
+  // (22,296 tiles, 169 rounds); 48 tiles left. 119,056 = 16 * 7 * 1063: 8 chunks take 3 rounds
+  // of 0.127 tile (0.38), 16 take 6 of 0.065 (0.39), 7 take 3 of 0.145 (0.44).
+  auto p720 = plan_fmha_tail_split(1, 24, 119056, 119056, 132);
+  EXPECT_EQ(p720.main_queries, 929 * 128);
+  EXPECT_EQ(p720.parts, 8);
+  // No split: batch 2, a last round without idle SMs (55 query tiles x 24 heads = 10 rounds),
+  // fewer than 4 rounds, keys that no 2..16 chunks of 1024 or more divide (25,693 is prime).
+  EXPECT_EQ(plan_fmha_tail_split(2, 24, 25696, 25696, 132).parts, 1);
+  EXPECT_EQ(plan_fmha_tail_split(1, 24, 55 * 128, 25696, 132).parts, 1);
+  EXPECT_EQ(plan_fmha_tail_split(1, 2, 333, 333, 132).parts, 1);
+  EXPECT_EQ(plan_fmha_tail_split(1, 24, 25693, 25693, 132).parts, 1);
 }
 
 // q [B, H, Sq, D] and k, v [B, H, Sk, D] as column ranges of packed projections
@@ -110,6 +135,52 @@ TEST(CutlassFmhaCuda, OperandsItCannotReadInPlaceAreCopiedFirst) {
   EXPECT_TRUE(at::equal(copied.lse, aligned.lse));
 }
 
+// The split tail (the last queries against equal key chunks, merged by log-sum-exp) against the
+// reference and against one launch, forced on small problems (chunks ending inside a key block,
+// 11 and 16 chunks) and as planned on one where the plan splits on an H100 or H200.
+TEST(CutlassFmhaCuda, SplitTailMatchesTheReferenceAndOneLaunch) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  auto check = check_backend("cutlass_fmha", at::Device(at::kCUDA, 0), at::kBFloat16, 128, false);
+  if (!check.ok) GTEST_SKIP() << check.reason;
+  // (queries, keys, main queries, parts)
+  const std::vector<std::array<int64_t, 4>> cases{
+      {1000, 1100, 768, 4}, {1000, 1100, 896, 11}, {333, 1600, 128, 16}};
+  for (const auto& [queries, keys, main, parts] : cases) {
+    SCOPED_TRACE(std::to_string(queries) + "x" + std::to_string(keys) + " split " +
+                 std::to_string(main) + "/" + std::to_string(parts));
+    auto in = packed_inputs(1, 3, queries, keys);
+    auto ref = math_attention(in.q, in.k, in.v, {}, true);
+    auto one = cutlass_fmha_attention(in.q, in.k, in.v, true, kFmhaDefaultVariant, FmhaTailSplit{});
+    auto got = cutlass_fmha_attention(in.q, in.k, in.v, true, kFmhaDefaultVariant,
+                                      FmhaTailSplit{main, parts});
+    ASSERT_EQ(got.out.sizes(), in.q.sizes());
+    EXPECT_LT(rel_error(got.out, ref.out), 1e-2);
+    EXPECT_LT((got.lse - ref.lse).abs().max().item<double>(), 2e-2);
+    // The main queries are one launch's rows, bit for bit; the rest within bf16 rounding.
+    EXPECT_TRUE(at::equal(got.out.narrow(2, 0, main), one.out.narrow(2, 0, main)));
+    EXPECT_LT(rel_error(got.out, one.out), 4e-3);
+    EXPECT_LT((got.lse - one.lse).abs().max().item<double>(), 1e-3);
+    // Without the lse asked for: the same output.
+    auto no_lse = cutlass_fmha_attention(in.q, in.k, in.v, false, kFmhaDefaultVariant,
+                                         FmhaTailSplit{main, parts});
+    EXPECT_TRUE(at::equal(no_lse.out, got.out));
+  }
+  // As planned: 2900 queries x 24 heads (552 tiles, 4.2 rounds on 132 SMs), 16,384 keys.
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  if (plan_fmha_tail_split(1, 24, 2900, 16384, sms).parts == 1) GTEST_SKIP() << sms << " SMs";
+  auto in = packed_inputs(1, 24, 2900, 16384);
+  auto planned = cutlass_fmha_attention(in.q, in.k, in.v, true);
+  auto one = cutlass_fmha_attention(in.q, in.k, in.v, true, kFmhaDefaultVariant, FmhaTailSplit{});
+  EXPECT_FALSE(at::equal(planned.out, one.out));  // the tail did run split
+  EXPECT_LT(rel_error(planned.out, one.out), 4e-3);
+  EXPECT_LT((planned.lse - one.lse).abs().max().item<double>(), 1e-3);
+  // Switched off, one launch.
+  setenv("DITBENCH_FMHA_SPLIT_TAIL", "0", 1);
+  auto off = cutlass_fmha_attention(in.q, in.k, in.v, true);
+  unsetenv("DITBENCH_FMHA_SPLIT_TAIL");
+  EXPECT_TRUE(at::equal(off.out, one.out));
+}
+
 TEST(CutlassFmhaCuda, ReplaysOfACapturedCallComputeWhatTheEagerCallDoes) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   auto check = check_backend("cutlass_fmha", at::Device(at::kCUDA, 0), at::kBFloat16, 128, false);
@@ -130,6 +201,20 @@ TEST(CutlassFmhaCuda, ReplaysOfACapturedCallComputeWhatTheEagerCallDoes) {
     EXPECT_TRUE(at::equal(captured.out, eager.out)) << "seed " << seed;
     EXPECT_TRUE(at::equal(captured.lse, eager.lse)) << "seed " << seed;
   }
+  // The split tail captured: its copy, two launches and merge replay as run eagerly.
+  const FmhaTailSplit split{256, 3};
+  cutlass_fmha_attention(input.q, input.k, input.v, true, kFmhaDefaultVariant, split);
+  at::cuda::CUDAGraph split_graph;
+  split_graph.capture_begin();
+  auto split_captured =
+      cutlass_fmha_attention(input.q, input.k, input.v, true, kFmhaDefaultVariant, split);
+  split_graph.capture_end();
+  auto fresh = packed_inputs(1, 2, 333, 333, 23);
+  input.q.copy_(fresh.q), input.k.copy_(fresh.k), input.v.copy_(fresh.v);
+  split_graph.replay();
+  auto eager = cutlass_fmha_attention(fresh.q, fresh.k, fresh.v, true, kFmhaDefaultVariant, split);
+  EXPECT_TRUE(at::equal(split_captured.out, eager.out));
+  EXPECT_TRUE(at::equal(split_captured.lse, eager.lse));
 #endif
 }
 

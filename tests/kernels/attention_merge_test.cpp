@@ -92,7 +92,7 @@ std::pair<LocalAttentionResult, LocalAttentionResult> kernel_and_fold(
 
 TEST_F(AttentionMergeGpu, EqualsAttentionOverAllKeysAndTheFoldInEveryDtypeAndLayout) {
   for (auto dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
-    for (int count : {2, 3, 4, 8}) {
+    for (int count : {2, 3, 4, 8, 11, 16}) {
       for (int64_t D : {int64_t{128}, int64_t{36}}) {  // 36: no 16-byte rows in 16-bit dtypes
         for (bool token_major : {true, false}) {
           SCOPED_TRACE(std::string(c10::toString(dtype)) + " parts " + std::to_string(count) +
@@ -152,6 +152,29 @@ TEST_F(AttentionMergeGpu, MaskedBlocksContributeNothingAndFullyMaskedRowsAreZero
   EXPECT_TRUE(at::equal(at::isneginf(kernel.lse), at::isneginf(fold.lse)));
 }
 
+// Written into a given tensor (a row range of a token-major buffer, as the FMHA's split tail
+// writes its queries' rows): the same values as into a tensor of its own, nothing else touched.
+TEST_F(AttentionMergeGpu, WritesIntoAGivenRowRange) {
+  auto blocks = attention_blocks(1, 2, 6, 128, 3, 5);
+  std::vector<at::Tensor> outs, lses;
+  for (const auto& p : blocks.parts) {
+    auto part = as_kernel_output(p, at::kBFloat16, at::kCUDA, true);
+    outs.push_back(part.out);
+    lses.push_back(part.lse);
+  }
+  auto own = try_merge_attention_parts(outs, lses);
+  ASSERT_TRUE(own.first.defined());
+  auto buffer = at::full({1, 10, 2, 128}, 7.0, outs[0].options());  // [B, S, H, D]
+  auto rows = buffer.narrow(1, 3, 6).transpose(1, 2);               // [B, H, 6, D] view
+  auto written = try_merge_attention_parts(outs, lses, rows);
+  ASSERT_TRUE(written.first.defined());
+  EXPECT_EQ(written.first.data_ptr(), rows.data_ptr());
+  EXPECT_TRUE(at::equal(rows, own.first));
+  EXPECT_TRUE(at::equal(written.second, own.second));
+  EXPECT_TRUE(at::equal(buffer.narrow(1, 0, 3), at::full_like(buffer.narrow(1, 0, 3), 7.0)));
+  EXPECT_TRUE(at::equal(buffer.narrow(1, 9, 1), at::full_like(buffer.narrow(1, 9, 1), 7.0)));
+}
+
 TEST_F(AttentionMergeGpu, DeclinesWhatItCannotServe) {
   auto blocks = attention_blocks(1, 2, 4, 16, 2, 3);
   auto a = as_kernel_output(blocks.parts[0], at::kBFloat16, at::kCUDA, false);
@@ -162,8 +185,11 @@ TEST_F(AttentionMergeGpu, DeclinesWhatItCannotServe) {
       try_merge_attention_parts({a.out, b.out}, {a.lse, b.lse.to(at::kHalf)}).first.defined());
   EXPECT_FALSE(
       try_merge_attention_parts({a.out, b.out.narrow(2, 0, 3)}, {a.lse, b.lse}).first.defined());
-  std::vector<at::Tensor> nine_outs(9, a.out), nine_lses(9, a.lse);
-  EXPECT_FALSE(try_merge_attention_parts(nine_outs, nine_lses).first.defined());
+  std::vector<at::Tensor> many_outs(17, a.out), many_lses(17, a.lse);
+  EXPECT_FALSE(try_merge_attention_parts(many_outs, many_lses).first.defined());
+  auto wrong_shape = at::empty_like(a.out.narrow(2, 0, 3));
+  EXPECT_FALSE(
+      try_merge_attention_parts({a.out, b.out}, {a.lse, b.lse}, wrong_shape).first.defined());
   set_fused_kernels_enabled(false);
   EXPECT_FALSE(try_merge_attention_parts({a.out, b.out}, {a.lse, b.lse}).first.defined());
   // The ring's merge still works through the fold.
