@@ -65,6 +65,12 @@ TEST(CutlassFmha, TailSplitPlanFillsTheLastRound) {
   auto p480 = plan_fmha_tail_split(1, 24, 25696, 25696, 132);
   EXPECT_EQ(p480.main_queries, 198 * 128);
   EXPECT_EQ(p480.parts, 11);
+  // The step's own shape, 56 padded text tokens dropped (25,640 tokens, still 201 query tiles):
+  // 25,640 = 8 * 5 * 641; 5 chunks take 3 rounds of 0.21 tile (0.63), 10 take 6 of 0.11 (0.66),
+  // 8 take 5 of 0.135 (0.67).
+  auto step = plan_fmha_tail_split(1, 24, 25640, 25640, 132);
+  EXPECT_EQ(step.main_queries, 198 * 128);
+  EXPECT_EQ(step.parts, 5);
   // 720x1280x129 (119,056 tokens): 931 x 24 = 22,344 tiles; the main launch 929 query tiles
   // (22,296 tiles, 169 rounds); 48 tiles left. 119,056 = 16 * 7 * 1063: 8 chunks take 3 rounds
   // of 0.127 tile (0.38), 16 take 6 of 0.065 (0.39), 7 take 3 of 0.145 (0.44).
