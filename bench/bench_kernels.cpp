@@ -9,10 +9,11 @@
 // 3·3072) into its send buffer [4, 1, 29,750, 3, 6, 128] on one rank at 720x1280x129.
 // group_norm_silu: GroupNorm (32 groups) + SiLU of the HunyuanVideo VAE decoder's widest
 // activation, one 256x256 tile of 65 frames at 128 channels [1, 128, 65, 256, 256] (GB/s counts
-// one read and one write). gelu_tanh_fp8: the single block's MLP input to proj_out,
-// e4m3 rows of [attention | GELU-tanh(proj_mlp)] (3072 + 12,288 columns, 25,696 rows);
-// quantize_rows_fp8: the e4m3 rows of one [25,696 x 3072] bf16 activation (GB/s: the bf16 read
-// and the e4m3 write).
+// one read and one write). layer_norm_modulate_fp8: LayerNorm + modulate ending in e4m3 rows, the
+// input of an FP8 q | k | v projection (GB/s: the bf16 read and the e4m3 write). gelu_tanh_fp8: the
+// single block's MLP input to proj_out, e4m3 rows of [attention | GELU-tanh(proj_mlp)] (3072 +
+// 12,288 columns, 25,696 rows); quantize_rows_fp8: the e4m3 rows of one [25,696 x 3072] bf16
+// activation (GB/s: the bf16 read and the e4m3 write).
 #include <benchmark/benchmark.h>
 
 #include <functional>
@@ -53,6 +54,25 @@ void layer_norm_modulate(benchmark::State& state, bool fused) {
     } else {
       benchmark::DoNotOptimize(
           ditbench::modulate(ditbench::layer_norm_plain(x, kEps), mod[0], mod[1]));
+    }
+  });
+}
+
+void layer_norm_modulate_fp8(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  auto x = at::randn({1, kTokens, kDim}, bf16());
+  auto mod = at::randn({1, 3 * kDim}, bf16()).chunk(3, 1);  // shift, scale, gate
+  if (fused &&
+      !ditbench::try_layer_norm_modulate_fp8(x, mod[0], mod[1], kEps, false).fp8.values.defined()) {
+    return state.SkipWithError("the fused kernel declined");
+  }
+  time_on_gpu(state, 1.5 * kActivationBytes, [&] {
+    if (fused) {
+      benchmark::DoNotOptimize(
+          ditbench::try_layer_norm_modulate_fp8(x, mod[0], mod[1], kEps, false));
+    } else {
+      auto y = ditbench::try_layer_norm_modulate(x, mod[0], mod[1], kEps);
+      benchmark::DoNotOptimize(ditbench::quantize_rows_fp8(y.view({kTokens, kDim})));
     }
   });
 }
@@ -187,14 +207,16 @@ void quantize_rows_fp8(benchmark::State& state, bool fused) {
 
 int register_all() {
   using Fn = void (*)(benchmark::State&, bool);
-  const std::pair<const char*, Fn> kernels[] = {{"layer_norm_modulate", layer_norm_modulate},
-                                                {"gate_residual", gate_residual},
-                                                {"qk_rms_norm_rope", qk_rms_norm_rope},
-                                                {"ring_merge", ring_merge},
-                                                {"ulysses_pack", ulysses_pack},
-                                                {"group_norm_silu", group_norm_silu},
-                                                {"gelu_tanh_fp8", gelu_tanh_fp8},
-                                                {"quantize_rows_fp8", quantize_rows_fp8}};
+  const std::pair<const char*, Fn> kernels[] = {
+      {"layer_norm_modulate", layer_norm_modulate},
+      {"layer_norm_modulate_fp8", layer_norm_modulate_fp8},
+      {"gate_residual", gate_residual},
+      {"qk_rms_norm_rope", qk_rms_norm_rope},
+      {"ring_merge", ring_merge},
+      {"ulysses_pack", ulysses_pack},
+      {"group_norm_silu", group_norm_silu},
+      {"gelu_tanh_fp8", gelu_tanh_fp8},
+      {"quantize_rows_fp8", quantize_rows_fp8}};
   for (const auto& [name, fn] : kernels) {
     for (bool fused : {true, false}) {
       const std::string id = std::string(name) + (fused ? "/fused" : "/aten_chain");
