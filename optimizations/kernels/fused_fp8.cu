@@ -66,6 +66,8 @@ __global__ void __launch_bounds__(kLnThreads)
   __shared__ float partial[fp8_rows::kMaxWarps];
   const int vecs = dim / kVec;
   const float inv_dim = 1.f / static_cast<float>(dim);
+  uint4 one_plus_scale[kVecs], shift_raw[kVecs];
+  int64_t loaded_batch = -1;
   // The next row's vectors, loaded while this row is reduced (its loads stay in flight across
   // the block reductions instead of starting after them).
   uint4 next[kVecs];
@@ -83,11 +85,20 @@ __global__ void __launch_bounds__(kLnThreads)
   load_row(blockIdx.x);
   for (int64_t row = blockIdx.x; row < batch * seq; row += gridDim.x) {
     const int64_t b = row / seq;
-    // The sample's [D] modulation rows, read again for every row (from L1, where the SM's blocks
-    // keep them): held in registers across rows they cost two rows' worth of registers, and the
-    // blocks an SM holds.
-    const bf16* scale_row = row_of(scale, b, 0);
-    const bf16* shift_row = row_of(shift, b, 0);
+    if (b != loaded_batch) {
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const int c = threadIdx.x + i * kLnThreads;
+        if (c >= vecs) continue;
+        float v[kVec];
+        widen(*reinterpret_cast<const uint4*>(row_of(scale, b, 0) + c * kVec), v);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) v[j] = 1.f + v[j];
+        one_plus_scale[i] = narrow(v);
+        shift_raw[i] = *reinterpret_cast<const uint4*>(row_of(shift, b, 0) + c * kVec);
+      }
+      loaded_batch = b;
+    }
     BfVec out[kVecs];
 #pragma unroll
     for (int i = 0; i < kVecs; ++i) out[i].raw = next[i];
@@ -117,12 +128,12 @@ __global__ void __launch_bounds__(kLnThreads)
       if (c >= vecs) continue;
       float v[kVec], m[kVec], sh[kVec];
       widen(out[i].raw, v);
-      widen(__ldg(reinterpret_cast<const uint4*>(scale_row + c * kVec)), m);
-      widen(__ldg(reinterpret_cast<const uint4*>(shift_row + c * kVec)), sh);
+      widen(one_plus_scale[i], m);
+      widen(shift_raw[i], sh);
 #pragma unroll
       for (int j = 0; j < kVec; ++j) {
         const float normed = round_bf16((v[j] - mean) * rstd);
-        v[j] = round_bf16(normed * round_bf16(1.f + m[j])) + sh[j];  // 1 + scale in bfloat16
+        v[j] = round_bf16(normed * m[j]) + sh[j];
       }
       out[i].raw = narrow(v);  // the bfloat16 result, as layer_norm_modulate stores it
       if (full) *reinterpret_cast<uint4*>(full + row * dim + c * kVec) = out[i].raw;
