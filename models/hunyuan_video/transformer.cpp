@@ -349,8 +349,7 @@ at::Tensor HunyuanVideoSingleTransformerBlockImpl::forward(
     auto attn_out = attn->forward_single(normed.x, num_image_tokens, key_mask, cos, sin);
     auto rows = try_gelu_tanh_fp8(h, attn_out);  // e4m3 rows of [attn_out, gelu(h)]
     if (rows.fp8.values.defined()) return linear_gated_residual(proj_out, rows, joint, gate);
-    // The kernel declined (a layout it does not read): the GELU, then the concatenation's GEMMs.
-    return gated_residual(joint, gate, linear_of_concat(proj_out, {attn_out, at::gelu(h, "tanh")}));
+    return gated_residual(joint, gate, linear_of_prefix_and_gelu(proj_out, attn_out, h));
   }
   // [B, S, M], GELU in the GEMM epilogue where it serves.
   auto mlp = normed.x.full.defined() ? linear_gelu_tanh(proj_mlp, normed.x.full)
