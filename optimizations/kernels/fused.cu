@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "optimizations/kernels/fused_cuda.h"
+#include "optimizations/kernels/launch.cuh"
 #include "optimizations/kernels/vec_dispatch.h"
 
 namespace ditbench {
@@ -309,16 +310,8 @@ struct KernelFit {
 template <typename Kernel>
 KernelFit fit_of(Kernel kernel) {
   KernelFit fit;
-  cudaFuncAttributes attributes;
-  int device = 0, sms = 0, per_sm = 0;
-  if (cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess || cudaGetDevice(&device) ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kRowThreads, 0)) {
-    cudaGetLastError();  // clear "no kernel image" so later launches do not report it
-    return fit;
-  }
-  fit.has_image = true;
-  fit.resident_blocks = static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
+  fit.resident_blocks = kernel_has_image(kernel) ? resident_blocks(kernel, kRowThreads) : 0;
+  fit.has_image = fit.resident_blocks > 0;
   return fit;
 }
 

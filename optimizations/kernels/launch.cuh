@@ -18,6 +18,21 @@ bool kernel_has_image(Kernel kernel) {
   return true;
 }
 
+// Blocks of `threads` threads of `kernel` (which has an image for the device) resident at once on
+// the current device: the grid of a kernel whose blocks walk their work with a grid stride. 0 when
+// the runtime cannot say (the error cleared).
+template <typename Kernel>
+int64_t resident_blocks(Kernel kernel, int threads) {
+  int device = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&device) ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0)) {
+    cudaGetLastError();
+    return 0;
+  }
+  return static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
+}
+
 // The current device's compute capability as major * 10 + minor (90 for an H100), or -1 without a
 // device (the error cleared). sm_90a kernels run on 90 only.
 inline int current_compute_capability() {

@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "optimizations/kernels/launch.cuh"
+
 namespace ditbench {
 namespace fp8_rows {
 
@@ -174,28 +176,6 @@ bool has_image() {
   return ok;
 }
 
-// Blocks of `threads` threads of `kernel` resident at once on the current device (0 when this
-// build has no image of it or the runtime cannot say): the grid of a kernel whose blocks walk
-// rows with a grid stride.
-template <auto kernel>
-int64_t resident_blocks(int threads) {
-  static const int sms = [] {
-    int device = 0, count = 0;
-    if (!has_image<kernel>() || cudaGetDevice(&device) ||
-        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device)) {
-      cudaGetLastError();
-      return 0;
-    }
-    return count;
-  }();
-  int per_sm = 0;
-  if (sms == 0 || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0)) {
-    cudaGetLastError();
-    return 0;
-  }
-  return static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
-}
-
 // Launches quantize_rows_held_kernel for `rows` rows of `vecs` vectors with 4 vectors per thread
 // or, for rows longer than 4096 vectors, 8: as many blocks as are resident at once, never more
 // than rows. Returns false (launching nothing) when the row is too long to hold or this build has
@@ -204,8 +184,9 @@ template <typename Source, int kVecs>
 bool launch_held_rows_as(const Source& source, int64_t rows, int64_t vecs, void* out, float* scale,
                          cudaStream_t stream) {
   constexpr auto kernel = quantize_rows_held_kernel<Source, kVecs>;
+  if (!has_image<kernel>()) return false;
   const int threads = threads_for(vecs, kVecs);
-  const int64_t resident = resident_blocks<kernel>(threads);
+  const int64_t resident = resident_blocks(kernel, threads);
   if (resident == 0) return false;
   kernel<<<static_cast<unsigned>(rows < resident ? rows : resident), threads, 0, stream>>>(
       source, rows, static_cast<int>(vecs), static_cast<__nv_fp8_storage_t*>(out), scale);
