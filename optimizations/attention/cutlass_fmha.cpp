@@ -51,6 +51,7 @@ FmhaProblem problem_of(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 #endif
 
 constexpr int64_t kTileQueries = 128, kKeyBlock = 128;
+constexpr int64_t kMaxTailParts = 16;  // the most parts try_merge_attention_parts merges
 
 #ifdef DITBENCH_HAS_CUDA
 // The plan for `problem` on the current device, unless DITBENCH_FMHA_SPLIT_TAIL=0 or the merge
@@ -63,9 +64,9 @@ FmhaTailSplit default_split(const FmhaProblem& problem) {
 }
 
 bool split_fits(const FmhaTailSplit& split, const FmhaProblem& problem) {
-  return split.parts > 1 && split.parts <= 16 && problem.batch == 1 && split.main_queries > 0 &&
-         split.main_queries % kTileQueries == 0 && split.main_queries < problem.queries &&
-         problem.keys % split.parts == 0;
+  return split.parts > 1 && split.parts <= kMaxTailParts && problem.batch == 1 &&
+         split.main_queries > 0 && split.main_queries % kTileQueries == 0 &&
+         split.main_queries < problem.queries && problem.keys % split.parts == 0;
 }
 
 // Runs `problem` (batch 1, checked) as `split` says: the main queries in one launch into out's
@@ -184,7 +185,7 @@ FmhaTailSplit plan_fmha_tail_split(int64_t batch, int64_t heads, int64_t queries
   const int64_t rest_tiles = (query_tiles - main_tiles) * heads;
   FmhaTailSplit best;
   double best_cost = rounds(tiles);  // one launch
-  for (int64_t parts = 2; parts <= 16; ++parts) {
+  for (int64_t parts = 2; parts <= kMaxTailParts; ++parts) {
     if (keys % parts != 0 || keys / parts < 1024) continue;
     const double tile = (blocks / parts + 2) / blocks;  // in whole tiles
     const double cost =
