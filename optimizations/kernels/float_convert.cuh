@@ -26,6 +26,13 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
+// Two values rounded to bfloat16 (to nearest even) and widened back, with one paired conversion
+// (cvt.rn.bf16x2.f32) where two single ones would each take a slot of the SM's conversion unit.
+__device__ __forceinline__ void round_bf16_pair(float& a, float& b) {
+  const float2 r = __bfloat1622float2(__floats2bfloat162_rn(a, b));
+  a = r.x, b = r.y;
+}
+
 // kVec values of T loaded or stored in one access (16 bytes for the 16-byte vectors).
 template <typename T, int kVec>
 struct alignas(sizeof(T) * kVec) Pack {

@@ -2,6 +2,7 @@
 
 #include <type_traits>
 
+#include "optimizations/kernels/float_convert.cuh"
 #include "optimizations/kernels/fused_cuda.h"
 #include "optimizations/kernels/launch.cuh"
 #include "optimizations/kernels/vec_dispatch.h"
@@ -15,10 +16,6 @@ constexpr int kVec = 8;           // bfloat16 elements per 16-byte access
 constexpr int kRowThreads = 128;  // threads of a row kernel's block
 constexpr int kRowWarps = kRowThreads / 32;
 constexpr int kMaxRowVecs = 8;  // 16-byte vectors per thread: rows of up to 128 * 8 * 8 = 8192
-
-__device__ __forceinline__ float round_bf16(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
-}
 
 __device__ __forceinline__ uint4 load16(const bf16* p) {
   return *reinterpret_cast<const uint4*>(p);
@@ -138,9 +135,12 @@ __global__ void __launch_bounds__(kRowThreads)
       widen(one_plus_scale[i], m);
       widen(shift_raw[i], sh);
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        const float normed = round_bf16((v[j] - mean) * rstd);
-        v[j] = round_bf16(normed * m[j]) + sh[j];
+      for (int j = 0; j < kVec; j += 2) {
+        float normed0 = (v[j] - mean) * rstd, normed1 = (v[j + 1] - mean) * rstd;
+        round_bf16_pair(normed0, normed1);
+        float scaled0 = normed0 * m[j], scaled1 = normed1 * m[j + 1];
+        round_bf16_pair(scaled0, scaled1);
+        v[j] = scaled0 + sh[j], v[j + 1] = scaled1 + sh[j + 1];
       }
       store8(o + c * kVec, v);
     }
@@ -185,7 +185,11 @@ __global__ void __launch_bounds__(kRowThreads)
       widen(y_raw[i], yv);
       widen(gate_raw[i], g);
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) xv[j] += round_bf16(yv[j] * g[j]);
+      for (int j = 0; j < kVec; j += 2) {
+        float p0 = yv[j] * g[j], p1 = yv[j + 1] * g[j + 1];
+        round_bf16_pair(p0, p1);  // the product rounded before the add, as the eager ops do
+        xv[j] += p0, xv[j + 1] += p1;
+      }
       store8(o + c * kVec, xv);
     }
   }
@@ -202,7 +206,13 @@ __device__ __forceinline__ void rms_norm_head(float (&v)[kVec], const float (&we
   for (int j = 0; j < kVec; ++j) squares += v[j] * v[j];
   const float r = rsqrtf(group_sum<kLanes>(squares) * inv_dim + eps);
 #pragma unroll
-  for (int j = 0; j < kVec; ++j) v[j] = round_bf16(round_bf16(v[j] * r) * weight[j]);
+  for (int j = 0; j < kVec; j += 2) {
+    float a = v[j] * r, b = v[j + 1] * r;
+    round_bf16_pair(a, b);
+    a *= weight[j], b *= weight[j + 1];
+    round_bf16_pair(a, b);
+    v[j] = a, v[j + 1] = b;
+  }
 }
 
 // One token's cos and sin for a lane's 8 elements of a head.

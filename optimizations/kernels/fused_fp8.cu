@@ -1,5 +1,6 @@
 #include <type_traits>
 
+#include "optimizations/kernels/float_convert.cuh"
 #include "optimizations/kernels/fused_fp8_cuda.h"
 #include "optimizations/kernels/vec_dispatch.h"
 #include "optimizations/quant/fp8_rows.cuh"
@@ -11,10 +12,6 @@ using bf16 = __nv_bfloat16;
 using BfVec = fp8_rows::Vec<bf16>;
 
 constexpr int kVec = 8;  // bfloat16 elements per 16-byte vector
-
-__device__ __forceinline__ float round_bf16(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
-}
 
 __device__ __forceinline__ void widen(const uint4& raw, float (&v)[kVec]) {
   const bf16* e = reinterpret_cast<const bf16*>(&raw);
@@ -71,10 +68,12 @@ __global__ void __launch_bounds__(kLnThreads)
   // The next row's vectors, loaded while this row is reduced (its loads stay in flight across
   // the block reductions instead of starting after them).
   uint4 next[kVecs];
-  auto load_row = [&](int64_t row) {
-    if (row >= batch * seq) return;
-    const int64_t b = row / seq;
-    const bf16* in = row_of(x, b, row - b * seq);
+  // (sample, token) of the row loaded next, advanced by the grid stride without a 64-bit
+  // division a row.
+  int64_t next_b = blockIdx.x / seq, next_s = blockIdx.x - next_b * seq;
+  auto load_row = [&]() {
+    if (next_b >= batch) return;
+    const bf16* in = row_of(x, next_b, next_s);
 #pragma unroll
     for (int i = 0; i < kVecs; ++i) {
       const int c = threadIdx.x + i * kLnThreads;
@@ -82,9 +81,9 @@ __global__ void __launch_bounds__(kLnThreads)
                          : make_uint4(0, 0, 0, 0);  // zeros add nothing
     }
   };
-  load_row(blockIdx.x);
+  load_row();
   for (int64_t row = blockIdx.x; row < batch * seq; row += gridDim.x) {
-    const int64_t b = row / seq;
+    const int64_t b = next_b;
     if (b != loaded_batch) {
 #pragma unroll
       for (int i = 0; i < kVecs; ++i) {
@@ -102,7 +101,8 @@ __global__ void __launch_bounds__(kLnThreads)
     BfVec out[kVecs];
 #pragma unroll
     for (int i = 0; i < kVecs; ++i) out[i].raw = next[i];
-    load_row(row + gridDim.x);
+    for (next_s += gridDim.x; next_s >= seq && next_b < batch; next_s -= seq) ++next_b;
+    load_row();
     float sum = 0.f;
 #pragma unroll
     for (int i = 0; i < kVecs; ++i) {
@@ -131,9 +131,12 @@ __global__ void __launch_bounds__(kLnThreads)
       widen(one_plus_scale[i], m);
       widen(shift_raw[i], sh);
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        const float normed = round_bf16((v[j] - mean) * rstd);
-        v[j] = round_bf16(normed * m[j]) + sh[j];
+      for (int j = 0; j < kVec; j += 2) {
+        float normed0 = (v[j] - mean) * rstd, normed1 = (v[j + 1] - mean) * rstd;
+        round_bf16_pair(normed0, normed1);
+        float scaled0 = normed0 * m[j], scaled1 = normed1 * m[j + 1];
+        round_bf16_pair(scaled0, scaled1);
+        v[j] = scaled0 + sh[j], v[j + 1] = scaled1 + sh[j + 1];
       }
       out[i].raw = narrow(v);  // the bfloat16 result, as layer_norm_modulate stores it
       if (full) *reinterpret_cast<uint4*>(full + row * dim + c * kVec) = out[i].raw;
