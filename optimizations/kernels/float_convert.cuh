@@ -33,6 +33,23 @@ __device__ __forceinline__ void round_bf16_pair(float& a, float& b) {
   a = r.x, b = r.y;
 }
 
+// LayerNorm + modulate of kVec values as the bfloat16 ops round them (diffusers'
+// norm(x) * (1 + scale) + shift): v = bf16(bf16((v - mean) * rstd) * one_plus_scale) + shift,
+// the sum left to the caller's store to round.
+template <int kVec>
+__device__ __forceinline__ void normalize_modulate(float (&v)[kVec], float mean, float rstd,
+                                                   const float (&one_plus_scale)[kVec],
+                                                   const float (&shift)[kVec]) {
+#pragma unroll
+  for (int j = 0; j < kVec; j += 2) {
+    float normed0 = (v[j] - mean) * rstd, normed1 = (v[j + 1] - mean) * rstd;
+    round_bf16_pair(normed0, normed1);
+    float scaled0 = normed0 * one_plus_scale[j], scaled1 = normed1 * one_plus_scale[j + 1];
+    round_bf16_pair(scaled0, scaled1);
+    v[j] = scaled0 + shift[j], v[j + 1] = scaled1 + shift[j + 1];
+  }
+}
+
 // kVec values of T loaded or stored in one access (16 bytes for the 16-byte vectors).
 template <typename T, int kVec>
 struct alignas(sizeof(T) * kVec) Pack {

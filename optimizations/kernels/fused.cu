@@ -134,14 +134,7 @@ __global__ void __launch_bounds__(kRowThreads)
       widen(raw[i], v);
       widen(one_plus_scale[i], m);
       widen(shift_raw[i], sh);
-#pragma unroll
-      for (int j = 0; j < kVec; j += 2) {
-        float normed0 = (v[j] - mean) * rstd, normed1 = (v[j + 1] - mean) * rstd;
-        round_bf16_pair(normed0, normed1);
-        float scaled0 = normed0 * m[j], scaled1 = normed1 * m[j + 1];
-        round_bf16_pair(scaled0, scaled1);
-        v[j] = scaled0 + sh[j], v[j + 1] = scaled1 + sh[j + 1];
-      }
+      normalize_modulate(v, mean, rstd, m, sh);
       store8(o + c * kVec, v);
     }
   }
