@@ -263,11 +263,12 @@ __global__ void __launch_bounds__(kRowThreads)
     return Place{b, token - b * seq, h * head_dim + lane * kVec};
   };
   // The next item's q and k, loaded while this one is normed (their loads stay in flight across
-  // the group reductions); zeros past the end.
+  // the group reductions), and its place (found once); zeros past the end.
   uint4 next_q = make_uint4(0, 0, 0, 0), next_k = next_q;
+  Place next_place{0, 0, 0};
   auto load_item = [&](int64_t item) {
     if (item >= items) return;
-    const Place p = place_of(item);
+    const Place p = next_place = place_of(item);
     const int64_t offset = p.b * in.batch + p.s * in.token + p.within;
     next_q = load16(q + offset);
     next_k = load16(k + offset);
@@ -280,8 +281,8 @@ __global__ void __launch_bounds__(kRowThreads)
     float qv[kVec], kv[kVec];
     widen(next_q, qv);
     widen(next_k, kv);
+    const Place p = next_place;  // this item's (stale past the end, where it is not used)
     load_item(item + stride);
-    const Place p = place_of(item);
     const bool rope = active && p.s < rope_rows;
     RopeSlice slice{};
     if (rope) {  // issued before the reductions too
