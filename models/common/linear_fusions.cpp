@@ -250,25 +250,6 @@ void LinearGroup::forward_into(const QuantizedActivation& x, const at::Tensor& o
   run_fp8(x, out);
 }
 
-bool LinearGroup::forward_qk_norm_rope_into(const QuantizedActivation& x, const at::Tensor& out,
-                                            const QkHeadNorm& qk) {
-  const auto& rows = x.fp8;  // [M, in]
-  if (members_.size() < 2 || !all_fp8_dynamic() || !rows.values.defined() ||
-      !rows.values.is_cuda() || rows.values.dim() != 2 || !fused_kernels_enabled() ||
-      !fp8_qk_epilogue_wanted(rows.values.size(0)) ||
-      members_[0]->out_features() != qk.q_heads * 128 ||
-      members_[1]->out_features() != qk.q_heads * 128) {
-    return false;
-  }
-  if (!packed_fp8()) pack_fp8();
-  if (rows.values.size(1) != weight_fp8_.values.size(1) ||
-      !fp8_linear_qk_norm_rope_out(rows, weight_fp8_, bias_fp8_, qk, out)) {
-    return false;
-  }
-  count_gemm_flops(rows.values.size(0), weight_fp8_.values.size(1), weight_fp8_.values.size(0));
-  return true;
-}
-
 at::Tensor LinearGroup::member_output(const at::Tensor& y, size_t i) const {
   return y.narrow(-1, offsets_.at(i), members_.at(i)->out_features());
 }

@@ -75,15 +75,6 @@ class LinearGroup {
   at::Tensor forward(const QuantizedActivation& x);
   void forward_into(const QuantizedActivation& x, const at::Tensor& out);
 
-  // forward_into(x, out) for a q | k | v group (members q and k of qk.q_heads heads of 128
-  // columns first) of fp8_dynamic members on the GPU, with the q and k heads finished in the FP8
-  // GEMM's epilogue (fp8_linear_qk_norm_rope_out): RMSNorm, then on rows m < qk.cos.size(0) the
-  // rotary embedding. Where fp8_qk_epilogue_wanted for x's rows and the fused-kernel switch is
-  // on; false, writing nothing, where it does not serve (the caller runs forward_into and the
-  // norm itself).
-  bool forward_qk_norm_rope_into(const QuantizedActivation& x, const at::Tensor& out,
-                                 const QkHeadNorm& qk);
-
   // Member i's columns of a group output y [..., sum of out_i] -> [..., out_i] (a view).
   at::Tensor member_output(const at::Tensor& y, size_t i) const;
   int64_t out_features() const;

@@ -71,24 +71,6 @@ void qk_norm_rope_into(const at::Tensor& q, const at::Tensor& k, RMSNorm& norm_q
   if (!k_out.is_same(k)) k.copy_(k_out);
 }
 
-// The q | k | v group's projection of x into packed [B, S, 3D] (rows contiguous) with the q and k
-// heads normed and, on the first cos.size(0) rows, rotated: in the FP8 GEMM's epilogue for each
-// sample where it serves (LinearGroup::forward_qk_norm_rope_into), by the GEMM and then
-// qk_norm_rope_into for the samples from the first it does not serve on.
-void qkv_normed_into(LinearGroup& group, const QuantizedActivation& x, const at::Tensor& packed,
-                     int64_t heads, RMSNorm& norm_q, RMSNorm& norm_k, const at::Tensor& cos,
-                     const at::Tensor& sin) {
-  const int64_t batch = packed.size(0);
-  const QkHeadNorm qk{norm_q->weight, norm_k->weight, cos, sin, heads, kNormEps};
-  int64_t b = 0;
-  while (b < batch && group.forward_qk_norm_rope_into(sample_of(x, b), packed[b], qk)) ++b;
-  if (b == batch) return;
-  for (int64_t r = b; r < batch; ++r) group.forward_into(sample_of(x, r), packed[r]);
-  auto rest = packed.narrow(0, b, batch - b);  // [B', S, 3D]
-  qk_norm_rope_into(split_heads(group.member_output(rest, 0), heads),
-                    split_heads(group.member_output(rest, 1), heads), norm_q, norm_k, cos, sin);
-}
-
 // norm_modulate for the Linears in `consumers`: with any of them on fp8_dynamic, the result's
 // e4m3 rows too, quantized once for all of them (in the LayerNorm kernel itself where it serves,
 // which leaves out the bfloat16 result when every consumer reads e4m3 rows).
@@ -175,14 +157,15 @@ at::Tensor HunyuanVideoAttentionImpl::attend_dual(const QuantizedActivation& xa,
     const auto& device_of = xa.full.defined() ? xa.full : xa.fp8.values;
     auto packed = at::empty({batch, n + l, qkv_.out_features()},
                             device_of.options().dtype(xa.dtype));  // [B, N + L, 3D]
-    qkv_normed_into(qkv_, xa, packed.narrow(1, 0, n), heads_, norm_q, norm_k, cos, sin);
     for (int64_t b = 0; b < batch; ++b) {
+      qkv_.forward_into(sample_of(xa, b), packed[b].narrow(0, 0, n));
       added_qkv_.forward_into(sample_of(ca, b), packed[b].narrow(0, n, l));
     }
     // Column ranges of the buffer: [B, N + L, H, Dh] views with token stride 3D.
     q = split_heads(qkv_.member_output(packed, 0), heads_);
     k = split_heads(qkv_.member_output(packed, 1), heads_);
     v = split_heads(qkv_.member_output(packed, 2), heads_);
+    qk_norm_rope_into(q.narrow(1, 0, n), k.narrow(1, 0, n), norm_q, norm_k, cos, sin);
     qk_norm_rope_into(q.narrow(1, n, l), k.narrow(1, n, l), norm_added_q, norm_added_k, {}, {});
   } else {
     // Image stream: [B, N, H, Dh], QK norm, then RoPE.
@@ -217,10 +200,7 @@ at::Tensor HunyuanVideoAttentionImpl::forward_single(const QuantizedActivation& 
     // column ranges (token stride 3D), and QK norm + RoPE run in place on them. proj_mlp, which
     // reads the same input, stays a GEMM of its own: its GELU epilogue would apply to q, k and v
     // too.
-    const auto& device_of = joint_in.full.defined() ? joint_in.full : joint_in.fp8.values;
-    auto packed = at::empty({joint_in.shape.at(0), joint_in.shape.at(1), qkv_.out_features()},
-                            device_of.options().dtype(joint_in.dtype));  // [B, S, 3D]
-    qkv_normed_into(qkv_, joint_in, packed, heads_, norm_q, norm_k, cos, sin);
+    auto packed = qkv_.forward(joint_in);
     q = split_heads(qkv_.member_output(packed, 0), heads_);
     k = split_heads(qkv_.member_output(packed, 1), heads_);
     v = split_heads(qkv_.member_output(packed, 2), heads_);
@@ -228,8 +208,8 @@ at::Tensor HunyuanVideoAttentionImpl::forward_single(const QuantizedActivation& 
     q = split_heads(to_q->forward_quantized(joint_in), heads_);
     k = split_heads(to_k->forward_quantized(joint_in), heads_);
     v = split_heads(to_v->forward_quantized(joint_in), heads_);
-    qk_norm_rope(q, k, norm_q, norm_k, cos, sin);
   }
+  qk_norm_rope(q, k, norm_q, norm_k, cos, sin);
   auto out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask);
   return out.transpose(1, 2).flatten(2, 3).to(q.scalar_type());  // [B, S, D]
 }

@@ -16,20 +16,6 @@
 
 namespace ditbench {
 
-// The per-head RMSNorm and rotary embedding an attention's q | k | v projection feeds into
-// (HunyuanVideo's norm_q / norm_k, then RoPE on the image rows), for
-// fp8_gemm_qk_norm_rope_cuda. Heads are 128 columns; heads [0, q_heads) are q's, [q_heads,
-// 2 q_heads) k's, and the columns after them (v) are left as the product.
-struct Fp8QkNormRope {
-  const void* weight_q = nullptr;  // [128] bfloat16: the q heads' RMSNorm weight
-  const void* weight_k = nullptr;  // [128] bfloat16: the k heads'
-  const float* cos = nullptr;      // [rope_rows, 128] float32, contiguous; null when rope_rows is 0
-  const float* sin = nullptr;
-  int64_t rope_rows = 0;  // rows m < rope_rows rotate by table row m
-  int64_t q_heads = 0;
-  float eps = 1e-6f;
-};
-
 struct Fp8GemmOperands {
   const void* a = nullptr;         // [M, K] e4m3
   const float* a_scale = nullptr;  // [M]
@@ -46,8 +32,6 @@ struct Fp8GemmOperands {
   // For fp8_gemm_gated_residual_cuda: residual [M, N] and gate [N], bfloat16, contiguous.
   const void* residual = nullptr;
   const void* gate = nullptr;
-  // For fp8_gemm_qk_norm_rope_cuda: the q and k heads' norm and rotation.
-  const Fp8QkNormRope* qk = nullptr;
 };
 
 // Device memory of at least `bytes`, valid for the kernel launched next on the stream.
@@ -67,17 +51,5 @@ bool fp8_gemm_cuda(Fp8GemmKernel kernel, const Fp8GemmOperands& ops, Fp8GemmSche
 // residual or gate is missing or not 16-byte aligned, or rows_ready is set.
 bool fp8_gemm_gated_residual_cuda(const Fp8GemmOperands& ops, Fp8GemmSchedule schedule,
                                   const Fp8GemmWorkspace& workspace, cudaStream_t stream);
-
-// The product of coop_128x256_c2x1's tiles with the q and k heads finished in the epilogue,
-// from the accumulators in registers: each element of a q or k head is the product rounded to
-// bfloat16 (as fp8_gemm_cuda writes it), then RMSNorm over its head times the weight, each
-// step rounded to bfloat16, then on rows m < rope_rows the interleaved rotation of the pairs
-// (2i, 2i + 1) by cos/sin[m], products and sum rounded in float32, as qk_rms_norm_rope_cuda
-// computes them (optimizations/kernels/fused_cuda.h) up to the float32 summation order of the
-// squares. So the projection's q and k are written once, final. False as fp8_gemm_cuda, and
-// also when N < 2 q_heads 128, a weight is missing, or rope_rows > 0 without tables.
-bool fp8_gemm_qk_norm_rope_cuda(const Fp8GemmOperands& ops, const Fp8QkNormRope& qk,
-                                Fp8GemmSchedule schedule, const Fp8GemmWorkspace& workspace,
-                                cudaStream_t stream);
 
 }  // namespace ditbench

@@ -9,10 +9,7 @@ bool fp8_gemm_gated_residual_cuda(const Fp8GemmOperands& ops, Fp8GemmSchedule sc
   static_assert(kFp8GemmGatedResidualTiles == Fp8GemmKernel::coop_128x256_c2x1);
 #ifdef DITBENCH_HAS_CUTLASS
   return fp8_gemm_detail::Cooperative<128, 256, 2, 1, cutlass::gemm::PersistentScheduler,
-                                      fp8_gemm_detail::Fp8Epilogue::gated_residual>::run(ops,
-                                                                                         schedule,
-                                                                                         workspace,
-                                                                                         stream);
+                                      true>::run(ops, schedule, workspace, stream);
 #else
   (void)ops, (void)schedule, (void)workspace, (void)stream;
   return false;

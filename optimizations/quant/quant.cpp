@@ -193,24 +193,20 @@ at::Tensor run_cutlass(Fp8GemmOperands ops, const Fp8Rows& weight, const at::Ten
     return workspace.data_ptr();
   };
   const auto stream = at::cuda::getCurrentCUDAStream();
-  const bool epilogue_tiles = kernel == kFp8GemmGatedResidualTiles;
-  const bool launched =
-      ops.residual != nullptr
-          ? epilogue_tiles && fp8_gemm_gated_residual_cuda(ops, schedule, allocate, stream)
-      : ops.qk != nullptr
-          ? epilogue_tiles && fp8_gemm_qk_norm_rope_cuda(ops, *ops.qk, schedule, allocate, stream)
-          : fp8_gemm_cuda(kernel, ops, schedule, allocate, stream);
+  const bool launched = ops.residual != nullptr
+                            ? kernel == kFp8GemmGatedResidualTiles &&
+                                  fp8_gemm_gated_residual_cuda(ops, schedule, allocate, stream)
+                            : fp8_gemm_cuda(kernel, ops, schedule, allocate, stream);
   if (!launched) return {};
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
 // fp8_linear_cutlass's GEMM in bf16, into `out` as run_cutlass; with `residual` and `gate`
-// (checked by the caller), the gated-residual kernel; with `qk` (checked too), the q | k | v one.
+// (checked by the caller), the gated-residual kernel.
 at::Tensor cutlass_rows(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
                         Fp8GemmKernel kernel, Fp8GemmSchedule schedule, const at::Tensor& out,
-                        const at::Tensor& residual = {}, const at::Tensor& gate = {},
-                        const Fp8QkNormRope* qk = nullptr) {
+                        const at::Tensor& residual = {}, const at::Tensor& gate = {}) {
   const auto& a = x.values;
   if (!a.is_cuda() || a.dim() != 2 || a.scalar_type() != at::kFloat8_e4m3fn || !a.is_contiguous() ||
       !x.scale.is_contiguous() || x.scale.scalar_type() != at::kFloat ||
@@ -224,7 +220,6 @@ at::Tensor cutlass_rows(const Fp8Rows& x, const Fp8Rows& weight, const at::Tenso
   ops.a_scale = x.scale.data_ptr<float>();
   ops.m = a.size(0);
   if (residual.defined()) ops.residual = residual.data_ptr(), ops.gate = gate.data_ptr();
-  ops.qk = qk;
   return run_cutlass(ops, weight, bias, kernel, schedule, a.options(), out);
 }
 
@@ -262,55 +257,6 @@ bool fp8_linear_gated_residual_out(const Fp8Rows& x, const Fp8Rows& weight, cons
       .defined();
 #else
   (void)x, (void)weight, (void)bias, (void)residual, (void)gate, (void)out, (void)schedule;
-  return false;
-#endif
-}
-
-bool fp8_qk_epilogue_wanted(int64_t m) {
-  const char* epilogue = std::getenv("DITBENCH_FP8_QK_EPILOGUE");
-  if (epilogue && std::string(epilogue) == "0") return false;
-  const char* gemm = std::getenv("DITBENCH_FP8_GEMM");
-  if (gemm && *gemm && parse_fp8_gemm_kernel(gemm) != kFp8GemmGatedResidualTiles) return false;
-  return m >= 1024;
-}
-
-bool fp8_linear_qk_norm_rope_out(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
-                                 const QkHeadNorm& qk, const at::Tensor& out,
-                                 Fp8GemmSchedule schedule) {
-#ifdef DITBENCH_HAS_CUDA
-  constexpr int64_t kHeadDim = 128;
-  const auto& a = x.values;
-  if (!a.defined() || a.dim() != 2 || weight.values.dim() != 2 || qk.q_heads < 1) return false;
-  const int64_t m = a.size(0), n = weight.values.size(0);
-  const auto device = a.device();
-  auto fits = [&](const at::Tensor& t, at::ScalarType dtype, at::IntArrayRef shape) {
-    return t.defined() && t.scalar_type() == dtype && t.device() == device && t.sizes() == shape &&
-           t.is_contiguous();
-  };
-  if (!fits(qk.weight_q, at::kBFloat16, {kHeadDim}) ||
-      !fits(qk.weight_k, at::kBFloat16, {kHeadDim}) || 2 * qk.q_heads * kHeadDim > n ||
-      qk.cos.defined() != qk.sin.defined() || out.dim() != 2 || out.size(0) != m ||
-      out.size(1) != n || out.scalar_type() != at::kBFloat16 || out.device() != device ||
-      out.stride(1) != 1 || out.stride(0) != n) {
-    return false;
-  }
-  Fp8QkNormRope norm;
-  norm.weight_q = qk.weight_q.data_ptr();
-  norm.weight_k = qk.weight_k.data_ptr();
-  norm.q_heads = qk.q_heads;
-  norm.eps = static_cast<float>(qk.eps);
-  if (qk.cos.defined()) {
-    const int64_t rows = qk.cos.size(0);
-    if (!fits(qk.cos, at::kFloat, {rows, kHeadDim}) || !fits(qk.sin, at::kFloat, {rows, kHeadDim}))
-      return false;
-    norm.cos = qk.cos.data_ptr<float>();
-    norm.sin = qk.sin.data_ptr<float>();
-    norm.rope_rows = rows;
-  }
-  return cutlass_rows(x, weight, bias, kFp8GemmGatedResidualTiles, schedule, out, {}, {}, &norm)
-      .defined();
-#else
-  (void)x, (void)weight, (void)bias, (void)qk, (void)out, (void)schedule;
   return false;
 #endif
 }

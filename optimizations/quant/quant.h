@@ -119,31 +119,6 @@ at::Tensor fp8_linear_cutlass(const Fp8Rows& x, at::ScalarType out_dtype, const 
 bool fp8_linear_gated_residual_out(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
                                    const at::Tensor& residual, const at::Tensor& gate,
                                    const at::Tensor& out, Fp8GemmSchedule schedule = {});
-// An attention's per-head RMSNorm of q and k and their rotary embedding, as
-// fp8_linear_qk_norm_rope_out finishes them: weight_q and weight_k [head_dim] bfloat16, cos and
-// sin [rows, head_dim] float32 (undefined: no rotation), q_heads heads each of q and k.
-struct QkHeadNorm {
-  at::Tensor weight_q, weight_k;
-  at::Tensor cos, sin;
-  int64_t q_heads = 0;
-  double eps = 1e-6;
-};
-// Whether a q | k | v product of M rows should finish its q and k heads in the GEMM's epilogue
-// (fp8_linear_qk_norm_rope_out): M >= 1024 (smaller products stay with cuBLASLt and the norm
-// kernel), unless DITBENCH_FP8_QK_EPILOGUE is "0" or DITBENCH_FP8_GEMM names another GEMM.
-bool fp8_qk_epilogue_wanted(int64_t m);
-// The q | k | v projection x weight^T + bias into out ([M, N] bfloat16 with contiguous rows on
-// x's device, a row range of a larger buffer allowed) with its first 2 q_heads heads of 128
-// columns (q, then k) finished in the epilogue of the CUTLASS kernel of
-// kFp8GemmGatedResidualTiles (fp8_gemm_qk_norm_rope_cuda): RMSNorm with weight_q / weight_k,
-// then on rows m < cos.size(0) the interleaved rotary embedding by row m of cos/sin. What
-// fp8_linear_cutlass with that kernel followed by the q/k RMSNorm + RoPE kernel
-// (optimizations/kernels/fused.h) computes, up to the float32 summation order of the squares.
-// False, writing nothing, where it does not serve: as fp8_linear_cutlass, or head_dim not 128,
-// weights or tables of other dtypes, devices or shapes, or out of another layout.
-bool fp8_linear_qk_norm_rope_out(const Fp8Rows& x, const Fp8Rows& weight, const at::Tensor& bias,
-                                 const QkHeadNorm& qk, const at::Tensor& out,
-                                 Fp8GemmSchedule schedule = {});
 // x [M, K] (float32, float16 or bfloat16 with unit column stride) times weight^T through
 // `kernel`, with x's row quantization running beside the GEMM on `quant_sms` SMs (even, at
 // least 2) and the GEMM on the others, each tile of x's rows multiplied as soon as they are

@@ -5,14 +5,8 @@
 // CUDA the kernels must decline, so the model keeps its ATen path.
 #include <gtest/gtest.h>
 
-#ifdef DITBENCH_HAS_CUDA
-#include <ATen/cuda/CUDAContext.h>
-#endif
-
 #include <algorithm>
 #include <array>
-#include <cmath>
-#include <cstdlib>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -21,7 +15,6 @@
 #include "fused_kernels_gpu.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/common/embeddings.h"
-#include "models/common/linear_fusions.h"
 #include "models/common/norms.h"
 #include "models/hunyuan_video/config.h"
 #include "models/hunyuan_video/transformer.h"
@@ -221,107 +214,6 @@ TEST_F(FusedKernelsGpu, QkRmsNormRopeEqualsTheAtenChain) {
     EXPECT_TRUE(at::equal(k_in, k_fused));
   }
 }
-
-#ifdef DITBENCH_HAS_CUDA
-// The q | k | v group's FP8 GEMM with the q and k heads finished in its epilogue against the same
-// CUTLASS kernel's product followed by the q/k kernel: the squares are summed in another order,
-// so >= 99 % of the values equal and the rest a bfloat16 step away (values of order 1), v the
-// product itself; rows past the last full tile (M = 1100) and past the RoPE table (1000 rows,
-// as text rows follow image rows). Declined below 1024 rows, for other head counts, and when
-// switched off.
-TEST_F(FusedKernelsGpu, QkvFp8GemmFinishesTheHeadsInItsEpilogue) {
-  if (!check_quant_mode(QuantMode::fp8_dynamic, at::Device(at::kCUDA)).ok) GTEST_SKIP();
-  const auto* props = at::cuda::getCurrentDeviceProperties();
-  if (!(props->major == 9 && props->minor == 0)) GTEST_SKIP() << "no sm_90a device";
-  constexpr int64_t kHeads = 4, kHeadDim = 128, kDim = kHeads * kHeadDim, kRows = 1100;
-  std::vector<Linear> members;
-  for (int i = 0; i < 3; ++i) {
-    Linear linear(kDim, kDim, true, gpu_bf16());
-    linear->weight.normal_(0, 1.0 / std::sqrt(static_cast<double>(kDim)));
-    linear->bias.normal_(0, 0.1);
-    linear->quantize(QuantMode::fp8_dynamic);
-    members.push_back(linear);
-  }
-  LinearGroup group(members);
-  auto shared = quantized_activation(at::randn({2, kRows, kDim}, gpu_bf16()), true);
-  shared.full = at::Tensor();  // e4m3 rows only, as the fused LayerNorm hands them over
-  RMSNorm norm_q(kHeadDim, kEps, true, gpu_bf16()), norm_k(kHeadDim, kEps, true, gpu_bf16());
-  norm_q->weight.normal_(1.0, 0.2);
-  norm_k->weight.normal_(1.0, 0.2);
-  auto [cos, sin] = rope_3d_grid(4, 10, 25, {16, 56, 56}, 256.0, at::kCUDA);  // [1000, 128]
-  const QkHeadNorm qk{norm_q->weight, norm_k->weight, cos, sin, kHeads, kEps};
-  ::setenv("DITBENCH_FP8_GEMM", "coop_128x256_c2x1", 1);  // the chain's product: the same tiles
-  auto fused = at::zeros({2, kRows, 3 * kDim}, gpu_bf16());
-  auto chain = at::zeros_like(fused);
-  for (int64_t b = 0; b < 2; ++b) {
-    ASSERT_TRUE(group.forward_qk_norm_rope_into(sample_of(shared, b), fused[b], qk));
-    group.forward_into(sample_of(shared, b), chain[b]);
-  }
-  auto heads_of = [&](const at::Tensor& t, int64_t i) {  // [2, kRows, kHeads, kHeadDim] view
-    return t.narrow(2, i * kDim, kDim).unflatten(2, {kHeads, kHeadDim});
-  };
-  auto q = heads_of(chain, 0), k = heads_of(chain, 1);
-  ASSERT_TRUE(try_qk_rms_norm_rope_(q, k, norm_q->weight, norm_k->weight, cos, sin, kEps));
-  EXPECT_GT(equal_share(heads_of(fused, 2), heads_of(chain, 2)), 0.999);  // v
-  for (int64_t i = 0; i < 2; ++i) {
-    SCOPED_TRACE(i == 0 ? "q" : "k");
-    const auto got = heads_of(fused, i), want = heads_of(chain, i);
-    EXPECT_GT(equal_share(got, want), 0.99);
-    EXPECT_LT((f32_cpu(got) - f32_cpu(want)).abs().max().item<double>(), 0.05);
-    EXPECT_GT(f32_cpu(want).abs().mean().item<double>(), 0.3);  // normed values, not zeros
-  }
-  // Not served: fewer rows than the epilogue is chosen for, a head count the group does not
-  // have, the switch off.
-  auto rows_1000 = sample_of(shared, 0);
-  rows_1000.fp8 = {rows_1000.fp8.values.narrow(0, 0, 1000), rows_1000.fp8.scale.narrow(0, 0, 1000)};
-  rows_1000.shape = {1000, kDim};
-  EXPECT_FALSE(group.forward_qk_norm_rope_into(rows_1000, fused[0].narrow(0, 0, 1000), qk));
-  QkHeadNorm two_heads = qk;
-  two_heads.q_heads = 2;
-  EXPECT_FALSE(group.forward_qk_norm_rope_into(sample_of(shared, 0), fused[0], two_heads));
-  ::setenv("DITBENCH_FP8_QK_EPILOGUE", "0", 1);
-  EXPECT_FALSE(group.forward_qk_norm_rope_into(sample_of(shared, 0), fused[0], qk));
-  ::unsetenv("DITBENCH_FP8_QK_EPILOGUE");
-  ::unsetenv("DITBENCH_FP8_GEMM");
-}
-
-// A HunyuanVideo transformer of the released head size (2 heads of 128, one block of each kind,
-// 32 x 32 latent patches: 1024 image rows) under fp8_dynamic: with the q and k heads finished in
-// the q | k | v GEMM's epilogue its output differs from the one with the separate q/k kernel
-// (and cuBLASLt's product) only by rounding.
-TEST_F(FusedKernelsGpu, HunyuanVideoFp8WithTheQkEpilogueMatchesTheSeparateKernel) {
-  if (!check_quant_mode(QuantMode::fp8_dynamic, at::Device(at::kCUDA)).ok) GTEST_SKIP();
-  const auto* props = at::cuda::getCurrentDeviceProperties();
-  if (!(props->major == 9 && props->minor == 0)) GTEST_SKIP() << "no sm_90a device";
-  torch::NoGradGuard no_grad;
-  auto config = hunyuan_video_preset("hunyuan-video-tiny");
-  config.attention_head_dim = 128;
-  config.rope_axes_dim = {16, 56, 56};
-  config.num_layers = 1;
-  config.num_single_layers = 1;
-  HunyuanVideoTransformer3DModel model(config, gpu_bf16());
-  random_init(*model, 3);
-  apply_quantization(*model, QuantMode::fp8_dynamic,
-                     {"^transformer_blocks\\.\\d+\\.(attn|ff|ff_context)\\.",
-                      "^single_transformer_blocks\\.\\d+\\.(attn\\.|proj_mlp|proj_out)"},
-                     {});
-  TransformerInputs in;
-  in.latents = at::randn({1, config.in_channels, 1, 64, 64}, gpu_bf16());
-  in.timestep = at::tensor({500.0f}).to(at::kCUDA);
-  in.guidance = at::tensor({6016.0f}).to(at::kCUDA);
-  in.prompt.embeds = at::randn({1, 5, config.text_embed_dim}, gpu_bf16());
-  in.prompt.attention_mask =
-      at::ones({1, 5}, at::TensorOptions().device(at::kCUDA).dtype(at::kBool));
-  in.prompt.pooled = at::randn({1, config.pooled_projection_dim}, gpu_bf16());
-  auto with_epilogue = model->forward(in);
-  ::setenv("DITBENCH_FP8_QK_EPILOGUE", "0", 1);
-  auto separate = model->forward(in);
-  ::unsetenv("DITBENCH_FP8_QK_EPILOGUE");
-  EXPECT_FALSE(at::equal(with_epilogue, separate));  // the switch changed the path
-  EXPECT_LT(rel_error(f32_cpu(with_epilogue), f32_cpu(separate)), 1e-2);
-  EXPECT_TRUE(at::isfinite(with_epilogue).all().item<bool>());
-}
-#endif
 
 TEST_F(FusedKernelsGpu, QkRmsNormRopeServesColumnRangesOfAPackedProjection) {
   // q | k | v of one [B, S, 3 * H * Dh] GEMM output: q and k are views with token stride 3 H Dh.
