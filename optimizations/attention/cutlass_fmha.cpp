@@ -9,7 +9,9 @@
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
+
 #include <c10/cuda/CUDAGuard.h>
+#include "optimizations/kernels/attention_merge_cuda.h"
 #endif
 
 namespace ditbench {
@@ -52,6 +54,9 @@ FmhaProblem problem_of(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 
 constexpr int64_t kTileQueries = 128, kKeyBlock = 128;
 constexpr int64_t kMaxTailParts = 16;  // the most parts try_merge_attention_parts merges
+#ifdef DITBENCH_HAS_CUDA
+static_assert(kMaxTailParts == kMaxMergeParts, "the merge kernel takes every part of a split");
+#endif
 
 #ifdef DITBENCH_HAS_CUDA
 // The plan for `problem` on the current device, unless DITBENCH_FMHA_SPLIT_TAIL=0 or the merge

@@ -4,6 +4,7 @@
 
 #include "optimizations/kernels/float_convert.cuh"
 #include "optimizations/kernels/fp8_tensor_cuda.h"
+#include "optimizations/kernels/launch.cuh"
 #include "optimizations/quant/fp8_rows.cuh"
 
 namespace ditbench {
@@ -96,17 +97,6 @@ __global__ void __launch_bounds__(kThreads)
     }
     __stcs(reinterpret_cast<uint4*>(out) + v, *reinterpret_cast<const uint4*>(r));
   }
-}
-
-template <auto kernel>
-bool has_image() {
-  static const bool ok = [] {
-    cudaFuncAttributes attributes;
-    if (cudaFuncGetAttributes(&attributes, kernel) == cudaSuccess) return true;
-    cudaGetLastError();
-    return false;
-  }();
-  return ok;
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

@@ -196,8 +196,7 @@ bool launch_layer_norm_modulate_fp8(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, 
                                     void* values, float* row_scale, int64_t batch, int64_t seq,
                                     int64_t dim, float eps, cudaStream_t stream) {
   constexpr auto kernel = layer_norm_modulate_quantize_kernel<kVecs>;
-  static const int64_t resident =
-      fp8_rows::has_image<kernel>() ? resident_blocks(kernel, kLnThreads) : 0;
+  static const int64_t resident = has_image<kernel>() ? resident_blocks(kernel, kLnThreads) : 0;
   if (resident == 0) return false;
   // As many blocks as are resident at once, each walking rows with a grid stride (so the [B, D]
   // modulation rows are loaded once per batch), never more blocks than rows.

@@ -18,6 +18,13 @@ bool kernel_has_image(Kernel kernel) {
   return true;
 }
 
+// kernel_has_image for a kernel known at compile time, asked once per kernel.
+template <auto kernel>
+bool has_image() {
+  static const bool ok = kernel_has_image(kernel);
+  return ok;
+}
+
 // Blocks of `threads` threads of `kernel` (which has an image for the device) resident at once on
 // the current device: the grid of a kernel whose blocks walk their work with a grid stride. 0 when
 // the runtime cannot say (the error cleared).

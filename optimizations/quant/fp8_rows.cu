@@ -58,7 +58,7 @@ bool launch(const void* x, int64_t rows, int64_t cols, int64_t row_stride, void*
                                             rows, cols / kVec, out, scale, stream)) {
     return true;
   }
-  if (rows > 0x7fffffff || !fp8_rows::has_image<quantize_rows_fp8_scalar_kernel<T>>()) return false;
+  if (rows > 0x7fffffff || !has_image<quantize_rows_fp8_scalar_kernel<T>>()) return false;
   quantize_rows_fp8_scalar_kernel<T><<<static_cast<unsigned>(rows), kScalarThreads, 0, stream>>>(
       static_cast<const T*>(x), cols, row_stride, static_cast<__nv_fp8_storage_t*>(out), scale);
   return true;

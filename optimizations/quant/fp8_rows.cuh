@@ -12,6 +12,8 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 
 #include "optimizations/kernels/launch.cuh"
@@ -164,18 +166,6 @@ inline int threads_for(int64_t vecs, int vecs_per_thread) {
   return static_cast<int>((threads + 31) / 32 * 32);
 }
 
-// Whether this build has an image of `kernel` for the current device (asked once per kernel).
-template <auto kernel>
-bool has_image() {
-  static const bool ok = [] {
-    cudaFuncAttributes attributes;
-    if (cudaFuncGetAttributes(&attributes, kernel) == cudaSuccess) return true;
-    cudaGetLastError();  // clear "no kernel image" so later launches do not report it
-    return false;
-  }();
-  return ok;
-}
-
 // Launches quantize_rows_held_kernel for `rows` rows of `vecs` vectors with 4 vectors per thread
 // or, for rows longer than 4096 vectors, 8: as many blocks as are resident at once, never more
 // than rows. Returns false (launching nothing) when the row is too long to hold or this build has
@@ -186,8 +176,15 @@ bool launch_held_rows_as(const Source& source, int64_t rows, int64_t vecs, void*
   constexpr auto kernel = quantize_rows_held_kernel<Source, kVecs>;
   if (!has_image<kernel>()) return false;
   const int threads = threads_for(vecs, kVecs);
-  const int64_t resident = resident_blocks(kernel, threads);
-  if (resident == 0) return false;
+  // Resident blocks by block size (a multiple of 32 up to kMaxThreads), asked once each.
+  static std::array<std::atomic<int64_t>, kMaxThreads / 32 + 1> resident_by_threads{};
+  auto& known = resident_by_threads[threads / 32];
+  int64_t resident = known.load(std::memory_order_relaxed);
+  if (resident == 0) {
+    resident = resident_blocks(kernel, threads);
+    if (resident == 0) return false;
+    known.store(resident, std::memory_order_relaxed);
+  }
   kernel<<<static_cast<unsigned>(rows < resident ? rows : resident), threads, 0, stream>>>(
       source, rows, static_cast<int>(vecs), static_cast<__nv_fp8_storage_t*>(out), scale);
   return true;
