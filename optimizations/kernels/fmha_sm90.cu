@@ -29,10 +29,6 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
   static const std::vector<std::pair<FmhaVariant, std::string>> variants = {
       {FmhaVariant::kCooperative128x128, "coop_128x128"},
       {FmhaVariant::kPingpong128x128, "pingpong_128x128"},
-      {FmhaVariant::kPingpong128x128Locked, "pingpong_128x128_locked"},
-      {FmhaVariant::kCooperative128x128Overlap, "coop_128x128_overlap"},
-      {FmhaVariant::kPingpong128x128Overlap, "pingpong_128x128_overlap"},
-      {FmhaVariant::kPingpong128x128OverlapLocked, "pingpong_128x128_overlap_locked"},
   };
   return variants;
 }
@@ -73,14 +69,6 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
       return fmha_sm90_coop_128x128(p, stream);
     case FmhaVariant::kPingpong128x128:
       return fmha_sm90_pingpong_128x128(p, stream);
-    case FmhaVariant::kPingpong128x128Locked:
-      return fmha_sm90_pingpong_128x128_locked(p, stream);
-    case FmhaVariant::kCooperative128x128Overlap:
-      return fmha_sm90_coop_128x128_overlap(p, stream);
-    case FmhaVariant::kPingpong128x128Overlap:
-      return fmha_sm90_pingpong_128x128_overlap(p, stream);
-    case FmhaVariant::kPingpong128x128OverlapLocked:
-      return fmha_sm90_pingpong_128x128_overlap_locked(p, stream);
   }
   return "unknown FMHA variant";
 }

@@ -37,14 +37,6 @@ enum class FmhaVariant {
   // The same tiles, persistent (a block per SM walks them), Q loaded by a producer warp of its
   // own: CUTLASS's "ping-pong" schedule for this kernel.
   kPingpong128x128,
-  // Ping-pong with the warp groups' softmaxes taking turns (CUTLASS's mainloop-locked option).
-  kPingpong128x128Locked,
-  // Cooperative and ping-pong with each warp group's softmax of key block j beside its own P V
-  // product of block j-1 (fmha_sm90_overlap.cuh); the last also with the warp groups queueing
-  // their products in turns.
-  kCooperative128x128Overlap,
-  kPingpong128x128Overlap,
-  kPingpong128x128OverlapLocked,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
@@ -67,10 +59,5 @@ std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, c
 // The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
 std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128_locked(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_coop_128x128_overlap(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128_overlap(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128_overlap_locked(const FmhaProblem& problem,
-                                                      cudaStream_t stream);
 
 }  // namespace ditbench
