@@ -29,10 +29,6 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
   static const std::vector<std::pair<FmhaVariant, std::string>> variants = {
       {FmhaVariant::kCooperative128x128, "coop_128x128"},
       {FmhaVariant::kPingpong128x128, "pingpong_128x128"},
-      {FmhaVariant::kCooperative128x128Cluster2, "coop_128x128_c2"},
-      {FmhaVariant::kPingpong128x128Cluster2, "pingpong_128x128_c2"},
-      {FmhaVariant::kCooperative128x128Cluster4, "coop_128x128_c4"},
-      {FmhaVariant::kPingpong128x128Cluster4, "pingpong_128x128_c4"},
   };
   return variants;
 }
@@ -73,14 +69,6 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
       return fmha_sm90_coop_128x128(p, stream);
     case FmhaVariant::kPingpong128x128:
       return fmha_sm90_pingpong_128x128(p, stream);
-    case FmhaVariant::kCooperative128x128Cluster2:
-      return fmha_sm90_coop_128x128_c2(p, stream);
-    case FmhaVariant::kPingpong128x128Cluster2:
-      return fmha_sm90_pingpong_128x128_c2(p, stream);
-    case FmhaVariant::kCooperative128x128Cluster4:
-      return fmha_sm90_coop_128x128_c4(p, stream);
-    case FmhaVariant::kPingpong128x128Cluster4:
-      return fmha_sm90_pingpong_128x128_c4(p, stream);
   }
   return "unknown FMHA variant";
 }

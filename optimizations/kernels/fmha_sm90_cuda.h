@@ -37,13 +37,6 @@ enum class FmhaVariant {
   // The same tiles, persistent (a block per SM walks them), Q loaded by a producer warp of its
   // own: CUTLASS's "ping-pong" schedule for this kernel.
   kPingpong128x128,
-  // The two above run by clusters of two blocks on neighbouring query tiles of a head, each key
-  // and value block loaded once for both (TMA multicast; fmha_sm90_cluster.cuh).
-  kCooperative128x128Cluster2,
-  kPingpong128x128Cluster2,
-  // The same by clusters of four blocks.
-  kCooperative128x128Cluster4,
-  kPingpong128x128Cluster4,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
@@ -66,9 +59,5 @@ std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, c
 // The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
 std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_coop_128x128_c2(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128_c2(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_coop_128x128_c4(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128_c4(const FmhaProblem& problem, cudaStream_t stream);
 
 }  // namespace ditbench

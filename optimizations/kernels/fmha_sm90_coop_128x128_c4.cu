@@ -1,7 +1,0 @@
-// The coop_128x128_c4 kernel of fmha_sm90_cuda.h (one kernel per file: they compile in
-// parallel).
-#include "optimizations/kernels/fmha_sm90.cuh"
-
-namespace ditbench {
-DITBENCH_FMHA_KERNEL(coop_128x128_c4, Clustered<128, 128, 4, false>)
-}  // namespace ditbench
