@@ -13,11 +13,15 @@
 // input of an FP8 q | k | v projection (GB/s: the bf16 read and the e4m3 write). gelu_tanh_fp8: the
 // single block's MLP input to proj_out, e4m3 rows of [attention | GELU-tanh(proj_mlp)] (3072 +
 // 12,288 columns, 25,696 rows); quantize_rows_fp8: the e4m3 rows of one [25,696 x 3072] bf16
-// activation (GB/s: the bf16 read and the e4m3 write).
+// activation (GB/s: the bf16 read and the e4m3 write). bandwidth/*: what the card's memory
+// gives such passes without any arithmetic of ours, the ceiling the row kernels are measured
+// against: ATen's elementwise cast of bf16 [25,696 x C] into e4m3 (the row quantizers' bytes
+// without their row scales) at C = 3072 and 15,360, and a bf16 copy of [25,696 x 15,360].
 #include <benchmark/benchmark.h>
 
 #include <functional>
 #include <string>
+#include <tuple>
 
 #include "bench/gpu_timing.h"
 #include "models/common/embeddings.h"
@@ -205,6 +209,15 @@ void quantize_rows_fp8(benchmark::State& state, bool fused) {
   });
 }
 
+// ATen's bf16 -> e4m3 cast (cast) or bf16 copy (copy) of [25,696 x columns] into a buffer made
+// beforehand.
+void bandwidth(benchmark::State& state, bool cast, int64_t columns) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  auto x = at::randn({kTokens, columns}, bf16());
+  auto out = at::empty_like(x, cast ? bf16().dtype(at::kFloat8_e4m3fn) : bf16());
+  time_on_gpu(state, double(x.nbytes()) + double(out.nbytes()), [&] { out.copy_(x); });
+}
+
 int register_all() {
   using Fn = void (*)(benchmark::State&, bool);
   const std::pair<const char*, Fn> kernels[] = {
@@ -225,6 +238,15 @@ int register_all() {
           ->Unit(benchmark::kMicrosecond)
           ->MinTime(0.2);
     }
+  }
+  for (const auto& [name, cast, columns] :
+       {std::tuple{"bandwidth/cast_e4m3/3072", true, kDim},
+        std::tuple{"bandwidth/cast_e4m3/15360", true, 5 * kDim},
+        std::tuple{"bandwidth/copy_bf16/15360", false, 5 * kDim}}) {
+    benchmark::RegisterBenchmark(name, bandwidth, cast, columns)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond)
+        ->MinTime(0.2);
   }
   return 0;
 }
