@@ -1,3 +1,5 @@
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "optimizations/kernels/float_convert.cuh"
@@ -36,54 +38,90 @@ __device__ __forceinline__ const bf16* row_of(RowsBf16 t, int64_t b, int64_t s) 
 // thread t owning the vectors t, t + 128, ...; the row sums reduced by a warp butterfly and then
 // warp by warp in order), so the bfloat16 values it quantizes are that kernel's output. The
 // output row stays in registers while its amax is reduced.
+//
+// A block takes kRows consecutive tokens of one sample at a time (a group), reducing the rows'
+// sums together: one barrier-bounded block reduction serves kRows rows, each row's sum the same
+// sequence of additions as with kRows = 1 (bit for bit the same output). kModShared keeps the
+// sample's 1 + scale and shift vectors in shared memory (each thread reading back only the
+// slots it wrote) instead of registers, for more resident blocks.
 
 constexpr int kLnThreads = 128;
 constexpr int kLnWarps = kLnThreads / 32;
 constexpr int kLnMaxVecs = 8;  // rows of up to 128 * 8 * 8 = 8192
 
-__device__ __forceinline__ float block_sum(float v, float* partial) {
+// The sums (Max = false) or maxima (Max = true) of each of v's kRows values over the block, every
+// thread getting them. `partial` holds kLnWarps * kRows floats.
+template <bool Max, int kRows>
+__device__ __forceinline__ void block_reduce(float (&v)[kRows], float* partial) {
+  auto op = [](float a, float b) { return Max ? fmaxf(a, b) : a + b; };
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
-  __syncthreads();
-  float total = 0.f;
+  for (int offset = 16; offset > 0; offset /= 2) {
 #pragma unroll
-  for (int w = 0; w < kLnWarps; ++w) total += partial[w];
+    for (int r = 0; r < kRows; ++r) v[r] = op(v[r], __shfl_xor_sync(0xffffffffu, v[r], offset));
+  }
+  if (threadIdx.x % 32 == 0) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) partial[threadIdx.x / 32 * kRows + r] = v[r];
+  }
   __syncthreads();
-  return total;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    float total = Max ? partial[r] : 0.f;
+#pragma unroll
+    for (int w = Max ? 1 : 0; w < kLnWarps; ++w) total = op(total, partial[w * kRows + r]);
+    v[r] = total;
+  }
+  __syncthreads();
 }
 
-template <int kVecs>
+template <int kVecs, int kRows, bool kModShared>
 __global__ void __launch_bounds__(kLnThreads)
     layer_norm_modulate_quantize_kernel(RowsBf16 x, RowsBf16 shift, RowsBf16 scale,
                                         bf16* __restrict__ full,
                                         __nv_fp8_storage_t* __restrict__ values,
                                         float* __restrict__ row_scale, int64_t batch, int64_t seq,
                                         int dim, float eps) {
-  __shared__ float partial[fp8_rows::kMaxWarps];
-  const int vecs = dim / kVec;
-  const float inv_dim = 1.f / static_cast<float>(dim);
-  uint4 one_plus_scale[kVecs], shift_raw[kVecs];
-  int64_t loaded_batch = -1;
-  // The next row's vectors, loaded while this row is reduced (its loads stay in flight across
-  // the block reductions instead of starting after them).
-  uint4 next[kVecs];
-  // (sample, token) of the row loaded next, advanced by the grid stride without a 64-bit
-  // division a row.
-  int64_t next_b = blockIdx.x / seq, next_s = blockIdx.x - next_b * seq;
-  auto load_row = [&]() {
-    if (next_b >= batch) return;
-    const bf16* in = row_of(x, next_b, next_s);
-#pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      const int c = threadIdx.x + i * kLnThreads;
-      next[i] = c < vecs ? __ldcs(reinterpret_cast<const uint4*>(in + c * kVec))
-                         : make_uint4(0, 0, 0, 0);  // zeros add nothing
+  __shared__ float partial[kLnWarps * kRows];
+  // The sample's modulation vectors: [0, kVecs) 1 + scale, [kVecs, 2 kVecs) shift.
+  constexpr int kModSlots = 2 * kVecs;
+  __shared__ uint4 mod_shared[kModShared ? kModSlots * kLnThreads : 1];
+  uint4 mod_registers[kModShared ? 1 : kModSlots];
+  auto mod = [&](int slot) -> uint4& {
+    if constexpr (kModShared) {
+      return mod_shared[slot * kLnThreads + threadIdx.x];
+    } else {
+      return mod_registers[slot];
     }
   };
-  load_row();
-  for (int64_t row = blockIdx.x; row < batch * seq; row += gridDim.x) {
-    const int64_t b = next_b;
+  const int vecs = dim / kVec;
+  const float inv_dim = 1.f / static_cast<float>(dim);
+  const int64_t groups_per_sample = (seq + kRows - 1) / kRows;
+  int64_t loaded_batch = -1;
+  // The next group's vectors, loaded while this group is reduced (its loads stay in flight
+  // across the block reductions instead of starting after them).
+  uint4 next[kRows][kVecs];
+  // (sample, first token) of the group loaded next, advanced by the grid stride without a
+  // 64-bit division a group.
+  int64_t next_b = blockIdx.x / groups_per_sample,
+          next_s = (blockIdx.x - next_b * groups_per_sample) * kRows;
+  auto load_group = [&]() {
+    if (next_b >= batch) return;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const bool valid = next_s + r < seq;
+      const bf16* in = row_of(x, next_b, valid ? next_s + r : next_s);
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const int c = threadIdx.x + i * kLnThreads;
+        next[r][i] = valid && c < vecs ? __ldcs(reinterpret_cast<const uint4*>(in + c * kVec))
+                                       : make_uint4(0, 0, 0, 0);  // zeros add nothing
+      }
+    }
+  };
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kRows;
+  load_group();
+  for (int64_t group = blockIdx.x; group < batch * groups_per_sample; group += gridDim.x) {
+    const int64_t b = next_b, s = next_s;
     if (b != loaded_batch) {
 #pragma unroll
       for (int i = 0; i < kVecs; ++i) {
@@ -93,49 +131,83 @@ __global__ void __launch_bounds__(kLnThreads)
         widen(*reinterpret_cast<const uint4*>(row_of(scale, b, 0) + c * kVec), v);
 #pragma unroll
         for (int j = 0; j < kVec; ++j) v[j] = 1.f + v[j];
-        one_plus_scale[i] = narrow(v);
-        shift_raw[i] = *reinterpret_cast<const uint4*>(row_of(shift, b, 0) + c * kVec);
+        mod(i) = narrow(v);
+        mod(kVecs + i) = *reinterpret_cast<const uint4*>(row_of(shift, b, 0) + c * kVec);
       }
       loaded_batch = b;
     }
-    BfVec out[kVecs];
+    BfVec out[kRows][kVecs];
 #pragma unroll
-    for (int i = 0; i < kVecs; ++i) out[i].raw = next[i];
-    for (next_s += gridDim.x; next_s >= seq && next_b < batch; next_s -= seq) ++next_b;
-    load_row();
-    float sum = 0.f;
+    for (int r = 0; r < kRows; ++r) {
 #pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      float v[kVec];
-      widen(out[i].raw, v);
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) sum += v[j];
+      for (int i = 0; i < kVecs; ++i) out[r][i].raw = next[r][i];
     }
-    const float mean = block_sum(sum, partial) * inv_dim;
-    float squares = 0.f;
-#pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      if (threadIdx.x + i * kLnThreads >= vecs) continue;
-      float v[kVec];
-      widen(out[i].raw, v);
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) squares += (v[j] - mean) * (v[j] - mean);
+    for (next_s += stride; next_s >= groups_per_sample * kRows && next_b < batch;
+         next_s -= groups_per_sample * kRows) {
+      ++next_b;
     }
-    const float rstd = rsqrtf(block_sum(squares, partial) * inv_dim + eps);
+    load_group();
+    float mean[kRows], rstd[kRows], amax[kRows];
 #pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      const int c = threadIdx.x + i * kLnThreads;
-      if (c >= vecs) continue;
-      float v[kVec], m[kVec], sh[kVec];
-      widen(out[i].raw, v);
-      widen(one_plus_scale[i], m);
-      widen(shift_raw[i], sh);
-      normalize_modulate(v, mean, rstd, m, sh);
-      out[i].raw = narrow(v);  // the bfloat16 result, as layer_norm_modulate stores it
-      if (full) *reinterpret_cast<uint4*>(full + row * dim + c * kVec) = out[i].raw;
+    for (int r = 0; r < kRows; ++r) {
+      mean[r] = 0.f;
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        float v[kVec];
+        widen(out[r][i].raw, v);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) mean[r] += v[j];
+      }
     }
-    fp8_rows::quantize_held_row<bf16, kVecs>(out, vecs, values + row * dim, row_scale + row,
-                                             partial);
+    block_reduce<false>(mean, partial);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      mean[r] *= inv_dim;
+      rstd[r] = 0.f;
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        if (threadIdx.x + i * kLnThreads >= vecs) continue;
+        float v[kVec];
+        widen(out[r][i].raw, v);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) rstd[r] += (v[j] - mean[r]) * (v[j] - mean[r]);
+      }
+    }
+    block_reduce<false>(rstd, partial);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      rstd[r] = rsqrtf(rstd[r] * inv_dim + eps);
+      amax[r] = 0.f;
+      const int64_t row = b * seq + s + r;
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const int c = threadIdx.x + i * kLnThreads;
+        if (c >= vecs) continue;
+        float v[kVec], m[kVec], sh[kVec];
+        widen(out[r][i].raw, v);
+        widen(mod(i), m);
+        widen(mod(kVecs + i), sh);
+        normalize_modulate(v, mean[r], rstd[r], m, sh);
+        out[r][i].raw = narrow(v);  // the bfloat16 result, as layer_norm_modulate stores it
+        amax[r] = fmaxf(amax[r], out[r][i].amax());
+        if (full && s + r < seq)
+          *reinterpret_cast<uint4*>(full + row * dim + c * kVec) = out[r][i].raw;
+      }
+    }
+    block_reduce<true>(amax, partial);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (s + r >= seq) continue;
+      const int64_t row = b * seq + s + r;
+      const float row_scale_r = fp8_rows::scale_of(amax[r]),
+                  inverse = fp8_rows::inverse_of(row_scale_r);
+      if (threadIdx.x == 0) row_scale[row] = row_scale_r;
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const int c = threadIdx.x + i * kLnThreads;
+        if (c < vecs) out[r][i].store_e4m3(values + row * dim + c * kVec, inverse);
+      }
+    }
   }
 }
 
@@ -191,20 +263,40 @@ bool aligned(RowsBf16 t) {
   return fp8_rows::aligned16(t.data) && t.batch_stride % kVec == 0 && t.row_stride % kVec == 0;
 }
 
-template <int kVecs>
+template <int kVecs, int kRows, bool kModShared>
 bool launch_layer_norm_modulate_fp8(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, void* full,
                                     void* values, float* row_scale, int64_t batch, int64_t seq,
                                     int64_t dim, float eps, cudaStream_t stream) {
-  constexpr auto kernel = layer_norm_modulate_quantize_kernel<kVecs>;
+  constexpr auto kernel = layer_norm_modulate_quantize_kernel<kVecs, kRows, kModShared>;
   static const int64_t resident = has_image<kernel>() ? resident_blocks(kernel, kLnThreads) : 0;
   if (resident == 0) return false;
-  // As many blocks as are resident at once, each walking rows with a grid stride (so the [B, D]
-  // modulation rows are loaded once per batch), never more blocks than rows.
-  const int64_t rows = batch * seq;
-  kernel<<<static_cast<unsigned>(rows < resident ? rows : resident), kLnThreads, 0, stream>>>(
+  // As many blocks as are resident at once, each walking groups of rows with a grid stride (so
+  // the [B, D] modulation rows are loaded once per batch), never more blocks than groups.
+  const int64_t groups = batch * ((seq + kRows - 1) / kRows);
+  kernel<<<static_cast<unsigned>(groups < resident ? groups : resident), kLnThreads, 0, stream>>>(
       x, shift, scale, static_cast<bf16*>(full), static_cast<__nv_fp8_storage_t*>(values),
       row_scale, batch, seq, static_cast<int>(dim), eps);
   return true;
+}
+
+// The rows a block reduces together and where it keeps the modulation vectors:
+// DITBENCH_LN_FP8_LAYOUT = rows1 (the default), rows2, rows1-shared or rows2-shared.
+struct LnLayout {
+  int rows = 1;
+  bool shared = false;
+};
+
+LnLayout ln_layout() {
+  static const LnLayout layout = [] {
+    LnLayout l;
+    if (const char* env = std::getenv("DITBENCH_LN_FP8_LAYOUT")) {
+      const std::string v = env;
+      l.rows = v.rfind("rows2", 0) == 0 ? 2 : 1;
+      l.shared = v.find("-shared") != std::string::npos;
+    }
+    return l;
+  }();
+  return layout;
 }
 
 }  // namespace
@@ -219,9 +311,19 @@ bool layer_norm_modulate_fp8_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, vo
     return false;
   }
   const int vecs_per_thread = static_cast<int>((dim / kVec + kLnThreads - 1) / kLnThreads);
+  const LnLayout layout = ln_layout();
   return with_vecs(vecs_per_thread, [&](auto n) {
-    return launch_layer_norm_modulate_fp8<decltype(n)::value>(
-        x, shift, scale, full, values, row_scale, batch, seq, dim, eps, stream);
+    constexpr int kVecs = decltype(n)::value;
+    auto launch = [&](auto rows, auto shared) {
+      return launch_layer_norm_modulate_fp8<kVecs, decltype(rows)::value, decltype(shared)::value>(
+          x, shift, scale, full, values, row_scale, batch, seq, dim, eps, stream);
+    };
+    using One = std::integral_constant<int, 1>;
+    using Two = std::integral_constant<int, 2>;
+    if (layout.rows == 2) {
+      return layout.shared ? launch(Two{}, std::true_type{}) : launch(Two{}, std::false_type{});
+    }
+    return layout.shared ? launch(One{}, std::true_type{}) : launch(One{}, std::false_type{});
   });
 }
 
