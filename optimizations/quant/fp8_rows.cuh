@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 
 #include "optimizations/kernels/launch.cuh"
 
@@ -190,11 +191,22 @@ bool launch_held_rows_as(const Source& source, int64_t rows, int64_t vecs, void*
   return true;
 }
 
+// DITBENCH_FP8_LONG_ROWS=8: rows of over 1024 vectors (the MLP's 12,288 and 15,360 columns) held
+// 8 vectors a thread without loading ahead (more rows resident) instead of 4 with the next row
+// loaded early.
+inline bool long_rows_by_8() {
+  static const bool by_8 = [] {
+    const char* env = std::getenv("DITBENCH_FP8_LONG_ROWS");
+    return env != nullptr && env[0] == '8';
+  }();
+  return by_8;
+}
+
 template <typename Source>
 bool launch_held_rows(const Source& source, int64_t rows, int64_t vecs, void* out, float* scale,
                       cudaStream_t stream) {
   if (rows == 0 || vecs == 0) return true;
-  if (vecs <= int64_t{kMaxThreads} * 4) {
+  if (vecs <= int64_t{kMaxThreads} * 4 && !(vecs > 1024 && long_rows_by_8())) {
     return launch_held_rows_as<Source, 4>(source, rows, vecs, out, scale, stream);
   }
   if (vecs <= int64_t{kMaxThreads} * 8) {
