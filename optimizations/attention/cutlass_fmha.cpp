@@ -6,6 +6,7 @@
 #include "models/common/error.h"
 #include "optimizations/kernels/attention_merge.h"
 #include "optimizations/kernels/fused.h"
+#include "optimizations/kernels/strided_copy.h"
 
 #ifdef DITBENCH_HAS_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -89,7 +90,7 @@ at::Tensor run_split(const FmhaProblem& problem, const FmhaTailSplit& split, con
   first.lse = main_lse.data_ptr<float>();
   // The rest: `parts` problems of the same queries against consecutive key chunks.
   auto rest_q = at::empty({parts, rest, heads, problem.head_dim}, q.options());  // [P, R, H, D]
-  rest_q.copy_(q.narrow(2, main, rest).transpose(1, 2).expand({parts, -1, -1, -1}));
+  copy_strided(rest_q, q.narrow(2, main, rest).transpose(1, 2).expand({parts, -1, -1, -1}));
   auto rest_out = at::empty_like(rest_q);                // [P, R, H, D]
   auto rest_lse = at::empty({parts, heads, rest}, f32);  // [P, H, R]
   FmhaProblem second = problem;

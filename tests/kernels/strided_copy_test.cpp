@@ -34,6 +34,15 @@ TEST(StridedCopy, LayoutsCollapseToTheSharedContiguousRunAndMergedOuterDimension
   EXPECT_EQ(layout->sizes[0], 6);
   EXPECT_EQ(layout->src_strides[0], 8);
   EXPECT_EQ(layout->dst_strides[0], 4);
+  // A broadcast source (stride 0): the split FMHA tail's queries copied once per key chunk,
+  // [P=5, R=3, H=2, D=8] from one [R, H, D] block.
+  layout = copy_layout({5, 3, 2, 8}, {0, 16, 8, 1}, {48, 16, 8, 1});
+  ASSERT_TRUE(layout);
+  EXPECT_EQ(layout->inner, 48);
+  ASSERT_EQ(layout->outer, 1);
+  EXPECT_EQ(layout->sizes[0], 5);
+  EXPECT_EQ(layout->src_strides[0], 0);
+  EXPECT_EQ(layout->dst_strides[0], 48);
   // A transpose of the innermost dimension has no shared run.
   EXPECT_FALSE(copy_layout({4, 5}, {1, 4}, {5, 1}));
   // Five outer dimensions that cannot merge are more than the kernel takes.
@@ -73,6 +82,12 @@ TEST(StridedCopyCuda, UlyssesPackingUnpackingAndTheRingsDenseKMatchAtenBitForBit
   EXPECT_TRUE(at::equal(dense(packed.select(2, 1)), packed.select(2, 1).contiguous()));
   auto wide = at::randn({1, S, 3, H, D}, opts.dtype(at::kFloat)).select(2, 2);
   EXPECT_TRUE(at::equal(dense(wide), wide.contiguous()));
+  // A broadcast over key chunks: one [S, H, D] block of queries repeated P times.
+  auto tail = q.narrow(1, S - 37, 37);  // [B, 37, H, D]
+  auto repeated = at::empty({P, 37, H, D}, opts);
+  auto broadcast = tail.expand({P, -1, -1, -1});
+  ASSERT_TRUE(try_copy_strided(repeated, broadcast));
+  EXPECT_TRUE(at::equal(repeated, broadcast));
   // A run of 7 bf16 (14 bytes) is not a whole 16-byte piece: declined, copied by ATen.
   auto odd = at::randn({5, 9}, opts).narrow(1, 0, 7);
   auto odd_dst = at::empty(odd.sizes(), opts);
