@@ -387,12 +387,17 @@ TEST(KernelProfile, ShippedSuiteProfilesTheBf16AndFp8Steps) {
   EXPECT_EQ(suite.settings.warmup, 1);
   EXPECT_EQ(suite.settings.repeats, 1);
   const auto configs = expand_matrix(suite);
-  // bf16 first (the baseline), then FP8 attention, FP8 GEMMs and both.
-  ASSERT_EQ(configs.size(), 4u);
+  // bf16 first (the baseline), then FP8 attention, FP8 GEMMs and both; then CUTLASS's FMHA with
+  // bf16 and FP8 GEMMs.
+  ASSERT_EQ(configs.size(), 6u);
   EXPECT_EQ(configs[0].axes.attention, "cudnn");
   EXPECT_EQ(configs[0].axes.quant, "none");
   EXPECT_EQ(configs[3].axes.attention, "cudnn_fp8");
   EXPECT_EQ(configs[3].axes.quant, "fp8_dynamic");
+  EXPECT_EQ(configs[4].axes.attention, "cutlass_fmha");
+  EXPECT_EQ(configs[4].axes.quant, "none");
+  EXPECT_EQ(configs[5].axes.attention, "cutlass_fmha");
+  EXPECT_EQ(configs[5].axes.quant, "fp8_dynamic");
 }
 
 }  // namespace
