@@ -7,6 +7,8 @@
 // (29,750 queries x 24 heads x 128, bf16 outputs stored [B, S, H, D] as cuDNN writes them).
 // ulysses_pack: Ulysses 4's packing of q, k, v (views of the packed projection, token stride
 // 3·3072) into its send buffer [4, 1, 29,750, 3, 6, 128] on one rank at 720x1280x129.
+// tail_queries_broadcast: the CUTLASS FMHA split tail's last 296 queries [296, 24, 128] copied
+// once per key chunk (5) at 480p (GB/s counts the 5 reads and 5 writes).
 // group_norm_silu: GroupNorm (32 groups) + SiLU of the HunyuanVideo VAE decoder's widest
 // activation, one 256x256 tile of 65 frames at 128 channels [1, 128, 65, 256, 256] (GB/s counts
 // one read and one write). layer_norm_modulate_fp8: LayerNorm + modulate ending in e4m3 rows, the
@@ -166,6 +168,21 @@ void ulysses_pack(benchmark::State& state, bool fused) {
   ditbench::set_fused_kernels_enabled(was);
 }
 
+// The CUTLASS FMHA split tail's queries at 480p (296 of 25,640 tokens) copied once per key chunk
+// (5): a broadcast of one [R, H, D] block.
+void tail_queries_broadcast(benchmark::State& state, bool fused) {
+  if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
+  constexpr int64_t kRest = 296, kParts = 5;
+  auto q = at::randn({1, kRest, kHeads, kHeadDim}, bf16());
+  auto out = at::empty({kParts, kRest, kHeads, kHeadDim}, bf16());
+  const bool was = ditbench::fused_kernels_enabled();
+  ditbench::set_fused_kernels_enabled(fused);
+  time_on_gpu(state, double(out.nbytes()) * 2, [&] {
+    ditbench::copy_strided(out, q.expand({kParts, -1, -1, -1}));
+  });
+  ditbench::set_fused_kernels_enabled(was);
+}
+
 void group_norm_silu(benchmark::State& state, bool fused) {
   if (!at::hasCUDA()) return time_on_gpu(state, 0, {});
   auto x = at::randn({1, 128, 65, 256, 256}, bf16());  // [B, C, F, H, W]
@@ -227,6 +244,7 @@ int register_all() {
       {"qk_rms_norm_rope", qk_rms_norm_rope},
       {"ring_merge", ring_merge},
       {"ulysses_pack", ulysses_pack},
+      {"tail_queries_broadcast", tail_queries_broadcast},
       {"group_norm_silu", group_norm_silu},
       {"gelu_tanh_fp8", gelu_tanh_fp8},
       {"quantize_rows_fp8", quantize_rows_fp8}};

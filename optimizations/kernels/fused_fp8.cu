@@ -1,5 +1,4 @@
 #include <cstdlib>
-#include <string>
 #include <type_traits>
 
 #include "optimizations/kernels/float_convert.cuh"
@@ -41,9 +40,7 @@ __device__ __forceinline__ const bf16* row_of(RowsBf16 t, int64_t b, int64_t s) 
 //
 // A block takes kRows consecutive tokens of one sample at a time (a group), reducing the rows'
 // sums together: one barrier-bounded block reduction serves kRows rows, each row's sum the same
-// sequence of additions as with kRows = 1 (bit for bit the same output). kModShared keeps the
-// sample's 1 + scale and shift vectors in shared memory (each thread reading back only the
-// slots it wrote) instead of registers, for more resident blocks.
+// sequence of additions as with kRows = 1 (bit for bit the same output).
 
 constexpr int kLnThreads = 128;
 constexpr int kLnWarps = kLnThreads / 32;
@@ -74,7 +71,7 @@ __device__ __forceinline__ void block_reduce(float (&v)[kRows], float* partial) 
   __syncthreads();
 }
 
-template <int kVecs, int kRows, bool kModShared>
+template <int kVecs, int kRows>
 __global__ void __launch_bounds__(kLnThreads)
     layer_norm_modulate_quantize_kernel(RowsBf16 x, RowsBf16 shift, RowsBf16 scale,
                                         bf16* __restrict__ full,
@@ -82,17 +79,7 @@ __global__ void __launch_bounds__(kLnThreads)
                                         float* __restrict__ row_scale, int64_t batch, int64_t seq,
                                         int dim, float eps) {
   __shared__ float partial[kLnWarps * kRows];
-  // The sample's modulation vectors: [0, kVecs) 1 + scale, [kVecs, 2 kVecs) shift.
-  constexpr int kModSlots = 2 * kVecs;
-  __shared__ uint4 mod_shared[kModShared ? kModSlots * kLnThreads : 1];
-  uint4 mod_registers[kModShared ? 1 : kModSlots];
-  auto mod = [&](int slot) -> uint4& {
-    if constexpr (kModShared) {
-      return mod_shared[slot * kLnThreads + threadIdx.x];
-    } else {
-      return mod_registers[slot];
-    }
-  };
+  uint4 one_plus_scale[kVecs], shift_raw[kVecs];  // the sample's modulation vectors
   const int vecs = dim / kVec;
   const float inv_dim = 1.f / static_cast<float>(dim);
   const int64_t groups_per_sample = (seq + kRows - 1) / kRows;
@@ -131,8 +118,8 @@ __global__ void __launch_bounds__(kLnThreads)
         widen(*reinterpret_cast<const uint4*>(row_of(scale, b, 0) + c * kVec), v);
 #pragma unroll
         for (int j = 0; j < kVec; ++j) v[j] = 1.f + v[j];
-        mod(i) = narrow(v);
-        mod(kVecs + i) = *reinterpret_cast<const uint4*>(row_of(shift, b, 0) + c * kVec);
+        one_plus_scale[i] = narrow(v);
+        shift_raw[i] = *reinterpret_cast<const uint4*>(row_of(shift, b, 0) + c * kVec);
       }
       loaded_batch = b;
     }
@@ -185,8 +172,8 @@ __global__ void __launch_bounds__(kLnThreads)
         if (c >= vecs) continue;
         float v[kVec], m[kVec], sh[kVec];
         widen(out[r][i].raw, v);
-        widen(mod(i), m);
-        widen(mod(kVecs + i), sh);
+        widen(one_plus_scale[i], m);
+        widen(shift_raw[i], sh);
         normalize_modulate(v, mean[r], rstd[r], m, sh);
         out[r][i].raw = narrow(v);  // the bfloat16 result, as layer_norm_modulate stores it
         amax[r] = fmaxf(amax[r], out[r][i].amax());
@@ -263,11 +250,11 @@ bool aligned(RowsBf16 t) {
   return fp8_rows::aligned16(t.data) && t.batch_stride % kVec == 0 && t.row_stride % kVec == 0;
 }
 
-template <int kVecs, int kRows, bool kModShared>
+template <int kVecs, int kRows>
 bool launch_layer_norm_modulate_fp8(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, void* full,
                                     void* values, float* row_scale, int64_t batch, int64_t seq,
                                     int64_t dim, float eps, cudaStream_t stream) {
-  constexpr auto kernel = layer_norm_modulate_quantize_kernel<kVecs, kRows, kModShared>;
+  constexpr auto kernel = layer_norm_modulate_quantize_kernel<kVecs, kRows>;
   static const int64_t resident = has_image<kernel>() ? resident_blocks(kernel, kLnThreads) : 0;
   if (resident == 0) return false;
   // As many blocks as are resident at once, each walking groups of rows with a grid stride (so
@@ -279,24 +266,14 @@ bool launch_layer_norm_modulate_fp8(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, 
   return true;
 }
 
-// The rows a block reduces together and where it keeps the modulation vectors:
-// DITBENCH_LN_FP8_LAYOUT = rows1 (the default), rows2, rows1-shared or rows2-shared.
-struct LnLayout {
-  int rows = 1;
-  bool shared = false;
-};
-
-LnLayout ln_layout() {
-  static const LnLayout layout = [] {
-    LnLayout l;
-    if (const char* env = std::getenv("DITBENCH_LN_FP8_LAYOUT")) {
-      const std::string v = env;
-      l.rows = v.rfind("rows2", 0) == 0 ? 2 : 1;
-      l.shared = v.find("-shared") != std::string::npos;
-    }
-    return l;
+// Rows a block reduces together: 2, or DITBENCH_LN_FP8_ROWS=1 (one row at a time, for
+// comparison).
+int ln_rows_per_block() {
+  static const int rows = [] {
+    const char* env = std::getenv("DITBENCH_LN_FP8_ROWS");
+    return env != nullptr && env[0] == '1' ? 1 : 2;
   }();
-  return layout;
+  return rows;
 }
 
 }  // namespace
@@ -311,19 +288,13 @@ bool layer_norm_modulate_fp8_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, vo
     return false;
   }
   const int vecs_per_thread = static_cast<int>((dim / kVec + kLnThreads - 1) / kLnThreads);
-  const LnLayout layout = ln_layout();
+  const bool pairs = ln_rows_per_block() == 2;
   return with_vecs(vecs_per_thread, [&](auto n) {
     constexpr int kVecs = decltype(n)::value;
-    auto launch = [&](auto rows, auto shared) {
-      return launch_layer_norm_modulate_fp8<kVecs, decltype(rows)::value, decltype(shared)::value>(
-          x, shift, scale, full, values, row_scale, batch, seq, dim, eps, stream);
-    };
-    using One = std::integral_constant<int, 1>;
-    using Two = std::integral_constant<int, 2>;
-    if (layout.rows == 2) {
-      return layout.shared ? launch(Two{}, std::true_type{}) : launch(Two{}, std::false_type{});
-    }
-    return layout.shared ? launch(One{}, std::true_type{}) : launch(One{}, std::false_type{});
+    return pairs ? launch_layer_norm_modulate_fp8<kVecs, 2>(x, shift, scale, full, values,
+                                                            row_scale, batch, seq, dim, eps, stream)
+                 : launch_layer_norm_modulate_fp8<kVecs, 1>(
+                       x, shift, scale, full, values, row_scale, batch, seq, dim, eps, stream);
   });
 }
 

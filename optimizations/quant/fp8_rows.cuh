@@ -167,10 +167,9 @@ inline int threads_for(int64_t vecs, int vecs_per_thread) {
   return static_cast<int>((threads + 31) / 32 * 32);
 }
 
-// Launches quantize_rows_held_kernel for `rows` rows of `vecs` vectors with 4 vectors per thread
-// or, for rows longer than 4096 vectors, 8: as many blocks as are resident at once, never more
-// than rows. Returns false (launching nothing) when the row is too long to hold or this build has
-// no kernel image for the device.
+// Launches quantize_rows_held_kernel for `rows` rows of `vecs` vectors with kVecs vectors per
+// thread (launch_held_rows picks it): as many blocks as are resident at once, never more than
+// rows. Returns false (launching nothing) when this build has no kernel image for the device.
 template <typename Source, int kVecs>
 bool launch_held_rows_as(const Source& source, int64_t rows, int64_t vecs, void* out, float* scale,
                          cudaStream_t stream) {
@@ -191,22 +190,22 @@ bool launch_held_rows_as(const Source& source, int64_t rows, int64_t vecs, void*
   return true;
 }
 
-// DITBENCH_FP8_LONG_ROWS=8: rows of over 1024 vectors (the MLP's 12,288 and 15,360 columns) held
-// 8 vectors a thread without loading ahead (more rows resident) instead of 4 with the next row
-// loaded early.
-inline bool long_rows_by_8() {
-  static const bool by_8 = [] {
+// Rows of over 1024 vectors (the MLP's 12,288 and 15,360 columns) are held 8 vectors a thread
+// without loading ahead, more rows resident; DITBENCH_FP8_LONG_ROWS=4 holds them 4 a thread with
+// the next row loaded early, as shorter rows are (for comparison).
+inline bool long_rows_by_4() {
+  static const bool by_4 = [] {
     const char* env = std::getenv("DITBENCH_FP8_LONG_ROWS");
-    return env != nullptr && env[0] == '8';
+    return env != nullptr && env[0] == '4';
   }();
-  return by_8;
+  return by_4;
 }
 
 template <typename Source>
 bool launch_held_rows(const Source& source, int64_t rows, int64_t vecs, void* out, float* scale,
                       cudaStream_t stream) {
   if (rows == 0 || vecs == 0) return true;
-  if (vecs <= int64_t{kMaxThreads} * 4 && !(vecs > 1024 && long_rows_by_8())) {
+  if (vecs <= int64_t{kMaxThreads} * 4 && (vecs <= 1024 || long_rows_by_4())) {
     return launch_held_rows_as<Source, 4>(source, rows, vecs, out, scale, stream);
   }
   if (vecs <= int64_t{kMaxThreads} * 8) {
