@@ -3,46 +3,40 @@
 // its unpacking and the ring's dense K against ATen's copy, bit for bit. Without CUDA it declines.
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <vector>
+
 #include "optimizations/kernels/strided_copy.h"
 
 namespace ditbench {
 namespace {
 
+// A collapsed layout as {inner, then size, source stride, destination stride of each outer
+// dimension, outermost first}; {} when there is none.
+std::vector<int64_t> summary(const std::optional<CopyLayout>& layout) {
+  if (!layout) return {};
+  std::vector<int64_t> out{layout->inner};
+  for (int d = 0; d < layout->outer; ++d) {
+    out.insert(out.end(), {layout->sizes[d], layout->src_strides[d], layout->dst_strides[d]});
+  }
+  return out;
+}
+
 TEST(StridedCopy, LayoutsCollapseToTheSharedContiguousRunAndMergedOuterDimensions) {
+  using Summary = std::vector<int64_t>;
   // Ulysses' packing of q: [P=4, B=1, S=10, H/P=6, D=8] from a packed [B, S, 3, H=24, D]
-  // projection (token stride 3·24·8 = 576) into its send buffer [P, B, S, 3, 6, 8].
-  auto layout = copy_layout({4, 1, 10, 6, 8}, {48, 5760, 576, 8, 1}, {1440, 1440, 144, 8, 1});
-  ASSERT_TRUE(layout);
-  EXPECT_EQ(layout->inner, 48);  // the head group's 6·8 elements
-  ASSERT_EQ(layout->outer, 2);
-  EXPECT_EQ(layout->sizes[0], 4);
-  EXPECT_EQ(layout->src_strides[0], 48);
-  EXPECT_EQ(layout->dst_strides[0], 1440);
-  EXPECT_EQ(layout->sizes[1], 10);
-  EXPECT_EQ(layout->src_strides[1], 576);
-  EXPECT_EQ(layout->dst_strides[1], 144);
+  // projection (token stride 3·24·8 = 576) into its send buffer [P, B, S, 3, 6, 8]: runs of the
+  // head group's 6·8 elements, then P and S.
+  EXPECT_EQ(summary(copy_layout({4, 1, 10, 6, 8}, {48, 5760, 576, 8, 1}, {1440, 1440, 144, 8, 1})),
+            (Summary{48, 4, 48, 1440, 10, 576, 144}));
   // Fully contiguous on both sides: one run, no outer dimension.
-  layout = copy_layout({3, 4, 5}, {20, 5, 1}, {20, 5, 1});
-  ASSERT_TRUE(layout);
-  EXPECT_EQ(layout->inner, 60);
-  EXPECT_EQ(layout->outer, 0);
+  EXPECT_EQ(summary(copy_layout({3, 4, 5}, {20, 5, 1}, {20, 5, 1})), (Summary{60}));
   // Outer dimensions that step over each other on both sides merge: rows of a narrowed matrix.
-  layout = copy_layout({2, 3, 4}, {24, 8, 1}, {12, 4, 1});
-  ASSERT_TRUE(layout);
-  EXPECT_EQ(layout->inner, 4);
-  ASSERT_EQ(layout->outer, 1);
-  EXPECT_EQ(layout->sizes[0], 6);
-  EXPECT_EQ(layout->src_strides[0], 8);
-  EXPECT_EQ(layout->dst_strides[0], 4);
+  EXPECT_EQ(summary(copy_layout({2, 3, 4}, {24, 8, 1}, {12, 4, 1})), (Summary{4, 6, 8, 4}));
   // A broadcast source (stride 0): the split FMHA tail's queries copied once per key chunk,
   // [P=5, R=3, H=2, D=8] from one [R, H, D] block.
-  layout = copy_layout({5, 3, 2, 8}, {0, 16, 8, 1}, {48, 16, 8, 1});
-  ASSERT_TRUE(layout);
-  EXPECT_EQ(layout->inner, 48);
-  ASSERT_EQ(layout->outer, 1);
-  EXPECT_EQ(layout->sizes[0], 5);
-  EXPECT_EQ(layout->src_strides[0], 0);
-  EXPECT_EQ(layout->dst_strides[0], 48);
+  EXPECT_EQ(summary(copy_layout({5, 3, 2, 8}, {0, 16, 8, 1}, {48, 16, 8, 1})),
+            (Summary{48, 5, 0, 48}));
   // A transpose of the innermost dimension has no shared run.
   EXPECT_FALSE(copy_layout({4, 5}, {1, 4}, {5, 1}));
   // Five outer dimensions that cannot merge are more than the kernel takes.
