@@ -29,6 +29,7 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
   static const std::vector<std::pair<FmhaVariant, std::string>> variants = {
       {FmhaVariant::kCooperative128x128, "coop_128x128"},
       {FmhaVariant::kPingpong128x128, "pingpong_128x128"},
+      {FmhaVariant::kPingpong128x128QueryRegisters, "pingpong_128x128_qreg"},
   };
   return variants;
 }
@@ -69,6 +70,8 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
       return fmha_sm90_coop_128x128(p, stream);
     case FmhaVariant::kPingpong128x128:
       return fmha_sm90_pingpong_128x128(p, stream);
+    case FmhaVariant::kPingpong128x128QueryRegisters:
+      return fmha_sm90_pingpong_128x128_qreg(p, stream);
   }
   return "unknown FMHA variant";
 }

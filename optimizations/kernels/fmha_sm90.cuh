@@ -3,7 +3,8 @@
 // head dim 128, float32 accumulation of both products. Keys past the last full block are masked
 // in the softmax (CUTLASS's ResidualFusion: only the last key block pays for it); queries past
 // the last full tile are clipped by the TMA loads and stores. Each fmha_sm90_*.cu instantiates
-// one kernel.
+// one kernel: CUTLASS's as its builder makes it (`Built`), or with the mainloop of
+// fmha_sm90_qreg.cuh (`QueryRegisters`).
 #include "optimizations/kernels/fmha_sm90_cuda.h"
 
 #ifdef DITBENCH_HAS_CUTLASS_FMHA
@@ -14,21 +15,46 @@
 #include "hopper_fmha/collective/fmha_fusion.hpp"
 #include "hopper_fmha/device/device_universal.hpp"
 #include "hopper_fmha/kernel/fmha_kernel_builder.hpp"
+#include "optimizations/kernels/fmha_sm90_qreg.cuh"
 #endif
 
 namespace ditbench {
 namespace fmha_detail {
 
 #ifdef DITBENCH_HAS_CUTLASS_FMHA
-template <class TileShape, class Schedule>
+using Element = cutlass::bfloat16_t;
+// (S, D, (B, H)) by (token stride, 1, (batch stride, head stride)) for q, k, v and out.
+using Stride = cute::tuple<int, cute::_1, cute::tuple<int, int>>;
+using Fusion = cutlass::fmha::collective::ResidualFusion;
+template <int kBlockQ, int kBlockK, class Schedule, class... Options>
+using Builder = cutlass::fmha::kernel::FmhaBuilder<
+    Element, float, float, cute::Shape<cute::Int<kBlockQ>, cute::Int<kBlockK>, cute::_128>, Stride,
+    Stride, Stride, Fusion, Schedule, Options...>;
+
+// CUTLASS's kernel for the tile shape and schedule (cooperative or ping-pong).
+template <int kBlockQ, int kBlockK, class Schedule>
+using Built = typename Builder<kBlockQ, kBlockK, Schedule>::Kernel;
+
+// The same kernel with Q held in registers (fmha_sm90_qreg.cuh). CUTLASS's ping-pong schedule is
+// the cooperative one made persistent with Q loaded by a warp of its own (its builder), and so is
+// this one's.
+template <int kBlockQ, int kBlockK>
+struct QueryRegistersPingpong {
+  using Persistent =
+      cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kIsPersistent, cute::true_type>;
+  using LoadsQSeparately =
+      cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kLoadsQSeparately, cute::true_type>;
+  using B = Builder<kBlockQ, kBlockK, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+                    Persistent, LoadsQSeparately>;
+  using type = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<
+      QueryRegistersMainloop<typename B::CollectiveMainloop, Fusion>,
+      typename B::CollectiveEpilogue, typename B::TileScheduler, Persistent, LoadsQSeparately>;
+};
+
+template <class Kernel>
 struct Forward {
-  using Element = cutlass::bfloat16_t;
-  // (S, D, (B, H)) by (token stride, 1, (batch stride, head stride)) for q, k, v and out.
-  using Stride = cute::tuple<int, cute::_1, cute::tuple<int, int>>;
   using StrideLse = cute::tuple<cute::_1, cute::tuple<int, int>>;  // (S, (B, H))
-  using Operation = cutlass::device::Universal<typename cutlass::fmha::kernel::FmhaBuilder<
-      Element, float, float, TileShape, Stride, Stride, Stride,
-      cutlass::fmha::collective::ResidualFusion, Schedule>::Kernel>;
+  using Operation = cutlass::device::Universal<Kernel>;
 
   static Stride stride_of(int64_t token, int64_t batch, int64_t head) {
     return Stride{static_cast<int>(token), cute::_1{},
@@ -76,17 +102,16 @@ struct Forward {
 
 }  // namespace fmha_detail
 
-// Defines the launcher `name` as the kernel of tile shape (Q block, K block, 128) and `schedule`,
-// or as a refusal in a build without CUTLASS's FMHA headers.
+// Defines the launcher `name` as the kernel `...` (a type of fmha_detail), or as a refusal in a
+// build without CUTLASS's FMHA headers.
 #ifdef DITBENCH_HAS_CUTLASS_FMHA
-#define DITBENCH_FMHA_KERNEL(name, block_q, block_k, schedule)                                   \
-  std::string fmha_sm90_##name(const FmhaProblem& problem, cudaStream_t stream) {                \
-    using namespace cute;                                                                        \
-    return fmha_detail::Forward<Shape<Int<block_q>, Int<block_k>, _128>, schedule>::run(problem, \
-                                                                                        stream); \
+#define DITBENCH_FMHA_KERNEL(name, ...)                                           \
+  std::string fmha_sm90_##name(const FmhaProblem& problem, cudaStream_t stream) { \
+    using namespace fmha_detail;                                                  \
+    return Forward<__VA_ARGS__>::run(problem, stream);                            \
   }
 #else
-#define DITBENCH_FMHA_KERNEL(name, block_q, block_k, schedule)                       \
+#define DITBENCH_FMHA_KERNEL(name, ...)                                              \
   std::string fmha_sm90_##name(const FmhaProblem&, cudaStream_t) {                   \
     return "built without CUTLASS's Hopper FMHA headers (scripts/fetch-cutlass.sh)"; \
   }

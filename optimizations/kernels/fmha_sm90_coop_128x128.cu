@@ -2,5 +2,6 @@
 #include "optimizations/kernels/fmha_sm90.cuh"
 
 namespace ditbench {
-DITBENCH_FMHA_KERNEL(coop_128x128, 128, 128, cutlass::gemm::KernelTmaWarpSpecializedCooperative)
+DITBENCH_FMHA_KERNEL(coop_128x128,
+                     Built<128, 128, cutlass::gemm::KernelTmaWarpSpecializedCooperative>)
 }  // namespace ditbench

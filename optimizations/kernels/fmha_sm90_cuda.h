@@ -37,6 +37,9 @@ enum class FmhaVariant {
   // The same tiles, persistent (a block per SM walks them), Q loaded by a producer warp of its
   // own: CUTLASS's "ping-pong" schedule for this kernel.
   kPingpong128x128,
+  // The ping-pong kernel with each warp group's query rows held in registers for every
+  // Q K^T product (fmha_sm90_qreg.cuh): the same results bit for bit, less shared-memory traffic.
+  kPingpong128x128QueryRegisters,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
@@ -59,5 +62,6 @@ std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, c
 // The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
 std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
+std::string fmha_sm90_pingpong_128x128_qreg(const FmhaProblem& problem, cudaStream_t stream);
 
 }  // namespace ditbench

@@ -2,5 +2,6 @@
 #include "optimizations/kernels/fmha_sm90.cuh"
 
 namespace ditbench {
-DITBENCH_FMHA_KERNEL(pingpong_128x128, 128, 128, cutlass::gemm::KernelTmaWarpSpecializedPingpong)
+DITBENCH_FMHA_KERNEL(pingpong_128x128,
+                     Built<128, 128, cutlass::gemm::KernelTmaWarpSpecializedPingpong>)
 }  // namespace ditbench
