@@ -45,9 +45,11 @@ enum class FmhaVariant {
 // Every variant with its name ("coop_128x128"), in declaration order.
 const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants();
 
-// The variant attention runs with: on an H100 at HunyuanVideo's 480p shape the two sustain the
-// same rate within 0.5 % (bench/RESULTS.md); ping-pong's 480p steps were 0.3 % faster.
-constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kPingpong128x128;
+// The variant attention runs with: on an H100 at HunyuanVideo's 480p shape CUTLASS's two kernels
+// sustain the same rate within 0.5 % (ping-pong's 480p steps 0.3 % faster), and the ping-pong one
+// with Q in registers 0.7-1.0 % more at the power limit, its 480p steps 0.7-0.9 % faster
+// (bench/RESULTS.md).
+constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kPingpong128x128QueryRegisters;
 
 // Empty when every variant can run `problem` on the current device, else why not (a build without
 // CUTLASS's FMHA headers, a device other than compute capability 9.0, a head dim other than 128,
