@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(kLnThreads)
       ++next_b;
     }
     load_group();
-    float mean[kRows], rstd[kRows], amax[kRows];
+    float mean[kRows], rstd[kRows], amax[kRows];  // mean and rstd first hold the row's sums
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       mean[r] = 0.f;
@@ -184,15 +184,10 @@ __global__ void __launch_bounds__(kLnThreads)
     block_reduce<true>(amax, partial);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      if (s + r >= seq) continue;
       const int64_t row = b * seq + s + r;
-      const float row_scale_r = fp8_rows::scale_of(amax[r]),
-                  inverse = fp8_rows::inverse_of(row_scale_r);
-      if (threadIdx.x == 0) row_scale[row] = row_scale_r;
-#pragma unroll
-      for (int i = 0; i < kVecs; ++i) {
-        const int c = threadIdx.x + i * kLnThreads;
-        if (c < vecs) out[r][i].store_e4m3(values + row * dim + c * kVec, inverse);
+      if (s + r < seq) {
+        fp8_rows::store_held_row<bf16, kVecs>(out[r], vecs, values + row * dim, row_scale + row,
+                                              amax[r]);
       }
     }
   }
@@ -267,7 +262,8 @@ bool launch_layer_norm_modulate_fp8(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, 
 }
 
 // Rows a block reduces together: 2, or DITBENCH_LN_FP8_ROWS=1 (one row at a time, for
-// comparison).
+// comparison). Rows of more than 5 vectors a thread (over 5120 columns) go one at a time: two of
+// them would spill registers (sm_90a).
 int ln_rows_per_block() {
   static const int rows = [] {
     const char* env = std::getenv("DITBENCH_LN_FP8_ROWS");
@@ -291,10 +287,14 @@ bool layer_norm_modulate_fp8_cuda(RowsBf16 x, RowsBf16 shift, RowsBf16 scale, vo
   const bool pairs = ln_rows_per_block() == 2;
   return with_vecs(vecs_per_thread, [&](auto n) {
     constexpr int kVecs = decltype(n)::value;
-    return pairs ? launch_layer_norm_modulate_fp8<kVecs, 2>(x, shift, scale, full, values,
-                                                            row_scale, batch, seq, dim, eps, stream)
-                 : launch_layer_norm_modulate_fp8<kVecs, 1>(
-                       x, shift, scale, full, values, row_scale, batch, seq, dim, eps, stream);
+    if constexpr (kVecs <= 5) {
+      if (pairs) {
+        return launch_layer_norm_modulate_fp8<kVecs, 2>(x, shift, scale, full, values, row_scale,
+                                                        batch, seq, dim, eps, stream);
+      }
+    }
+    return launch_layer_norm_modulate_fp8<kVecs, 1>(x, shift, scale, full, values, row_scale, batch,
+                                                    seq, dim, eps, stream);
   });
 }
 

@@ -101,25 +101,35 @@ struct Vec {
   }
 };
 
-// Quantizes one row held in registers: v[i] is the row's vector threadIdx.x + i * blockDim.x
-// (those at or past `vecs` are ignored). Writes the e4m3 row and, from thread 0, its scale.
+// Writes one row held in registers as e4m3 given the row's amax over the block: v[i] is the row's
+// vector threadIdx.x + i * blockDim.x (those at or past `vecs` are ignored); thread 0 writes its
+// scale.
 template <typename E, int kVecs>
-__device__ __forceinline__ void quantize_held_row(const Vec<E> (&v)[kVecs], int vecs,
-                                                  __nv_fp8_storage_t* __restrict__ out_row,
-                                                  float* __restrict__ scale_out, float* partial) {
+__device__ __forceinline__ void store_held_row(const Vec<E> (&v)[kVecs], int vecs,
+                                               __nv_fp8_storage_t* __restrict__ out_row,
+                                               float* __restrict__ scale_out, float row_amax) {
   constexpr int kSize = Vec<E>::kSize;
-  float amax = 0.f;
-#pragma unroll
-  for (int i = 0; i < kVecs; ++i) {
-    if (threadIdx.x + i * blockDim.x < vecs) amax = fmaxf(amax, v[i].amax());
-  }
-  const float scale = scale_of(block_max(amax, partial)), inverse = inverse_of(scale);
+  const float scale = scale_of(row_amax), inverse = inverse_of(scale);
   if (threadIdx.x == 0) *scale_out = scale;
 #pragma unroll
   for (int i = 0; i < kVecs; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
     if (c < vecs) v[i].store_e4m3(out_row + static_cast<int64_t>(c) * kSize, inverse);
   }
+}
+
+// Quantizes one row held in registers (laid out as for store_held_row): its amax reduced over the
+// block, then stored.
+template <typename E, int kVecs>
+__device__ __forceinline__ void quantize_held_row(const Vec<E> (&v)[kVecs], int vecs,
+                                                  __nv_fp8_storage_t* __restrict__ out_row,
+                                                  float* __restrict__ scale_out, float* partial) {
+  float amax = 0.f;
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+    if (threadIdx.x + i * blockDim.x < vecs) amax = fmaxf(amax, v[i].amax());
+  }
+  store_held_row<E, kVecs>(v, vecs, out_row, scale_out, block_max(amax, partial));
 }
 
 // Row quantization of what a Source yields: each block walks rows with a grid stride, holding a
