@@ -30,6 +30,7 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
       {FmhaVariant::kCooperative128x128, "coop_128x128"},
       {FmhaVariant::kPingpong128x128, "pingpong_128x128"},
       {FmhaVariant::kPingpong128x128QueryRegisters, "pingpong_128x128_qreg"},
+      {FmhaVariant::kPingpong128x128QueryRegistersCluster2, "pingpong_128x128_qreg_c2x1"},
   };
   return variants;
 }
@@ -72,6 +73,8 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
       return fmha_sm90_pingpong_128x128(p, stream);
     case FmhaVariant::kPingpong128x128QueryRegisters:
       return fmha_sm90_pingpong_128x128_qreg(p, stream);
+    case FmhaVariant::kPingpong128x128QueryRegistersCluster2:
+      return fmha_sm90_pingpong_128x128_qreg_c2x1(p, stream);
   }
   return "unknown FMHA variant";
 }

@@ -4,7 +4,8 @@
 // in the softmax (CUTLASS's ResidualFusion: only the last key block pays for it); queries past
 // the last full tile are clipped by the TMA loads and stores. Each fmha_sm90_*.cu instantiates
 // one kernel: CUTLASS's as its builder makes it (`Built`), or with the mainloop of
-// fmha_sm90_qreg.cuh (`QueryRegisters`).
+// fmha_sm90_qreg.cuh (`QueryRegisters`), alone or on a cluster of two blocks sharing their key and
+// value loads (fmha_sm90_cluster.cuh).
 #include "optimizations/kernels/fmha_sm90_cuda.h"
 
 #ifdef DITBENCH_HAS_CUTLASS_FMHA
@@ -15,8 +16,13 @@
 #include "hopper_fmha/collective/fmha_fusion.hpp"
 #include "hopper_fmha/device/device_universal.hpp"
 #include "hopper_fmha/kernel/fmha_kernel_builder.hpp"
+#include "optimizations/kernels/fmha_sm90_cluster.cuh"
 #include "optimizations/kernels/fmha_sm90_qreg.cuh"
 #endif
+
+#include <algorithm>
+#include <array>
+#include <atomic>
 
 namespace ditbench {
 namespace fmha_detail {
@@ -38,7 +44,8 @@ using Built = typename Builder<kBlockQ, kBlockK, Schedule>::Kernel;
 // The same kernel with Q held in registers (fmha_sm90_qreg.cuh). CUTLASS's ping-pong schedule is
 // the cooperative one made persistent with Q loaded by a warp of its own (its builder), and so is
 // this one's.
-template <int kBlockQ, int kBlockK>
+// `Mainloop`: QueryRegistersMainloop, or SharedKeysMainloop for blocks in pairs.
+template <int kBlockQ, int kBlockK, template <class, class> class Mainloop>
 struct QueryRegistersPingpong {
   using Persistent =
       cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kIsPersistent, cute::true_type>;
@@ -46,9 +53,11 @@ struct QueryRegistersPingpong {
       cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kLoadsQSeparately, cute::true_type>;
   using B = Builder<kBlockQ, kBlockK, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
                     Persistent, LoadsQSeparately>;
-  using type = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<
-      QueryRegistersMainloop<typename B::CollectiveMainloop, Fusion>,
-      typename B::CollectiveEpilogue, typename B::TileScheduler, Persistent, LoadsQSeparately>;
+  using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<
+      Mainloop<typename B::CollectiveMainloop, Fusion>, typename B::CollectiveEpilogue,
+      typename B::TileScheduler, Persistent, LoadsQSeparately>;
+  using type = std::conditional_t<cute::size(typename Kernel::ClusterShape{}) == 1, Kernel,
+                                  ClusterKernel<Kernel>>;
 };
 
 template <class Kernel>
@@ -76,6 +85,7 @@ struct Forward {
          StrideLse{cute::_1{},
                    make_tuple(static_cast<int>(p.heads * p.queries), static_cast<int>(p.queries))}},
         hardware()};
+    if (arguments.hw_info.sm_count < 1) return "no cluster of this kernel fits the device";
     if (Operation::can_implement(arguments) != cutlass::Status::kSuccess)
       return "CUTLASS's FMHA cannot implement this problem";
     Operation op;
@@ -90,12 +100,48 @@ struct Forward {
     return {};
   }
 
-  // The current device and its SM count (the persistent schedule launches one block per SM).
+  // The current device and the blocks the persistent schedule launches: one per SM, or for a
+  // kernel of clusters as many whole clusters as the device holds at once (an SM left over in a
+  // GPC cannot take a cluster's block), asked once per device.
   static cutlass::KernelHardwareInfo hardware() {
     cutlass::KernelHardwareInfo info;
     cudaGetDevice(&info.device_id);
     info.sm_count = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(info.device_id);
+    if constexpr (kCluster > 1) info.sm_count = resident_blocks(info.device_id);
     return info;
+  }
+
+  static constexpr int kCluster = cute::size(typename Kernel::ClusterShape{});
+
+  // Blocks of whole clusters resident at once on `device`, 0 where none fits or it cannot tell.
+  static int resident_blocks(int device) {
+    static std::array<std::atomic<int>, 64> known{};  // 0: not asked yet, -1: none
+    if (device < 0 || device >= static_cast<int>(known.size())) return 0;
+    if (known[device].load() == 0) {
+      const int blocks = kCluster * clusters();
+      known[device].store(blocks > 0 ? blocks : -1);
+    }
+    return std::max(known[device].load(), 0);
+  }
+
+  // cudaOccupancyMaxActiveClusters for the kernel's launch: its block, cluster and shared memory.
+  static int clusters() {
+    const void* kernel = reinterpret_cast<const void*>(cutlass::device_kernel<Kernel>);
+    const int smem = Kernel::SharedStorageSize;
+    cudaLaunchAttribute shape{};
+    shape.id = cudaLaunchAttributeClusterDimension;
+    shape.val.clusterDim.x = kCluster, shape.val.clusterDim.y = 1, shape.val.clusterDim.z = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(kCluster, 1, 1), config.blockDim = Kernel::get_block_shape();
+    config.dynamicSmemBytes = smem, config.attrs = &shape, config.numAttrs = 1;
+    int clusters = 0;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+            cudaSuccess ||
+        cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+      cudaGetLastError();  // cleared: the launch reports that no cluster fits
+      return 0;
+    }
+    return clusters;
   }
 };
 #endif

@@ -40,6 +40,10 @@ enum class FmhaVariant {
   // The ping-pong kernel with each warp group's query rows held in registers for every
   // Q K^T product (fmha_sm90_qreg.cuh): the same results bit for bit, less shared-memory traffic.
   kPingpong128x128QueryRegisters,
+  // That kernel on clusters of two blocks on neighbouring query tiles of a head, each key and
+  // value block loaded half by each and multicast to both (fmha_sm90_cluster.cuh): the same
+  // results bit for bit, half the L2 reads.
+  kPingpong128x128QueryRegistersCluster2,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
@@ -65,5 +69,6 @@ std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, c
 std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
 std::string fmha_sm90_pingpong_128x128_qreg(const FmhaProblem& problem, cudaStream_t stream);
+std::string fmha_sm90_pingpong_128x128_qreg_c2x1(const FmhaProblem& problem, cudaStream_t stream);
 
 }  // namespace ditbench

@@ -3,5 +3,6 @@
 #include "optimizations/kernels/fmha_sm90.cuh"
 
 namespace ditbench {
-DITBENCH_FMHA_KERNEL(pingpong_128x128_qreg, QueryRegistersPingpong<128, 128>::type)
+DITBENCH_FMHA_KERNEL(pingpong_128x128_qreg,
+                     QueryRegistersPingpong<128, 128, QueryRegistersMainloop>::type)
 }  // namespace ditbench

@@ -38,8 +38,9 @@ TEST(CutlassFmha, RefusesWhatItCannotRun) {
   }
   std::vector<std::string> names;
   for (const auto& [variant, name] : fmha_variants()) names.push_back(name);
-  EXPECT_EQ(names, (std::vector<std::string>{"coop_128x128", "pingpong_128x128",
-                                             "pingpong_128x128_qreg"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"coop_128x128", "pingpong_128x128", "pingpong_128x128_qreg",
+                                      "pingpong_128x128_qreg_c2x1"}));
 }
 
 TEST(CutlassFmha, UnknownKernelNameIsAnInputErrorNamingTheKnownOnes) {
@@ -53,7 +54,7 @@ TEST(CutlassFmha, UnknownKernelNameIsAnInputErrorNamingTheKnownOnes) {
     unsetenv("DITBENCH_FMHA_KERNEL");
     EXPECT_EQ(std::string(e.what()),
               "DITBENCH_FMHA_KERNEL: unknown FMHA kernel 'coop_64x64' (known: coop_128x128, "
-              "pingpong_128x128, pingpong_128x128_qreg)");
+              "pingpong_128x128, pingpong_128x128_qreg, pingpong_128x128_qreg_c2x1)");
   }
 }
 
@@ -127,24 +128,28 @@ TEST(CutlassFmhaCuda, EveryVariantMatchesTheReference) {
 }
 
 // Q held in registers changes where the Q K^T products read Q from, not what they compute: the
-// same instructions on the same values as CUTLASS's mainloop, so the same bits. Sizes: one key
-// block (masked), two, a partial last block, many blocks, more tiles than SMs (the persistent
-// blocks walk several, loading the next tile's Q).
+// same instructions on the same values as CUTLASS's mainloop, so the same bits; so do blocks in
+// pairs that share their K and V loads. Sizes: one key block (masked), two, a partial last block
+// (3 query tiles a head: the pairs' fourth tile lies wholly past the queries), many blocks, more
+// tiles than SMs (the persistent blocks walk several, loading the next tile's Q).
 TEST(CutlassFmhaCuda, QueryRegistersComputeTheSameBitsAsCutlassMainloop) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   auto check = check_backend("cutlass_fmha", at::Device(at::kCUDA, 0), at::kBFloat16, 128, false);
   if (!check.ok) GTEST_SKIP() << check.reason;
   const std::vector<std::pair<int64_t, int64_t>> sizes{
       {200, 100}, {256, 256}, {333, 777}, {640, 2000}, {4096, 1000}};
-  for (const auto& [queries, keys] : sizes) {
-    SCOPED_TRACE(std::to_string(queries) + "x" + std::to_string(keys));
-    auto in = packed_inputs(2, 24, queries, keys, 5);
-    auto got = cutlass_fmha_attention(in.q, in.k, in.v, true,
-                                      FmhaVariant::kPingpong128x128QueryRegisters, FmhaTailSplit{});
-    auto want = cutlass_fmha_attention(in.q, in.k, in.v, true, FmhaVariant::kPingpong128x128,
-                                       FmhaTailSplit{});
-    EXPECT_TRUE(at::equal(got.out, want.out));
-    EXPECT_TRUE(at::equal(got.lse, want.lse));
+  for (auto variant : {FmhaVariant::kPingpong128x128QueryRegisters,
+                       FmhaVariant::kPingpong128x128QueryRegistersCluster2}) {
+    for (const auto& [queries, keys] : sizes) {
+      SCOPED_TRACE(std::to_string(static_cast<int>(variant)) + ": " + std::to_string(queries) +
+                   "x" + std::to_string(keys));
+      auto in = packed_inputs(2, 24, queries, keys, 5);
+      auto got = cutlass_fmha_attention(in.q, in.k, in.v, true, variant, FmhaTailSplit{});
+      auto want = cutlass_fmha_attention(in.q, in.k, in.v, true, FmhaVariant::kPingpong128x128,
+                                         FmhaTailSplit{});
+      EXPECT_TRUE(at::equal(got.out, want.out));
+      EXPECT_TRUE(at::equal(got.lse, want.lse));
+    }
   }
 }
 
