@@ -1,5 +1,6 @@
 #include "optimizations/attention/cutlass_fmha.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -60,13 +61,14 @@ static_assert(kMaxTailParts == kMaxMergeParts, "the merge kernel takes every par
 #endif
 
 #ifdef DITBENCH_HAS_CUDA
-// The plan for `problem` on the current device, unless DITBENCH_FMHA_SPLIT_TAIL=0 or the merge
-// kernel is switched off.
-FmhaTailSplit default_split(const FmhaProblem& problem) {
+// The plan for `problem` under `variant` on the current device, unless
+// DITBENCH_FMHA_SPLIT_TAIL=0 or the merge kernel is switched off.
+FmhaTailSplit default_split(const FmhaProblem& problem, FmhaVariant variant) {
   const char* env = std::getenv("DITBENCH_FMHA_SPLIT_TAIL");
   if ((env != nullptr && std::string(env) == "0") || !fused_kernels_enabled()) return {};
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  return plan_fmha_tail_split(problem.batch, problem.heads, problem.queries, problem.keys, sms);
+  const auto shape = fmha_sm90_launch_shape(variant);
+  return plan_fmha_tail_split(problem.batch, problem.heads, problem.queries, problem.keys,
+                              shape.resident, shape.cluster);
 }
 
 bool split_fits(const FmhaTailSplit& split, const FmhaProblem& problem) {
@@ -77,7 +79,8 @@ bool split_fits(const FmhaTailSplit& split, const FmhaProblem& problem) {
 
 // Runs `problem` (batch 1, checked) as `split` says: the main queries in one launch into out's
 // rows, the rest against each key chunk (a launch of batch `parts`, the rest's queries copied
-// once per chunk), merged into out's remaining rows. Returns the lse [1, H, Sq] when asked.
+// once per chunk), merged into out's remaining rows. Returns the lse [1, H, Sq] when asked. The
+// rest's few query tiles a head run in `variant`'s one-block form: clusters would pad them.
 at::Tensor run_split(const FmhaProblem& problem, const FmhaTailSplit& split, const at::Tensor& q,
                      const at::Tensor& out, bool need_lse, FmhaVariant variant) {
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
@@ -104,7 +107,10 @@ at::Tensor run_split(const FmhaProblem& problem, const FmhaTailSplit& split, con
   second.lse = rest_lse.data_ptr<float>();
   for (const auto* launch : {&first, &second}) {
     auto why = fmha_sm90_check(*launch);
-    if (why.empty()) why = fmha_sm90_forward(*launch, variant, stream);
+    const bool rest_launch = launch == &second;
+    if (why.empty())
+      why = fmha_sm90_forward(*launch, rest_launch ? fmha_sm90_single_block_form(variant) : variant,
+                              stream);
     if (!why.empty()) throw std::runtime_error(backend_name() + " (split tail): " + why);
   }
   std::vector<at::Tensor> outs, lses;
@@ -179,14 +185,18 @@ class CutlassFmhaBackend : public AttentionBackend {
 }  // namespace
 
 FmhaTailSplit plan_fmha_tail_split(int64_t batch, int64_t heads, int64_t queries, int64_t keys,
-                                   int64_t sms) {
+                                   int64_t sms, int64_t cluster) {
   const int64_t query_tiles = (queries + kTileQueries - 1) / kTileQueries;
-  const int64_t tiles = query_tiles * heads;
+  const int64_t per_cluster = std::max<int64_t>(cluster, 1);
+  // One launch: each head's tiles padded to whole clusters.
+  const int64_t tiles = (query_tiles + per_cluster - 1) / per_cluster * per_cluster * heads;
   if (batch != 1 || sms <= 0 || tiles < 4 * sms || tiles % sms == 0) return {};
   auto rounds = [sms](int64_t n) { return static_cast<double>((n + sms - 1) / sms); };
   const double blocks = static_cast<double>(keys) / kKeyBlock;  // a whole tile's key blocks
-  // The main launch: the most whole query tiles (of every head) within its full rounds.
-  const int64_t main_tiles = tiles / sms * sms / heads;
+  // The main launch: the most whole query tiles (of every head, whole clusters of them) within
+  // its full rounds.
+  const int64_t main_tiles = std::min(query_tiles * heads / sms * sms / heads, query_tiles - 1) /
+                             per_cluster * per_cluster;
   if (main_tiles == 0) return {};
   const int64_t rest_tiles = (query_tiles - main_tiles) * heads;
   FmhaTailSplit best;
@@ -230,7 +240,7 @@ LocalAttentionResult cutlass_fmha_attention(const at::Tensor& q, const at::Tenso
     why = fmha_sm90_check(problem);
     if (!why.empty()) throw Unsupported(backend_name() + ": " + why);
   }
-  const auto tail = split ? *split : default_split(problem);
+  const auto tail = split ? *split : default_split(problem, variant);
   if (split_fits(tail, problem)) {
     auto split_lse = run_split(problem, tail, q_in, out, need_lse, variant);
     if (need_lse) lse = split_lse;

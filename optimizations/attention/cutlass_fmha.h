@@ -27,15 +27,17 @@ struct FmhaTailSplit {
   int64_t parts = 1;
 };
 
-// The split that finishes the tiles soonest on `sms` SMs, in a model of tile rounds: a launch of
-// n tiles takes ceil(n / sms) rounds of its tile time; a tile over a key chunk costs its share of
-// the keys plus 2 key blocks of fixed work, and splitting costs 16 key blocks more (the copy of
-// the tail's queries, the second launch, the merge). The main launch takes the most whole query
-// tiles that fill its rounds; the chunks divide the keys evenly, at least 1024 keys each, 2 to 16
-// of them. Batch 1 only (the chunks are the second launch's batch); parts = 1 where splitting
-// gains nothing: fewer than 4 rounds, no idle SMs in the last round, or no cheaper split.
+// The split that finishes the tiles soonest on `sms` blocks at once, in a model of tile rounds: a
+// launch of n tiles takes ceil(n / sms) rounds of its tile time; a tile over a key chunk costs its
+// share of the keys plus 2 key blocks of fixed work, and splitting costs 16 key blocks more (the
+// copy of the tail's queries, the second launch, the merge). The main launch takes the most whole
+// query tiles that fill its rounds, a multiple of `cluster` a head (a kernel whose clusters take
+// that many neighbouring tiles; the second launch runs its one-block form); the chunks divide the
+// keys evenly, at least 1024 keys each, 2 to 16 of them. Batch 1 only (the chunks are the second
+// launch's batch); parts = 1 where splitting gains nothing: fewer than 4 rounds, no idle SMs in the
+// last round, or no cheaper split.
 FmhaTailSplit plan_fmha_tail_split(int64_t batch, int64_t heads, int64_t queries, int64_t keys,
-                                   int64_t sms);
+                                   int64_t sms, int64_t cluster = 1);
 
 // The backend for the registry.
 std::unique_ptr<AttentionBackend> make_cutlass_fmha_backend();
@@ -45,7 +47,7 @@ std::unique_ptr<AttentionBackend> make_cutlass_fmha_backend();
 // (strides not multiples of 8 elements, unaligned bases) are copied token-major first; a query
 // count that is not a multiple of 8 is padded with zero queries whose rows are dropped. Throws
 // Unsupported with the kernel's reason when it cannot run at all (device, dtype, head dim).
-// `split` overrides the plan (plan_fmha_tail_split on the device's SMs, unless
+// `split` overrides the plan (plan_fmha_tail_split for the variant's launch shape, unless
 // DITBENCH_FMHA_SPLIT_TAIL=0 or the merge kernel is switched off); one that does not fit the
 // problem (batch > 1, main_queries not a multiple of 128 below the query count, keys not divisible
 // by parts) runs in one launch.

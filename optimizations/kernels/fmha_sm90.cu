@@ -79,4 +79,24 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
   return "unknown FMHA variant";
 }
 
+FmhaLaunchShape fmha_sm90_launch_shape(FmhaVariant variant) {
+  switch (variant) {
+    case FmhaVariant::kCooperative128x128:
+      return fmha_sm90_coop_128x128_launch_shape();
+    case FmhaVariant::kPingpong128x128:
+      return fmha_sm90_pingpong_128x128_launch_shape();
+    case FmhaVariant::kPingpong128x128QueryRegisters:
+      return fmha_sm90_pingpong_128x128_qreg_launch_shape();
+    case FmhaVariant::kPingpong128x128QueryRegistersCluster2:
+      return fmha_sm90_pingpong_128x128_qreg_c2x1_launch_shape();
+  }
+  return {};
+}
+
+FmhaVariant fmha_sm90_single_block_form(FmhaVariant variant) {
+  return variant == FmhaVariant::kPingpong128x128QueryRegistersCluster2
+             ? FmhaVariant::kPingpong128x128QueryRegisters
+             : variant;
+}
+
 }  // namespace ditbench

@@ -151,16 +151,21 @@ struct Forward {
 // Defines the launcher `name` as the kernel `...` (a type of fmha_detail), or as a refusal in a
 // build without CUTLASS's FMHA headers.
 #ifdef DITBENCH_HAS_CUTLASS_FMHA
-#define DITBENCH_FMHA_KERNEL(name, ...)                                           \
-  std::string fmha_sm90_##name(const FmhaProblem& problem, cudaStream_t stream) { \
-    using namespace fmha_detail;                                                  \
-    return Forward<__VA_ARGS__>::run(problem, stream);                            \
+#define DITBENCH_FMHA_KERNEL(name, ...)                                                 \
+  std::string fmha_sm90_##name(const FmhaProblem& problem, cudaStream_t stream) {       \
+    using namespace fmha_detail;                                                        \
+    return Forward<__VA_ARGS__>::run(problem, stream);                                  \
+  }                                                                                     \
+  FmhaLaunchShape fmha_sm90_##name##_launch_shape() {                                   \
+    using namespace fmha_detail;                                                        \
+    return {Forward<__VA_ARGS__>::kCluster, Forward<__VA_ARGS__>::hardware().sm_count}; \
   }
 #else
 #define DITBENCH_FMHA_KERNEL(name, ...)                                              \
   std::string fmha_sm90_##name(const FmhaProblem&, cudaStream_t) {                   \
     return "built without CUTLASS's Hopper FMHA headers (scripts/fetch-cutlass.sh)"; \
-  }
+  }                                                                                  \
+  FmhaLaunchShape fmha_sm90_##name##_launch_shape() { return {}; }
 #endif
 
 }  // namespace ditbench

@@ -51,9 +51,10 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants();
 
 // The variant attention runs with: on an H100 at HunyuanVideo's 480p shape CUTLASS's two kernels
 // sustain the same rate within 0.5 % (ping-pong's 480p steps 0.3 % faster), and the ping-pong one
-// with Q in registers 0.7-1.0 % more at the power limit, its 480p steps 0.7-0.9 % faster
+// with Q in registers 0.7-1.0 % more at the power limit, its 480p steps 0.7-0.9 % faster; that
+// kernel on pairs of blocks sharing their K and V loads another 0.1-0.3 % on an H200
 // (bench/RESULTS.md).
-constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kPingpong128x128QueryRegisters;
+constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kPingpong128x128QueryRegistersCluster2;
 
 // Empty when every variant can run `problem` on the current device, else why not (a build without
 // CUTLASS's FMHA headers, a device other than compute capability 9.0, a head dim other than 128,
@@ -61,14 +62,33 @@ constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kPingpong128x128QueryRe
 // pointers not 16-byte aligned).
 std::string fmha_sm90_check(const FmhaProblem& problem);
 
+// How a variant's launch takes the tiles: `cluster` neighbouring query tiles of a head go to one
+// cluster of blocks (each head's tiles padded to a whole number of clusters, the padding computed
+// and dropped); `resident`: the blocks it runs at once on the current device, one per SM or whole
+// clusters (0 where none fits).
+struct FmhaLaunchShape {
+  int cluster = 1;
+  int resident = 0;
+};
+FmhaLaunchShape fmha_sm90_launch_shape(FmhaVariant variant);
+
+// The variant of one-block clusters that computes the same bits as `variant` (itself where its
+// clusters are of one block).
+FmhaVariant fmha_sm90_single_block_form(FmhaVariant variant);
+
 // Launches `variant` on `stream` after fmha_sm90_check said yes; returns the launch's error text,
 // empty on success.
 std::string fmha_sm90_forward(const FmhaProblem& problem, FmhaVariant variant, cudaStream_t stream);
 
-// The launcher of each variant (fmha_sm90_<name>.cu), what fmha_sm90_forward dispatches to.
-std::string fmha_sm90_coop_128x128(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128_qreg(const FmhaProblem& problem, cudaStream_t stream);
-std::string fmha_sm90_pingpong_128x128_qreg_c2x1(const FmhaProblem& problem, cudaStream_t stream);
+// The launcher and the launch shape of each variant (fmha_sm90_<name>.cu), what
+// fmha_sm90_forward and fmha_sm90_launch_shape dispatch to.
+#define DITBENCH_FMHA_VARIANT_FUNCTIONS(name)                                    \
+  std::string fmha_sm90_##name(const FmhaProblem& problem, cudaStream_t stream); \
+  FmhaLaunchShape fmha_sm90_##name##_launch_shape();
+DITBENCH_FMHA_VARIANT_FUNCTIONS(coop_128x128)
+DITBENCH_FMHA_VARIANT_FUNCTIONS(pingpong_128x128)
+DITBENCH_FMHA_VARIANT_FUNCTIONS(pingpong_128x128_qreg)
+DITBENCH_FMHA_VARIANT_FUNCTIONS(pingpong_128x128_qreg_c2x1)
+#undef DITBENCH_FMHA_VARIANT_FUNCTIONS
 
 }  // namespace ditbench

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdlib>
+#include <iostream>
 
 #include "models/common/error.h"
 #include "test_util.h"
@@ -79,6 +80,16 @@ TEST(CutlassFmha, TailSplitPlanFillsTheLastRound) {
   auto p720 = plan_fmha_tail_split(1, 24, 119056, 119056, 132);
   EXPECT_EQ(p720.main_queries, 929 * 128);
   EXPECT_EQ(p720.parts, 8);
+  // Clusters of two neighbouring query tiles: the main launch takes whole pairs a head. 720p:
+  // 928 query tiles (929 is odd), 72 tiles left (3 a head); 7 chunks take 4 rounds of 0.145
+  // tile (0.580), 16 take 9 of 0.0647 (0.582), 14 take 8 of 0.0736 (0.589), 8 take 5 of 0.127.
+  auto p720_pairs = plan_fmha_tail_split(1, 24, 119056, 119056, 132, 2);
+  EXPECT_EQ(p720_pairs.main_queries, 928 * 128);
+  EXPECT_EQ(p720_pairs.parts, 7);
+  // The step's shape: 198 is even, the same plan as one tile a block.
+  auto step_pairs = plan_fmha_tail_split(1, 24, 25640, 25640, 132, 2);
+  EXPECT_EQ(step_pairs.main_queries, 198 * 128);
+  EXPECT_EQ(step_pairs.parts, 5);
   // No split: batch 2, a last round without idle SMs (55 query tiles x 24 heads = 10 rounds),
   // fewer than 4 rounds, keys that no 2..16 chunks of 1024 or more divide (25,693 is prime).
   EXPECT_EQ(plan_fmha_tail_split(2, 24, 25696, 25696, 132).parts, 1);
@@ -136,6 +147,14 @@ TEST(CutlassFmhaCuda, QueryRegistersComputeTheSameBitsAsCutlassMainloop) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   auto check = check_backend("cutlass_fmha", at::Device(at::kCUDA, 0), at::kBFloat16, 128, false);
   if (!check.ok) GTEST_SKIP() << check.reason;
+  // The pairs' launch: whole clusters of two, at most a block an SM.
+  const auto pairs = fmha_sm90_launch_shape(FmhaVariant::kPingpong128x128QueryRegistersCluster2);
+  std::cout << "pingpong_128x128_qreg_c2x1: " << pairs.resident << " blocks resident\n";
+  EXPECT_EQ(pairs.cluster, 2);
+  EXPECT_GT(pairs.resident, 0);
+  EXPECT_EQ(pairs.resident % 2, 0);
+  EXPECT_LE(pairs.resident, at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  EXPECT_EQ(fmha_sm90_launch_shape(FmhaVariant::kPingpong128x128QueryRegisters).cluster, 1);
   const std::vector<std::pair<int64_t, int64_t>> sizes{
       {200, 100}, {256, 256}, {333, 777}, {640, 2000}, {4096, 1000}};
   for (auto variant : {FmhaVariant::kPingpong128x128QueryRegisters,
