@@ -31,8 +31,6 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants() {
       {FmhaVariant::kPingpong128x128, "pingpong_128x128"},
       {FmhaVariant::kPingpong128x128QueryRegisters, "pingpong_128x128_qreg"},
       {FmhaVariant::kPingpong128x128QueryRegistersCluster2, "pingpong_128x128_qreg_c2x1"},
-      {FmhaVariant::kPingpong128x128QueryRegistersCluster2LazyRescale,
-       "pingpong_128x128_qreg_c2x1_lazy"},
   };
   return variants;
 }
@@ -77,8 +75,6 @@ std::string fmha_sm90_forward(const FmhaProblem& p, FmhaVariant variant, cudaStr
       return fmha_sm90_pingpong_128x128_qreg(p, stream);
     case FmhaVariant::kPingpong128x128QueryRegistersCluster2:
       return fmha_sm90_pingpong_128x128_qreg_c2x1(p, stream);
-    case FmhaVariant::kPingpong128x128QueryRegistersCluster2LazyRescale:
-      return fmha_sm90_pingpong_128x128_qreg_c2x1_lazy(p, stream);
   }
   return "unknown FMHA variant";
 }
@@ -93,20 +89,14 @@ FmhaLaunchShape fmha_sm90_launch_shape(FmhaVariant variant) {
       return fmha_sm90_pingpong_128x128_qreg_launch_shape();
     case FmhaVariant::kPingpong128x128QueryRegistersCluster2:
       return fmha_sm90_pingpong_128x128_qreg_c2x1_launch_shape();
-    case FmhaVariant::kPingpong128x128QueryRegistersCluster2LazyRescale:
-      return fmha_sm90_pingpong_128x128_qreg_c2x1_lazy_launch_shape();
   }
   return {};
 }
 
 FmhaVariant fmha_sm90_single_block_form(FmhaVariant variant) {
-  switch (variant) {
-    case FmhaVariant::kPingpong128x128QueryRegistersCluster2:
-    case FmhaVariant::kPingpong128x128QueryRegistersCluster2LazyRescale:
-      return FmhaVariant::kPingpong128x128QueryRegisters;
-    default:
-      return variant;
-  }
+  return variant == FmhaVariant::kPingpong128x128QueryRegistersCluster2
+             ? FmhaVariant::kPingpong128x128QueryRegisters
+             : variant;
 }
 
 }  // namespace ditbench

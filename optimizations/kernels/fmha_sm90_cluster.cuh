@@ -42,8 +42,8 @@ struct ClusterPipeline : cutlass::PipelineTmaAsync<kStages> {
       : Pipeline(storage, params, ClusterShape{}) {}
 };
 
-template <class Base, class Fusion, bool kLazyRescale = false>
-struct SharedKeysMainloop : QueryRegistersMainloop<Base, Fusion, kLazyRescale> {
+template <class Base, class Fusion>
+struct SharedKeysMainloop : QueryRegistersMainloop<Base, Fusion> {
   using ClusterShape = cute::Shape<cute::_2, cute::_1, cute::_1>;
   static constexpr int kClusterBlocks = 2;
   using typename Base::Element;
@@ -194,9 +194,6 @@ struct ClusterKernel : Kernel {
     cute::cluster_sync();
   }
 };
-
-template <class Base, class Fusion>
-using SharedKeysLazyRescaleMainloop = SharedKeysMainloop<Base, Fusion, true>;
 
 }  // namespace fmha_detail
 }  // namespace ditbench

@@ -44,10 +44,6 @@ enum class FmhaVariant {
   // value block loaded half by each and multicast to both (fmha_sm90_cluster.cuh): the same
   // results bit for bit, half the L2 reads.
   kPingpong128x128QueryRegistersCluster2,
-  // That kernel with a softmax that keeps each row's running maximum until a key block raises it
-  // by more than 2^8 (fmha_sm90_qreg.cuh): the output rescaled almost only after the first block;
-  // the same softmax, not the same bits.
-  kPingpong128x128QueryRegistersCluster2LazyRescale,
 };
 
 // Every variant with its name ("coop_128x128"), in declaration order.
@@ -76,9 +72,8 @@ struct FmhaLaunchShape {
 };
 FmhaLaunchShape fmha_sm90_launch_shape(FmhaVariant variant);
 
-// The variant of one-block clusters that runs `variant`'s few tiles (the tail split's second
-// launch): itself where its clusters are of one block, else the one-block kernel of the same
-// products (the same bits; with CUTLASS's softmax for the lazy-rescale kernel).
+// The variant of one-block clusters that computes the same bits as `variant` (itself where its
+// clusters are of one block).
 FmhaVariant fmha_sm90_single_block_form(FmhaVariant variant);
 
 // Launches `variant` on `stream` after fmha_sm90_check said yes; returns the launch's error text,
@@ -94,7 +89,6 @@ DITBENCH_FMHA_VARIANT_FUNCTIONS(coop_128x128)
 DITBENCH_FMHA_VARIANT_FUNCTIONS(pingpong_128x128)
 DITBENCH_FMHA_VARIANT_FUNCTIONS(pingpong_128x128_qreg)
 DITBENCH_FMHA_VARIANT_FUNCTIONS(pingpong_128x128_qreg_c2x1)
-DITBENCH_FMHA_VARIANT_FUNCTIONS(pingpong_128x128_qreg_c2x1_lazy)
 #undef DITBENCH_FMHA_VARIANT_FUNCTIONS
 
 }  // namespace ditbench

@@ -11,13 +11,6 @@
 // releases, the warp groups' turns, the softmax (CUTLASS's CollectiveSoftmax), the P V product
 // from registers. The products are the same instructions on the same values, so the outputs are
 // CUTLASS's bit for bit (GPU test).
-//
-// With kLazyRescale the softmax of key blocks after the first is LazyRescaleSoftmax's instead:
-// each row keeps its running maximum until a block raises it by more than 2^8 (in the
-// probabilities' scale), so the output and sum are rescaled (64 multiplies a thread and block)
-// only when that happens, almost never after the first block. The result is the same softmax
-// (the kept maximum cancels in the final division; probabilities up to 256 lose nothing in bf16
-// or float32), not the same bits.
 #ifdef DITBENCH_HAS_CUTLASS_FMHA
 #include <cutlass/cutlass.h>
 #include <cute/tensor.hpp>
@@ -29,73 +22,7 @@
 namespace ditbench {
 namespace fmha_detail {
 
-// The online softmax's step for a key block after the first, CUTLASS's CollectiveSoftmax::step
-// except for when the running maximum moves (above).
-template <class Fusion, class Params>
-struct LazyRescaleSoftmax {
-  static constexpr float kHeadroomLog2 = 8.0f;
-
-  // acc_qk: S in the QK product's accumulator layout (P on return); state: (row maxima, row sums);
-  // acc_pv: O, rescaled where a row's maximum moves.
-  template <bool kMasked, class AccQK, class TiledMmaQK, class CountQK, class State, class AccPV,
-            class TiledMmaPV, class ProblemShape>
-  CUTLASS_DEVICE static void step(Params const& params, AccQK& acc_qk, TiledMmaQK const& mma_qk,
-                                  CountQK const& count_qk, State& state, AccPV& acc_pv,
-                                  TiledMmaPV const& mma_pv, ProblemShape const& problem_size) {
-    using namespace cute;
-    using cutlass::fmha::collective::layout_acc_mn;
-    if constexpr (kMasked) Fusion{}.before_softmax(acc_qk, count_qk, problem_size);
-    Tensor s = make_tensor(acc_qk.data(), layout_acc_mn(mma_qk, acc_qk.layout()));  // (row, key)
-    Tensor o = make_tensor(acc_pv.data(), layout_acc_mn(mma_pv, acc_pv.layout()));  // (row, dim)
-    constexpr int kRows = decltype(size<0>(s))::value;
-    auto target = cutlass::fmha::collective::reduction_target_n(mma_qk);
-    constexpr int kTargetRank = decltype(rank(target))::value;
-    auto& s_max = get<0>(state);
-    auto& a_sum = get<1>(state);
-    const float scale = params.scale_softmax_log2;
-    // Each row's maximum over the block and the kept one, reduced over the threads of the row.
-    float block_max[kRows];
-    bool moves[kRows];
-    bool raise = false;
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRows; ++i) {
-      block_max[i] = s_max(i);
-      CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < size<1>(s); ++j) block_max[i] = ::max(block_max[i], s(i, j));
-      for_each(make_seq<kTargetRank>{}, [&](auto r) {
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 1; j < shape<r>(target); j *= 2) {
-          block_max[i] = ::max(block_max[i],
-                               __shfl_xor_sync(uint32_t(-1), block_max[i], stride<r>(target) * j));
-        }
-      });
-      moves[i] = s_max(i) == -INFINITY ? block_max[i] != -INFINITY
-                                       : (block_max[i] - s_max(i)) * scale > kHeadroomLog2;
-      raise |= moves[i];
-    }
-    // The rescale, when a row of the warp needs one: the rows that do take their new maximum.
-    if (__any_sync(uint32_t(-1), raise)) {
-      CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < kRows; ++i) {
-        const float kept = s_max(i) == -INFINITY ? 0.0f : s_max(i);
-        const float factor = moves[i] ? ::exp2f((kept - block_max[i]) * scale) : 1.0f;
-        if (moves[i]) s_max(i) = block_max[i];
-        a_sum(i) *= factor;
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < size<1>(o); ++j) o(i, j) *= factor;
-      }
-    }
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRows; ++i) {
-      const float offset = scale * (s_max(i) == -INFINITY ? 0.0f : s_max(i));
-      CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < size<1>(s); ++j) s(i, j) = ::exp2f(scale * s(i, j) - offset);
-      a_sum(i) += cutlass::fmha::collective::reduce(s(i, _), cute::plus{});
-    }
-  }
-};
-
-template <class Base, class Fusion, bool kLazyRescale = false>
+template <class Base, class Fusion>
 struct QueryRegistersMainloop : Base {
   using typename Base::Element;
   using typename Base::PipelineState;
@@ -202,13 +129,8 @@ struct QueryRegistersMainloop : Base {
       warpgroup_fence_operand(acc_qk);
       warpgroup_fence_operand(acc_pv);
       if constexpr (Base::kIsMainloopLocked) math_wg_order_barrier.wait();
-      if constexpr (kLazyRescale) {
-        LazyRescaleSoftmax<Fusion, Params>::template step<decltype(masked)::value>(
-            params, acc_qk, tiled_mma_qk, tPcP, softmax_state, acc_pv, tiled_mma_pv, problem_size);
-      } else {
-        softmax.template step<decltype(masked)::value>(acc_qk, tiled_mma_qk, tPcP, softmax_state,
-                                                       acc_pv, tiled_mma_pv, problem_size);
-      }
+      softmax.template step<decltype(masked)::value>(acc_qk, tiled_mma_qk, tPcP, softmax_state,
+                                                     acc_pv, tiled_mma_pv, problem_size);
       if constexpr (Base::kIsMainloopLocked) math_wg_order_barrier.arrive();
       Tensor p = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
       pipeline.consumer_wait(smem_pipe_read, token);
