@@ -126,10 +126,11 @@ at::Tensor run_split(const FmhaProblem& problem, const FmhaTailSplit& split, con
 }
 #endif
 
-// The variant the backend runs: DITBENCH_FMHA_KERNEL names one (fmha_variants), else the default.
-FmhaVariant chosen_variant() {
+// The variant DITBENCH_FMHA_KERNEL names (fmha_variants), none when unset (the default for the
+// problem's keys).
+std::optional<FmhaVariant> chosen_variant() {
   const char* env = std::getenv("DITBENCH_FMHA_KERNEL");
-  if (env == nullptr || *env == 0) return kFmhaDefaultVariant;
+  if (env == nullptr || *env == 0) return std::nullopt;
   std::string known;
   for (const auto& [variant, name] : fmha_variants()) {
     if (name == env) return variant;
@@ -165,13 +166,16 @@ class CutlassFmhaBackend : public AttentionBackend {
   }
   LocalAttentionResult run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& key_mask, bool need_lse) const override {
-    const FmhaVariant variant = chosen_variant();
-    note_attention_served(name(), "ditbench CUTLASS FMHA sm90 (" + variant_name(variant) + ")");
-    return attend_by_key_selection(
-        q, k, v, key_mask, need_lse,
-        [variant](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool need_lse) {
-          return cutlass_fmha_attention(q, k, v, need_lse, variant);
-        });
+    const auto chosen = chosen_variant();
+    return attend_by_key_selection(q, k, v, key_mask, need_lse,
+                                   [this, chosen](const at::Tensor& q, const at::Tensor& k,
+                                                  const at::Tensor& v, bool need_lse) {
+                                     const auto variant =
+                                         chosen.value_or(fmha_default_variant(k.size(2)));
+                                     note_attention_served(name(), "ditbench CUTLASS FMHA sm90 (" +
+                                                                       variant_name(variant) + ")");
+                                     return cutlass_fmha_attention(q, k, v, need_lse, variant);
+                                   });
   }
 
  private:
@@ -212,8 +216,10 @@ FmhaTailSplit plan_fmha_tail_split(int64_t batch, int64_t heads, int64_t queries
 }
 
 LocalAttentionResult cutlass_fmha_attention(const at::Tensor& q, const at::Tensor& k,
-                                            const at::Tensor& v, bool need_lse, FmhaVariant variant,
+                                            const at::Tensor& v, bool need_lse,
+                                            std::optional<FmhaVariant> chosen,
                                             std::optional<FmhaTailSplit> split) {
+  const FmhaVariant variant = chosen.value_or(fmha_default_variant(k.size(2)));
 #ifdef DITBENCH_HAS_CUDA
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "cutlass_fmha: q, k, v must be 4-d");
   for (const auto* x : {&q, &k, &v}) {

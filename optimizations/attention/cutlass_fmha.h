@@ -4,8 +4,8 @@
 // "cutlass_fmha". q, k and v are read in place through their strides (the column ranges of a
 // packed projection included); the output is written token-major, as the models read it back. A
 // key mask is served by running the kernel on the valid keys (attend_by_key_selection). The
-// backend runs kFmhaDefaultVariant; DITBENCH_FMHA_KERNEL=<name> (a name of fmha_variants) picks
-// another, an unknown name is an InputError naming the known ones.
+// backend runs fmha_default_variant for the keys; DITBENCH_FMHA_KERNEL=<name> (a name of
+// fmha_variants) picks another, an unknown name is an InputError naming the known ones.
 //
 // The kernels walk 128-query tiles (one per query block and head) with one block per SM; where the
 // last round of tiles would leave many SMs idle, the last query tiles run split over equal key
@@ -42,8 +42,8 @@ FmhaTailSplit plan_fmha_tail_split(int64_t batch, int64_t heads, int64_t queries
 // The backend for the registry.
 std::unique_ptr<AttentionBackend> make_cutlass_fmha_backend();
 
-// Unmasked attention by one FMHA variant (the backend runs kFmhaDefaultVariant): q [B, H, Sq, D],
-// k, v [B, H, Sk, D] bf16 on a CUDA device. Operands whose layout the kernel cannot read
+// Unmasked attention by one FMHA variant (none: fmha_default_variant for the keys): q [B, H, Sq,
+// D], k, v [B, H, Sk, D] bf16 on a CUDA device. Operands whose layout the kernel cannot read
 // (strides not multiples of 8 elements, unaligned bases) are copied token-major first; a query
 // count that is not a multiple of 8 is padded with zero queries whose rows are dropped. Throws
 // Unsupported with the kernel's reason when it cannot run at all (device, dtype, head dim).
@@ -53,7 +53,7 @@ std::unique_ptr<AttentionBackend> make_cutlass_fmha_backend();
 // by parts) runs in one launch.
 LocalAttentionResult cutlass_fmha_attention(const at::Tensor& q, const at::Tensor& k,
                                             const at::Tensor& v, bool need_lse,
-                                            FmhaVariant variant = kFmhaDefaultVariant,
+                                            std::optional<FmhaVariant> variant = std::nullopt,
                                             std::optional<FmhaTailSplit> split = std::nullopt);
 
 }  // namespace ditbench

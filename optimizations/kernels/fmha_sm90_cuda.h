@@ -49,12 +49,18 @@ enum class FmhaVariant {
 // Every variant with its name ("coop_128x128"), in declaration order.
 const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants();
 
-// The variant attention runs with: on an H100 at HunyuanVideo's 480p shape CUTLASS's two kernels
-// sustain the same rate within 0.5 % (ping-pong's 480p steps 0.3 % faster), and the ping-pong one
-// with Q in registers 0.7-1.0 % more at the power limit, its 480p steps 0.7-0.9 % faster; that
-// kernel on pairs of blocks sharing their K and V loads another 0.1-0.3 % on an H200
-// (bench/RESULTS.md).
-constexpr FmhaVariant kFmhaDefaultVariant = FmhaVariant::kPingpong128x128QueryRegistersCluster2;
+// The variant attention runs with for `keys` keys: on an H100 at HunyuanVideo's 480p shape
+// CUTLASS's two kernels sustain the same rate within 0.5 % (ping-pong's 480p steps 0.3 % faster),
+// and the ping-pong one with Q in registers 0.7-1.0 % more at the power limit, its 480p steps
+// 0.7-0.9 % faster. That kernel on pairs of blocks sharing their K and V loads made the 480p step
+// (25,640 keys) another 0.2-0.8 % faster on three H200s and the 720p step (119,056 keys) 0.2-0.5 %
+// slower on one (bench/RESULTS.md): the pairs serve up to 2^16 keys, a boundary between the two
+// measured sizes, not measured itself.
+constexpr int64_t kFmhaPairsMaxKeys = int64_t(1) << 16;
+constexpr FmhaVariant fmha_default_variant(int64_t keys) {
+  return keys <= kFmhaPairsMaxKeys ? FmhaVariant::kPingpong128x128QueryRegistersCluster2
+                                   : FmhaVariant::kPingpong128x128QueryRegisters;
+}
 
 // Empty when every variant can run `problem` on the current device, else why not (a build without
 // CUTLASS's FMHA headers, a device other than compute capability 9.0, a head dim other than 128,

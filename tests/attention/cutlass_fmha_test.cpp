@@ -39,6 +39,9 @@ TEST(CutlassFmha, RefusesWhatItCannotRun) {
   }
   std::vector<std::string> names;
   for (const auto& [variant, name] : fmha_variants()) names.push_back(name);
+  // The pairs serve the 480p step's keys, not the 720p step's.
+  EXPECT_EQ(fmha_default_variant(25640), FmhaVariant::kPingpong128x128QueryRegistersCluster2);
+  EXPECT_EQ(fmha_default_variant(119056), FmhaVariant::kPingpong128x128QueryRegisters);
   EXPECT_EQ(names,
             (std::vector<std::string>{"coop_128x128", "pingpong_128x128", "pingpong_128x128_qreg",
                                       "pingpong_128x128_qreg_c2x1"}));
@@ -203,9 +206,9 @@ TEST(CutlassFmhaCuda, SplitTailMatchesTheReferenceAndOneLaunch) {
                  std::to_string(main) + "/" + std::to_string(parts));
     auto in = packed_inputs(1, 3, queries, keys);
     auto ref = math_attention(in.q, in.k, in.v, {}, true);
-    auto one = cutlass_fmha_attention(in.q, in.k, in.v, true, kFmhaDefaultVariant, FmhaTailSplit{});
-    auto got = cutlass_fmha_attention(in.q, in.k, in.v, true, kFmhaDefaultVariant,
-                                      FmhaTailSplit{main, parts});
+    auto one = cutlass_fmha_attention(in.q, in.k, in.v, true, std::nullopt, FmhaTailSplit{});
+    auto got =
+        cutlass_fmha_attention(in.q, in.k, in.v, true, std::nullopt, FmhaTailSplit{main, parts});
     ASSERT_EQ(got.out.sizes(), in.q.sizes());
     EXPECT_LT(rel_error(got.out, ref.out), 1e-2);
     EXPECT_LT((got.lse - ref.lse).abs().max().item<double>(), 2e-2);
@@ -214,8 +217,8 @@ TEST(CutlassFmhaCuda, SplitTailMatchesTheReferenceAndOneLaunch) {
     EXPECT_LT(rel_error(got.out, one.out), 4e-3);
     EXPECT_LT((got.lse - one.lse).abs().max().item<double>(), 1e-3);
     // Without the lse asked for: the same output.
-    auto no_lse = cutlass_fmha_attention(in.q, in.k, in.v, false, kFmhaDefaultVariant,
-                                         FmhaTailSplit{main, parts});
+    auto no_lse =
+        cutlass_fmha_attention(in.q, in.k, in.v, false, std::nullopt, FmhaTailSplit{main, parts});
     EXPECT_TRUE(at::equal(no_lse.out, got.out));
   }
   // As planned: 2900 queries x 24 heads (552 tiles, 4.2 rounds on 132 SMs), 16,384 keys.
@@ -223,7 +226,7 @@ TEST(CutlassFmhaCuda, SplitTailMatchesTheReferenceAndOneLaunch) {
   if (plan_fmha_tail_split(1, 24, 2900, 16384, sms).parts == 1) GTEST_SKIP() << sms << " SMs";
   auto in = packed_inputs(1, 24, 2900, 16384);
   auto planned = cutlass_fmha_attention(in.q, in.k, in.v, true);
-  auto one = cutlass_fmha_attention(in.q, in.k, in.v, true, kFmhaDefaultVariant, FmhaTailSplit{});
+  auto one = cutlass_fmha_attention(in.q, in.k, in.v, true, std::nullopt, FmhaTailSplit{});
   EXPECT_FALSE(at::equal(planned.out, one.out));  // the tail did run split
   EXPECT_LT(rel_error(planned.out, one.out), 4e-3);
   EXPECT_LT((planned.lse - one.lse).abs().max().item<double>(), 1e-3);
@@ -256,16 +259,16 @@ TEST(CutlassFmhaCuda, ReplaysOfACapturedCallComputeWhatTheEagerCallDoes) {
   }
   // The split tail captured: its copy, two launches and merge replay as run eagerly.
   const FmhaTailSplit split{256, 3};
-  cutlass_fmha_attention(input.q, input.k, input.v, true, kFmhaDefaultVariant, split);
+  cutlass_fmha_attention(input.q, input.k, input.v, true, std::nullopt, split);
   at::cuda::CUDAGraph split_graph;
   split_graph.capture_begin();
   auto split_captured =
-      cutlass_fmha_attention(input.q, input.k, input.v, true, kFmhaDefaultVariant, split);
+      cutlass_fmha_attention(input.q, input.k, input.v, true, std::nullopt, split);
   split_graph.capture_end();
   auto fresh = packed_inputs(1, 2, 333, 333, 23);
   input.q.copy_(fresh.q), input.k.copy_(fresh.k), input.v.copy_(fresh.v);
   split_graph.replay();
-  auto eager = cutlass_fmha_attention(fresh.q, fresh.k, fresh.v, true, kFmhaDefaultVariant, split);
+  auto eager = cutlass_fmha_attention(fresh.q, fresh.k, fresh.v, true, std::nullopt, split);
   EXPECT_TRUE(at::equal(split_captured.out, eager.out));
   EXPECT_TRUE(at::equal(split_captured.lse, eager.lse));
 #endif
