@@ -53,7 +53,7 @@ const std::vector<std::pair<FmhaVariant, std::string>>& fmha_variants();
 // CUTLASS's two kernels sustain the same rate within 0.5 % (ping-pong's 480p steps 0.3 % faster),
 // and the ping-pong one with Q in registers 0.7-1.0 % more at the power limit, its 480p steps
 // 0.7-0.9 % faster. That kernel on pairs of blocks sharing their K and V loads made the 480p step
-// (25,640 keys) another 0.2-0.8 % faster on three H200s and the 720p step (119,056 keys) 0.2-0.5 %
+// (25,640 keys) another 0.2-0.8 % faster on three H200s and the 720p step (119,056 keys) 0.4 %
 // slower on one (bench/RESULTS.md): the pairs serve up to 2^16 keys, a boundary between the two
 // measured sizes, not measured itself.
 constexpr int64_t kFmhaPairsMaxKeys = int64_t(1) << 16;
