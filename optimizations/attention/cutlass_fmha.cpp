@@ -107,10 +107,8 @@ at::Tensor run_split(const FmhaProblem& problem, const FmhaTailSplit& split, con
   second.lse = rest_lse.data_ptr<float>();
   for (const auto* launch : {&first, &second}) {
     auto why = fmha_sm90_check(*launch);
-    const bool rest_launch = launch == &second;
-    if (why.empty())
-      why = fmha_sm90_forward(*launch, rest_launch ? fmha_sm90_single_block_form(variant) : variant,
-                              stream);
+    const auto kernel = launch == &second ? fmha_sm90_single_block_form(variant) : variant;
+    if (why.empty()) why = fmha_sm90_forward(*launch, kernel, stream);
     if (!why.empty()) throw std::runtime_error(backend_name() + " (split tail): " + why);
   }
   std::vector<at::Tensor> outs, lses;
@@ -167,15 +165,13 @@ class CutlassFmhaBackend : public AttentionBackend {
   LocalAttentionResult run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& key_mask, bool need_lse) const override {
     const auto chosen = chosen_variant();
-    return attend_by_key_selection(q, k, v, key_mask, need_lse,
-                                   [this, chosen](const at::Tensor& q, const at::Tensor& k,
-                                                  const at::Tensor& v, bool need_lse) {
-                                     const auto variant =
-                                         chosen.value_or(fmha_default_variant(k.size(2)));
-                                     note_attention_served(name(), "ditbench CUTLASS FMHA sm90 (" +
-                                                                       variant_name(variant) + ")");
-                                     return cutlass_fmha_attention(q, k, v, need_lse, variant);
-                                   });
+    auto attend = [this, chosen](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 bool need_lse) {
+      const auto variant = chosen.value_or(fmha_default_variant(k.size(2)));
+      note_attention_served(name(), "ditbench CUTLASS FMHA sm90 (" + variant_name(variant) + ")");
+      return cutlass_fmha_attention(q, k, v, need_lse, variant);
+    };
+    return attend_by_key_selection(q, k, v, key_mask, need_lse, attend);
   }
 
  private:
