@@ -3,7 +3,9 @@
 // head: each block loads half of every key and value block and the TMA multicast writes it into
 // both blocks' shared memory, so each block reads half the keys and values from L2. At
 // HunyuanVideo's 480p shape the kernel moves ~4.7 TB/s from L2 into the SMs at full rate; at the
-// card's power limit the step is bounded by energy, and those bytes cost energy.
+// card's power limit the step is bounded by energy, and those bytes cost some: halving them made
+// the 480p step 0.2-0.8 % faster, the 720p step 0.4 % slower (bench/RESULTS.md; fmha_sm90_cuda.h's
+// fmha_default_variant picks by the keys).
 //
 // What changes against the one-block kernel, all in the loads and the pipelines' bookkeeping:
 // - The K and V loads are CUTLASS's TMA multicast copies for a (2, 1, 1) cluster; each block's
@@ -45,7 +47,7 @@ struct ClusterPipeline : cutlass::PipelineTmaAsync<kStages> {
 template <class Base, class Fusion>
 struct SharedKeysMainloop : QueryRegistersMainloop<Base, Fusion> {
   using ClusterShape = cute::Shape<cute::_2, cute::_1, cute::_1>;
-  static constexpr int kClusterBlocks = 2;
+  static constexpr int kClusterBlocks = cute::size(ClusterShape{});
   using typename Base::Element;
   using typename Base::MainloopPipeline;
   using typename Base::PipelineState;
